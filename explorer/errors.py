@@ -1,0 +1,25 @@
+"""Errors the explorer reports to users as one clear line (command line) or message (app)."""
+
+
+class ExplorerError(Exception):
+    """Base class: ``str(error)`` is a complete message for the user."""
+
+
+class BadPrompt(ExplorerError):
+    """Empty prompt, or one longer than the configured token cap."""
+
+
+class ModelNotFound(ExplorerError):
+    """Unknown model id or folder, no network without a cached copy, or a gated model without a token."""
+
+
+class UnsupportedArchitecture(ExplorerError):
+    """The model's architecture has no adapter."""
+
+
+class BadSetting(ExplorerError):
+    """An option out of range: weights, ablation mode, sizes, device, dtype."""
+
+
+class OutOfMemory(ExplorerError):
+    """The device ran out of memory."""

@@ -1,0 +1,299 @@
+"""The token-level computation graph of one prompt (METHOD.md sections 1-2), held in tensors.
+
+Nodes are residual-stream states ``(g, t)``: ``g = 0`` input embeddings, ``g = 2l+1`` after layer ``l``'s
+attention, ``g = 2l+2`` after its MLP. Edges are the additive terms of each node:
+
+- into ``(2l+1, t)``: a residual edge from ``(2l, t)`` and one attention edge per head ``h`` and source
+  ``s <= t`` from ``(2l, s)`` (``e = A[l,h,t,s] * W_O[l,h] v[l,h,s]``);
+- into ``(2l+2, t)``: a residual edge from ``(2l+1, t)`` and an MLP edge from ``(2l+1, t)``, or from
+  ``(2l, t)`` in parallel-residual models (GPT-NeoX/Pythia), whose MLP reads the layer input.
+
+Weights are local: the weights into each node sum to 1 (``l1``, ``l2`` or ``ifr``). Only ``H x T``
+per-head norms ``|W_O v|`` are needed per layer for ``l1``/``l2`` (``|A * u| = A * |u|``); ``ifr`` builds
+the edge vectors block by block. Memory is ``O(L x H x T^2)`` scalars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from explorer.errors import BadSetting
+from explorer.models.adapters import Adapter
+from explorer.models.hooks import LayerRecord
+
+WEIGHTINGS = ("l1", "l2", "ifr")
+
+ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP, MLP = 0, 1, 2, 3
+EDGE_KINDS = ("attention", "residual", "residual", "mlp")
+
+
+@dataclass(frozen=True)
+class EdgeLayout:
+    """Global edge ids for ``L`` layers, ``H`` heads and ``T`` tokens.
+
+    Attention edge ``(l, h, s -> t)`` has id ``((l*H + h)*T + t)*T + s``; then come three ``[L, T]``
+    blocks: residual edges into attention nodes, residual edges into MLP nodes, MLP edges (``l*T + t``
+    within each). Ids with ``s > t``, and edges into last-layer nodes other than the output token's
+    (they cannot reach the output node), are not edges. Node ``(g, t)`` has id ``g*T + t``.
+    """
+
+    n_layers: int
+    n_heads: int
+    n_tokens: int
+    parallel: bool = False
+
+    @property
+    def n_attention_ids(self) -> int:
+        return self.n_layers * self.n_heads * self.n_tokens * self.n_tokens
+
+    def offset(self, kind: int) -> int:
+        """First id of block ``kind`` (ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP or MLP)."""
+        return 0 if kind == ATTENTION else self.n_attention_ids + (kind - 1) * self.n_layers * self.n_tokens
+
+    @property
+    def n_ids(self) -> int:
+        return self.n_attention_ids + 3 * self.n_layers * self.n_tokens
+
+    @property
+    def n_nodes(self) -> int:
+        return (2 * self.n_layers + 1) * self.n_tokens
+
+    @property
+    def output_node(self) -> int:
+        return 2 * self.n_layers * self.n_tokens + self.n_tokens - 1
+
+    @property
+    def n_edges(self) -> int:
+        """``E``: edges from which the output node can be reached."""
+        L, H, T = self.n_layers, self.n_heads, self.n_tokens
+        per_layer = H * T * (T + 1) // 2 + 3 * T
+        return (L - 1) * per_layer + H * T + 3
+
+    def decode(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Split edge ids into ``kind``, ``layer``, ``head`` (-1 if none), ``target`` t, ``source`` s,
+        and the ``src_node`` / ``dst_node`` ids."""
+        ids = np.asarray(ids, dtype=np.int64)
+        L, H, T = self.n_layers, self.n_heads, self.n_tokens
+        is_attn = ids < self.n_attention_ids
+        rest = np.where(is_attn, 0, ids - self.n_attention_ids)
+        kind = np.where(is_attn, ATTENTION, 1 + rest // (L * T))
+        lt = rest % (L * T)
+        layer = np.where(is_attn, ids // (H * T * T), lt // T)
+        head = np.where(is_attn, (ids // (T * T)) % H, -1)
+        target = np.where(is_attn, (ids // T) % T, lt % T)
+        source = np.where(is_attn, ids % T, target)
+        dst_g = np.where((kind == ATTENTION) | (kind == RESIDUAL_ATTN), 2 * layer + 1, 2 * layer + 2)
+        src_g = np.where(kind == RESIDUAL_MLP, 2 * layer + 1, 2 * layer)
+        if not self.parallel:
+            src_g = np.where(kind == MLP, 2 * layer + 1, src_g)
+        return {
+            "kind": kind,
+            "layer": layer,
+            "head": head,
+            "target": target,
+            "source": source,
+            "src_node": src_g * T + source,
+            "dst_node": dst_g * T + target,
+        }
+
+    def component(self, ids: np.ndarray) -> np.ndarray:
+        """Component index per edge: ``l*H + h`` for attention heads, ``L*H + l`` for MLPs, -1 for
+        residual edges. Names are :meth:`component_names`."""
+        d = self.decode(ids)
+        comp = np.full(len(d["kind"]), -1, dtype=np.int64)
+        attn = d["kind"] == ATTENTION
+        comp[attn] = d["layer"][attn] * self.n_heads + d["head"][attn]
+        mlp = d["kind"] == MLP
+        comp[mlp] = self.n_layers * self.n_heads + d["layer"][mlp]
+        return comp
+
+    def component_names(self) -> list[str]:
+        """``a{layer}.h{head}`` for every head, then ``m{layer}`` for every MLP."""
+        heads = [f"a{l}.h{h}" for l in range(self.n_layers) for h in range(self.n_heads)]
+        return heads + [f"m{l}" for l in range(self.n_layers)]
+
+
+@dataclass
+class TokenGraph:
+    """Local edge weights of one prompt's graph (float32, on the model's device).
+
+    ``attention`` ``[L, H, T, T]`` (0 where ``s > t``), ``residual_attn``, ``residual_mlp``, ``mlp``
+    ``[L, T]``. Weights into each reachable node sum to 1.
+    """
+
+    layout: EdgeLayout
+    weighting: str
+    attention: torch.Tensor
+    residual_attn: torch.Tensor
+    residual_mlp: torch.Tensor
+    mlp: torch.Tensor
+
+    def flat_weights(self) -> torch.Tensor:
+        """All weights indexed by edge id, ``[n_ids]``."""
+        return torch.cat(
+            [self.attention.reshape(-1), self.residual_attn.reshape(-1),
+             self.residual_mlp.reshape(-1), self.mlp.reshape(-1)]
+        )
+
+    def csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Edges grouped by target node in push order (residual, then heads ``h`` and sources ``s``).
+
+        Returns ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (float64), ``edge_id [M]``, with ``M = E``.
+        """
+        lay = self.layout
+        L, H, T = lay.n_layers, lay.n_heads, lay.n_tokens
+        dev = self.attention.device
+        t_idx = torch.arange(T, device=dev)
+        causal = (t_idx[None, :] <= t_idx[:, None])  # [t, s]
+        ids_attn = torch.arange(lay.n_attention_ids, device=dev).view(L, H, T, T)
+        srcs, weights, edge_ids, degrees = [], [], [], []
+        for l in range(L):
+            last = l == L - 1
+            live = torch.ones(T, dtype=torch.bool, device=dev) if not last else t_idx == T - 1
+            # attention nodes (2l+1, t): [residual, (h, s) for h, s]
+            w = torch.cat([self.residual_attn[l][:, None], self.attention[l].permute(1, 0, 2).reshape(T, H * T)], 1)
+            e = torch.cat([(lay.offset(RESIDUAL_ATTN) + l * T + t_idx)[:, None],
+                           ids_attn[l].permute(1, 0, 2).reshape(T, H * T)], 1)
+            s = torch.cat([(2 * l * T + t_idx)[:, None], (2 * l * T + t_idx).repeat(H)[None, :].expand(T, H * T)], 1)
+            keep = torch.cat([torch.ones(T, 1, dtype=torch.bool, device=dev), causal.repeat(1, H)], 1) & live[:, None]
+            srcs.append(s[keep]); weights.append(w[keep]); edge_ids.append(e[keep])
+            degrees.append(torch.where(live, 1 + H * (t_idx + 1), 0))
+            # MLP nodes (2l+2, t): [residual, mlp]
+            w = torch.stack([self.residual_mlp[l], self.mlp[l]], 1)
+            e = torch.stack([lay.offset(RESIDUAL_MLP) + l * T + t_idx, lay.offset(MLP) + l * T + t_idx], 1)
+            mlp_src_g = 2 * l if lay.parallel else 2 * l + 1
+            s = torch.stack([(2 * l + 1) * T + t_idx, mlp_src_g * T + t_idx], 1)
+            keep = live[:, None].expand(T, 2)
+            srcs.append(s[keep]); weights.append(w[keep]); edge_ids.append(e[keep])
+            degrees.append(torch.where(live, 2, 0))
+        deg = torch.cat([torch.zeros(T, dtype=torch.long, device=dev)] + degrees)
+        node_ptr = torch.zeros(lay.n_nodes + 1, dtype=torch.long, device=dev)
+        node_ptr[1:] = torch.cumsum(deg, 0)
+        return (
+            node_ptr.cpu().numpy(),
+            torch.cat(srcs).cpu().numpy(),
+            torch.cat(weights).double().cpu().numpy(),
+            torch.cat(edge_ids).cpu().numpy(),
+        )
+
+
+def _normalise(parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Divide each node's non-negative scores by their sum (uniform weights where all are 0).
+
+    Each part is ``[T, k]`` (``k`` scores per node, any trailing shape flattened by the caller).
+    """
+    total = sum(p.sum(-1) for p in parts)  # [T]
+    count = sum(p.shape[-1] for p in parts)
+    zero = total <= 0
+    safe = torch.where(zero, torch.ones_like(total), total)
+    return [torch.where(zero[:, None], torch.full_like(p, 1.0 / count), p / safe[:, None]) for p in parts]
+
+
+def head_vectors(adapter: Adapter, layer: int, values: torch.Tensor) -> torch.Tensor:
+    """Per-head output vectors ``u[h, s] = W_O[l, h] v[l, h, s]``: ``values [H, T, Dh]`` -> ``[H, T, d]``
+    (float32)."""
+    H, T, Dh = values.shape
+    w = adapter.out_proj_weight(adapter.layers[layer]).float()  # [d, H*Dh]
+    return torch.einsum("hsk,dhk->hsd", values.float(), w.view(w.shape[0], H, Dh))
+
+
+def attention_scale(adapter: Adapter, layer: int, rec: LayerRecord) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Linearised post-attention norm: ``gain [d]`` and ``inv_std [T]``, or ``(None, None)``
+    for layers without one (METHOD.md section 1)."""
+    norm = adapter.norm(adapter.layers[layer], "post_attn")
+    if norm is None:
+        return None, None
+    return adapter.norm_gain(norm), adapter.norm_inv_std(norm, rec.attn_raw)
+
+
+def attention_terms(adapter: Adapter, layer: int, rec: LayerRecord, t: int) -> torch.Tensor:
+    """The edge vectors into attention node ``(2l+1, t)``: ``[H, t+1, d]`` float32. With the output bias
+    (if any) they sum to ``rec.attn[t]``."""
+    u = head_vectors(adapter, layer, rec.values)[:, : t + 1]  # [H, t+1, d]
+    gain, inv_std = attention_scale(adapter, layer, rec)
+    e = rec.probs[:, t, : t + 1].float()[..., None] * u
+    if gain is not None:
+        e = e * (gain * inv_std[t])
+    return e
+
+
+def _norm(x: torch.Tensor, p: int) -> torch.Tensor:
+    return torch.linalg.vector_norm(x, ord=p, dim=-1)
+
+
+def _ifr_attention(y: torch.Tensor, probs: torch.Tensor, u: torch.Tensor, block_elems: int = 1 << 26) -> torch.Tensor:
+    """IFR proximities of attention edges: ``y [T, d]``, ``probs [H, T, T]``, ``u [H, T, d]`` (already
+    scaled by any norm gain) -> ``[H, T, T]``, ``max(|y_t| - |y_t - A[h,t,s] u[h,s]|, 0)``."""
+    H, T, d = u.shape
+    out = torch.empty(H, T, T, device=y.device)
+    y_norm = y.abs().sum(-1)  # [T]
+    step = max(1, block_elems // max(1, H * T * d))
+    for t0 in range(0, T, step):
+        t1 = min(T, t0 + step)
+        e = probs[:, t0:t1, :, None] * u[:, None, :, :]  # [H, tb, T, d]
+        dist = (y[None, t0:t1, None, :] - e).abs().sum(-1)  # [H, tb, T]
+        out[:, t0:t1] = (y_norm[None, t0:t1, None] - dist).clamp_min(0)
+    return out
+
+
+def build_graph(adapter: Adapter, records: list[LayerRecord], weighting: str = "l1") -> TokenGraph:
+    """Edge weights from one recorded forward pass (batch element 0)."""
+    if weighting not in WEIGHTINGS:
+        raise BadSetting(f"unknown edge weighting '{weighting}'; choose one of {', '.join(WEIGHTINGS)}")
+    L = len(records)
+    H, T = records[0].probs.shape[0], records[0].probs.shape[1]
+    layout = EdgeLayout(L, H, T, adapter.parallel_residual)
+    causal = torch.ones(T, T, dtype=torch.bool, device=records[0].x.device).tril()
+    p = 2 if weighting == "l2" else 1
+    attn_w, res_a_w, res_m_w, mlp_w = [], [], [], []
+    final = adapter.final_norm
+    for l, rec in enumerate(records):
+        x, a, m = rec.x.float(), rec.attn.float(), rec.mlp.float()
+        mid = x + a
+        probs = rec.probs.float() * causal  # [H, T, T]
+        u = head_vectors(adapter, l, rec.values)  # [H, T, d]
+        gain, inv_std = attention_scale(adapter, l, rec)
+        if gain is not None:
+            u = u * gain
+        # attention node (2l+1, t): residual x[t], heads A[h,t,s] * (inv_std[t]) * u[h,s]
+        if weighting == "ifr":
+            y = mid
+            res_score = (y.abs().sum(-1) - (y - x).abs().sum(-1)).clamp_min(0)
+            scaled = probs if inv_std is None else probs * inv_std[None, :, None]
+            att_score = _ifr_attention(y, scaled, u)
+        else:
+            res_score = _norm(x, p)
+            att_score = probs * _norm(u, p)[:, None, :]
+            if inv_std is not None:
+                att_score = att_score * inv_std[None, :, None]
+        att_score = att_score * causal
+        res_n, att_n = _normalise([res_score[:, None], att_score.permute(1, 0, 2).reshape(T, H * T)])
+        attn_w.append(att_n.view(T, H, T).permute(1, 0, 2))
+        res_a_w.append(res_n[:, 0])
+        # MLP node (2l+2, t): residual mid[t], MLP m[t]; the output node's vectors go through the
+        # linearised final norm.
+        r_vec, m_vec = mid, m
+        if l == L - 1:
+            scale = adapter.norm_gain(final)[None, :] * adapter.norm_inv_std(final, mid + m)[:, None]
+            r_vec, m_vec = mid * scale, m * scale
+        if weighting == "ifr":
+            y = r_vec + m_vec
+            y_norm = y.abs().sum(-1)
+            r_score = (y_norm - m_vec.abs().sum(-1)).clamp_min(0)  # |y - mid| = |mlp|
+            m_score = (y_norm - r_vec.abs().sum(-1)).clamp_min(0)
+        else:
+            r_score, m_score = _norm(r_vec, p), _norm(m_vec, p)
+        r_n, m_n = _normalise([r_score[:, None], m_score[:, None]])
+        res_m_w.append(r_n[:, 0])
+        mlp_w.append(m_n[:, 0])
+    return TokenGraph(
+        layout=layout,
+        weighting=weighting,
+        attention=torch.stack(attn_w),
+        residual_attn=torch.stack(res_a_w),
+        residual_mlp=torch.stack(res_m_w),
+        mlp=torch.stack(mlp_w),
+    )

@@ -1,0 +1,157 @@
+"""Batched zero-ablation with recomputation (METHOD.md sections 4-5).
+
+Nested subgraphs need no stored masks: each edge keeps its rank in an edge order, and a batch element
+keeps edge ``e`` when ``rank[e] < n_keep``. A batch holds any mix of:
+
+- trace strata (order 0, the greedy order);
+- inverse controls (order 0, ``invert``: drop the first ``n_keep`` attention and MLP edges, keep the rest
+  and every residual edge);
+- random controls (order 1, a random connected order; every residual edge kept);
+
+each in ablation mode ``all`` or ``attention-kept`` (every attention probability kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from explorer.graph import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
+from explorer.models.hooks import Instrumentation
+
+MODES = ("all", "attention-kept")
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """One subgraph of a batch."""
+
+    n_keep: int
+    order: int = 0
+    invert: bool = False
+    keep_residual: bool = False
+    keep_attention: bool = False
+
+
+@dataclass
+class EdgeRanks:
+    """Rank of every edge id in one or more edge orders (``O`` orders), on the model's device.
+
+    ``attention [O, L, H, T, T]``, ``residual_attn``, ``residual_mlp``, ``mlp [O, L, T]`` (int64).
+    Ids that are not edges get rank ``E``.
+    """
+
+    attention: torch.Tensor
+    residual_attn: torch.Tensor
+    residual_mlp: torch.Tensor
+    mlp: torch.Tensor
+
+    @classmethod
+    def from_orders(cls, layout: EdgeLayout, orders: list[np.ndarray], device) -> "EdgeRanks":
+        """``orders``: arrays of edge ids, each a permutation of the graph's ``E`` edges."""
+        L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
+        ranks = torch.full((len(orders), layout.n_ids), layout.n_edges, dtype=torch.int64, device=device)
+        for i, order in enumerate(orders):
+            ids = torch.as_tensor(order, device=device)
+            ranks[i, ids] = torch.arange(len(order), device=device)
+        block = lambda kind: ranks[:, layout.offset(kind): layout.offset(kind) + L * T].view(-1, L, T)
+        return cls(
+            attention=ranks[:, : layout.n_attention_ids].view(-1, L, H, T, T),
+            residual_attn=block(RESIDUAL_ATTN),
+            residual_mlp=block(RESIDUAL_MLP),
+            mlp=block(MLP),
+        )
+
+
+class RankMasks:
+    """:class:`explorer.models.hooks.EdgeMasks` for a batch of :class:`MaskSpec`, derived per layer
+    from :class:`EdgeRanks` as ``rank < n_keep`` (no mask is stored for the whole graph)."""
+
+    def __init__(self, ranks: EdgeRanks, specs: list[MaskSpec], dtype: torch.dtype):
+        dev = ranks.attention.device
+        self.ranks = ranks
+        self.dtype = dtype
+        self.order = torch.tensor([s.order for s in specs], device=dev)
+        self.single_order = specs[0].order if len({s.order for s in specs}) == 1 else None
+        self.n_keep = torch.tensor([s.n_keep for s in specs], device=dev)
+        self.invert = torch.tensor([s.invert for s in specs], device=dev)
+        self.keep_residual = torch.tensor([s.keep_residual for s in specs], device=dev)
+        self.keep_attention = torch.tensor([s.keep_attention for s in specs], device=dev)
+        self.all_attention = all(s.keep_attention for s in specs)
+        self.all_residual = all(s.keep_residual for s in specs)
+
+    def _ranks(self, table: torch.Tensor, layer: int) -> torch.Tensor:
+        """``table [O, L, ...]`` -> ``[B, ...]`` for this layer."""
+        if self.single_order is not None:
+            sel = table[self.single_order, layer]
+            return sel.unsqueeze(0).expand(len(self.order), *sel.shape)
+        return table[:, layer].index_select(0, self.order)
+
+    def _keep(self, table: torch.Tensor, layer: int, invertible: bool, always: torch.Tensor | None) -> torch.Tensor:
+        r = self._ranks(table, layer)
+        shape = (-1,) + (1,) * (r.dim() - 1)
+        keep = r < self.n_keep.view(shape)
+        if invertible:
+            keep = keep ^ self.invert.view(shape)
+        if always is not None:
+            keep = keep | always.view(shape)
+        return keep.to(self.dtype)
+
+    def attention(self, layer: int) -> torch.Tensor | None:
+        if self.all_attention:
+            return None
+        return self._keep(self.ranks.attention, layer, True, self.keep_attention)
+
+    def residual_attn(self, layer: int) -> torch.Tensor | None:
+        if self.all_residual:
+            return None
+        return self._keep(self.ranks.residual_attn, layer, False, self.keep_residual).unsqueeze(-1)
+
+    def residual_mlp(self, layer: int) -> torch.Tensor | None:
+        if self.all_residual:
+            return None
+        return self._keep(self.ranks.residual_mlp, layer, False, self.keep_residual).unsqueeze(-1)
+
+    def mlp(self, layer: int) -> torch.Tensor | None:
+        return self._keep(self.ranks.mlp, layer, True, None).unsqueeze(-1)
+
+
+@torch.no_grad()
+def masked_logits(
+    inst: Instrumentation,
+    input_ids: torch.Tensor,
+    ranks: EdgeRanks,
+    specs: list[MaskSpec],
+    batch_size: int,
+) -> torch.Tensor:
+    """Last-position logits of each subgraph in ``specs``: ``input_ids [1, T]`` -> ``[len(specs), V]``
+    float32, evaluated ``batch_size`` subgraphs per forward pass."""
+    model = inst.adapter.model
+    dtype = next(model.parameters()).dtype
+    out = []
+    try:
+        for start in range(0, len(specs), batch_size):
+            chunk = specs[start: start + batch_size]
+            inst.masks = RankMasks(ranks, chunk, dtype)
+            ids = input_ids.expand(len(chunk), -1)
+            out.append(model(input_ids=ids, logits_to_keep=1).logits[:, -1].float())
+    finally:
+        inst.masks = None
+    return torch.cat(out)
+
+
+def component_counts(layout: EdgeLayout, order: np.ndarray, n_keeps: list[int]) -> np.ndarray:
+    """Edges per component (``a{l}.h{h}`` then ``m{l}``, see :meth:`EdgeLayout.component_names`) among
+    the first ``n`` edges of ``order``, for each ``n``: ``[len(n_keeps), L*H + L]``."""
+    comp = layout.component(order)
+    n_comp = layout.n_layers * (layout.n_heads + 1)
+    return np.stack([np.bincount(comp[:n][comp[:n] >= 0], minlength=n_comp) for n in n_keeps])
+
+
+def kind_counts(layout: EdgeLayout, order: np.ndarray, n_keeps: list[int]) -> np.ndarray:
+    """Attention, MLP and residual edges among the first ``n`` of ``order``: ``[len(n_keeps), 3]``."""
+    kind = layout.decode(order)["kind"]
+    group = np.select([kind == ATTENTION, kind == MLP], [0, 1], 2)
+    return np.stack([np.bincount(group[:n], minlength=3) for n in n_keeps])

@@ -1,0 +1,203 @@
+"""Run a model with its own modules while recording, or masking, every edge of the s-Trace graph.
+
+:func:`instrument` replaces each decoder layer's ``forward`` with one built from the adapter (same modules,
+same arithmetic as the library's layer) and registers an eager attention function, ``"strace"``, with
+transformers' attention interface. With no masks set, logits are bit-identical to transformers' eager
+attention. Two hooks into that computation, both held by :class:`Instrumentation`:
+
+- ``recorder``: a list that receives one :class:`LayerRecord` per layer (batch element 0);
+- ``masks``: an :class:`EdgeMasks` giving, per layer, 0/1 keep-multipliers for a batch of subgraphs.
+
+Masking follows METHOD.md section 4: post-softmax attention probabilities are multiplied by 0 (no
+renormalisation); MLP and residual terms are multiplied by 0. Multiplying by 1 is exact, so the full
+graph reproduces the unmasked logits bit for bit on pre-norm and post-norm layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from explorer.models.adapters import Adapter
+
+ATTENTION_NAME = "strace"
+
+
+@dataclass
+class LayerRecord:
+    """What one layer computed for one prompt (batch element 0).
+
+    ``x`` ``[T, d]``: layer input (graph layer 2l). ``attn`` ``[T, d]``: the attention term added to the
+    residual stream (after a post-attention norm, if any). ``attn_raw`` ``[T, d]``: the attention output
+    before that norm (the same tensor when there is none). ``mlp`` ``[T, d]``: the MLP term.
+    ``probs`` ``[H, T, T]``: post-softmax attention. ``values`` ``[H, T, Dh]``: value vectors per query head.
+    """
+
+    x: torch.Tensor | None = None
+    attn: torch.Tensor | None = None
+    attn_raw: torch.Tensor | None = None
+    mlp: torch.Tensor | None = None
+    probs: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+
+
+class EdgeMasks(Protocol):
+    """Keep-multipliers (0 or 1, activations' dtype) for a batch of ``B`` subgraphs, layer by layer.
+
+    Each method returns ``None`` when every edge of that kind is kept in every batch element.
+    """
+
+    def attention(self, layer: int) -> torch.Tensor | None:
+        """``[B, H, T, T]``: keep attention edge ``(h, s -> t)``."""
+
+    def residual_attn(self, layer: int) -> torch.Tensor | None:
+        """``[B, T, 1]``: keep the residual edge into the attention node ``(2l+1, t)``."""
+
+    def residual_mlp(self, layer: int) -> torch.Tensor | None:
+        """``[B, T, 1]``: keep the residual edge into the MLP node ``(2l+2, t)``."""
+
+    def mlp(self, layer: int) -> torch.Tensor | None:
+        """``[B, T, 1]``: keep the MLP edge into ``(2l+2, t)``."""
+
+
+@dataclass
+class Instrumentation:
+    """Handles for one instrumented model."""
+
+    adapter: Adapter
+    recorder: list[LayerRecord] | None = None
+    masks: EdgeMasks | None = None
+
+    def record(self, layer: int) -> LayerRecord | None:
+        if self.recorder is None:
+            return None
+        while len(self.recorder) <= layer:
+            self.recorder.append(LayerRecord())
+        return self.recorder[layer]
+
+
+def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """``[B, KVH, T, Dh]`` -> ``[B, KVH * n_rep, T, Dh]``, each K/V head repeated for its query heads."""
+    if n_rep == 1:
+        return x
+    b, kvh, t, dh = x.shape
+    return x[:, :, None].expand(b, kvh, n_rep, t, dh).reshape(b, kvh * n_rep, t, dh)
+
+
+def strace_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    softcap: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention that records and masks post-softmax probabilities.
+
+    ``query`` ``[B, H, T, Dh]``, ``key``/``value`` ``[B, KVH, T, Dh]``; returns ``[B, T, H, Dh]`` and the
+    (masked) probabilities ``[B, H, T, T]``.
+    """
+    inst: Instrumentation | None = getattr(module, "_strace", None)
+    key = _repeat_kv(key, query.shape[1] // key.shape[1])
+    value = _repeat_kv(value, query.shape[1] // value.shape[1])
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if softcap is not None:
+        scores = scores / softcap
+        scores = torch.tanh(scores)
+        scores = scores * softcap
+    if attention_mask is not None:
+        scores = scores + attention_mask[:, :, :, : key.shape[-2]]
+    if inst is None or inst.adapter.family.softmax_fp32:
+        probs = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    else:
+        probs = nn.functional.softmax(scores, dim=-1).type(value.dtype)
+    if inst is not None:
+        layer = module._strace_layer
+        rec = inst.record(layer)
+        if rec is not None:
+            rec.probs = probs[0].detach()
+            rec.values = value[0].detach()
+        if inst.masks is not None:
+            keep = inst.masks.attention(layer)
+            if keep is not None:
+                probs = probs * keep
+    out = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    return out, probs
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(ATTENTION_NAME, strace_attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, eager_mask)
+
+
+def _scale(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    return t if keep is None else t * keep
+
+
+def _layer_forward(inst: Instrumentation, layer: nn.Module, index: int):
+    adapter = inst.adapter
+    attn = adapter.attention(layer)
+    mlp = adapter.mlp(layer)
+    pre_attn = adapter.norm(layer, "pre_attn")
+    post_attn = adapter.norm(layer, "post_attn")
+    pre_mlp = adapter.norm(layer, "pre_mlp")
+    post_mlp = adapter.norm(layer, "post_mlp")
+    parallel = adapter.parallel_residual
+
+    def run_mlp(h: torch.Tensor) -> torch.Tensor:
+        h = mlp(pre_mlp(h) if pre_mlp is not None else h)
+        return post_mlp(h) if post_mlp is not None else h
+
+    def forward(hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """``hidden_states`` ``[B, T, d]`` -> ``[B, T, d]``; extra arguments go to the attention module."""
+        x = hidden_states
+        a_raw = attn(pre_attn(x) if pre_attn is not None else x, *args, **kwargs)[0]
+        a = post_attn(a_raw) if post_attn is not None else a_raw
+        masks = inst.masks
+        r1 = masks.residual_attn(index) if masks is not None else None
+        r2 = masks.residual_mlp(index) if masks is not None else None
+        km = masks.mlp(index) if masks is not None else None
+        if parallel:
+            # GPT-NeoX order of summation: mlp + attn + x.
+            m = run_mlp(x)
+            r12 = r1 if r2 is None else (r2 if r1 is None else r1 * r2)
+            out = (_scale(m, km) + _scale(a, r2)) + _scale(x, r12)
+        else:
+            mid = _scale(x, r1) + a
+            m = run_mlp(mid)
+            out = _scale(mid, r2) + _scale(m, km)
+        rec = inst.record(index)
+        if rec is not None:
+            rec.x, rec.attn, rec.attn_raw, rec.mlp = x[0], a[0], a_raw[0], m[0]
+        return out
+
+    return forward
+
+
+def instrument(adapter: Adapter) -> Instrumentation:
+    """Instrument ``adapter.model`` in place (idempotent) and return its :class:`Instrumentation`."""
+    model = adapter.model
+    existing = getattr(model, "_strace_instrumentation", None)
+    if existing is not None:
+        return existing
+    _register_attention()
+    model.set_attn_implementation(ATTENTION_NAME)
+    inst = Instrumentation(adapter=adapter)
+    for index, layer in enumerate(adapter.layers):
+        module = adapter.attention(layer)
+        module._strace = inst
+        module._strace_layer = index
+        layer.forward = _layer_forward(inst, layer, index)
+    model._strace_instrumentation = inst
+    return inst

@@ -1,0 +1,313 @@
+"""The :class:`Trace` of one prompt and :func:`trace_prompt`, which ties the steps together:
+
+1. one recorded forward pass (full logits, attention, per-layer terms);
+2. edge weights (:mod:`explorer.graph`);
+3. the greedy edge order (:mod:`explorer.search`), and a random order for the random control;
+4. strata, controls and (optionally) the other ablation mode, evaluated in batched masked passes
+   (:mod:`explorer.intervene`);
+5. metrics and density (:mod:`explorer.metrics`), moved to the host once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from explorer.errors import BadPrompt, BadSetting, OutOfMemory
+from explorer.graph import ATTENTION, WEIGHTINGS, EdgeLayout, TokenGraph, build_graph
+from explorer.intervene import MODES, EdgeRanks, MaskSpec, component_counts, kind_counts, masked_logits
+from explorer.metrics import (
+    DENSITY_AXES, density, entropy, recovery_sizes, shared_nucleus, total_variation,
+)
+from explorer.models.loading import LoadedModel
+from explorer.search import DEFAULT_SIZES, SearchGraph, check_sizes, greedy_order, random_priorities, strata_edges
+
+DEFAULT_MAX_TOKENS = 256
+VARIANTS = ("trace", "inverse", "random", "other_mode")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a trace is computed. ``mode`` is the ablation mode (METHOD.md section 4); ``compare_modes``
+    also evaluates the trace in the other mode; ``controls`` adds the inverse and random controls."""
+
+    weighting: str = "l1"
+    mode: str = "all"
+    controls: bool = False
+    compare_modes: bool = False
+    sizes: tuple[float, ...] = DEFAULT_SIZES
+    seed: int = 0
+    density_axis: str = "log"
+    top_k: int = 10
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    batch_size: int = 32
+
+    def __post_init__(self):
+        if self.weighting not in WEIGHTINGS:
+            raise BadSetting(f"unknown edge weighting '{self.weighting}'; choose one of {', '.join(WEIGHTINGS)}")
+        if self.mode not in MODES:
+            raise BadSetting(f"unknown ablation mode '{self.mode}'; choose one of {', '.join(MODES)}")
+        if self.density_axis not in DENSITY_AXES:
+            raise BadSetting(f"unknown density axis '{self.density_axis}'; choose log or linear")
+        if self.batch_size < 1 or self.top_k < 1 or self.max_tokens < 1:
+            raise BadSetting("batch_size, top_k and max_tokens must be positive")
+        object.__setattr__(self, "sizes", check_sizes(self.sizes))
+
+    @property
+    def other_mode(self) -> str:
+        return MODES[1 - MODES.index(self.mode)]
+
+
+@dataclass
+class TokenProb:
+    token: str
+    id: int
+    prob: float
+
+
+@dataclass
+class Output:
+    """A next-token distribution's summary: top tokens, entropy (nats), and error against the full model
+    (``tv``, ``shared_nucleus``; 0 for the full model itself) and gold-token cross-entropy if given."""
+
+    top: list[TokenProb]
+    entropy: float
+    tv: float = 0.0
+    shared_nucleus: int = 99
+    gold_ce: float | None = None
+
+
+@dataclass
+class Stratum:
+    """One size ``s`` with ``n_edges = floor(s * E)`` edges. ``outputs`` maps a variant (``trace``,
+    ``inverse``, ``random``, ``other_mode``) to its output; ``kinds`` counts the trace's attention, MLP
+    and residual edges; ``components`` counts edges per ``a{l}.h{h}`` / ``m{l}`` (non-zero only)."""
+
+    size: float
+    n_edges: int
+    outputs: dict[str, Output]
+    kinds: dict[str, int]
+    components: dict[str, int]
+
+    @property
+    def trace(self) -> Output:
+        return self.outputs["trace"]
+
+
+@dataclass
+class Trace:
+    """s-Trace of one prompt. ``order`` holds the ``E`` edge ids in greedy order (ids as in
+    :class:`explorer.graph.EdgeLayout`), ``order_weights`` their weights."""
+
+    model_id: str
+    revision: str | None
+    prompt: str
+    tokens: list[str]
+    token_ids: list[int]
+    gold: str | None
+    settings: Settings
+    layout: EdgeLayout
+    full: Output
+    strata: list[Stratum]
+    density: float
+    recovery: dict[int, float | None]
+    timings: dict[str, float]
+    order: np.ndarray = field(repr=False)
+    order_weights: np.ndarray = field(repr=False)
+
+    @property
+    def n_edges(self) -> int:
+        return self.layout.n_edges
+
+    def curve(self, variant: str = "trace", metric: str = "tv") -> tuple[list[float], list[float]]:
+        """``(sizes, values)`` of one metric for one variant, over the strata that have it."""
+        pts = [(s.size, getattr(s.outputs[variant], metric)) for s in self.strata if variant in s.outputs]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    def density_of(self, variant: str = "trace", axis: str | None = None) -> float:
+        sizes, tv = self.curve(variant, "tv")
+        return density(sizes, tv, axis or self.settings.density_axis)
+
+    def to_dict(self) -> dict:
+        """Everything but the edge order, as plain JSON-ready values."""
+        settings = asdict(self.settings)
+        settings["sizes"] = list(self.settings.sizes)
+        return {
+            "model": {"id": self.model_id, "revision": self.revision},
+            "prompt": self.prompt,
+            "tokens": self.tokens,
+            "token_ids": self.token_ids,
+            "gold": self.gold,
+            "settings": settings,
+            "graph": {
+                "layers": self.layout.n_layers,
+                "heads": self.layout.n_heads,
+                "tokens": self.layout.n_tokens,
+                "parallel_residual": self.layout.parallel,
+                "edges": self.n_edges,
+            },
+            "full": asdict(self.full),
+            "strata": [asdict(s) for s in self.strata],
+            "density": self.density,
+            "density_axis": self.settings.density_axis,
+            "recovery": {str(k): v for k, v in self.recovery.items()},
+            "timings": self.timings,
+        }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
+    """``[1, T]`` input ids, with the tokenizer's BOS where it adds one."""
+    if not prompt or not prompt.strip():
+        raise BadPrompt("the prompt is empty")
+    ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    if ids.shape[1] > max_tokens:
+        raise BadPrompt(f"the prompt has {ids.shape[1]} tokens; the limit is {max_tokens}")
+    if ids.shape[1] < 2:
+        raise BadPrompt("the prompt needs at least 2 tokens")
+    return ids.to(lm.device)
+
+
+def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
+    """The CSR search graph and the edge id of each of its edges."""
+    ptr, src, w, ids = graph.csr()
+    return SearchGraph(ptr, src, w, graph.layout.output_node), ids
+
+
+def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, gold_id: int | None, k: int) -> list[Output]:
+    tv = total_variation(p, q)
+    nuc = shared_nucleus(p, q)
+    ent = entropy(q)
+    top_p, top_i = q.topk(k, dim=-1)
+    ce = -torch.log(q[:, gold_id].clamp_min(1e-45)) if gold_id is not None else None
+    host = [t.cpu().tolist() if t is not None else None for t in (tv, nuc, ent, top_p, top_i, ce)]
+    tv, nuc, ent, top_p, top_i, ce = host
+    outs = []
+    for b in range(q.shape[0]):
+        top = [TokenProb(lm.tokenizer.decode([i]), int(i), float(pr)) for i, pr in zip(top_i[b], top_p[b])]
+        outs.append(Output(top, float(ent[b]), float(tv[b]), int(nuc[b]), None if ce is None else float(ce[b])))
+    return outs
+
+
+@torch.no_grad()
+def trace_prompt(
+    lm: LoadedModel,
+    prompt: str,
+    settings: Settings | None = None,
+    gold: str | None = None,
+    progress=None,
+) -> Trace:
+    """Compute the s-Trace of ``prompt`` over ``settings.sizes``.
+
+    ``gold``: the true next token's text (its first token is used) for cross-entropy. ``progress``:
+    optional callable ``(fraction, message)``.
+    """
+    settings = settings or Settings()
+    report = progress or (lambda frac, msg: None)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        _sync(lm.device)
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    try:
+        input_ids = tokenize(lm, prompt, settings.max_tokens)
+        gold_id = None
+        if gold:
+            gold_ids = lm.tokenizer(gold, add_special_tokens=False)["input_ids"]
+            gold_id = gold_ids[0] if gold_ids else None
+        inst = lm.instrumentation
+        report(0.05, "forward pass")
+        inst.recorder = []
+        try:
+            logits = lm.model(input_ids=input_ids, logits_to_keep=1).logits[0, -1].float()
+            records = inst.recorder
+        finally:
+            inst.recorder = None
+        graph = build_graph(lm.adapter, records, settings.weighting)
+        del records
+        lap("graph")
+
+        report(0.25, "greedy search")
+        layout = graph.layout
+        sg, edge_ids = search_graph(graph)
+        pos = greedy_order(sg)
+        order = edge_ids[pos]
+        orders = [order]
+        if settings.controls:
+            is_attn = layout.decode(edge_ids)["kind"] == ATTENTION
+            rand = SearchGraph(sg.node_ptr, sg.src, random_priorities(is_attn, settings.seed), sg.root)
+            orders.append(edge_ids[greedy_order(rand)])
+        ranks = EdgeRanks.from_orders(layout, orders, lm.device)
+        lap("search")
+
+        report(0.4, "masked forward passes")
+        strata = strata_edges(settings.sizes, layout.n_edges)
+        keep_attn = settings.mode == "attention-kept"
+        specs: list[tuple[int, str, MaskSpec]] = []
+        for i, (_, n) in enumerate(strata):
+            specs.append((i, "trace", MaskSpec(n, keep_attention=keep_attn)))
+            if settings.compare_modes:
+                specs.append((i, "other_mode", MaskSpec(n, keep_attention=not keep_attn)))
+            if settings.controls:
+                specs.append((i, "inverse", MaskSpec(n, invert=True, keep_residual=True, keep_attention=keep_attn)))
+                specs.append((i, "random", MaskSpec(n, order=1, keep_residual=True, keep_attention=keep_attn)))
+        q_logits = masked_logits(inst, input_ids, ranks, [s for _, _, s in specs], settings.batch_size)
+        lap("evaluate")
+
+        p = torch.softmax(logits, -1)
+        q = torch.softmax(q_logits, -1)
+        full = _outputs(lm, p, p[None], gold_id, settings.top_k)[0]
+        outs = _outputs(lm, p, q, gold_id, settings.top_k)
+        n_keeps = [n for _, n in strata]
+        comps = component_counts(layout, order, n_keeps)
+        kinds = kind_counts(layout, order, n_keeps)
+        names = layout.component_names()
+        result_strata = []
+        for i, (size, n) in enumerate(strata):
+            outputs = {variant: outs[j] for j, (si, variant, _) in enumerate(specs) if si == i}
+            nz = np.nonzero(comps[i])[0]
+            result_strata.append(Stratum(
+                size=size,
+                n_edges=n,
+                outputs=outputs,
+                kinds={"attention": int(kinds[i, 0]), "mlp": int(kinds[i, 1]), "residual": int(kinds[i, 2])},
+                components={names[c]: int(comps[i, c]) for c in nz},
+            ))
+        sizes = [s.size for s in result_strata]
+        tvs = [s.trace.tv for s in result_strata]
+        nucs = [s.trace.shared_nucleus for s in result_strata]
+        weights = graph.flat_weights()[torch.as_tensor(order, device=lm.device)].cpu().numpy()
+        lap("metrics")
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemory("out of memory: try a shorter prompt, a smaller dtype or a smaller batch") from exc
+    report(1.0, "done")
+    timings["total"] = sum(timings.values())
+    return Trace(
+        model_id=lm.model_id,
+        revision=lm.revision,
+        prompt=prompt,
+        tokens=[lm.tokenizer.decode([i]) for i in input_ids[0].tolist()],
+        token_ids=input_ids[0].tolist(),
+        gold=gold,
+        settings=settings,
+        layout=layout,
+        full=full,
+        strata=result_strata,
+        density=density(sizes, tvs, settings.density_axis),
+        recovery=recovery_sizes(sizes, nucs),
+        timings=timings,
+        order=order,
+        order_weights=weights,
+    )
