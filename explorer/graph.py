@@ -192,6 +192,7 @@ def _normalise(parts: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.where(zero[:, None], torch.full_like(p, 1.0 / count), p / safe[:, None]) for p in parts]
 
 
+@torch.no_grad()
 def head_vectors(adapter: Adapter, layer: int, values: torch.Tensor) -> torch.Tensor:
     """Per-head output vectors ``u[h, s] = W_O[l, h] v[l, h, s]``: ``values [H, T, Dh]`` -> ``[H, T, d]``
     (float32)."""
@@ -209,6 +210,7 @@ def attention_scale(adapter: Adapter, layer: int, rec: LayerRecord) -> tuple[tor
     return adapter.norm_gain(norm), adapter.norm_inv_std(norm, rec.attn_raw)
 
 
+@torch.no_grad()
 def attention_terms(adapter: Adapter, layer: int, rec: LayerRecord, t: int) -> torch.Tensor:
     """The edge vectors into attention node ``(2l+1, t)``: ``[H, t+1, d]`` float32. With the output bias
     (if any) they sum to ``rec.attn[t]``."""
@@ -239,6 +241,7 @@ def _ifr_attention(y: torch.Tensor, probs: torch.Tensor, u: torch.Tensor, block_
     return out
 
 
+@torch.no_grad()
 def build_graph(adapter: Adapter, records: list[LayerRecord], weighting: str = "l1") -> TokenGraph:
     """Edge weights from one recorded forward pass (batch element 0)."""
     if weighting not in WEIGHTINGS:

@@ -32,3 +32,51 @@ def heap_greedy_order(graph: SearchGraph) -> np.ndarray:
             reached.add(u)
             push_in_edges(u)
     return np.array(order, dtype=np.int64)
+
+
+def llama_masked_forward(model, input_ids, keep_attn, keep_res_attn, keep_res_mlp, keep_mlp):
+    """An independent zero-ablation forward pass of a Llama-style model, written from its weights with
+    plain tensor operations (METHOD.md section 4). Masks are 0/1 tensors: ``keep_attn [L, H, T, T]``,
+    the others ``[L, T]``. Returns last-position logits ``[V]``.
+
+    Only the rotary cos/sin tables come from the model (``model.model.rotary_emb``).
+    """
+    import torch
+
+    cfg = model.config
+    L, H, KVH = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads
+    d = cfg.hidden_size
+    Dh = getattr(cfg, "head_dim", None) or d // H
+    T = input_ids.shape[1]
+
+    def rms(x, weight, eps):
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+    def rotate(x, cos, sin):
+        x1, x2 = x[..., : Dh // 2], x[..., Dh // 2:]
+        return x * cos + torch.cat([-x2, x1], -1) * sin
+
+    x = model.model.embed_tokens(input_ids)[0]  # [T, d]
+    pos = torch.arange(T)[None]
+    cos, sin = model.model.rotary_emb(x[None], pos)
+    cos, sin = cos[0], sin[0]  # [T, Dh]
+    causal = torch.full((T, T), float("-inf")).triu(1)
+    for l, layer in enumerate(model.model.layers):
+        att = layer.self_attn
+        h = rms(x, layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
+        q = (h @ att.q_proj.weight.T).view(T, H, Dh).transpose(0, 1)
+        k = (h @ att.k_proj.weight.T).view(T, KVH, Dh).transpose(0, 1)
+        v = (h @ att.v_proj.weight.T).view(T, KVH, Dh).transpose(0, 1)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        k = k.repeat_interleave(H // KVH, 0)
+        v = v.repeat_interleave(H // KVH, 0)
+        probs = torch.softmax(q @ k.transpose(1, 2) / Dh**0.5 + causal, -1) * keep_attn[l]  # [H, T, T]
+        heads = (probs @ v).transpose(0, 1).reshape(T, H * Dh)
+        a = heads @ att.o_proj.weight.T
+        mid = keep_res_attn[l][:, None] * x + a
+        mlp = layer.mlp
+        h2 = rms(mid, layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
+        m = (torch.nn.functional.silu(h2 @ mlp.gate_proj.weight.T) * (h2 @ mlp.up_proj.weight.T)) @ mlp.down_proj.weight.T
+        x = keep_res_mlp[l][:, None] * mid + keep_mlp[l][:, None] * m
+    x = rms(x, model.model.norm.weight, model.model.norm.variance_epsilon)
+    return x[-1] @ model.lm_head.weight.T

@@ -1,0 +1,162 @@
+"""The layer x head node graph: one node per attention head and per MLP that has an edge in the trace,
+placed on a layer x head grid (layers bottom to top, MLPs in the rightmost column), plus the embeddings
+below and the output above. Nodes are sized by edge count or summed weight and coloured by the size at
+which they first entered the trace. A flow edge ``A -> B`` counts how often an edge of ``B`` reads a state
+that ``A`` wrote into, directly or through residual edges of the trace.
+
+Built with networkx; rendered with pyvis with its JavaScript in-lined (no network needed).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import networkx as nx
+import numpy as np
+
+from explorer.trace import Trace
+from explorer.views.common import KIND_NAMES, first_entry, format_size, token_label, trace_edges
+
+EMB, OUT = "emb", "out"
+SIZE_BY = ("edges", "weight")
+# viridis, dark (early) to yellow (late)
+PALETTE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"]
+X_STEP, Y_STEP = 70, 34
+MAX_FLOWS = 400
+
+
+def entry_colour(size: float, smallest: float) -> str:
+    """Colour of a size on a log scale from ``smallest`` (dark) to 1 (yellow)."""
+    lo = math.log10(smallest)
+    frac = 0.0 if lo >= 0 else (math.log10(size) - lo) / -lo
+    return PALETTE[min(int(round(frac * (len(PALETTE) - 1))), len(PALETTE) - 1)]
+
+
+def flows(trace: Trace, edges: dict[str, np.ndarray]) -> np.ndarray:
+    """``[C + 1, C + 1]`` counts of (writer, reading edge) pairs between components.
+
+    Components are indexed as in :meth:`EdgeLayout.component`, with ``C`` (the embeddings) as an extra
+    writer; the last column (index ``C``) counts what reaches the output node. A node's writers are the
+    components whose trace edges end in it, plus the writers of the node below it when the residual edge
+    between them is in the trace.
+    """
+    lay = trace.layout
+    T = lay.n_tokens
+    n_comp = lay.n_layers * lay.n_heads + lay.n_layers
+    writers = np.zeros((lay.n_nodes, n_comp + 1), dtype=bool)
+    writers[:T, n_comp] = True  # input embeddings
+    comp, src, dst = edges["component"], edges["src_node"], edges["dst_node"]
+    dst_g = dst // T
+    for g in range(1, 2 * lay.n_layers + 1):
+        here = dst_g == g
+        res = here & (comp < 0)
+        writers[dst[res]] |= writers[src[res]]
+        other = here & (comp >= 0)
+        writers[dst[other], comp[other]] = True
+    reads = np.zeros((lay.n_nodes, n_comp + 1), dtype=np.float64)
+    other = comp >= 0
+    np.add.at(reads, (src[other], comp[other]), 1.0)
+    reads[lay.output_node, n_comp] += 1.0
+    return writers.T.astype(np.float64) @ reads
+
+
+def build(trace: Trace, index: int, size_by: str = "edges") -> nx.DiGraph:
+    """The node graph at stratum ``index``. Node attributes: ``label``, ``kind`` (head, mlp, emb, out),
+    ``layer``, ``head``, ``edges``, ``weight``, ``entered``, ``x``, ``y``, ``size``, ``color``, ``title``;
+    edge attribute ``links`` (flow count) and ``value``."""
+    lay = trace.layout
+    L, H = lay.n_layers, lay.n_heads
+    names = lay.component_names()
+    n_comp = len(names)
+    edges = trace_edges(trace, index)
+    comp = edges["component"]
+    counts = np.bincount(comp[comp >= 0], minlength=n_comp)
+    weights = np.bincount(comp[comp >= 0], weights=edges["weight"][comp >= 0], minlength=n_comp)
+    entered = first_entry(trace)
+    smallest = trace.strata[0].size
+    present = np.nonzero(counts)[0]
+    big = (counts if size_by == "edges" else weights)[present]
+    top = float(big.max()) if len(big) else 1.0
+
+    g = nx.DiGraph()
+    top_y = (L + 1) * Y_STEP
+    g.add_node(EMB, label="embeddings", kind="emb", layer=-1, head=-1, edges=0, weight=0.0, entered=smallest,
+               x=(H * X_STEP) / 2, y=top_y, size=14, color="#9e9e9e", shape="box",
+               title="input embeddings (graph layer 0)")
+    g.add_node(OUT, label="output", kind="out", layer=L, head=-1, edges=0, weight=0.0, entered=smallest,
+               x=(H * X_STEP) / 2, y=0, size=14, color="#9e9e9e", shape="box",
+               title=f"output node: last token {token_label(trace, lay.n_tokens - 1)} after the last MLP")
+    for c in present:
+        name = names[c]
+        is_mlp = c >= L * H
+        layer = c - L * H if is_mlp else c // H
+        head = -1 if is_mlp else c % H
+        value = float(counts[c] if size_by == "edges" else weights[c])
+        size = 8 + 22 * math.sqrt(value / top) if top > 0 else 8
+        when = entered.get(name, trace.strata[index].size)
+        g.add_node(
+            name, label=name, kind="mlp" if is_mlp else "head", layer=int(layer), head=int(head),
+            edges=int(counts[c]), weight=float(weights[c]), entered=when,
+            x=(H + 0.5) * X_STEP if is_mlp else head * X_STEP, y=top_y - (layer + 1) * Y_STEP,
+            size=size, color=entry_colour(when, smallest), shape="square" if is_mlp else "dot",
+            title=f"{name}: {int(counts[c])} edges, summed weight {weights[c]:.3g}, entered at s = {format_size(when)}",
+        )
+    flow = flows(trace, edges)
+    node_of = {i: names[i] for i in present}
+    node_of[n_comp] = EMB
+    rows, cols = np.nonzero(flow[:, :n_comp])
+    pairs = [(flow[r, c], node_of.get(r), node_of.get(c)) for r, c in zip(rows, cols)]
+    out_col = flow[:, n_comp]  # column n_comp doubles as "reaches the output"
+    pairs += [(out_col[r], node_of.get(r), OUT) for r in np.nonzero(out_col)[0]]
+    pairs = sorted((p for p in pairs if p[1] and p[2] and p[1] != p[2]), key=lambda p: -p[0])[:MAX_FLOWS]
+    top_flow = max((p[0] for p in pairs), default=1.0)
+    for links, a, b in pairs:
+        g.add_edge(a, b, links=int(links), value=float(links), width=0.5 + 3.5 * links / top_flow,
+                   title=f"{a} -> {b}: {int(links)} links")
+    return g
+
+
+def strip_cdn(html: str) -> str:
+    """Remove the Bootstrap ``<link>``/``<script>`` tags pyvis adds from a CDN (not needed offline)."""
+    html = re.sub(r"<link[^>]*bootstrap[^>]*>", "", html, flags=re.S)
+    return re.sub(r"<script[^>]*bootstrap[^>]*>\s*</script>", "", html, flags=re.S)
+
+
+def to_html(graph: nx.DiGraph, height: int = 640) -> str:
+    """Self-contained HTML (vis-network in-lined) with the grid positions fixed."""
+    from pyvis.network import Network
+
+    net = Network(height=f"{height}px", width="100%", directed=True, cdn_resources="in_line", bgcolor="#ffffff")
+    for name, a in graph.nodes(data=True):
+        net.add_node(name, label=a["label"], x=float(a["x"]), y=float(a["y"]), size=float(a["size"]), color=a["color"],
+                     shape=a["shape"], title=a["title"], physics=False, font={"size": 11})
+    for u, v, a in graph.edges(data=True):
+        net.add_edge(u, v, width=float(a["width"]), title=a["title"], color={"color": "#8a8a8a", "opacity": 0.45},
+                     arrows="to", smooth=False)
+    net.toggle_physics(False)
+    return strip_cdn(net.generate_html(notebook=False))
+
+
+def node_edges(trace: Trace, index: int, name: str) -> list[dict]:
+    """The trace's edges of component ``name`` at stratum ``index``, heaviest first: rank in the greedy
+    order, kind, layer, head, source and target tokens, weight."""
+    names = trace.layout.component_names()
+    if name not in names:
+        return []
+    c = names.index(name)
+    edges = trace_edges(trace, index)
+    sel = np.nonzero(edges["component"] == c)[0]
+    sel = sel[np.argsort(-edges["weight"][sel], kind="stable")]
+    return [
+        {
+            "rank": int(edges["rank"][i]),
+            "kind": KIND_NAMES[int(edges["kind"][i])],
+            "layer": int(edges["layer"][i]),
+            "head": int(edges["head"][i]) if edges["head"][i] >= 0 else None,
+            "source": token_label(trace, int(edges["source"][i])),
+            "target": token_label(trace, int(edges["target"][i])),
+            "weight": float(edges["weight"][i]),
+        }
+        for i in sel
+    ]

@@ -1,0 +1,96 @@
+"""Edge weights (METHOD.md section 2) against explicit per-edge vectors, and the edge layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.graph import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, attention_terms, build_graph
+from explorer.trace import search_graph
+from tests.conftest import TINY_CONFIGS, tiny_loaded
+from tests.test_numerics import IDS, _record
+
+
+@pytest.fixture(scope="module", params=["llama", "gemma3", "olmo2", "gpt2", "pythia"])
+def recorded(request):
+    lm, _ = tiny_loaded(request.param)
+    _, records = _record(lm)
+    return lm, records
+
+
+@pytest.mark.parametrize("weighting", ["l1", "l2", "ifr"])
+def test_weights_into_every_node_sum_to_one(recorded, weighting):
+    lm, records = recorded
+    g = build_graph(lm.adapter, records, weighting)
+    ptr, src, w, ids = g.csr()
+    sums = np.add.reduceat(w, ptr[:-1][np.diff(ptr) > 0])
+    np.testing.assert_allclose(sums, 1.0, atol=1e-5)
+    assert (w >= 0).all()
+    assert len(w) == g.layout.n_edges
+
+
+def _explicit_node_vectors(lm, records, l, t):
+    """(node vector y, [edge vectors]) of attention node (2l+1, t): residual first, then heads x sources."""
+    rec = records[l]
+    terms = attention_terms(lm.adapter, l, rec, t)  # [H, t+1, d]
+    x = rec.x[t].float()
+    y = x + rec.attn[t].float()
+    return y, [x] + list(terms.reshape(-1, terms.shape[-1]))
+
+
+@pytest.mark.parametrize("weighting", ["l1", "l2", "ifr"])
+def test_attention_weights_equal_explicit_vectors(recorded, weighting):
+    """The H x T norm trick (and the blockwise ifr) give the weights of the explicit edge vectors."""
+    lm, records = recorded
+    g = build_graph(lm.adapter, records, weighting)
+    H = g.layout.n_heads
+    for l in range(len(records) - 1):
+        for t in [0, 3, IDS.shape[1] - 1]:
+            y, vecs = _explicit_node_vectors(lm, records, l, t)
+            if weighting == "ifr":
+                scores = torch.stack([(y.abs().sum() - (y - e).abs().sum()).clamp_min(0) for e in vecs])
+            else:
+                p = 1 if weighting == "l1" else 2
+                scores = torch.stack([torch.linalg.vector_norm(e, ord=p) for e in vecs])
+            expected = scores / scores.sum()
+            got = torch.cat([g.residual_attn[l, t:t + 1], g.attention[l, :, t, : t + 1].reshape(-1)])
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+            assert H * (t + 1) + 1 == len(vecs)
+
+
+def test_output_node_uses_linearised_final_norm(recorded):
+    lm, records = recorded
+    g = build_graph(lm.adapter, records, "l1")
+    rec = records[-1]
+    mid = rec.x[-1].float() + rec.attn[-1].float()
+    gain = lm.adapter.norm_gain(lm.adapter.final_norm)
+    r, m = (gain * mid).abs().sum(), (gain * rec.mlp[-1].float()).abs().sum()
+    torch.testing.assert_close(g.residual_mlp[-1, -1], r / (r + m), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(g.mlp[-1, -1], m / (r + m), atol=1e-6, rtol=1e-5)
+
+
+def test_csr_agrees_with_layout_decode(recorded):
+    lm, records = recorded
+    g = build_graph(lm.adapter, records, "l1")
+    sg, ids = search_graph(g)
+    dec = g.layout.decode(ids)
+    dst = np.repeat(np.arange(len(sg.node_ptr) - 1), np.diff(sg.node_ptr))
+    np.testing.assert_array_equal(dec["dst_node"], dst)
+    np.testing.assert_array_equal(dec["src_node"], sg.src)
+    assert len(np.unique(ids)) == len(ids) == g.layout.n_edges
+    # edge kinds and the parallel-residual MLP source
+    L, T = g.layout.n_layers, g.layout.n_tokens
+    mlp = dec["kind"] == MLP
+    src_g = dec["src_node"][mlp] // T
+    expected_g = 2 * dec["layer"][mlp] + (0 if g.layout.parallel else 1)
+    np.testing.assert_array_equal(src_g, expected_g)
+    assert set(np.unique(dec["kind"])) == {ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP, MLP}
+    # only the output token's nodes in the last layer have in-edges
+    assert (dec["target"][dec["layer"] == L - 1] == T - 1).all()
+
+
+def test_all_families_have_adapters():
+    for name in TINY_CONFIGS:
+        lm, _ = tiny_loaded(name)
+        assert lm.adapter.n_layers == 3

@@ -1,0 +1,62 @@
+"""Metrics of METHOD.md sections 4 and 6 on hand-made distributions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.metrics import density, entropy, recovery_sizes, shared_nucleus, total_variation
+
+
+def test_total_variation():
+    p = torch.tensor([0.5, 0.3, 0.2])
+    q = torch.tensor([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(total_variation(p, q), torch.tensor([0.0, 0.3, 0.8]))
+
+
+def test_entropy_in_nats():
+    q = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    torch.testing.assert_close(entropy(q), torch.tensor([np.log(2), 0.0], dtype=torch.float32))
+
+
+def test_shared_nucleus():
+    p = torch.tensor([0.6, 0.25, 0.1, 0.05])
+    q = torch.tensor([
+        [0.6, 0.25, 0.1, 0.05],   # identical: every list matches -> 99
+        [0.5, 0.35, 0.1, 0.05],   # same ranking, 50% needs 1 token for both, 60% 1 vs 2 tokens
+        [0.3, 0.5, 0.1, 0.1],     # top-1 differs -> 0
+        [0.7, 0.1, 0.15, 0.05],   # top-1 same; 80% needs [0,1] for p and [0,2] for q
+    ])
+    got = shared_nucleus(p, q).tolist()
+    # p cum: .6 .85 .95 1 ; q1 cum: .5 .85 .95 1 -> lists equal at 99 (4 vs 4 tokens, same order)
+    assert got[0] == 99
+    assert got[1] == 99
+    assert got[2] == 0
+    # q3 cum: .7 .85(0,2) ...; at 70%: p needs [0,1], q needs [0] -> differ; 60%: [0] and [0] -> 60
+    assert got[3] == 60
+
+
+def test_shared_nucleus_levels_need_not_be_monotone():
+    p = torch.tensor([0.5, 0.3, 0.2])
+    q = torch.tensor([[0.45, 0.2, 0.35]])
+    # 50%: p [0], q [0, 2] -> differ; 40%: [0] and [0] -> equal; 99%: [0,1,2] vs [0,2,1] -> differ
+    assert shared_nucleus(p, q).tolist() == [40]
+
+
+def test_density_log_and_linear():
+    s = [1e-4, 1e-3, 1e-2, 1.0]
+    tv = [1.0, 1.0, 0.5, 0.0]
+    # log axis: trapezoids over log10 s = -4, -3, -2, 0 -> 1 + 0.75 + 0.5 = 2.25
+    assert density(s, tv) == pytest.approx(2.25)
+    expected_linear = np.trapezoid(tv, s)
+    assert density(s, tv, "linear") == pytest.approx(expected_linear)
+    # order of the inputs does not matter; sizes are clipped at 1e-8
+    assert density(s[::-1], tv[::-1]) == pytest.approx(2.25)
+    assert density([1e-12, 1.0], [1.0, 0.0]) == pytest.approx(4.0)
+
+
+def test_recovery_sizes():
+    rec = recovery_sizes([0.1, 0.01, 1.0, 0.5], [10, 0, 99, 50])
+    assert rec == {1: 0.1, 10: 0.1, 50: 0.5, 90: 1.0}
+    assert recovery_sizes([0.1], [0])[1] is None

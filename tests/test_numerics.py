@@ -1,0 +1,170 @@
+"""The instrumented forward pass against plain transformers and an independent reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.graph import attention_terms
+from explorer.models.adapters import adapter_for
+from explorer.intervene import EdgeRanks, MaskSpec, RankMasks, masked_logits
+from explorer.graph import EdgeLayout
+from tests.conftest import TINY_CONFIGS, tiny_loaded
+from tests.reference import llama_masked_forward
+
+FAMILIES = list(TINY_CONFIGS)
+IDS = torch.tensor([[5, 17, 99, 3, 42, 7, 250, 11, 64]])
+
+
+def _record(lm, ids=IDS):
+    inst = lm.instrumentation
+    inst.recorder = []
+    try:
+        with torch.no_grad():
+            logits = lm.model(input_ids=ids).logits
+        return logits, inst.recorder
+    finally:
+        inst.recorder = None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_unmasked_logits_equal_plain_transformers(family):
+    lm, plain = tiny_loaded(family)
+    with torch.no_grad():
+        expected = plain(input_ids=IDS).logits
+    logits, records = _record(lm)
+    assert torch.equal(logits, expected)
+    assert len(records) == lm.adapter.n_layers
+    # and close to the library's default (sdpa) attention, which shares no code with ours
+    if family not in ("gemma2",):  # softcapping is eager-only
+        plain.set_attn_implementation("sdpa")
+        with torch.no_grad():
+            sdpa = plain(input_ids=IDS).logits
+        torch.testing.assert_close(logits, sdpa, atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_per_head_terms_sum_to_attention_output(family):
+    lm, _ = tiny_loaded(family)
+    _, records = _record(lm)
+    T = IDS.shape[1]
+    for l, rec in enumerate(records):
+        bias = lm.adapter.out_proj_bias(lm.adapter.layers[l])
+        for t in range(T):
+            terms = attention_terms(lm.adapter, l, rec, t)  # [H, t+1, d]
+            total = terms.sum((0, 1)) + (bias.float() if bias is not None else 0)
+            torch.testing.assert_close(total, rec.attn[t].float(), atol=1e-5, rtol=1e-4)
+
+
+def _full_specs(n_edges):
+    return [MaskSpec(n_edges), MaskSpec(n_edges, keep_attention=True)]
+
+
+def _random_order(layout, seed=0):
+    from explorer.trace import search_graph
+    from explorer.graph import TokenGraph
+
+    rng = np.random.default_rng(seed)
+    L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
+    g = TokenGraph(layout, "l1", torch.rand(L, H, T, T), torch.rand(L, T), torch.rand(L, T), torch.rand(L, T))
+    _, ids = search_graph(g)
+    return rng.permutation(ids)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_full_graph_reproduces_logits_in_both_modes(family):
+    lm, _ = tiny_loaded(family)
+    logits, records = _record(lm)
+    layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1], lm.adapter.parallel_residual)
+    ranks = EdgeRanks.from_orders(layout, [_random_order(layout)], "cpu")
+    out = masked_logits(lm.instrumentation, IDS, ranks, _full_specs(layout.n_edges), batch_size=8)
+    p = torch.softmax(logits[0, -1], -1)
+    for q_logits in out:
+        tv = 0.5 * (torch.softmax(q_logits, -1) - p).abs().sum()
+        assert tv < 1e-5
+    if not lm.adapter.parallel_residual:
+        # at batch size 1 the arithmetic is the unmasked pass's, bit for bit
+        with torch.no_grad():
+            unmasked = lm.model(input_ids=IDS, logits_to_keep=1).logits[0, -1]
+        for spec in _full_specs(layout.n_edges):
+            single = masked_logits(lm.instrumentation, IDS, ranks, [spec], batch_size=1)[0]
+            assert torch.equal(single, unmasked)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2", "pythia"])
+def test_batch_of_masks_equals_masks_one_by_one(family):
+    lm, _ = tiny_loaded(family)
+    layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1], lm.adapter.parallel_residual)
+    ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 1), _random_order(layout, 2)], "cpu")
+    E = layout.n_edges
+    specs = [
+        MaskSpec(E // 10), MaskSpec(E // 3, order=1), MaskSpec(E // 2, invert=True, keep_residual=True),
+        MaskSpec(E // 4, keep_attention=True), MaskSpec(E // 5, order=1, keep_residual=True), MaskSpec(E),
+    ]
+    batched = masked_logits(lm.instrumentation, IDS, ranks, specs, batch_size=len(specs))
+    single = torch.cat([masked_logits(lm.instrumentation, IDS, ranks, [s], batch_size=1) for s in specs])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+    # the subgraphs differ from each other, so the test is not vacuous
+    assert (batched[0] - batched[1]).abs().max() > 1e-3
+
+
+def _dense_keeps(ranks, spec, layout):
+    """The masks of one spec as dense 0/1 tensors, through the same RankMasks the model uses."""
+    masks = RankMasks(ranks, [spec], torch.float32)
+    L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
+    ones_a, ones_t = torch.ones(H, T, T), torch.ones(T)
+    pick = lambda m, ones: ones if m is None else m[0].reshape(ones.shape)
+    return (
+        torch.stack([pick(masks.attention(l), ones_a) for l in range(L)]),
+        torch.stack([pick(masks.residual_attn(l), ones_t) for l in range(L)]),
+        torch.stack([pick(masks.residual_mlp(l), ones_t) for l in range(L)]),
+        torch.stack([pick(masks.mlp(l), ones_t) for l in range(L)]),
+    )
+
+
+def test_masked_forward_matches_independent_reference():
+    lm, plain = tiny_loaded("llama", seed=3)
+    layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1])
+    order = _random_order(layout, 4)
+    ranks = EdgeRanks.from_orders(layout, [order], "cpu")
+    E = layout.n_edges
+    for spec in [MaskSpec(E), MaskSpec(E // 2), MaskSpec(E // 7), MaskSpec(E // 3, keep_attention=True),
+                 MaskSpec(E // 2, invert=True, keep_residual=True)]:
+        ours = masked_logits(lm.instrumentation, IDS, ranks, [spec], batch_size=1)[0]
+        with torch.no_grad():
+            ref = llama_masked_forward(plain, IDS, *_dense_keeps(ranks, spec, layout))
+        torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_mask_semantics_against_plain_module_hooks():
+    """Removing every attention edge equals the plain model with each attention output replaced by its
+    output bias (zero where there is none) through ordinary forward hooks."""
+    for family in ["llama", "gpt2", "gemma2"]:
+        lm, plain = tiny_loaded(family)
+        layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1], lm.adapter.parallel_residual)
+        kinds = layout.decode(np.arange(layout.n_ids))["kind"]
+        order = _random_order(layout)
+        # an order with every residual and MLP edge first: the first n keep no attention edge
+        non_attn = order[kinds[order] != 0]
+        attn_first_removed = np.concatenate([non_attn, order[kinds[order] == 0]])
+        ranks = EdgeRanks.from_orders(layout, [attn_first_removed], "cpu")
+        ours = masked_logits(lm.instrumentation, IDS, ranks, [MaskSpec(len(non_attn))], batch_size=1)[0]
+
+        plain_adapter = adapter_for(plain)
+
+        def zero_attention(layer):
+            bias = plain_adapter.out_proj_bias(layer)
+            return lambda module, args, output: (
+                (torch.zeros_like(output[0]) if bias is None else torch.zeros_like(output[0]) + bias),
+            ) + tuple(output[1:])
+
+        handles = [plain_adapter.attention(layer).register_forward_hook(zero_attention(layer))
+                   for layer in plain_adapter.layers]
+        try:
+            with torch.no_grad():
+                expected = plain(input_ids=IDS).logits[0, -1]
+        finally:
+            for h in handles:
+                h.remove()
+        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,88 @@
+"""The fast greedy search against the plain heap of METHOD.md section 3, and the strata it gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explorer.graph import ATTENTION, build_graph
+from explorer.search import (
+    DEFAULT_SIZES, SearchGraph, greedy_order, random_priorities, strata_edges,
+)
+from explorer.trace import search_graph
+from tests.conftest import tiny_loaded
+from tests.reference import heap_greedy_order
+from tests.test_numerics import _record
+
+
+def random_dag(rng, n_nodes, max_in, n_weight_levels=None):
+    """A random DAG (edges from lower to higher node ids, parallel edges allowed), rooted at the last
+    node. With ``n_weight_levels`` weights take few values, so ties are everywhere."""
+    ptr, src = [0, 0], []
+    for v in range(1, n_nodes):
+        k = int(rng.integers(0, max_in + 1))
+        src.extend(rng.integers(0, v, size=k).tolist())
+        ptr.append(len(src))
+    m = len(src)
+    if n_weight_levels:
+        w = rng.integers(0, n_weight_levels, m) / n_weight_levels
+    else:
+        w = rng.random(m)
+    return SearchGraph(np.array(ptr), np.array(src, dtype=np.int64), w.astype(np.float64), n_nodes - 1)
+
+
+@pytest.mark.parametrize("levels", [None, 1, 2, 3, 10])
+def test_fast_search_equals_plain_heap_on_random_graphs(levels):
+    rng = np.random.default_rng(levels or 0)
+    for _ in range(150):
+        g = random_dag(rng, int(rng.integers(2, 60)), int(rng.integers(1, 8)), levels)
+        np.testing.assert_array_equal(greedy_order(g), heap_greedy_order(g))
+
+
+def test_fast_search_equals_plain_heap_on_a_large_graph():
+    rng = np.random.default_rng(7)
+    n = 3000
+    # dense enough that most nodes are reached from the root
+    ptr = np.concatenate([[0], np.cumsum(np.r_[0, rng.integers(1, 12, n - 1)])])
+    src = np.concatenate([rng.integers(max(0, v - 50), v, ptr[v + 1] - ptr[v]) for v in range(n)]).astype(np.int64)
+    g = SearchGraph(ptr, src, rng.integers(0, 5, len(src)) / 5.0, n - 1)
+    fast = greedy_order(g)
+    assert len(fast) > 5000
+    np.testing.assert_array_equal(fast, heap_greedy_order(g))
+
+
+@pytest.mark.parametrize("family", ["llama", "pythia"])
+@pytest.mark.parametrize("weighting", ["l1", "ifr"])
+def test_model_graph_order_equals_heap_and_is_connected(family, weighting):
+    lm, _ = tiny_loaded(family)
+    _, records = _record(lm)
+    g = build_graph(lm.adapter, records, weighting)
+    sg, ids = search_graph(g)
+    pos = greedy_order(sg)
+    np.testing.assert_array_equal(pos, heap_greedy_order(sg))
+    # every edge is popped once: E edges in all
+    assert sorted(pos.tolist()) == list(range(g.layout.n_edges))
+    # each edge's target is the output node or the source of an earlier edge: every prefix (every
+    # stratum) is connected to the output node
+    dec = g.layout.decode(ids[pos])
+    reached = {g.layout.output_node}
+    for dst, src in zip(dec["dst_node"], dec["src_node"]):
+        assert dst in reached
+        reached.add(src)
+
+
+def test_random_control_takes_residual_and_mlp_edges_first():
+    is_attn = np.array([True, False, True, False])
+    keys = random_priorities(is_attn, seed=3)
+    assert (keys[~is_attn] >= 1).all() and (keys[is_attn] < 1).all()
+    np.testing.assert_array_equal(keys, random_priorities(is_attn, seed=3))
+
+
+def test_strata_are_nested_and_skip_empty_sizes():
+    strata = strata_edges(DEFAULT_SIZES, 1000)
+    sizes = [s for s, _ in strata]
+    edges = [n for _, n in strata]
+    assert sizes[0] == 1e-3 and sizes[-1] == 1.0  # 1e-5 .. 8e-4 of 1000 edges round to 0
+    assert edges == sorted(edges) and edges[-1] == 1000
+    assert len(DEFAULT_SIZES) == 27
+    assert all(n == int(np.floor(s * 1000)) for s, n in strata)
