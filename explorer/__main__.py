@@ -42,8 +42,9 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
-def print_table(trace, out=sys.stdout) -> None:
+def print_table(trace, out=None) -> None:
     """The per-size table: size, edges, TV, shared nucleus, top-1 token, and the other variants' TV."""
+    out = out or sys.stdout
     extra = [v for v in ("other_mode", "inverse", "random") if any(v in s.outputs for s in trace.strata)]
     label = {"other_mode": f"TV[{trace.settings.other_mode}]", "inverse": "TV[inverse]", "random": "TV[random]"}
     head = f"{'size':>9} {'edges':>9} {'TV':>7} {'nucleus':>7}  {'top-1':<16}" + "".join(f" {label[v]:>20}" for v in extra)

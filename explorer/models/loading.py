@@ -180,7 +180,9 @@ def load_model(
 ) -> LoadedModel:
     """Load, check the architecture, move to ``device`` in ``dtype``, and instrument."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     source = model_source(model_id)

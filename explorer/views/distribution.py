@@ -1,0 +1,59 @@
+"""The output distribution at one size: the full model's top tokens beside the subgraph's probability
+for the same tokens, and the subgraph's own top tokens."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from explorer.trace import Trace
+
+SOURCES = {"full": "full model", "subgraph": "subgraph"}
+COLOURS = ["#9d9d9d", "#4c78a8"]
+
+
+def _clean(token: str) -> str:
+    text = token.replace("\n", "\\n")
+    return repr(text) if text.strip() == "" or text != text.strip() else text
+
+
+def frame(trace: Trace, index: int, full_top_probs: np.ndarray | None = None) -> pd.DataFrame:
+    """Long table with ``panel`` (``full model's top`` / ``subgraph's top``), ``rank``, ``token``,
+    ``source`` (full model / subgraph) and ``prob``.
+
+    ``full_top_probs[index, j]`` is the subgraph's probability of the full model's ``j``-th token (see
+    :func:`explorer.views.probe.full_top_probs`); without it, only tokens that are also among the
+    subgraph's own top tokens get a subgraph probability.
+    """
+    out = trace.strata[index].trace
+    sub = {tp.id: tp.prob for tp in out.top}
+    rows = []
+    for j, tp in enumerate(trace.full.top):
+        q = float(full_top_probs[index, j]) if full_top_probs is not None else sub.get(tp.id, np.nan)
+        rows.append(("full model's top tokens", j, _clean(tp.token), SOURCES["full"], tp.prob))
+        rows.append(("full model's top tokens", j, _clean(tp.token), SOURCES["subgraph"], q))
+    full = {tp.id: tp.prob for tp in trace.full.top}
+    for j, tp in enumerate(out.top):
+        rows.append(("subgraph's top tokens", j, _clean(tp.token), SOURCES["subgraph"], tp.prob))
+        rows.append(("subgraph's top tokens", j, _clean(tp.token), SOURCES["full"], full.get(tp.id, np.nan)))
+    return pd.DataFrame(rows, columns=["panel", "rank", "token", "source", "prob"])
+
+
+def chart(trace: Trace, index: int, full_top_probs: np.ndarray | None = None) -> alt.Chart:
+    """Two bar panels side by side, full model (grey) and subgraph (blue) bars for each token."""
+    df = frame(trace, index, full_top_probs)
+    panels = []
+    for panel in df["panel"].unique():
+        part = df[df["panel"] == panel]
+        order = part.drop_duplicates("rank").sort_values("rank")["token"].tolist()
+        panels.append(alt.Chart(part, title=panel).mark_bar().encode(
+            y=alt.Y("token:N", sort=order, title=None),
+            yOffset=alt.YOffset("source:N", sort=list(SOURCES.values())),
+            x=alt.X("prob:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("source:N", title=None, sort=list(SOURCES.values()),
+                            scale=alt.Scale(domain=list(SOURCES.values()), range=COLOURS),
+                            legend=alt.Legend(orient="bottom")),
+            tooltip=["token", "source", alt.Tooltip("prob:Q", format=".4f")],
+        ).properties(width=190, height=alt.Step(9)))
+    return alt.hconcat(*panels).resolve_scale(y="independent")
