@@ -1,27 +1,317 @@
-"""s-Trace Explorer: the "Trace a prompt" page (minimal until the Trace page issue lands)."""
+"""s-Trace Explorer: the "Trace a prompt" page.
 
+Pick a model and a prompt in the sidebar; the whole size sweep is computed once and cached, and the
+slider moves over the evaluated sizes, re-drawing the linked views. The URL's query parameters
+(``model``, ``prompt``, ``size``) reproduce a view.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from explorer import DEFAULT_MODEL, ExplorerError, Settings, load_model, trace_prompt
-from explorer.export import table_rows
+from explorer.export import table_rows, to_csv, to_json
+from explorer.trace import Trace
+from explorer.views import common, composition, curves, distribution, node_graph, probe, token_graph
 
-st.set_page_config(page_title="s-Trace Explorer", layout="wide")
-st.title("s-Trace Explorer")
+PRESETS = ["smollm2-135m", "gemma3-270m", "gpt2", "EleutherAI/pythia-160m", "Qwen/Qwen3-0.6B-Base"]
+OTHER = "other: hub id or local folder"
+EXAMPLES = [
+    "The capital of France is",
+    "The Eiffel Tower is located in the city of",
+    "1, 2, 3, 4, 5,",
+    "When Mary and John went to the store, John gave a drink to",
+    "The opposite of hot is",
+]
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+DTYPES = ["auto", "float32", "bfloat16", "float16"]
+WEIGHTS = {"l1": "l1 (default)", "l2": "l2", "ifr": "ifr (information flow routes)"}
+MODES = {"all": "all edges removed (the method)", "attention-kept": "attention kept (authors' code)"}
 
-model_id = st.sidebar.text_input("Model", DEFAULT_MODEL)
-prompt = st.sidebar.text_area("Prompt", "The capital of France is")
+
+@dataclass
+class Sweep:
+    """A computed trace with what the views need beyond it."""
+
+    trace: Trace
+    full_top_probs: np.ndarray | None
+    load_s: float
+    trace_s: float
 
 
-@st.cache_resource(show_spinner="Loading model...")
-def _model(model_id: str):
-    return load_model(model_id)
+@st.cache_resource(max_entries=2, show_spinner=False)
+def cached_model(model_id: str, device: str, dtype: str, revision: str | None):
+    """The model, loaded once per process (per id, device, dtype and revision); and the load time."""
+    start = time.perf_counter()
+    lm = load_model(model_id, device=device, dtype=dtype, revision=revision)
+    return lm, time.perf_counter() - start
 
 
-if st.sidebar.button("Trace"):
-    try:
-        trace = trace_prompt(_model(model_id), prompt, Settings(controls=True))
-    except ExplorerError as exc:
-        st.error(str(exc))
+class SweepStore:
+    """The last few sweeps of this process, keyed by (model, device, dtype, revision, prompt, settings).
+
+    A plain bounded store rather than a cached function, because the progress bar is drawn while a sweep
+    is computed and cached functions replay the page elements they touch."""
+
+    def __init__(self, max_entries: int = 8):
+        self.max_entries = max_entries
+        self.items: OrderedDict[tuple, Sweep] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> Sweep | None:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+            return self.items.get(key)
+
+    def put(self, key: tuple, sweep: Sweep) -> None:
+        with self.lock:
+            self.items[key] = sweep
+            self.items.move_to_end(key)
+            while len(self.items) > self.max_entries:
+                self.items.popitem(last=False)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def sweep_store() -> SweepStore:
+    """One store per process, shared by every session."""
+    return SweepStore(max_entries=8)
+
+
+def compute_sweep(model_id: str, device: str, dtype: str, revision: str | None, prompt: str,
+                  weighting: str, mode: str, controls: bool, compare_modes: bool, progress=None) -> Sweep:
+    """The whole size sweep of one prompt, computed once per (model, revision, prompt, settings)."""
+    key = (model_id, device, dtype, revision, prompt, weighting, mode, controls, compare_modes)
+    store = sweep_store()
+    found = store.get(key)
+    if found is not None:
+        return found
+    report = progress or (lambda frac, msg: None)
+    report(0.0, "loading the model")
+    lm, load_s = cached_model(model_id, device, dtype, revision)
+    settings = Settings(weighting=weighting, mode=mode, controls=controls, compare_modes=compare_modes)
+    start = time.perf_counter()
+    trace = trace_prompt(lm, prompt, settings, progress=lambda f, m: report(0.05 + 0.85 * f, m))
+    report(0.92, "subgraph probabilities of the full model's top tokens")
+    probs = probe.full_top_probs(lm, trace)
+    sweep = Sweep(trace, probs, load_s, time.perf_counter() - start)
+    store.put(key, sweep)
+    return sweep
+
+
+def init_state() -> None:
+    """First run of a session: take model, prompt and size from the URL."""
+    if "initialised" in st.session_state:
+        return
+    st.session_state.initialised = True
+    qp = st.query_params
+    model = qp.get("model", DEFAULT_MODEL)
+    if model in PRESETS:
+        st.session_state.preset = model
     else:
-        st.metric("Density", f"{trace.density:.3f}")
-        st.dataframe(table_rows(trace))
+        st.session_state.preset = OTHER
+        st.session_state.model_text = model
+    st.session_state.prompt = qp.get("prompt", EXAMPLES[0])
+    try:
+        st.session_state.url_size = float(qp["size"]) if "size" in qp else None
+    except ValueError:
+        st.session_state.url_size = None
+
+
+def use_example() -> None:
+    if st.session_state.example:
+        st.session_state.prompt = st.session_state.example
+
+
+def sidebar() -> dict:
+    """The inputs that define a sweep."""
+    sb = st.sidebar
+    sb.header("Model")
+    preset = sb.selectbox("Model", PRESETS + [OTHER], key="preset", label_visibility="collapsed")
+    model_id = preset
+    if preset == OTHER:
+        model_id = sb.text_input("Hub id or local folder", key="model_text", placeholder="org/name or /path").strip()
+    c1, c2 = sb.columns(2)
+    device = c1.selectbox("Device", DEVICES, key="device")
+    dtype = c2.selectbox("Dtype", DTYPES, key="dtype")
+    revision = sb.text_input("Revision (optional)", key="revision", placeholder="main").strip() or None
+
+    sb.header("Prompt")
+    sb.selectbox("Example prompts", [""] + EXAMPLES, key="example", on_change=use_example,
+                 format_func=lambda s: s or "pick an example...")
+    prompt = sb.text_area("Prompt", key="prompt", height=90)
+
+    sb.header("Method")
+    weighting = sb.radio("Edge weight", list(WEIGHTS), format_func=WEIGHTS.get, key="weighting", horizontal=True)
+    mode = sb.radio("Ablation mode", list(MODES), format_func=MODES.get, key="mode")
+    compare = sb.toggle("Compare modes (also evaluate the other mode)", key="compare", value=False)
+    controls = sb.toggle("Random and inverse controls", key="controls", value=True)
+    return dict(model_id=model_id, device=device, dtype=dtype, revision=revision, prompt=prompt,
+                weighting=weighting, mode=mode, controls=controls, compare_modes=compare)
+
+
+def run_sweep(inputs: dict) -> Sweep | None:
+    """Compute (or fetch) the sweep with a progress bar; show any failure as an error and return None."""
+    if not inputs["model_id"]:
+        st.info("Type a hub id or a local folder in the sidebar.")
+        return None
+    bar = st.progress(0.0, text="starting")
+    start = time.perf_counter()
+
+    def progress(frac: float, message: str) -> None:
+        bar.progress(min(max(frac, 0.0), 1.0), text=f"{message} ({time.perf_counter() - start:.1f} s)")
+
+    try:
+        sweep = compute_sweep(**inputs, progress=progress)
+    except ExplorerError as exc:
+        bar.empty()
+        st.error(str(exc))
+        return None
+    except Exception as exc:  # noqa: BLE001 - the page must stay usable
+        bar.empty()
+        st.error(f"Unexpected error while tracing: {exc}")
+        with st.expander("Details"):
+            st.code(traceback.format_exc())
+        return None
+    bar.empty()
+    return sweep
+
+
+def view(title: str, caption: str):
+    """Decorator: draw one view under a subheader and caption; an unexpected failure shows a message
+    in place of the view instead of breaking the page."""
+    def wrap(draw):
+        def run(*args, **kwargs):
+            st.subheader(title)
+            st.caption(caption)
+            try:
+                draw(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                st.error(f"This view could not be drawn: {exc}")
+        return run
+    return wrap
+
+
+@view("Components", "Heads (dots) and MLPs (squares) on a layer x head grid, first layer at the bottom; size: "
+      "edges or summed weight in the trace; colour: the size at which they entered (dark early, yellow late); "
+      "arrows: how their edges chain.")
+def draw_node_graph(sweep: Sweep, index: int) -> None:
+    size_by = st.radio("Node size", node_graph.SIZE_BY, horizontal=True, key="size_by",
+                       format_func=lambda s: "edge count" if s == "edges" else "summed weight")
+    graph = node_graph.build(sweep.trace, index, size_by)
+    st.iframe(node_graph.to_html(graph, height=620), height=640)
+    names = [n for n, a in graph.nodes(data=True) if a["kind"] in ("head", "mlp")]
+    names.sort(key=lambda n: -graph.nodes[n]["edges"])
+    if not names:
+        st.caption("Only residual edges at this size: no head or MLP is in the trace yet.")
+        return
+    name = st.selectbox("Inspect a component's edges", names, key="node",
+                        format_func=lambda n: f"{n} ({graph.nodes[n]['edges']} edges)")
+    st.dataframe(pd.DataFrame(node_graph.node_edges(sweep.trace, index, name)), hide_index=True,
+                 height=220, width="stretch", column_config={"weight": st.column_config.NumberColumn(format="%.4f")})
+
+
+@view("Output distribution", "Grey: the full model; blue: the subgraph at this size. Left: the full model's top "
+      "tokens; right: the subgraph's own top tokens.")
+def draw_distribution(sweep: Sweep, index: int) -> None:
+    out = sweep.trace.strata[index].trace
+    c1, c2, c3 = st.columns(3)
+    c1.metric("TV", f"{out.tv:.3f}", help="total variation from the full model's distribution (0 = identical)")
+    c2.metric("Shared nucleus", f"{out.shared_nucleus}%", help="largest nucleus with the same ordered tokens")
+    c3.metric("Entropy", f"{out.entropy:.2f} nats")
+    st.altair_chart(distribution.chart(sweep.trace, index, sweep.full_top_probs), width="content")
+
+
+@view("Error against size", "Each line: how far the subgraph's prediction is from the full model's as it grows; "
+      "the s-trace should sit well below the random control. Red dashes: the slider's size.")
+def draw_curves(sweep: Sweep, index: int) -> None:
+    st.altair_chart(curves.chart(sweep.trace, index), width="content")
+
+
+@view("Composition", "Share of this size's edges by kind and by quarter of the model's depth.")
+def draw_composition(sweep: Sweep, index: int) -> None:
+    st.altair_chart(composition.chart(sweep.trace, index), width="stretch")
+
+
+@view("Token graph", "Tokens along x, residual-stream states up the model along y; lines are the trace's edges "
+      f"(attention diagonal, residual and MLP vertical; the first {token_graph.MAX_EDGES} in greedy order).")
+def draw_token_graph(sweep: Sweep, index: int) -> None:
+    if not token_graph.readable(sweep.trace):
+        st.info(f"The prompt has more than {token_graph.MAX_TOKENS} tokens: too long to draw token by token.")
+        return
+    st.altair_chart(token_graph.chart(sweep.trace, index), width="stretch")
+
+
+def size_slider(trace: Trace, key: str) -> int:
+    """The slider over evaluated strata; starts at the URL's size or the first size keeping the top-1."""
+    url_size = st.session_state.get("url_size")
+    default = common.closest_stratum(trace, url_size) if url_size else common.default_stratum(trace)
+    return st.sidebar.select_slider(
+        "Size of the subgraph", options=list(range(len(trace.strata))), value=default, key=key,
+        format_func=lambda i: common.size_label(trace, i),
+        help="relative size s = kept edges / all edges, on a log scale",
+    )
+
+
+def header(sweep: Sweep, index: int) -> None:
+    tr = sweep.trace
+    s = tr.strata[index]
+    st.markdown(f"**{tr.model_id}** · {len(tr.tokens)} tokens · {tr.n_edges:,} edges · "
+                f"{tr.settings.weighting} weights · ablation: {tr.settings.mode}")
+    c = st.columns(5)
+    c[0].metric("Size", common.format_size(s.size), f"{s.n_edges:,} edges", delta_color="off")
+    c[1].metric("Top-1 here", repr(s.trace.top[0].token), f"full: {tr.full.top[0].token!r}", delta_color="off")
+    c[2].metric("Density", f"{tr.density:.2f}", help="integral of TV over log10 s: high means the prompt needs "
+                "much of the graph")
+    rec = tr.recovery.get(1)
+    c[3].metric("Top-1 kept from", common.format_size(rec) if rec else "never")
+    c[4].metric("Time", f"{sweep.trace_s:.1f} s", f"model load {sweep.load_s:.1f} s", delta_color="off")
+
+
+def downloads(sweep: Sweep) -> None:
+    tr = sweep.trace
+    c1, c2, _ = st.columns([1, 1, 3])
+    c1.download_button("Trace JSON", to_json(tr), file_name="s-trace.json", mime="application/json")
+    c2.download_button("Per-size CSV", to_csv(tr), file_name="s-trace.csv", mime="text/csv")
+    with st.expander("Per-size table"):
+        st.dataframe(pd.DataFrame(table_rows(tr)), hide_index=True, width="stretch")
+
+
+def main() -> None:
+    st.set_page_config(page_title="s-Trace Explorer", layout="wide")
+    st.title("s-Trace Explorer")
+    st.caption("How much of a language model's computation does a prompt need? The s-trace keeps the smallest "
+               "subgraphs, of growing size s, that reproduce the next-token distribution.")
+    init_state()
+    inputs = sidebar()
+    sweep = run_sweep(inputs)
+    if sweep is None:
+        return
+    tr = sweep.trace
+    key = f"size-{abs(hash((tr.model_id, tr.prompt, tr.settings)))}"
+    index = size_slider(tr, key)
+    st.query_params.update({"model": inputs["model_id"], "prompt": inputs["prompt"],
+                            "size": common.format_size(tr.strata[index].size)})
+    st.session_state.url_size = tr.strata[index].size
+    header(sweep, index)
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        draw_node_graph(sweep, index)
+    with right:
+        draw_distribution(sweep, index)
+        draw_composition(sweep, index)
+    draw_curves(sweep, index)
+    draw_token_graph(sweep, index)
+    st.subheader("Export")
+    downloads(sweep)
+
+
+main()

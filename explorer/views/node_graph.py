@@ -9,6 +9,7 @@ Built with networkx; rendered with pyvis with its JavaScript in-lined (no networ
 
 from __future__ import annotations
 
+import html
 import math
 import re
 
@@ -86,7 +87,7 @@ def build(trace: Trace, index: int, size_by: str = "edges") -> nx.DiGraph:
                title="input embeddings (graph layer 0)")
     g.add_node(OUT, label="output", kind="out", layer=L, head=-1, edges=0, weight=0.0, entered=smallest,
                x=(H * X_STEP) / 2, y=0, size=14, color="#9e9e9e", shape="box",
-               title=f"output node: last token {token_label(trace, lay.n_tokens - 1)} after the last MLP")
+               title=html.escape(f"output node: last token {token_label(trace, lay.n_tokens - 1)} after the last MLP"))
     for c in present:
         name = names[c]
         is_mlp = c >= L * H
