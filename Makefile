@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench-cpu clean
+.PHONY: setup run test bench-cpu clean browser-deps
 
 setup: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): requirements.txt requirements-models.txt
 run: setup
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-0} $(VENV)/bin/streamlit run app.py
 
-test: setup
+# Debian's chromium for the browser test (tests/test_browser.py); never `playwright install`.
+browser-deps:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: setup browser-deps
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench-cpu: setup

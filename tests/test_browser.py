@@ -1,0 +1,142 @@
+"""The Trace page in a real browser: ``streamlit run app.py`` on 127.0.0.1, driven by Playwright in
+Debian's headless Chromium. Runs a trace of an example prompt, moves the size slider, waits for the views
+and saves screenshots (under a temporary folder; also under ``bench/screenshots/`` when
+``SAVE_SCREENSHOTS=1``). Fails if the page shows an exception."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SLIDER = '[data-testid="stSlider"] input[type="range"]'
+PROMPT = "The capital of France is"
+TRACE_TIMEOUT_MS = 300_000
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium (make browser-deps)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"streamlit exited: {log.read_text()}")
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"streamlit did not start: {log.read_text()}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1500, "height": 1100})
+        yield pg
+        browser.close()
+
+
+def wait_for_views(page) -> None:
+    page.wait_for_selector(SLIDER, state="attached", timeout=TRACE_TIMEOUT_MS)
+    page.wait_for_selector('iframe', timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, "
+                           "[data-testid=\"stVegaLiteChart\"] svg').length >= 4", timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_timeout(800)
+
+
+def assert_no_exception(page) -> None:
+    exc = page.query_selector_all('[data-testid="stException"]')
+    assert not exc, exc[0].inner_text()
+
+
+def shoot(page, out: Path, name: str, selector: str | None = None) -> Path:
+    path = out / f"{name}.png"
+    if selector:
+        page.locator(selector).first.screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("SAVE_SCREENSHOTS") == "1":
+        keep = ROOT / "bench" / "screenshots"
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, keep / path.name)
+    return path
+
+
+def slider_value(page) -> str:
+    return page.locator('[data-testid="stSlider"] [data-testid="stSliderThumbValue"]').first.inner_text()
+
+
+def test_trace_page_in_browser(server, page, tmp_path):
+    page.goto(f"{server}/?prompt={PROMPT.replace(' ', '%20')}")
+    wait_for_views(page)
+    assert_no_exception(page)
+    frame = page.frame_locator("iframe").first
+    frame.locator("canvas").first.wait_for(timeout=60_000)
+    before = slider_value(page)
+    tv_before = page.locator('[data-testid="stMetric"]', has_text="TV").first.inner_text()
+    shoot(page, tmp_path, "trace_page")
+
+    # move the slider to the full graph: focus its range input and press End
+    thumb = page.locator(SLIDER).first
+    thumb.focus()
+    thumb.press("End")
+    page.wait_for_timeout(500)
+    wait_for_views(page)
+    after = slider_value(page)
+    assert after != before and after.startswith("s = 1 ")
+    page.wait_for_function("([t]) => { const m = [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
+                           ".find(e => e.innerText.includes('TV')); return m && m.innerText !== t; }",
+                           arg=[tv_before], timeout=60_000)
+    assert_no_exception(page)
+    assert "size=1" in page.url
+    full = shoot(page, tmp_path, "trace_page_full_size")
+    graph = shoot(page, tmp_path, "node_graph", 'iframe')
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    dist = charts.nth(0).screenshot(path=str(tmp_path / "distribution.png"))
+    curves = charts.nth(2).screenshot(path=str(tmp_path / "curves.png"))
+    for name in ("distribution", "curves"):
+        if os.environ.get("SAVE_SCREENSHOTS") == "1":
+            shutil.copy(tmp_path / f"{name}.png", ROOT / "bench" / "screenshots" / f"{name}.png")
+    assert dist and curves
+    for p in (full, graph, tmp_path / "distribution.png", tmp_path / "curves.png"):
+        assert p.stat().st_size > 5_000, p
