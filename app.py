@@ -226,7 +226,7 @@ def draw_distribution(sweep: Sweep, index: int) -> None:
     c1, c2, c3 = st.columns(3)
     c1.metric("TV", f"{out.tv:.3f}", help="total variation from the full model's distribution (0 = identical)")
     c2.metric("Shared nucleus", f"{out.shared_nucleus}%", help="largest nucleus with the same ordered tokens")
-    c3.metric("Entropy", f"{out.entropy:.2f} nats")
+    c3.metric("Entropy (nats)", f"{out.entropy:.2f}")
     st.altair_chart(distribution.chart(sweep.trace, index, sweep.full_top_probs), width="content")
 
 
@@ -267,13 +267,13 @@ def header(sweep: Sweep, index: int) -> None:
     st.markdown(f"**{tr.model_id}** · {len(tr.tokens)} tokens · {tr.n_edges:,} edges · "
                 f"{tr.settings.weighting} weights · ablation: {tr.settings.mode}")
     c = st.columns(5)
-    c[0].metric("Size", common.format_size(s.size), f"{s.n_edges:,} edges", delta_color="off")
-    c[1].metric("Top-1 here", repr(s.trace.top[0].token), f"full: {tr.full.top[0].token!r}", delta_color="off")
+    c[0].metric("Size", common.format_size(s.size), f"{s.n_edges:,} edges", delta_color="off", delta_arrow="off")
+    c[1].metric("Top-1 here", repr(s.trace.top[0].token), f"full: {tr.full.top[0].token!r}", delta_color="off", delta_arrow="off")
     c[2].metric("Density", f"{tr.density:.2f}", help="integral of TV over log10 s: high means the prompt needs "
                 "much of the graph")
     rec = tr.recovery.get(1)
     c[3].metric("Top-1 kept from", common.format_size(rec) if rec else "never")
-    c[4].metric("Time", f"{sweep.trace_s:.1f} s", f"model load {sweep.load_s:.1f} s", delta_color="off")
+    c[4].metric("Time", f"{sweep.trace_s:.1f} s", f"model load {sweep.load_s:.1f} s", delta_color="off", delta_arrow="off")
 
 
 def downloads(sweep: Sweep) -> None:
@@ -302,7 +302,7 @@ def main() -> None:
                             "size": common.format_size(tr.strata[index].size)})
     st.session_state.url_size = tr.strata[index].size
     header(sweep, index)
-    left, right = st.columns([3, 2], gap="large")
+    left, right = st.columns([1, 1], gap="large")
     with left:
         draw_node_graph(sweep, index)
     with right:

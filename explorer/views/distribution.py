@@ -55,5 +55,5 @@ def chart(trace: Trace, index: int, full_top_probs: np.ndarray | None = None) ->
                             scale=alt.Scale(domain=list(SOURCES.values()), range=COLOURS),
                             legend=alt.Legend(orient="bottom")),
             tooltip=["token", "source", alt.Tooltip("prob:Q", format=".4f")],
-        ).properties(width=190, height=alt.Step(9)))
+        ).properties(width=150, height=alt.Step(9)))
     return alt.hconcat(*panels).resolve_scale(y="independent")

@@ -23,8 +23,8 @@ EMB, OUT = "emb", "out"
 SIZE_BY = ("edges", "weight")
 # viridis, dark (early) to yellow (late)
 PALETTE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"]
-X_STEP, Y_STEP = 70, 34
-MAX_FLOWS = 400
+X_STEP, Y_STEP = 46, 26
+MAX_FLOWS = 200
 
 
 def entry_colour(size: float, smallest: float) -> str:
@@ -83,10 +83,10 @@ def build(trace: Trace, index: int, size_by: str = "edges") -> nx.DiGraph:
     g = nx.DiGraph()
     top_y = (L + 1) * Y_STEP
     g.add_node(EMB, label="embeddings", kind="emb", layer=-1, head=-1, edges=0, weight=0.0, entered=smallest,
-               x=(H * X_STEP) / 2, y=top_y, size=14, color="#9e9e9e", shape="box",
+               x=((H - 1) * X_STEP) / 2, y=top_y + 1.4 * Y_STEP, size=10, color="#9e9e9e", shape="box",
                title="input embeddings (graph layer 0)")
     g.add_node(OUT, label="output", kind="out", layer=L, head=-1, edges=0, weight=0.0, entered=smallest,
-               x=(H * X_STEP) / 2, y=0, size=14, color="#9e9e9e", shape="box",
+               x=((H - 1) * X_STEP) / 2, y=0, size=10, color="#9e9e9e", shape="box",
                title=html.escape(f"output node: last token {token_label(trace, lay.n_tokens - 1)} after the last MLP"))
     for c in present:
         name = names[c]
@@ -94,7 +94,7 @@ def build(trace: Trace, index: int, size_by: str = "edges") -> nx.DiGraph:
         layer = c - L * H if is_mlp else c // H
         head = -1 if is_mlp else c % H
         value = float(counts[c] if size_by == "edges" else weights[c])
-        size = 8 + 22 * math.sqrt(value / top) if top > 0 else 8
+        size = 3 + 9 * math.sqrt(value / top) if top > 0 else 3
         when = entered.get(name, trace.strata[index].size)
         g.add_node(
             name, label=name, kind="mlp" if is_mlp else "head", layer=int(layer), head=int(head),
@@ -129,9 +129,21 @@ def to_html(graph: nx.DiGraph, height: int = 640) -> str:
     from pyvis.network import Network
 
     net = Network(height=f"{height}px", width="100%", directed=True, cdn_resources="in_line", bgcolor="#ffffff")
+    L = max((a["layer"] for _, a in graph.nodes(data=True)), default=0)
+    H = max((a["head"] for _, a in graph.nodes(data=True)), default=0) + 1
+    top_y = (L + 1) * Y_STEP
+    for l in range(0, L, max(1, L // 10)):
+        net.add_node(f"layer {l}", label=f"L{l}", x=-X_STEP, y=float(top_y - (l + 1) * Y_STEP), shape="text",
+                     physics=False, font={"size": 11, "color": "#777777"})
+    for h in range(H):
+        net.add_node(f"head {h}", label=f"h{h}", x=float(h * X_STEP), y=float(top_y + Y_STEP / 2), shape="text",
+                     physics=False, font={"size": 11, "color": "#777777"})
+    net.add_node("mlps", label="MLP", x=float((H + 0.5) * X_STEP), y=float(top_y + Y_STEP / 2), shape="text",
+                 physics=False, font={"size": 11, "color": "#777777"})
     for name, a in graph.nodes(data=True):
-        net.add_node(name, label=a["label"], x=float(a["x"]), y=float(a["y"]), size=float(a["size"]), color=a["color"],
-                     shape=a["shape"], title=a["title"], physics=False, font={"size": 11})
+        label = a["label"] if a["kind"] in ("emb", "out") else " "  # pyvis shows the id for an empty label
+        net.add_node(name, label=label, x=float(a["x"]), y=float(a["y"]), size=float(a["size"]), color=a["color"],
+                     shape=a["shape"], title=a["title"], physics=False, font={"size": 10}, borderWidth=0.5)
     for u, v, a in graph.edges(data=True):
         net.add_edge(u, v, width=float(a["width"]), title=a["title"], color={"color": "#8a8a8a", "opacity": 0.45},
                      arrows="to", smooth=False)
