@@ -20,7 +20,7 @@ import streamlit as st
 from explorer import DEFAULT_MODEL, ExplorerError, Settings, load_model, trace_prompt
 from explorer.export import table_rows, to_csv, to_json
 from explorer.trace import Trace
-from explorer.views import common, composition, curves, distribution, node_graph, probe, token_graph
+from explorer.views import common, composition, curves, distribution, node_graph, token_graph
 
 PRESETS = ["smollm2-135m", "gemma3-270m", "gpt2", "EleutherAI/pythia-160m", "Qwen/Qwen3-0.6B-Base"]
 OTHER = "other: hub id or local folder"
@@ -100,8 +100,7 @@ def compute_sweep(model_id: str, device: str, dtype: str, revision: str | None, 
     settings = Settings(weighting=weighting, mode=mode, controls=controls, compare_modes=compare_modes)
     start = time.perf_counter()
     trace = trace_prompt(lm, prompt, settings, progress=lambda f, m: report(0.05 + 0.85 * f, m))
-    report(0.92, "subgraph probabilities of the full model's top tokens")
-    probs = probe.full_top_probs(lm, trace)
+    probs = np.array([s.trace.full_top_probs for s in trace.strata])
     sweep = Sweep(trace, probs, load_s, time.perf_counter() - start)
     store.put(key, sweep)
     return sweep

@@ -99,16 +99,20 @@ class EdgeLayout:
             "dst_node": dst_g * T + target,
         }
 
+    def kind(self, ids: np.ndarray) -> np.ndarray:
+        """ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP or MLP per edge id (cheaper than :meth:`decode`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rest = ids - self.n_attention_ids
+        return np.where(rest < 0, ATTENTION, 1 + rest // (self.n_layers * self.n_tokens))
+
     def component(self, ids: np.ndarray) -> np.ndarray:
         """Component index per edge: ``l*H + h`` for attention heads, ``L*H + l`` for MLPs, -1 for
         residual edges. Names are :meth:`component_names`."""
-        d = self.decode(ids)
-        comp = np.full(len(d["kind"]), -1, dtype=np.int64)
-        attn = d["kind"] == ATTENTION
-        comp[attn] = d["layer"][attn] * self.n_heads + d["head"][attn]
-        mlp = d["kind"] == MLP
-        comp[mlp] = self.n_layers * self.n_heads + d["layer"][mlp]
-        return comp
+        ids = np.asarray(ids, dtype=np.int64)
+        L, H, T = self.n_layers, self.n_heads, self.n_tokens
+        kind = self.kind(ids)
+        mlp_layer = (ids - self.offset(MLP)) // T
+        return np.select([kind == ATTENTION, kind == MLP], [ids // (T * T), L * H + mlp_layer], -1)
 
     def component_names(self) -> list[str]:
         """``a{layer}.h{head}`` for every head, then ``m{layer}`` for every MLP."""
@@ -138,46 +142,41 @@ class TokenGraph:
              self.residual_mlp.reshape(-1), self.mlp.reshape(-1)]
         )
 
-    def csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Edges grouped by target node in push order (residual, then heads ``h`` and sources ``s``).
+    def csr(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Edges grouped by target node in push order (residual first, then heads ``h`` and sources
+        ``s``), built arithmetically on the graph's device.
 
-        Returns ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (float64), ``edge_id [M]``, with ``M = E``.
+        Returns ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (float64) and ``edge_id [M]``, ``M = E``.
         """
         lay = self.layout
         L, H, T = lay.n_layers, lay.n_heads, lay.n_tokens
         dev = self.attention.device
-        t_idx = torch.arange(T, device=dev)
-        causal = (t_idx[None, :] <= t_idx[:, None])  # [t, s]
-        ids_attn = torch.arange(lay.n_attention_ids, device=dev).view(L, H, T, T)
-        srcs, weights, edge_ids, degrees = [], [], [], []
-        for l in range(L):
-            last = l == L - 1
-            live = torch.ones(T, dtype=torch.bool, device=dev) if not last else t_idx == T - 1
-            # attention nodes (2l+1, t): [residual, (h, s) for h, s]
-            w = torch.cat([self.residual_attn[l][:, None], self.attention[l].permute(1, 0, 2).reshape(T, H * T)], 1)
-            e = torch.cat([(lay.offset(RESIDUAL_ATTN) + l * T + t_idx)[:, None],
-                           ids_attn[l].permute(1, 0, 2).reshape(T, H * T)], 1)
-            s = torch.cat([(2 * l * T + t_idx)[:, None], (2 * l * T + t_idx).repeat(H)[None, :].expand(T, H * T)], 1)
-            keep = torch.cat([torch.ones(T, 1, dtype=torch.bool, device=dev), causal.repeat(1, H)], 1) & live[:, None]
-            srcs.append(s[keep]); weights.append(w[keep]); edge_ids.append(e[keep])
-            degrees.append(torch.where(live, 1 + H * (t_idx + 1), 0))
-            # MLP nodes (2l+2, t): [residual, mlp]
-            w = torch.stack([self.residual_mlp[l], self.mlp[l]], 1)
-            e = torch.stack([lay.offset(RESIDUAL_MLP) + l * T + t_idx, lay.offset(MLP) + l * T + t_idx], 1)
-            mlp_src_g = 2 * l if lay.parallel else 2 * l + 1
-            s = torch.stack([(2 * l + 1) * T + t_idx, mlp_src_g * T + t_idx], 1)
-            keep = live[:, None].expand(T, 2)
-            srcs.append(s[keep]); weights.append(w[keep]); edge_ids.append(e[keep])
-            degrees.append(torch.where(live, 2, 0))
-        deg = torch.cat([torch.zeros(T, dtype=torch.long, device=dev)] + degrees)
+        t = torch.arange(T, device=dev)
+        layer = torch.arange(L, device=dev)[:, None]
+        # attention nodes (2l+1, t): entry `pos` of node t is the residual (pos 0) or head h, source s
+        deg = 1 + H * (t + 1)
+        tt = torch.repeat_interleave(t, deg)
+        pos = torch.arange(len(tt), device=dev) - (torch.cumsum(deg, 0) - deg)[tt]
+        k = (pos - 1).clamp_min(0)
+        head, src_t = k // (tt + 1), torch.where(pos == 0, tt, k % (tt + 1))
+        attn_ids = torch.where(pos == 0, lay.offset(RESIDUAL_ATTN) + layer * T + tt,
+                               ((layer * H + head) * T + tt) * T + src_t)
+        attn_src = 2 * layer * T + src_t
+        attn_dst = (2 * layer + 1) * T + tt
+        # MLP nodes (2l+2, t): [residual from (2l+1, t), MLP from (2l+1, t) or, parallel, (2l, t)]
+        tm, is_mlp = t.repeat_interleave(2), torch.arange(2, device=dev).repeat(T) == 1
+        mlp_ids = torch.where(is_mlp, lay.offset(MLP), lay.offset(RESIDUAL_MLP)) + layer * T + tm
+        mlp_src_g = 2 * layer + torch.where(is_mlp & lay.parallel, 0, 1)
+        mlp_src = mlp_src_g * T + tm
+        mlp_dst = (2 * layer + 2) * T + tm
+        target = torch.cat([tt, tm]).expand(L, -1)
+        keep = (layer < L - 1) | (target == T - 1)  # last layer: only the output token's nodes
+        ids = torch.cat([attn_ids, mlp_ids], 1)[keep]
+        src = torch.cat([attn_src, mlp_src], 1)[keep]
+        dst = torch.cat([attn_dst, mlp_dst.expand(L, -1)], 1)[keep]
         node_ptr = torch.zeros(lay.n_nodes + 1, dtype=torch.long, device=dev)
-        node_ptr[1:] = torch.cumsum(deg, 0)
-        return (
-            node_ptr.cpu().numpy(),
-            torch.cat(srcs).cpu().numpy(),
-            torch.cat(weights).double().cpu().numpy(),
-            torch.cat(edge_ids).cpu().numpy(),
-        )
+        node_ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=lay.n_nodes), 0)
+        return node_ptr, src, self.flat_weights()[ids].double(), ids
 
 
 def _normalise(parts: list[torch.Tensor]) -> list[torch.Tensor]:

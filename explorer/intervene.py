@@ -142,16 +142,27 @@ def masked_logits(
     return torch.cat(out)
 
 
+def _prefix_counts(labels: np.ndarray, n_keeps: list[int], n_labels: int) -> np.ndarray:
+    """Counts of each label in ``labels[:n]`` for each ``n`` of the ascending ``n_keeps``:
+    ``[len(n_keeps), n_labels]``; labels below 0 are not counted. One pass over the labels."""
+    out = np.zeros((len(n_keeps), n_labels + 1), dtype=np.int64)
+    acc = np.zeros(n_labels + 1, dtype=np.int64)
+    prev = 0
+    for i, n in enumerate(n_keeps):
+        acc += np.bincount(labels[prev:n] + 1, minlength=n_labels + 1)
+        out[i] = acc
+        prev = n
+    return out[:, 1:]
+
+
 def component_counts(layout: EdgeLayout, order: np.ndarray, n_keeps: list[int]) -> np.ndarray:
     """Edges per component (``a{l}.h{h}`` then ``m{l}``, see :meth:`EdgeLayout.component_names`) among
-    the first ``n`` edges of ``order``, for each ``n``: ``[len(n_keeps), L*H + L]``."""
-    comp = layout.component(order)
-    n_comp = layout.n_layers * (layout.n_heads + 1)
-    return np.stack([np.bincount(comp[:n][comp[:n] >= 0], minlength=n_comp) for n in n_keeps])
+    the first ``n`` edges of ``order``, for each ascending ``n``: ``[len(n_keeps), L*H + L]``."""
+    return _prefix_counts(layout.component(order), n_keeps, layout.n_layers * (layout.n_heads + 1))
 
 
 def kind_counts(layout: EdgeLayout, order: np.ndarray, n_keeps: list[int]) -> np.ndarray:
     """Attention, MLP and residual edges among the first ``n`` of ``order``: ``[len(n_keeps), 3]``."""
-    kind = layout.decode(order)["kind"]
+    kind = layout.kind(order)
     group = np.select([kind == ATTENTION, kind == MLP], [0, 1], 2)
-    return np.stack([np.bincount(group[:n], minlength=3) for n in n_keeps])
+    return _prefix_counts(group, n_keeps, 3)

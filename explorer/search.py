@@ -6,7 +6,8 @@ best, and pushes the in-edges of its source node when that node is reached for t
 :func:`greedy_order` gives exactly the same order without one heap entry per edge: edges pushed
 together (the in-edges of one node) leave the heap in their own (weight desc, push order) order, so it
 sorts each node's in-edges once and keeps a heap of nodes keyed by their best remaining edge. The loop is
-compiled with numba; no Python object is made per edge.
+compiled with numba; no Python object is made per edge. The per-node sort runs as two stable sorts on
+the graph's device.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+import torch
 
 from explorer.errors import BadSetting
 
@@ -36,6 +38,17 @@ class SearchGraph:
     src: np.ndarray
     weight: np.ndarray
     root: int
+
+
+def sort_within_nodes(node_ptr, weight) -> np.ndarray:
+    """Permutation of the CSR arrays that orders each node's in-edges by weight (descending), ties in
+    push order: two stable sorts, on the device of ``weight`` when it is a tensor. ``[M]`` int64."""
+    w = torch.as_tensor(weight)
+    ptr = torch.as_tensor(node_ptr, device=w.device)
+    node = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=w.device), ptr.diff())
+    by_weight = torch.sort(-w, stable=True).indices
+    by_node = torch.sort(node[by_weight], stable=True).indices
+    return by_weight[by_node].cpu().numpy()
 
 
 @numba.njit(cache=True)
@@ -73,19 +86,11 @@ def _sift_up(hw, hs, hv, i):
         i = parent
 
 
-@numba.njit(cache=True)
-def _greedy(node_ptr, src, weight, root):
+@numba.njit(cache=True, nogil=True)
+def _greedy(node_ptr, sorted_src, sorted_weight, sorted_pos, root):
+    """The search over in-edges already sorted within each node; returns positions in sorted order."""
     n_nodes = node_ptr.shape[0] - 1
     m = node_ptr[n_nodes]
-    # Each node's in-edges by (weight desc, push position asc): a stable sort of -weight.
-    perm = np.empty(m, np.int64)
-    for v in range(n_nodes):
-        a = node_ptr[v]
-        b = node_ptr[v + 1]
-        if b > a:
-            p = np.argsort(-weight[a:b], kind="mergesort")
-            for i in range(b - a):
-                perm[a + i] = a + p[i]
     cursor = node_ptr[:n_nodes].copy()
     base = np.zeros(n_nodes, np.int64)
     reached = np.zeros(n_nodes, np.bool_)
@@ -95,57 +100,64 @@ def _greedy(node_ptr, src, weight, root):
     order = np.empty(m, np.int64)
     size = 0
     k = 0
-    counter = 0
     reached[root] = True
     if node_ptr[root + 1] > node_ptr[root]:
-        e = perm[cursor[root]]
-        hw[0] = weight[e]
-        hs[0] = e - node_ptr[root]
+        hw[0] = sorted_weight[cursor[root]]
+        hs[0] = sorted_pos[cursor[root]]
         hv[0] = root
         size = 1
     counter = node_ptr[root + 1] - node_ptr[root]
     while size > 0:
         v = hv[0]
-        e = perm[cursor[v]]
-        order[k] = e
+        c = cursor[v]
+        order[k] = c
         k += 1
-        cursor[v] += 1
-        if cursor[v] < node_ptr[v + 1]:
-            nxt = perm[cursor[v]]
-            hw[0] = weight[nxt]
-            hs[0] = base[v] + nxt - node_ptr[v]
+        cursor[v] = c + 1
+        if c + 1 < node_ptr[v + 1]:
+            hw[0] = sorted_weight[c + 1]
+            hs[0] = base[v] + sorted_pos[c + 1]
         else:
             size -= 1
             hw[0] = hw[size]
             hs[0] = hs[size]
             hv[0] = hv[size]
         _sift_down(hw, hs, hv, size, 0)
-        u = src[e]
+        u = sorted_src[c]
         if not reached[u]:
             reached[u] = True
             base[u] = counter
             deg = node_ptr[u + 1] - node_ptr[u]
             counter += deg
             if deg > 0:
-                first = perm[cursor[u]]
-                hw[size] = weight[first]
-                hs[size] = base[u] + first - node_ptr[u]
+                first = cursor[u]
+                hw[size] = sorted_weight[first]
+                hs[size] = base[u] + sorted_pos[first]
                 hv[size] = u
                 size += 1
                 _sift_up(hw, hs, hv, size - 1)
     return order[:k]
 
 
-def greedy_order(graph: SearchGraph) -> np.ndarray:
-    """Edge positions (indices into the CSR arrays) in the order the greedy search pops them."""
+def greedy_order(graph: SearchGraph, perm: np.ndarray | None = None) -> np.ndarray:
+    """Edge positions (indices into the CSR arrays) in the order the greedy search pops them.
+
+    ``perm``: :func:`sort_within_nodes` of the graph, if already computed (for example on a GPU).
+    """
     if np.isnan(graph.weight).any():
         raise ValueError("edge weights contain NaN")
-    return _greedy(
-        np.ascontiguousarray(graph.node_ptr, dtype=np.int64),
-        np.ascontiguousarray(graph.src, dtype=np.int64),
-        np.ascontiguousarray(graph.weight, dtype=np.float64),
+    if perm is None:
+        perm = sort_within_nodes(graph.node_ptr, graph.weight)
+    ptr = np.ascontiguousarray(graph.node_ptr, dtype=np.int64)
+    # push position of each edge within its node, in sorted order
+    pos = perm - np.repeat(ptr[:-1], np.diff(ptr))
+    sorted_order = _greedy(
+        ptr,
+        np.ascontiguousarray(graph.src[perm], dtype=np.int64),
+        np.ascontiguousarray(graph.weight[perm], dtype=np.float64),
+        pos,
         int(graph.root),
     )
+    return perm[sorted_order]
 
 
 def random_priorities(is_attention: np.ndarray, seed: int) -> np.ndarray:

@@ -11,19 +11,22 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from explorer.errors import BadPrompt, BadSetting, OutOfMemory
-from explorer.graph import ATTENTION, WEIGHTINGS, EdgeLayout, TokenGraph, build_graph
+from explorer.graph import WEIGHTINGS, EdgeLayout, TokenGraph, build_graph
 from explorer.intervene import MODES, EdgeRanks, MaskSpec, component_counts, kind_counts, masked_logits
 from explorer.metrics import (
     DENSITY_AXES, density, entropy, recovery_sizes, shared_nucleus, total_variation,
 )
 from explorer.models.loading import LoadedModel
-from explorer.search import DEFAULT_SIZES, SearchGraph, check_sizes, greedy_order, random_priorities, strata_edges
+from explorer.search import (
+    DEFAULT_SIZES, SearchGraph, check_sizes, greedy_order, random_priorities, sort_within_nodes, strata_edges,
+)
 
 DEFAULT_MAX_TOKENS = 256
 VARIANTS = ("trace", "inverse", "random", "other_mode")
@@ -71,13 +74,15 @@ class TokenProb:
 @dataclass
 class Output:
     """A next-token distribution's summary: top tokens, entropy (nats), and error against the full model
-    (``tv``, ``shared_nucleus``; 0 for the full model itself) and gold-token cross-entropy if given."""
+    (``tv``, ``shared_nucleus``; 0 for the full model itself) and gold-token cross-entropy if given.
+    ``full_top_probs``: this distribution's probability of each of the full model's top tokens."""
 
     top: list[TokenProb]
     entropy: float
     tv: float = 0.0
     shared_nucleus: int = 99
     gold_ce: float | None = None
+    full_top_probs: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -176,23 +181,42 @@ def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
 
 
 def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
-    """The CSR search graph and the edge id of each of its edges."""
+    """The CSR search graph on the host, and the edge id of each of its edges."""
     ptr, src, w, ids = graph.csr()
-    return SearchGraph(ptr, src, w, graph.layout.output_node), ids
+    return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
+
+
+def edge_orders(graph: TokenGraph, random_seed: int | None) -> list[np.ndarray]:
+    """The greedy edge order (edge ids), and the random control's order when ``random_seed`` is given.
+    Per-node sorts run on the graph's device; the two searches run on the host side by side."""
+    ptr, src, w, ids = graph.csr()
+    sg = SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node)
+    edge_ids = ids.cpu().numpy()
+    jobs = [(sg, sort_within_nodes(ptr, w))]
+    if random_seed is not None:
+        keys = random_priorities(edge_ids < graph.layout.n_attention_ids, random_seed)
+        rand = SearchGraph(sg.node_ptr, sg.src, keys, sg.root)
+        jobs.append((rand, sort_within_nodes(ptr, torch.as_tensor(keys, device=w.device))))
+    with ThreadPoolExecutor(len(jobs)) as pool:  # the compiled search releases the GIL
+        positions = list(pool.map(lambda job: greedy_order(*job), jobs))
+    return [edge_ids[pos] for pos in positions]
 
 
 def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, gold_id: int | None, k: int) -> list[Output]:
+    """Summaries of ``q [B, V]`` against ``p [V]``, moved to the host in one transfer per quantity."""
     tv = total_variation(p, q)
     nuc = shared_nucleus(p, q)
     ent = entropy(q)
     top_p, top_i = q.topk(k, dim=-1)
+    at_full_top = q[:, p.topk(k).indices]
     ce = -torch.log(q[:, gold_id].clamp_min(1e-45)) if gold_id is not None else None
-    host = [t.cpu().tolist() if t is not None else None for t in (tv, nuc, ent, top_p, top_i, ce)]
-    tv, nuc, ent, top_p, top_i, ce = host
+    host = [t.cpu().tolist() if t is not None else None for t in (tv, nuc, ent, top_p, top_i, at_full_top, ce)]
+    tv, nuc, ent, top_p, top_i, at_full_top, ce = host
     outs = []
     for b in range(q.shape[0]):
         top = [TokenProb(lm.tokenizer.decode([i]), int(i), float(pr)) for i, pr in zip(top_i[b], top_p[b])]
-        outs.append(Output(top, float(ent[b]), float(tv[b]), int(nuc[b]), None if ce is None else float(ce[b])))
+        outs.append(Output(top, float(ent[b]), float(tv[b]), int(nuc[b]), None if ce is None else float(ce[b]),
+                           [float(x) for x in at_full_top[b]]))
     return outs
 
 
@@ -241,14 +265,8 @@ def trace_prompt(
 
         report(0.25, "greedy search")
         layout = graph.layout
-        sg, edge_ids = search_graph(graph)
-        pos = greedy_order(sg)
-        order = edge_ids[pos]
-        orders = [order]
-        if settings.controls:
-            is_attn = layout.decode(edge_ids)["kind"] == ATTENTION
-            rand = SearchGraph(sg.node_ptr, sg.src, random_priorities(is_attn, settings.seed), sg.root)
-            orders.append(edge_ids[greedy_order(rand)])
+        orders = edge_orders(graph, settings.seed if settings.controls else None)
+        order = orders[0]
         ranks = EdgeRanks.from_orders(layout, orders, lm.device)
         lap("search")
 

@@ -23,7 +23,7 @@ def frame(trace: Trace, index: int, full_top_probs: np.ndarray | None = None) ->
     ``source`` (full model / subgraph) and ``prob``.
 
     ``full_top_probs[index, j]`` is the subgraph's probability of the full model's ``j``-th token (see
-    :func:`explorer.views.probe.full_top_probs`); without it, only tokens that are also among the
+    :attr:`explorer.trace.Output.full_top_probs`); without it, only tokens that are also among the
     subgraph's own top tokens get a subgraph probability.
     """
     out = trace.strata[index].trace
