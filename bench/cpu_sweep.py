@@ -18,7 +18,8 @@ from explorer import Settings, load_model, trace_prompt
 
 PROMPT = (
     "The old lighthouse keeper climbed the narrow stairs every evening to light the lamp, "
-    "and the ships that passed the rocky coast at night were guided safely home by"
+    "and for forty years the fishing boats and cargo ships that passed the rocky coast at night, in fog and rain, "
+    "were guided safely home by"
 )
 
 
