@@ -27,7 +27,6 @@ from explorer.models.hooks import LayerRecord
 WEIGHTINGS = ("l1", "l2", "ifr")
 
 ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP, MLP = 0, 1, 2, 3
-EDGE_KINDS = ("attention", "residual", "residual", "mlp")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from explorer.search import (
 )
 
 DEFAULT_MAX_TOKENS = 256
-VARIANTS = ("trace", "inverse", "random", "other_mode")
 
 
 @dataclass(frozen=True)
