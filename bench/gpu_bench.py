@@ -91,10 +91,8 @@ def reference_pipeline(lm, prompt: str, settings: Settings) -> float:
     t0 = time.perf_counter()
     ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"].to(lm.device)
     inst = lm.instrumentation
-    inst.recorder = []
-    with torch.no_grad():
-        logits = lm.model(input_ids=ids).logits[0, -1].float()
-    records, inst.recorder = inst.recorder, None
+    logits, records = inst.recorded_forward(ids)
+    logits = logits[0, -1].float()
     graph = build_graph(lm.adapter, records, settings.weighting)
     sg, edge_ids = search_graph(graph)
     g = nx.MultiDiGraph()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.errors import BadPrompt, BadSetting, ExplorerError
+from explorer.errors import BadSetting, ExplorerError
 from explorer.graph import WEIGHTINGS
 from explorer.intervene import MODES
 from explorer.models.loading import DEFAULT_MODEL, DTYPES
@@ -66,7 +66,7 @@ def print_table(trace, out=None) -> None:
 
 def _trace(args) -> int:
     from explorer.models.loading import load_model
-    from explorer.trace import DEFAULT_MAX_TOKENS, Settings, trace_prompt
+    from explorer.trace import DEFAULT_MAX_TOKENS, Settings, check_prompt_text, trace_prompt
 
     try:
         sizes = tuple(float(x) for x in args.sizes.split(",")) if args.sizes else None
@@ -80,8 +80,7 @@ def _trace(args) -> int:
     if sizes:
         kwargs["sizes"] = sizes
     settings = Settings(**kwargs)
-    if not args.prompt.strip():
-        raise BadPrompt("the prompt is empty")
+    check_prompt_text(args.prompt)
     lm = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
                     trust_remote_code=args.trust_remote_code)
     trace = trace_prompt(lm, args.prompt, settings, gold=args.gold)

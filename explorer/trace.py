@@ -167,10 +167,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
-    """``[1, T]`` input ids, with the tokenizer's BOS where it adds one."""
+def check_prompt_text(prompt: str) -> None:
+    """Reject an empty prompt before anything is loaded."""
     if not prompt or not prompt.strip():
         raise BadPrompt("the prompt is empty")
+
+
+def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
+    """``[1, T]`` input ids, with the tokenizer's BOS where it adds one."""
+    check_prompt_text(prompt)
     ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"]
     if ids.shape[1] > max_tokens:
         raise BadPrompt(f"the prompt has {ids.shape[1]} tokens; the limit is {max_tokens}")
@@ -179,18 +184,20 @@ def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
     return ids.to(lm.device)
 
 
+def _on_host(graph: TokenGraph, ptr, src, w, ids) -> tuple[SearchGraph, np.ndarray]:
+    return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
+
+
 def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
     """The CSR search graph on the host, and the edge id of each of its edges."""
-    ptr, src, w, ids = graph.csr()
-    return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
+    return _on_host(graph, *graph.csr())
 
 
 def edge_orders(graph: TokenGraph, random_seed: int | None) -> list[np.ndarray]:
     """The greedy edge order (edge ids), and the random control's order when ``random_seed`` is given.
     Per-node sorts run on the graph's device; the two searches run on the host side by side."""
     ptr, src, w, ids = graph.csr()
-    sg = SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node)
-    edge_ids = ids.cpu().numpy()
+    sg, edge_ids = _on_host(graph, ptr, src, w, ids)
     jobs = [(sg, sort_within_nodes(ptr, w))]
     if random_seed is not None:
         keys = random_priorities(edge_ids < graph.layout.n_attention_ids, random_seed)
@@ -252,12 +259,8 @@ def trace_prompt(
             gold_id = gold_ids[0] if gold_ids else None
         inst = lm.instrumentation
         report(0.05, "forward pass")
-        inst.recorder = []
-        try:
-            logits = lm.model(input_ids=input_ids, logits_to_keep=1).logits[0, -1].float()
-            records = inst.recorder
-        finally:
-            inst.recorder = None
+        logits, records = inst.recorded_forward(input_ids, logits_to_keep=1)
+        logits = logits[0, -1].float()
         graph = build_graph(lm.adapter, records, settings.weighting)
         del records
         lap("graph")

@@ -18,14 +18,7 @@ IDS = torch.tensor([[5, 17, 99, 3, 42, 7, 250, 11, 64]])
 
 
 def _record(lm, ids=IDS):
-    inst = lm.instrumentation
-    inst.recorder = []
-    try:
-        with torch.no_grad():
-            logits = lm.model(input_ids=ids).logits
-        return logits, inst.recorder
-    finally:
-        inst.recorder = None
+    return lm.instrumentation.recorded_forward(ids)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -71,6 +71,17 @@ class Instrumentation:
     recorder: list[LayerRecord] | None = None
     masks: EdgeMasks | None = None
 
+    def recorded_forward(self, input_ids: torch.Tensor, **kwargs) -> tuple[torch.Tensor, list[LayerRecord]]:
+        """One unmasked forward pass that records every layer: returns the model's logits and the
+        :class:`LayerRecord` list (batch element 0). ``kwargs`` go to the model (e.g. ``logits_to_keep``)."""
+        self.recorder = []
+        try:
+            with torch.no_grad():
+                logits = self.adapter.model(input_ids=input_ids, **kwargs).logits
+            return logits, self.recorder
+        finally:
+            self.recorder = None
+
     def record(self, layer: int) -> LayerRecord | None:
         if self.recorder is None:
             return None
