@@ -7,17 +7,14 @@ slider moves over the evaluated sizes, re-drawing the linked views. The URL's qu
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
-from collections import OrderedDict
-from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import DEFAULT_MODEL, ExplorerError, Settings, load_model, trace_prompt
+from app_state import Sweep, compute_sweep, take_open_request
+from explorer import DEFAULT_MODEL, ExplorerError
 from explorer.export import table_rows, to_csv, to_json
 from explorer.trace import Trace
 from explorer.views import common, composition, curves, distribution, node_graph, token_graph
@@ -37,92 +34,50 @@ WEIGHTS = {"l1": "l1 (default)", "l2": "l2", "ifr": "ifr (information flow route
 MODES = {"all": "all edges removed (the method)", "attention-kept": "attention kept (authors' code)"}
 
 
-@dataclass
-class Sweep:
-    """A computed trace with what the views need beyond it."""
-
-    trace: Trace
-    full_top_probs: np.ndarray | None
-    load_s: float
-    trace_s: float
+WIDGETS = ("preset", "model_text", "device", "dtype", "revision", "prompt", "weighting", "mode", "compare",
+           "controls")
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
-def cached_model(model_id: str, device: str, dtype: str, revision: str | None):
-    """The model, loaded once per process (per id, device, dtype and revision); and the load time."""
-    start = time.perf_counter()
-    lm = load_model(model_id, device=device, dtype=dtype, revision=revision)
-    return lm, time.perf_counter() - start
-
-
-class SweepStore:
-    """The last few sweeps of this process, keyed by (model, device, dtype, revision, prompt, settings).
-
-    A plain bounded store rather than a cached function, because the progress bar is drawn while a sweep
-    is computed and cached functions replay the page elements they touch."""
-
-    def __init__(self, max_entries: int = 8):
-        self.max_entries = max_entries
-        self.items: OrderedDict[tuple, Sweep] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple) -> Sweep | None:
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-            return self.items.get(key)
-
-    def put(self, key: tuple, sweep: Sweep) -> None:
-        with self.lock:
-            self.items[key] = sweep
-            self.items.move_to_end(key)
-            while len(self.items) > self.max_entries:
-                self.items.popitem(last=False)
-
-
-@st.cache_resource(max_entries=1, show_spinner=False)
-def sweep_store() -> SweepStore:
-    """One store per process, shared by every session."""
-    return SweepStore(max_entries=8)
-
-
-def compute_sweep(model_id: str, device: str, dtype: str, revision: str | None, prompt: str,
-                  weighting: str, mode: str, controls: bool, compare_modes: bool, progress=None) -> Sweep:
-    """The whole size sweep of one prompt, computed once per (model, revision, prompt, settings)."""
-    key = (model_id, device, dtype, revision, prompt, weighting, mode, controls, compare_modes)
-    store = sweep_store()
-    found = store.get(key)
-    if found is not None:
-        return found
-    report = progress or (lambda frac, msg: None)
-    report(0.0, "loading the model")
-    lm, load_s = cached_model(model_id, device, dtype, revision)
-    settings = Settings(weighting=weighting, mode=mode, controls=controls, compare_modes=compare_modes)
-    start = time.perf_counter()
-    trace = trace_prompt(lm, prompt, settings, progress=lambda f, m: report(0.05 + 0.85 * f, m))
-    probs = np.array([s.trace.full_top_probs for s in trace.strata])
-    sweep = Sweep(trace, probs, load_s, time.perf_counter() - start)
-    store.put(key, sweep)
-    return sweep
-
-
-def init_state() -> None:
-    """First run of a session: take model, prompt and size from the URL."""
-    if "initialised" in st.session_state:
-        return
-    st.session_state.initialised = True
-    qp = st.query_params
-    model = qp.get("model", DEFAULT_MODEL)
+def set_model(model: str) -> None:
     if model in PRESETS:
         st.session_state.preset = model
     else:
         st.session_state.preset = OTHER
         st.session_state.model_text = model
-    st.session_state.prompt = qp.get("prompt", EXAMPLES[0])
-    try:
-        st.session_state.url_size = float(qp["size"]) if "size" in qp else None
-    except ValueError:
-        st.session_state.url_size = None
+
+
+def init_state() -> None:
+    """Fill the sidebar's state: on a session's first run from the URL (model, prompt, size); when another
+    page asked to open a prompt, from that request; after a visit to another page (which drops this
+    page's widget state), from the inputs of this page's last run."""
+    state = st.session_state
+    if "initialised" not in state:
+        state.initialised = True
+        qp = st.query_params
+        set_model(qp.get("model", DEFAULT_MODEL))
+        state.prompt = qp.get("prompt", EXAMPLES[0])
+        try:
+            state.url_size = float(qp["size"]) if "size" in qp else None
+        except ValueError:
+            state.url_size = None
+    else:
+        for key, value in state.get("last_widgets", {}).items():
+            if key not in state:
+                state[key] = value
+    state.setdefault("compare", False)
+    state.setdefault("controls", True)
+    request = take_open_request()
+    if request:
+        set_model(request["model"])
+        state.prompt = request["prompt"]
+        state.url_size = None
+        for key in ("mode", "weighting"):
+            if request.get(key):
+                state[key] = request[key]
+
+
+def remember_widgets() -> None:
+    st.session_state.last_widgets = {k: st.session_state[k] for k in WIDGETS if k in st.session_state}
 
 
 def use_example() -> None:
@@ -151,8 +106,8 @@ def sidebar() -> dict:
     sb.header("Method")
     weighting = sb.radio("Edge weight", list(WEIGHTS), format_func=WEIGHTS.get, key="weighting", horizontal=True)
     mode = sb.radio("Ablation mode", list(MODES), format_func=MODES.get, key="mode")
-    compare = sb.toggle("Compare modes (also evaluate the other mode)", key="compare", value=False)
-    controls = sb.toggle("Random and inverse controls", key="controls", value=True)
+    compare = sb.toggle("Compare modes (also evaluate the other mode)", key="compare")
+    controls = sb.toggle("Random and inverse controls", key="controls")
     return dict(model_id=model_id, device=device, dtype=dtype, revision=revision, prompt=prompt,
                 weighting=weighting, mode=mode, controls=controls, compare_modes=compare)
 
@@ -291,6 +246,7 @@ def main() -> None:
                "subgraphs, of growing size s, that reproduce the next-token distribution.")
     init_state()
     inputs = sidebar()
+    remember_widgets()
     sweep = run_sweep(inputs)
     if sweep is None:
         return

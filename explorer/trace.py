@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -226,7 +226,6 @@ def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, gold_id: int | N
     return outs
 
 
-@torch.no_grad()
 def trace_prompt(
     lm: LoadedModel,
     prompt: str,
@@ -240,9 +239,40 @@ def trace_prompt(
     optional callable ``(fraction, message)``.
     """
     settings = settings or Settings()
+    return trace_modes(lm, prompt, settings, (settings.mode,), gold, progress)[0]
+
+
+def _variants(settings: Settings, mode: str, n: int) -> list[tuple[str, MaskSpec]]:
+    """The masked passes of one stratum of ``n`` edges in one ablation mode."""
+    keep_attn = mode == "attention-kept"
+    out = [("trace", MaskSpec(n, keep_attention=keep_attn))]
+    if settings.compare_modes:
+        out.append(("other_mode", MaskSpec(n, keep_attention=not keep_attn)))
+    if settings.controls:
+        out.append(("inverse", MaskSpec(n, invert=True, keep_residual=True, keep_attention=keep_attn)))
+        out.append(("random", MaskSpec(n, order=1, keep_residual=True, keep_attention=keep_attn)))
+    return out
+
+
+@torch.no_grad()
+def trace_modes(
+    lm: LoadedModel,
+    prompt: str,
+    settings: Settings,
+    modes: tuple[str, ...] = MODES,
+    gold: str | None = None,
+    progress=None,
+) -> list[Trace]:
+    """The s-Trace of ``prompt`` in each ablation mode of ``modes`` (one :class:`Trace` each, whose
+    ``settings.mode`` is that mode). The greedy order does not depend on the mode, so the forward pass,
+    graph and search are done once and every mode's strata and controls go through the same batched
+    masked passes. Arguments as :func:`trace_prompt`."""
     report = progress or (lambda frac, msg: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    for mode in modes:
+        if mode not in MODES:
+            raise BadSetting(f"unknown ablation mode '{mode}'; choose one of {', '.join(MODES)}")
 
     def lap(name: str) -> None:
         nonlocal clock
@@ -274,16 +304,11 @@ def trace_prompt(
 
         report(0.4, "masked forward passes")
         strata = strata_edges(settings.sizes, layout.n_edges)
-        keep_attn = settings.mode == "attention-kept"
-        specs: list[tuple[int, str, MaskSpec]] = []
-        for i, (_, n) in enumerate(strata):
-            specs.append((i, "trace", MaskSpec(n, keep_attention=keep_attn)))
-            if settings.compare_modes:
-                specs.append((i, "other_mode", MaskSpec(n, keep_attention=not keep_attn)))
-            if settings.controls:
-                specs.append((i, "inverse", MaskSpec(n, invert=True, keep_residual=True, keep_attention=keep_attn)))
-                specs.append((i, "random", MaskSpec(n, order=1, keep_residual=True, keep_attention=keep_attn)))
-        q_logits = masked_logits(inst, input_ids, ranks, [s for _, _, s in specs], settings.batch_size)
+        specs: list[tuple[str, int, str, MaskSpec]] = [
+            (mode, i, variant, spec)
+            for mode in modes for i, (_, n) in enumerate(strata) for variant, spec in _variants(settings, mode, n)
+        ]
+        q_logits = masked_logits(inst, input_ids, ranks, [s for *_, s in specs], settings.batch_size)
         lap("evaluate")
 
         p = torch.softmax(logits, -1)
@@ -294,40 +319,42 @@ def trace_prompt(
         comps = component_counts(layout, order, n_keeps)
         kinds = kind_counts(layout, order, n_keeps)
         names = layout.component_names()
-        result_strata = []
-        for i, (size, n) in enumerate(strata):
-            outputs = {variant: outs[j] for j, (si, variant, _) in enumerate(specs) if si == i}
-            nz = np.nonzero(comps[i])[0]
-            result_strata.append(Stratum(
-                size=size,
-                n_edges=n,
-                outputs=outputs,
-                kinds={"attention": int(kinds[i, 0]), "mlp": int(kinds[i, 1]), "residual": int(kinds[i, 2])},
-                components={names[c]: int(comps[i, c]) for c in nz},
-            ))
-        sizes = [s.size for s in result_strata]
-        tvs = [s.trace.tv for s in result_strata]
-        nucs = [s.trace.shared_nucleus for s in result_strata]
         weights = graph.flat_weights()[torch.as_tensor(order, device=lm.device)].cpu().numpy()
         lap("metrics")
     except torch.OutOfMemoryError as exc:
         raise OutOfMemory("out of memory: try a shorter prompt, a smaller dtype or a smaller batch") from exc
     report(1.0, "done")
     timings["total"] = sum(timings.values())
-    return Trace(
-        model_id=lm.model_id,
-        revision=lm.revision,
-        prompt=prompt,
-        tokens=[lm.tokenizer.decode([i]) for i in input_ids[0].tolist()],
-        token_ids=input_ids[0].tolist(),
-        gold=gold,
-        settings=settings,
-        layout=layout,
-        full=full,
-        strata=result_strata,
-        density=density(sizes, tvs, settings.density_axis),
-        recovery=recovery_sizes(sizes, nucs),
-        timings=timings,
-        order=order,
-        order_weights=weights,
-    )
+    tokens = [lm.tokenizer.decode([i]) for i in input_ids[0].tolist()]
+    traces = []
+    for mode in modes:
+        result_strata = []
+        for i, (size, n) in enumerate(strata):
+            nz = np.nonzero(comps[i])[0]
+            result_strata.append(Stratum(
+                size=size,
+                n_edges=n,
+                outputs={variant: outs[j] for j, (m, si, variant, _) in enumerate(specs) if m == mode and si == i},
+                kinds={"attention": int(kinds[i, 0]), "mlp": int(kinds[i, 1]), "residual": int(kinds[i, 2])},
+                components={names[c]: int(comps[i, c]) for c in nz},
+            ))
+        sizes = [s.size for s in result_strata]
+        mode_settings = settings if mode == settings.mode else replace(settings, mode=mode)
+        traces.append(Trace(
+            model_id=lm.model_id,
+            revision=lm.revision,
+            prompt=prompt,
+            tokens=tokens,
+            token_ids=input_ids[0].tolist(),
+            gold=gold,
+            settings=mode_settings,
+            layout=layout,
+            full=full,
+            strata=result_strata,
+            density=density(sizes, [s.trace.tv for s in result_strata], settings.density_axis),
+            recovery=recovery_sizes(sizes, [s.trace.shared_nucleus for s in result_strata]),
+            timings=dict(timings),
+            order=order,
+            order_weights=weights,
+        ))
+    return traces

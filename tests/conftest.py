@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from explorer.models.loading import prepare_model
+from tests.browser_support import page, server  # noqa: F401 - session fixtures of the browser tests
 
 VOCAB = 256
 _COMMON = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=3,

@@ -9,7 +9,7 @@ import pytest
 
 from explorer.errors import BadPrompt, BadSetting
 from explorer.export import to_csv, to_json
-from explorer.trace import Settings, trace_prompt
+from explorer.trace import Settings, trace_modes, trace_prompt
 from tests.conftest import TINY_CONFIGS, tiny_loaded
 
 
@@ -25,6 +25,25 @@ def test_every_family_traces_and_full_graph_reproduces_output(family):
     edges = [s.n_edges for s in tr.strata]
     assert edges == sorted(edges)
     assert len(tr.order) == tr.n_edges == len(np.unique(tr.order))
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_trace_modes_equal_one_trace_per_mode(family):
+    lm, _ = tiny_loaded(family)
+    settings = Settings(controls=True, sizes=(0.01, 0.1, 0.5, 1.0))
+    both = trace_modes(lm, "a tiny prompt", settings, gold=" x")
+    assert [t.settings.mode for t in both] == ["all", "attention-kept"]
+    for tr in both:
+        one = trace_prompt(lm, "a tiny prompt", Settings(mode=tr.settings.mode, controls=True,
+                                                          sizes=(0.01, 0.1, 0.5, 1.0)), gold=" x")
+        assert np.array_equal(tr.order, one.order)
+        for a, b in zip(tr.strata, one.strata):
+            assert sorted(a.outputs) == sorted(b.outputs) == ["inverse", "random", "trace"]
+            for v in a.outputs:
+                assert a.outputs[v].tv == pytest.approx(b.outputs[v].tv, abs=1e-6)
+                assert a.outputs[v].gold_ce == pytest.approx(b.outputs[v].gold_ce, abs=1e-5)
+        assert tr.density == pytest.approx(one.density, abs=1e-5)
+    assert both[0].strata[1].trace.tv != both[1].strata[1].trace.tv
 
 
 def test_settings_are_checked():
