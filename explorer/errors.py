@@ -23,3 +23,11 @@ class BadSetting(ExplorerError):
 
 class OutOfMemory(ExplorerError):
     """The device ran out of memory."""
+
+
+class BadSource(ExplorerError):
+    """A corpus source that cannot be read: missing file, no text column, unknown source name."""
+
+
+class BadResults(ExplorerError):
+    """A results folder or file that is corrupt, foreign, or holds a run with other settings."""

@@ -1,0 +1,133 @@
+"""A corpus run: s-Trace of every prompt of a corpus in every requested ablation mode, each prompt's rows
+written to the results store as soon as it is done, so that an interrupted run resumes where it stopped.
+
+:func:`prompt_rows` turns one prompt's traces into rows; :func:`run_corpus` is the local loop over a
+corpus (a sharded run calls :func:`prompt_rows` on its workers and writes through the same store).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from explorer.corpus.frequency import Frequencies, count_tokens
+from explorer.corpus.sources import Corpus, Prompt, Skipped, read_source
+from explorer.corpus.store import ResultsStore, RunInfo
+from explorer.errors import BadPrompt
+from explorer.intervene import MODES
+from explorer.metrics import density
+from explorer.models.loading import LoadedModel
+from explorer.trace import Settings, Trace, trace_modes
+
+RECOVERY_KS = (1, 10, 50, 90)
+
+
+@dataclass
+class RunSummary:
+    """What a call of :func:`run_corpus` did: prompts traced now, found already stored, and failed."""
+
+    folder: Path
+    traced: int = 0
+    already: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    source_skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_info(lm: LoadedModel, corpus: Corpus, settings: Settings, modes, window: int | None = None,
+             column: str = "text", limit: int | None = None) -> RunInfo:
+    """The :class:`RunInfo` of a run of ``corpus`` on ``lm``."""
+    s = asdict(settings)
+    s["sizes"] = list(settings.sizes)
+    for k in ("mode", "compare_modes", "batch_size"):  # the modes are listed apart; batching changes nothing
+        s.pop(k)
+    return RunInfo(model_id=lm.model_id, revision=lm.revision, dtype=str(lm.dtype).removeprefix("torch."),
+                   source=corpus.source, window=window, column=column, modes=list(modes), settings=s,
+                   device=str(lm.device), limit=limit)
+
+
+def _opt(x):
+    return None if x is None else float(x)
+
+
+def prompt_rows(traces: list[Trace], prompt: Prompt, index: int, freq: Frequencies | None,
+                seconds: float) -> list[dict]:
+    """Rows (one per mode and size, every column of :data:`explorer.corpus.store.SCHEMA`) of one prompt's
+    traces, one trace per mode as :func:`explorer.trace.trace_modes` returns them."""
+    rows = []
+    for tr in traces:
+        sizes = [s.size for s in tr.strata]
+        full_top = tr.full.top[0]
+        has_random = all("random" in s.outputs for s in tr.strata)
+        base = {
+            "prompt_id": prompt.id, "prompt_index": index, "text": prompt.text, "gold": prompt.gold,
+            "category": prompt.category, "mode": tr.settings.mode, "n_tokens": len(tr.tokens),
+            "n_edges": tr.n_edges, "density": tr.density_of("trace", "log"),
+            "density_linear": tr.density_of("trace", "linear"),
+            "density_random": tr.density_of("random", "log") if has_random else None,
+            "entropy": tr.full.entropy, "full_top1_id": full_top.id, "full_top1_token": full_top.token,
+            "full_top1_prob": full_top.prob,
+            "full_top1_freq": float(freq.per_million([full_top.id])[0]) if freq else None,
+            "full_gold_ce": _opt(tr.full.gold_ce),
+            **{f"recovery_{k}": _opt(tr.recovery.get(k)) for k in RECOVERY_KS},
+            "seconds": seconds,
+        }
+        top1_freq = freq.per_million([s.trace.top[0].id for s in tr.strata]) if freq else [None] * len(sizes)
+        for s, f in zip(tr.strata, top1_freq):
+            out, inv, rnd = s.trace, s.outputs.get("inverse"), s.outputs.get("random")
+            rows.append({
+                **base,
+                "size": s.size, "stratum_edges": s.n_edges, "tv": out.tv, "shared_nucleus": out.shared_nucleus,
+                "stratum_entropy": out.entropy, "top1_id": out.top[0].id, "top1_token": out.top[0].token,
+                "top1_freq": _opt(f), "top_ids": [t.id for t in out.top], "top_tokens": [t.token for t in out.top],
+                "top_probs": [t.prob for t in out.top], "gold_ce": _opt(out.gold_ce),
+                "tv_inverse": inv.tv if inv else None, "tv_random": rnd.tv if rnd else None,
+                "nucleus_inverse": inv.shared_nucleus if inv else None,
+                "nucleus_random": rnd.shared_nucleus if rnd else None,
+                "attention_edges": s.kinds["attention"], "mlp_edges": s.kinds["mlp"],
+                "residual_edges": s.kinds["residual"],
+            })
+    return rows
+
+
+def corpus_frequencies(lm: LoadedModel, spec: str, column: str = "text") -> Frequencies:
+    """Unigram counts of the whole source ``spec`` (no window, no limit) under the model's tokenizer."""
+    texts = (p.text for p in read_source(spec, column=column).prompts)
+    vocab = max(len(lm.tokenizer), lm.model.get_output_embeddings().weight.shape[0])
+    return count_tokens(lm.tokenizer, texts, vocab, spec, lm.model_id)
+
+
+def run_corpus(lm: LoadedModel, corpus: Corpus, folder: Path | str, settings: Settings,
+               modes: tuple[str, ...] = MODES, frequencies: Frequencies | None = None, overwrite: bool = False,
+               window: int | None = None, column: str = "text", limit: int | None = None,
+               progress=None) -> RunSummary:
+    """Trace every prompt of ``corpus`` not yet in ``folder`` and append its rows there.
+
+    ``progress``: optional callable ``(done, total, message)`` called after each prompt. A prompt the
+    model cannot take (too long, too short) is reported in :attr:`RunSummary.failed` and skipped.
+    """
+    start = time.perf_counter()
+    store = ResultsStore(folder, run_info(lm, corpus, settings, modes, window, column, limit), overwrite)
+    if frequencies is not None:
+        store.save_frequencies(frequencies)
+    summary = RunSummary(Path(folder), source_skipped=list(corpus.skipped))
+    done = store.done_ids()
+    todo = [(i, p) for i, p in enumerate(corpus.prompts) if p.id not in done]
+    summary.already = len(corpus.prompts) - len(todo)
+    report = progress or (lambda done, total, message: None)
+    report(summary.already, len(corpus.prompts), "resuming" if summary.already else "starting")
+    for n, (i, prompt) in enumerate(todo, 1):
+        t0 = time.perf_counter()
+        try:
+            traces = trace_modes(lm, prompt.text, settings, tuple(modes), gold=prompt.gold)
+        except BadPrompt as exc:
+            summary.failed.append((prompt.id, str(exc)))
+            report(summary.already + n, len(corpus.prompts), f"skipped {prompt.id}: {exc}")
+            continue
+        store.append(prompt_rows(traces, prompt, i, frequencies, time.perf_counter() - t0))
+        summary.traced += 1
+        report(summary.already + n, len(corpus.prompts), prompt.id)
+    store.compact()
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,118 @@
+"""Corpus statistics (METHOD.md sections 6-7) over loaded results: density against entropy, the mean error
+curve with its inter-quartile band, nucleus recovery, top-1 token frequency per size, and density across
+models. Pure functions of :class:`explorer.corpus.store.Results`, returning small DataFrames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from explorer.corpus.store import Results
+
+VARIANT_COLUMNS = {"trace": "tv", "random": "tv_random", "inverse": "tv_inverse"}
+RECOVERY_KS = (1, 10, 50, 90)
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman's rank correlation over ``n`` pairs (pairs with a missing value are left out)."""
+
+    rho: float
+    p: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"rho = {self.rho:+.2f} (p = {self.p:.2g}, n = {self.n})"
+
+
+def spearman(x, y) -> Correlation:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return Correlation(float("nan"), float("nan"), int(ok.sum()))
+    res = stats.spearmanr(x[ok], y[ok])
+    return Correlation(float(res.statistic), float(res.pvalue), int(ok.sum()))
+
+
+def prompts_of(results: Results, mode: str) -> pd.DataFrame:
+    """Per-prompt rows of one ablation mode."""
+    df = results.prompts
+    return df[df["mode"] == mode].reset_index(drop=True)
+
+
+def strata_of(results: Results, mode: str) -> pd.DataFrame:
+    df = results.strata
+    return df[df["mode"] == mode].reset_index(drop=True)
+
+
+def density_entropy(results: Results, mode: str, axis: str = "log") -> Correlation:
+    """Spearman rho of density against the full model's entropy, over the prompts."""
+    df = prompts_of(results, mode)
+    return spearman(df["density" if axis == "log" else "density_linear"], df["entropy"])
+
+
+def mean_curve(results: Results, mode: str) -> pd.DataFrame:
+    """TV against size over the corpus: per size and variant (trace, random, inverse) the mean, the
+    25th and 75th percentiles and the number of prompts. Variants without values are left out."""
+    df = strata_of(results, mode)
+    out = []
+    for variant, col in VARIANT_COLUMNS.items():
+        for size, vals in df.groupby("size")[col]:
+            v = vals.dropna().to_numpy(dtype=float)
+            if len(v):
+                out.append({"size": size, "variant": variant, "mean": v.mean(), "q25": np.percentile(v, 25),
+                            "q75": np.percentile(v, 75), "n": len(v)})
+    return pd.DataFrame(out, columns=["size", "variant", "mean", "q25", "q75", "n"])
+
+
+def nucleus_recovery(results: Results, mode: str) -> pd.DataFrame:
+    """Per k (1, 10, 50, 90): the share of prompts whose shared nucleus reaches k at some evaluated size,
+    and the median and quartiles of the smallest such size over those prompts."""
+    df = prompts_of(results, mode)
+    rows = []
+    for k in RECOVERY_KS:
+        v = df[f"recovery_{k}"].dropna().to_numpy(dtype=float)
+        q = np.percentile(v, [25, 50, 75]) if len(v) else [np.nan] * 3
+        rows.append({"k": k, "recovered": len(v) / max(len(df), 1), "q25": q[0], "median": q[1], "q75": q[2]})
+    return pd.DataFrame(rows)
+
+
+def frequency_by_size(results: Results, mode: str) -> pd.DataFrame:
+    """Per size: the mean unigram frequency (per million, and mean log10(1 + per million)) of the
+    subgraph's top-1 token against that of the full model's top-1, over the prompts; and the share of
+    prompts whose subgraph keeps the full model's top-1."""
+    full_cols = ["prompt_id", "full_top1_freq", "full_top1_id"]
+    df = strata_of(results, mode).merge(prompts_of(results, mode)[full_cols], on="prompt_id")
+    rows = []
+    for size, g in df.groupby("size"):
+        sub, full = g["top1_freq"].astype(float), g["full_top1_freq"].astype(float)
+        rows.append({"size": size, "trace_mean": sub.mean(), "full_mean": full.mean(),
+                     "trace_mean_log": np.log10(1 + sub).mean(), "full_mean_log": np.log10(1 + full).mean(),
+                     "same_top1": float((g["top1_id"] == g["full_top1_id"]).mean())})
+    return pd.DataFrame(rows)
+
+
+def _key(df: pd.DataFrame) -> pd.Series:
+    return df["text"] + "\x00" + df["gold"].fillna("")
+
+
+def paired_density(a: Results, b: Results, mode: str) -> pd.DataFrame:
+    """Density of the prompts both results hold (matched on text and gold): ``text, density_a, density_b``."""
+    pa_, pb = prompts_of(a, mode), prompts_of(b, mode)
+    left = pd.DataFrame({"key": _key(pa_), "text": pa_["text"], "density_a": pa_["density"]})
+    right = pd.DataFrame({"key": _key(pb), "density_b": pb["density"]})
+    return left.merge(right, on="key").drop(columns="key")
+
+
+def cross_model(results: list[Results], mode: str) -> pd.DataFrame:
+    """Spearman rho of per-prompt density for every pair of results, on their shared prompts."""
+    rows = []
+    for a, b in combinations(results, 2):
+        pair = paired_density(a, b, mode)
+        c = spearman(pair["density_a"], pair["density_b"])
+        rows.append({"model_a": a.model_id, "model_b": b.model_id, "rho": c.rho, "p": c.p, "n": c.n})
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "rho", "p", "n"])
