@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench-cpu clean browser-deps
+.PHONY: setup run test bench-cpu clean debian-deps shipped-results
 
 setup: $(STAMP)
 
@@ -18,11 +18,14 @@ $(STAMP): requirements.txt requirements-models.txt
 run: setup
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-0} $(VENV)/bin/streamlit run app.py
 
-# Debian's chromium for the browser test (tests/test_browser.py); never `playwright install`.
-browser-deps:
-	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+# Debian packages: chromium for the browser tests (never `playwright install`); the King James Bible and
+# fortunes, two corpus sources.
+DEBIAN_PKGS := chromium bible-kjv fortunes
+debian-deps:
+	@test -x /usr/bin/chromium -a -x /usr/bin/bible -a -d /usr/share/games/fortunes || \
+		(apt-get update -qq && apt-get install -y -qq $(DEBIAN_PKGS))
 
-test: setup browser-deps
+test: setup debian-deps
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench-cpu: setup

@@ -51,8 +51,13 @@ class ByteTokenizer:
     """A byte-level tokenizer (ids 3..258 mapped into the tiny vocabulary) for tiny test models."""
 
     def __call__(self, text, return_tensors=None, add_special_tokens=True):
+        if isinstance(text, list):
+            return {"input_ids": [self(t)["input_ids"] for t in text]}
         ids = [3 + (b % (VOCAB - 3)) for b in text.encode("utf-8")]
         return {"input_ids": torch.tensor([ids]) if return_tensors == "pt" else ids}
+
+    def __len__(self):
+        return VOCAB
 
     def decode(self, ids):
         return "".join(chr(i) if 32 <= i < 127 else f"<{i}>" for i in ids)

@@ -86,10 +86,6 @@ def _clean(value) -> str | None:
     return value if value.strip() else None
 
 
-def _text_rows(lines: list[str], where: str) -> tuple[list[_Row], list[Skipped]]:
-    return [_Row(line) for line in lines if line.strip()], []
-
-
 def _record_rows(records, column: str) -> tuple[list[_Row], list[Skipped]]:
     """Rows from ``(where, record or error)`` pairs: a record is a dict; an error a string."""
     rows, skipped = [], []
@@ -156,15 +152,15 @@ def _read_file(path: Path) -> str:
 def _file_rows(path: Path, column: str) -> tuple[list[_Row], list[Skipped]]:
     if path.is_dir():
         raise BadSource(f"{path} is a folder; give a .txt, .csv or .jsonl file")
-    text = _read_file(path)
     suffix = path.suffix.lower()
+    if suffix in (".parquet", ".json", ".pkl", ".pickle", ".gz", ".zip"):
+        raise BadSource(f"{path}: unsupported corpus format '{suffix}'; use .txt, .csv or .jsonl")
+    text = _read_file(path)
     if suffix == ".jsonl":
         return _record_rows(_jsonl_records(text), column)
     if suffix == ".csv":
         return _record_rows(_csv_records(text, column, str(path)), column)
-    if suffix in (".parquet", ".json", ".pkl", ".pickle", ".gz", ".zip"):
-        raise BadSource(f"{path}: unsupported corpus format '{suffix}'; use .txt, .csv or .jsonl")
-    return _text_rows(text.splitlines(), str(path))
+    return [_Row(line) for line in text.splitlines() if line.strip()], []
 
 
 def project_prompts_path() -> Path:
