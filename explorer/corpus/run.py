@@ -11,10 +11,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from explorer.corpus.frequency import FILE as FREQUENCY_FILE
 from explorer.corpus.frequency import Frequencies, count_tokens
 from explorer.corpus.sources import Corpus, Prompt, Skipped, read_source
 from explorer.corpus.store import ResultsStore, RunInfo
-from explorer.errors import BadPrompt
+from explorer.errors import BadPrompt, BadSource
 from explorer.intervene import MODES
 from explorer.metrics import density
 from explorer.models.loading import LoadedModel
@@ -92,7 +93,17 @@ def prompt_rows(traces: list[Trace], prompt: Prompt, index: int, freq: Frequenci
 
 
 def corpus_frequencies(lm: LoadedModel, spec: str, column: str = "text") -> Frequencies:
-    """Unigram counts of the whole source ``spec`` (no window, no limit) under the model's tokenizer."""
+    """Unigram counts of the whole source ``spec`` (no window, no limit) under the model's tokenizer; or,
+    when ``spec`` is a saved ``frequency.parquet`` (or a results folder holding one) of the same model,
+    those counts."""
+    saved = Path(spec).expanduser()
+    if saved.name == FREQUENCY_FILE or (saved.is_dir() and (saved / FREQUENCY_FILE).exists()):
+        freq = Frequencies.load(saved.parent if saved.name == FREQUENCY_FILE else saved)
+        if freq is None:
+            raise BadSource(f"no frequency table at {saved}")
+        if freq.tokenizer != lm.model_id:
+            raise BadSource(f"{saved} counts {freq.tokenizer}'s tokens, not {lm.model_id}'s")
+        return freq
     texts = (p.text for p in read_source(spec, column=column).prompts)
     vocab = max(len(lm.tokenizer), lm.model.get_output_embeddings().weight.shape[0])
     return count_tokens(lm.tokenizer, texts, vocab, spec, lm.model_id)
