@@ -31,3 +31,7 @@ class BadSource(ExplorerError):
 
 class BadResults(ExplorerError):
     """A results folder or file that is corrupt, foreign, or holds a run with other settings."""
+
+
+class BadConfig(ExplorerError):
+    """A configuration file or value that cannot be used, or an action the configuration forbids."""

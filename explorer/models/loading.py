@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import threading
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -57,7 +58,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class LoadedModel:
-    """A model ready for tracing."""
+    """A model ready for tracing. ``lock`` serialises the work of every thread that shares this copy of
+    the model (app sessions): the instrumentation holds per-call state, and the device runs one trace at
+    a time."""
 
     model_id: str
     revision: str | None
@@ -67,6 +70,7 @@ class LoadedModel:
     instrumentation: Instrumentation
     device: torch.device
     dtype: torch.dtype
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 def cache_dir() -> Path:
