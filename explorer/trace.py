@@ -161,6 +161,21 @@ class Trace:
             "timings": self.timings,
         }
 
+    def to_json(self, indent: int | None = 1) -> str:
+        """The whole trace as JSON (:func:`explorer.export.to_json`)."""
+        from explorer.export import to_json
+
+        return to_json(self, indent=indent)
+
+    def to_frame(self):
+        """The per-size table as a pandas DataFrame (:func:`explorer.export.table_rows`): size, edges, TV,
+        shared nucleus, entropy, top-1 token, edge kinds, and each control's TV and shared nucleus."""
+        import pandas as pd
+
+        from explorer.export import table_rows
+
+        return pd.DataFrame(table_rows(self))
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -281,6 +296,11 @@ def trace_modes(
         timings[name] = now - clock
         clock = now
 
+    check_prompt_text(prompt)
+    if not lm.lock.acquire(blocking=False):
+        report(0.0, "waiting: another trace is using the model")
+        lm.lock.acquire()
+    clock = time.perf_counter()
     try:
         input_ids = tokenize(lm, prompt, settings.max_tokens)
         gold_id = None
@@ -323,6 +343,8 @@ def trace_modes(
         lap("metrics")
     except torch.OutOfMemoryError as exc:
         raise OutOfMemory("out of memory: try a shorter prompt, a smaller dtype or a smaller batch") from exc
+    finally:
+        lm.lock.release()
     report(1.0, "done")
     timings["total"] = sum(timings.values())
     tokens = [lm.tokenizer.decode([i]) for i in input_ids[0].tolist()]
