@@ -15,19 +15,13 @@ import streamlit as st
 
 from app_state import Sweep, compute_sweep, take_open_request
 from explorer import DEFAULT_MODEL, ExplorerError
+from explorer.examples import BY_KEY as EXAMPLE_BY_KEY, EXAMPLES
 from explorer.export import table_rows, to_csv, to_json
 from explorer.trace import Trace
 from explorer.views import common, composition, curves, distribution, node_graph, token_graph
 
 PRESETS = ["smollm2-135m", "gemma3-270m", "gpt2", "EleutherAI/pythia-160m", "Qwen/Qwen3-0.6B-Base"]
 OTHER = "other: hub id or local folder"
-EXAMPLES = [
-    "The capital of France is",
-    "The Eiffel Tower is located in the city of",
-    "1, 2, 3, 4, 5,",
-    "When Mary and John went to the store, John gave a drink to",
-    "The opposite of hot is",
-]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 DTYPES = ["auto", "float32", "bfloat16", "float16"]
 WEIGHTS = {"l1": "l1 (default)", "l2": "l2", "ifr": "ifr (information flow routes)"}
@@ -55,7 +49,7 @@ def init_state() -> None:
         state.initialised = True
         qp = st.query_params
         set_model(qp.get("model", DEFAULT_MODEL))
-        state.prompt = qp.get("prompt", EXAMPLES[0])
+        state.prompt = qp.get("prompt", EXAMPLES[0].prompt)
         try:
             state.url_size = float(qp["size"]) if "size" in qp else None
         except ValueError:
@@ -81,8 +75,17 @@ def remember_widgets() -> None:
 
 
 def use_example() -> None:
-    if st.session_state.example:
-        st.session_state.prompt = st.session_state.example
+    """Load the picked guided example: its prompt, settings, starting size and component to inspect."""
+    state = st.session_state
+    ex = EXAMPLE_BY_KEY.get(state.example)
+    if ex is None:
+        return
+    state.prompt = ex.prompt
+    state.weighting, state.mode = ex.weighting, ex.mode
+    state.controls, state.compare = ex.controls, ex.compare_modes
+    state.url_size = ex.size
+    if ex.component:
+        state.node = ex.component
 
 
 def sidebar() -> dict:
@@ -99,9 +102,11 @@ def sidebar() -> dict:
     revision = sb.text_input("Revision (optional)", key="revision", placeholder="main").strip() or None
 
     sb.header("Prompt")
-    sb.selectbox("Example prompts", [""] + EXAMPLES, key="example", on_change=use_example,
-                 format_func=lambda s: s or "pick an example...")
+    example = sb.selectbox("Guided examples", [""] + list(EXAMPLE_BY_KEY), key="example", on_change=use_example,
+                           format_func=lambda k: EXAMPLE_BY_KEY[k].label if k else "pick an example...")
     prompt = sb.text_area("Prompt", key="prompt", height=90)
+    if example and prompt == EXAMPLE_BY_KEY[example].prompt:
+        sb.caption(f"**What to look for** ({DEFAULT_MODEL}): {EXAMPLE_BY_KEY[example].look_for}")
 
     sb.header("Method")
     weighting = sb.radio("Edge weight", list(WEIGHTS), format_func=WEIGHTS.get, key="weighting", horizontal=True)
