@@ -34,12 +34,23 @@ def _nucleus(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return idx, lengths.clamp_max(probs.shape[-1])
 
 
-def shared_nucleus(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+TIE_RTOL = 1e-3
+
+
+def shared_nucleus(p: torch.Tensor, q: torch.Tensor, tie_rtol: float = TIE_RTOL) -> torch.Tensor:
     """Largest ``k`` of :data:`NUCLEUS_LEVELS` whose nucleus token lists of ``p`` and ``q`` are identical
-    (same tokens, same order), 0 if none: ``p [V]``, ``q [B, V]`` -> ``[B]`` int."""
+    (same tokens, same order), 0 if none: ``p [V]``, ``q [B, V]`` -> ``[B]`` int.
+
+    Ties: two tokens whose full-model probabilities agree within ``tie_rtol`` (relative) have no order
+    of their own, so ``q`` may list them either way. Without this, float rounding alone swaps near-tied
+    tail tokens (quantised models even have exact ties) and the full graph would not share the 99%
+    nucleus with the model it equals."""
     idx_p, len_p = _nucleus(p[None, :])
     idx_q, len_q = _nucleus(q)
-    mismatch = idx_q != idx_p
+    ranked_p = p[idx_p]  # [1, V]: p's probabilities in p's order
+    at_q = p[idx_q]  # [B, V]: p's probabilities of the tokens in q's order
+    tied = (at_q - ranked_p).abs() <= tie_rtol * ranked_p
+    mismatch = (idx_q != idx_p) & ~tied
     # Length of the common prefix of the two rankings.
     prefix = torch.where(mismatch.any(-1), mismatch.int().argmax(-1), torch.full_like(len_q[:, 0], q.shape[-1]))
     same = (len_q == len_p) & (len_p <= prefix[:, None])  # [B, K]

@@ -60,3 +60,14 @@ def test_recovery_sizes():
     rec = recovery_sizes([0.1, 0.01, 1.0, 0.5], [10, 0, 99, 50])
     assert rec == {1: 0.1, 10: 0.1, 50: 0.5, 90: 1.0}
     assert recovery_sizes([0.1], [0])[1] is None
+
+
+def test_shared_nucleus_ignores_order_among_tied_tokens():
+    p = torch.tensor([0.3, 0.2, 0.2, 0.1, 0.1, 0.1])
+    swapped_ties = torch.tensor([[0.3, 0.2 - 1e-7, 0.2 + 1e-7, 0.1 + 1e-7, 0.1, 0.1 - 1e-7]])
+    assert shared_nucleus(p, swapped_ties).tolist() == [99]
+    swapped_real = torch.tensor([[0.2, 0.3, 0.2, 0.1, 0.1, 0.1]])  # top-1 and top-2 differ by far more
+    assert shared_nucleus(p, swapped_real).tolist() == [0]
+    near = torch.tensor([0.3, 0.2 + 1e-6, 0.2 - 1e-6, 0.1, 0.1, 0.1])  # near-ties: tolerated by default only
+    assert shared_nucleus(near, swapped_ties).tolist() == [99]
+    assert shared_nucleus(near, swapped_ties, tie_rtol=0.0).tolist()[0] < 50
