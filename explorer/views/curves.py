@@ -12,8 +12,8 @@ from explorer.views.common import VARIANT_LABELS
 
 METRICS = {"tv": "total variation (lower is better)", "shared_nucleus": "shared nucleus % (higher is better)"}
 PHASES = [("construction", 1e-4, 1e-2, "#f2e6d0"), ("refinement", 1e-2, 1.0, "#dde8f3")]
-COLOURS = {"s-trace": "#4c78a8", "random control": "#f58518", "inverse control": "#b279a2",
-           "s-trace, other mode": "#54a24b"}
+COLOURS = {"s-trace": "#4c78a8", "random control": "#f58518", "inverse control": "#b279a2"}
+OTHER_MODE_COLOUR = "#54a24b"
 
 
 def frame(trace: Trace) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def chart(trace: Trace, index: int) -> alt.Chart:
     x_scale = alt.Scale(type="log", domain=[lo, 1])
     phases = pd.DataFrame([(n, max(a, lo), b, c) for n, a, b, c in PHASES], columns=["phase", "start", "end", "colour"])
     variants = list(dict.fromkeys(df["variant"]))
-    colours = [COLOURS.get(v.split(",")[0] if v.startswith("s-trace,") else v, "#54a24b") for v in variants]
+    colours = [COLOURS.get(v, OTHER_MODE_COLOUR) for v in variants]  # "s-trace, <other mode>" is green
     current = pd.DataFrame({"size": [trace.strata[index].size]})
     panels = []
     for metric, title in METRICS.items():
