@@ -13,14 +13,14 @@ import traceback
 import pandas as pd
 import streamlit as st
 
-from app_state import Sweep, compute_sweep, take_open_request
+from app_state import Sweep, app_config, compute_sweep, debug_panel, page_setup, take_open_request
 from explorer import DEFAULT_MODEL, ExplorerError
+from explorer.config import AppConfig
 from explorer.examples import BY_KEY as EXAMPLE_BY_KEY, EXAMPLES
 from explorer.export import table_rows, to_csv, to_json
 from explorer.trace import Trace
 from explorer.views import common, composition, curves, distribution, node_graph, token_graph
 
-PRESETS = ["smollm2-135m", "gemma3-270m", "gpt2", "EleutherAI/pythia-160m", "Qwen/Qwen3-0.6B-Base"]
 OTHER = "other: hub id or local folder"
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 DTYPES = ["auto", "float32", "bfloat16", "float16"]
@@ -33,7 +33,7 @@ WIDGETS = ("preset", "model_text", "device", "dtype", "revision", "prompt", "wei
 
 
 def set_model(model: str) -> None:
-    if model in PRESETS:
+    if model in app_config().models or not app_config().allow_other_models:
         st.session_state.preset = model
     else:
         st.session_state.preset = OTHER
@@ -48,7 +48,7 @@ def init_state() -> None:
     if "initialised" not in state:
         state.initialised = True
         qp = st.query_params
-        set_model(qp.get("model", DEFAULT_MODEL))
+        set_model(qp.get("model", app_config().default_model))
         state.prompt = qp.get("prompt", EXAMPLES[0].prompt)
         try:
             state.url_size = float(qp["size"]) if "size" in qp else None
@@ -58,6 +58,8 @@ def init_state() -> None:
         for key, value in state.get("last_widgets", {}).items():
             if key not in state:
                 state[key] = value
+    state.setdefault("device", app_config().device if app_config().device in DEVICES else "auto")
+    state.setdefault("dtype", app_config().dtype)
     state.setdefault("compare", False)
     state.setdefault("controls", True)
     request = take_open_request()
@@ -88,18 +90,28 @@ def use_example() -> None:
         state.node = ex.component
 
 
-def sidebar() -> dict:
-    """The inputs that define a sweep."""
+def sidebar(cfg: AppConfig) -> dict:
+    """The inputs that define a sweep; the configuration says which models may be chosen."""
     sb = st.sidebar
     sb.header("Model")
-    preset = sb.selectbox("Model", PRESETS + [OTHER], key="preset", label_visibility="collapsed")
+    options = list(cfg.models) + ([OTHER] if cfg.allow_other_models else [])
+    if st.session_state.get("preset") not in options:
+        refused = st.session_state.get("preset")
+        st.session_state.preset = cfg.default_model
+        if refused:
+            st.warning(f"This app offers only these models: {', '.join(cfg.models)}; showing {cfg.default_model} "
+                       f"instead of {refused}.")
+    preset = sb.selectbox("Model", options, key="preset", label_visibility="collapsed")
     model_id = preset
     if preset == OTHER:
-        model_id = sb.text_input("Hub id or local folder", key="model_text", placeholder="org/name or /path").strip()
+        hint = "org/name or /path" if cfg.allow_local_paths else "org/name"
+        model_id = sb.text_input("Hub id or local folder", key="model_text", placeholder=hint).strip()
     c1, c2 = sb.columns(2)
     device = c1.selectbox("Device", DEVICES, key="device")
     dtype = c2.selectbox("Dtype", DTYPES, key="dtype")
-    revision = sb.text_input("Revision (optional)", key="revision", placeholder="main").strip() or None
+    revision = None
+    if not cfg.demo:
+        revision = sb.text_input("Revision (optional)", key="revision", placeholder="main").strip() or None
 
     sb.header("Prompt")
     example = sb.selectbox("Guided examples", [""] + list(EXAMPLE_BY_KEY), key="example", on_change=use_example,
@@ -245,12 +257,12 @@ def downloads(sweep: Sweep) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="s-Trace Explorer", layout="wide")
+    cfg = page_setup("Trace a prompt")
     st.title("s-Trace Explorer")
     st.caption("How much of a language model's computation does a prompt need? The s-trace keeps the smallest "
                "subgraphs, of growing size s, that reproduce the next-token distribution.")
     init_state()
-    inputs = sidebar()
+    inputs = sidebar(cfg)
     remember_widgets()
     sweep = run_sweep(inputs)
     if sweep is None:
@@ -272,6 +284,7 @@ def main() -> None:
     draw_token_graph(sweep, index)
     st.subheader("Export")
     downloads(sweep)
+    debug_panel(sweep)
 
 
 main()

@@ -36,6 +36,8 @@ class AppConfig:
     allow_uploads: bool = True
     corpus_max_prompts: int = 1000
     cache_dir: str = ""
+    cache_max_entries: int = 8
+    cache_max_mb: int = 1024
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
@@ -47,7 +49,7 @@ class AppConfig:
             raise BadConfig("models: give at least one model")
         if self.default_model not in self.models:
             raise BadConfig(f"default_model: '{self.default_model}' is not among models ({', '.join(self.models)})")
-        for name in ("max_prompt_tokens", "corpus_max_prompts"):
+        for name in ("max_prompt_tokens", "corpus_max_prompts", "cache_max_entries", "cache_max_mb"):
             if getattr(self, name) < 1:
                 raise BadConfig(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.max_prompt_tokens > 8192:
