@@ -1,0 +1,228 @@
+"""Data frames for the Corpus and Compare pages, built from loaded corpus results
+(:class:`explorer.corpus.store.Results`) with :mod:`explorer.corpus.stats`.
+
+Every frame carries ``model`` (a label, unique among the results shown), ``model_id`` (what the Trace page
+loads) and ``mode`` (the ablation mode), so that one chart can hold several models and both modes. Nothing
+here imports Streamlit; :mod:`explorer.views.scatter` and :mod:`explorer.views.corpus_curves` draw these
+frames.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from explorer.corpus import stats
+from explorer.corpus.store import RUN_FILE, PART_RE, Results
+from explorer.corpus.frequency import FILE as FREQUENCY_FILE
+
+MODES = ("all", "attention-kept")
+OVERLAY = "overlay both"
+MODE_CHOICES = {
+    "all": "all edges removed (the method)",
+    "attention-kept": "attention kept (authors' code)",
+    OVERLAY: "overlay both modes",
+}
+AXES = {"log": "over log10 s (the method)", "linear": "over linear s (withdrawn paper)"}
+SELECTION_FIELDS = ["model", "mode", "prompt_id"]
+SCATTER_COLUMNS = ["model", "model_id", "weighting", "mode", "prompt_id", "prompt_index", "text", "gold",
+                   "n_tokens", "entropy", "density", "full_top1_token", "full_top1_prob", "full_top1_freq",
+                   "freq_log", "recovery_1"]
+
+
+def modes_of(choice: str, available) -> list[str]:
+    """The ablation modes a mode choice (``all``, ``attention-kept`` or :data:`OVERLAY`) shows, among
+    those the results hold."""
+    wanted = list(MODES) if choice == OVERLAY else [choice]
+    return [m for m in wanted if m in set(available)]
+
+
+def labels(results: list[Results]) -> list[str]:
+    """One label per results folder: its model id, plus the folder's name where two share a model id."""
+    counts = Counter(r.model_id for r in results)
+    out = []
+    for r in results:
+        label = r.model_id if counts[r.model_id] == 1 else f"{r.model_id} ({Path(r.folder).name})"
+        while label in out:
+            label += "'"
+        out.append(label)
+    return out
+
+
+def signature(folder: Path | str) -> tuple:
+    """Names, sizes and modification times of a results folder's files: changes when a run adds to it,
+    so a cache keyed by it reloads the folder."""
+    folder = Path(folder)
+    try:
+        names = sorted(p for p in os.listdir(folder) if p in (RUN_FILE, FREQUENCY_FILE) or PART_RE.match(p))
+    except OSError:
+        return ()
+    out = []
+    for name in names:
+        try:
+            st = os.stat(folder / name)
+        except OSError:
+            continue
+        out.append((name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def summary(results: list[Results]) -> pd.DataFrame:
+    """One row per results folder: model, source, prompts, modes, sizes, weighting, controls, folder."""
+    rows = []
+    for label, r in zip(labels(results), results):
+        s = r.run.settings
+        rows.append({"model": label, "source": r.run.source, "prompts": int(r.prompts["prompt_id"].nunique()),
+                     "modes": ", ".join(r.modes), "sizes": len(s.get("sizes", [])),
+                     "weighting": s.get("weighting", "?"), "controls": bool(s.get("controls", False)),
+                     "frequencies": r.frequencies.source if r.frequencies else "none", "folder": str(r.folder)})
+    return pd.DataFrame(rows)
+
+
+def prompt_table(results: list[Results], modes: list[str]) -> pd.DataFrame:
+    """The per-prompt rows of every results folder in ``modes``, with ``model``, ``model_id`` and
+    ``weighting`` columns in front (the table the page offers for download)."""
+    parts = []
+    for label, r in zip(labels(results), results):
+        df = r.prompts
+        df = df[df["mode"].isin(modes)].copy()
+        df.insert(0, "weighting", r.run.settings.get("weighting", "l1"))
+        df.insert(0, "model_id", r.model_id)
+        df.insert(0, "model", label)
+        parts.append(df)
+    if not parts:
+        return pd.DataFrame(columns=["model", "model_id", "weighting"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def scatter_frame(table: pd.DataFrame, axis: str = "log") -> pd.DataFrame:
+    """Points of the density/entropy scatter from :func:`prompt_table`: ``density`` is the density over
+    log10 s (``axis="log"``) or over linear s; ``freq_log`` is log10(1 + the full model's top-1 token
+    frequency per million)."""
+    df = table.copy()
+    if axis == "linear":
+        df["density"] = df["density_linear"]
+    df["freq_log"] = np.log10(1.0 + df["full_top1_freq"].astype(float))
+    return df[SCATTER_COLUMNS].reset_index(drop=True)
+
+
+def correlations(results: list[Results], modes: list[str], axis: str = "log") -> pd.DataFrame:
+    """Spearman rho of density against the full model's entropy, per model and mode."""
+    rows = []
+    for label, r in zip(labels(results), results):
+        for mode in modes:
+            if mode in r.modes:
+                c = stats.density_entropy(r, mode, axis)
+                rows.append({"model": label, "mode": mode, "rho": c.rho, "p": c.p, "n": c.n})
+    return pd.DataFrame(rows, columns=["model", "mode", "rho", "p", "n"])
+
+
+def _per_mode(results: list[Results], modes: list[str], fn) -> pd.DataFrame:
+    parts = []
+    for label, r in zip(labels(results), results):
+        for mode in modes:
+            if mode in r.modes:
+                df = fn(r, mode)
+                df.insert(0, "mode", mode)
+                df.insert(0, "model", label)
+                parts.append(df)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "mode"])
+
+
+def curve_frame(results: list[Results], modes: list[str]) -> pd.DataFrame:
+    """:func:`stats.mean_curve` of every model and mode: ``model, mode, size, variant, mean, q25, q75, n``."""
+    return _per_mode(results, modes, stats.mean_curve)
+
+
+def recovery_frame(results: list[Results], modes: list[str]) -> pd.DataFrame:
+    """:func:`stats.nucleus_recovery` of every model and mode: ``model, mode, k, recovered, q25, median, q75``."""
+    return _per_mode(results, modes, stats.nucleus_recovery)
+
+
+def has_frequencies(results: Results) -> bool:
+    """Whether the results hold unigram frequencies of the full model's top-1 tokens."""
+    return results.frequencies is not None and results.prompts["full_top1_freq"].notna().any()
+
+
+def frequency_frame(results: list[Results], modes: list[str]) -> pd.DataFrame:
+    """:func:`stats.frequency_by_size` of every model and mode that has token frequencies, as a long table:
+    ``model, mode, size, top1`` (the subgraph's or the full model's top-1), ``mean_log``, ``mean``,
+    ``same_top1``."""
+    parts = []
+    for label, r in zip(labels(results), results):
+        if not has_frequencies(r):
+            continue
+        for mode in modes:
+            if mode not in r.modes:
+                continue
+            f = stats.frequency_by_size(r, mode)
+            for who, prefix in (("subgraph's top-1", "trace"), ("full model's top-1", "full")):
+                parts.append(pd.DataFrame({
+                    "model": label, "mode": mode, "size": f["size"], "top1": who,
+                    "mean_log": f[f"{prefix}_mean_log"], "mean": f[f"{prefix}_mean"], "same_top1": f["same_top1"],
+                }))
+    cols = ["model", "mode", "size", "top1", "mean_log", "mean", "same_top1"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def pair_frame(a: Results, b: Results, label_a: str, label_b: str, modes: list[str]) -> pd.DataFrame:
+    """:func:`stats.paired_density` of two models per mode (density over log10 s, the prompts both hold):
+    ``mode, text, density_a, density_b, model_a, model_b, model_id_a, model_id_b``."""
+    parts = []
+    for mode in modes:
+        if mode in a.modes and mode in b.modes:
+            df = stats.paired_density(a, b, mode)
+            df.insert(0, "mode", mode)
+            parts.append(df)
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["mode", "text", "density_a",
+                                                                                  "density_b"])
+    df["model_a"], df["model_b"] = label_a, label_b
+    df["model_id_a"], df["model_id_b"] = a.model_id, b.model_id
+    return df
+
+
+def cross_table(results: list[Results], modes: list[str]) -> pd.DataFrame:
+    """:func:`stats.cross_model` per mode, with model labels: ``mode, model_a, model_b, rho, p, n``."""
+    names = labels(results)
+    parts = []
+    for mode in modes:
+        have = [(n, r) for n, r in zip(names, results) if mode in r.modes]
+        if len(have) < 2:
+            continue
+        df = stats.cross_model([r for _, r in have], mode)
+        pairs = [(x, y) for i, (x, _) in enumerate(have) for (y, _) in have[i + 1:]]
+        df["model_a"] = [x for x, _ in pairs]
+        df["model_b"] = [y for _, y in pairs]
+        df.insert(0, "mode", mode)
+        parts.append(df)
+    cols = ["mode", "model_a", "model_b", "rho", "p", "n"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def selected_row(frame: pd.DataFrame, points: list[dict] | None, fields=SELECTION_FIELDS) -> dict | None:
+    """The row of ``frame`` that a chart selection (a list of ``{field: value}`` for the selected points,
+    as ``st.altair_chart(on_select=...)`` returns it) names; ``None`` if none or no longer shown."""
+    if not points:
+        return None
+    point = points[0]
+    if not isinstance(point, dict) or any(f not in point for f in fields):
+        return None
+    hit = frame
+    for f in fields:
+        hit = hit[hit[f].astype(str) == str(point[f])]
+    return None if hit.empty else hit.iloc[0].to_dict()
+
+
+def to_csv(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False).encode("utf-8")
+
+
+def to_parquet(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()

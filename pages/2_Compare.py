@@ -1,0 +1,221 @@
+"""s-Trace Explorer: the Compare page.
+
+Two or more models on the same prompts: one model's per-prompt density against another's (click a point to
+open its prompt on the Trace page), Spearman's rho for every pair of models, and their mean error curves
+side by side. Both ablation modes can be shown apart or overlaid. The URL's query parameters (``results``,
+repeated, and ``mode``) reproduce a view.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from app_state import open_in_trace_page
+from explorer import ExplorerError
+from explorer.config import AppConfig, current_config
+from explorer.corpus.store import Results, find_results, load_results, shipped_root
+from explorer.views import corpus_curves, corpus_frames as cf, scatter
+
+WIDGETS = ("compare_results", "compare_folders", "compare_mode", "compare_x", "compare_y")
+LAST = "compare_last_widgets"
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def cached_results(folder: str, signature: tuple) -> Results:
+    """A results folder, read once per (folder, state of its files)."""
+    return load_results(folder)
+
+
+def page_config() -> AppConfig:
+    """The app's configuration (``--config PATH`` after ``--``, or ``$STRACE_CONFIG``)."""
+    try:
+        return current_config(sys.argv[1:])
+    except ExplorerError as exc:
+        st.error(f"Configuration error: {exc}")
+        st.stop()
+
+
+def options() -> list[str]:
+    """Shipped results by name, and the folders of this session's runs on the Corpus page."""
+    return [p.name for p in find_results()] + st.session_state.get("corpus_runs", [])
+
+
+def init_state(cfg: AppConfig) -> None:
+    """On a session's first visit: the URL's results, else every shipped one; after a visit to another
+    page, this page's last choices."""
+    state = st.session_state
+    known = options()
+    if "compare_initialised" not in state:
+        state.compare_initialised = True
+        entries = st.query_params.get_all("results")
+        if entries:
+            state.compare_results = [e for e in entries if e in known]
+            if cfg.allow_local_paths:
+                state.compare_folders = "\n".join(e for e in entries if e not in known)
+        else:
+            state.compare_results = [p.name for p in find_results()]
+        if st.query_params.get("mode") in cf.MODE_CHOICES:
+            state.compare_mode = st.query_params["mode"]
+    else:
+        for key, value in state.get(LAST, {}).items():
+            if key not in state:
+                state[key] = value
+    state.compare_results = [s for s in state.get("compare_results", []) if s in known]
+
+
+def remember_widgets() -> None:
+    st.session_state[LAST] = {k: st.session_state[k] for k in WIDGETS if k in st.session_state}
+
+
+def sidebar(cfg: AppConfig) -> str:
+    sb = st.sidebar
+    sb.header("Results")
+    sb.multiselect("Shipped results and this session's runs", options(), key="compare_results",
+                   help="precomputed corpus runs that come with the explorer (one per model), and this "
+                   "session's runs on the Corpus page")
+    if cfg.allow_local_paths:
+        sb.text_area("Results folders, one per line", key="compare_folders", height=80,
+                     placeholder="~/.cache/s-trace-explorer/runs/...",
+                     help="folders written by a corpus run (the Corpus page's, or python -m explorer corpus --out)")
+    sb.header("View")
+    return sb.radio("Ablation mode", list(cf.MODE_CHOICES), format_func=cf.MODE_CHOICES.get, key="compare_mode")
+
+
+def entries(cfg: AppConfig) -> list[tuple[str, Path]]:
+    """The chosen results as (name as the user gave it, folder), without repeats."""
+    out, seen = [], set()
+    runs = st.session_state.get("corpus_runs", [])
+    chosen = [(n, Path(n) if n in runs else shipped_root() / n) for n in st.session_state.get("compare_results", [])]
+    if cfg.allow_local_paths:
+        chosen += [(line.strip(), Path(line.strip()).expanduser())
+                   for line in st.session_state.get("compare_folders", "").splitlines() if line.strip()]
+    for name, folder in chosen:
+        key = str(folder.resolve()) if folder.exists() else str(folder)
+        if key not in seen:
+            seen.add(key)
+            out.append((name, folder))
+    return out
+
+
+def load_all(chosen: list[tuple[str, Path]]) -> list[Results]:
+    """Load each chosen folder; a bad one shows its error and is left out."""
+    results = []
+    for name, folder in chosen:
+        try:
+            results.append(cached_results(str(folder), cf.signature(folder)))
+        except ExplorerError as exc:
+            st.error(f"Cannot show {name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the page must stay usable
+            st.error(f"Cannot show {name}: unexpected error ({exc})")
+    return results
+
+
+def share_in_url(chosen: list[tuple[str, Path]], mode: str) -> None:
+    if chosen:
+        st.query_params["results"] = [name for name, _ in chosen]
+    elif "results" in st.query_params:
+        del st.query_params["results"]
+    st.query_params["mode"] = mode
+
+
+def view(title: str, caption: str):
+    """Decorator: one section under a subheader and caption; a failure shows a message in its place."""
+    def wrap(draw):
+        def run(*args, **kwargs):
+            st.subheader(title)
+            st.caption(caption)
+            try:
+                draw(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                st.error(f"This view could not be drawn: {exc}")
+        return run
+    return wrap
+
+
+@view("Density across models", "One point per prompt that both models hold: its density under one model "
+      "against the other. Points near the dashed diagonal need as much of either model's graph. Click a "
+      "point to see its prompt and open it on the Trace page.")
+def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> None:
+    if len(results) > 2:
+        c1, c2, _ = st.columns([1, 1, 2])
+        if st.session_state.get("compare_x") not in names:
+            st.session_state.compare_x = names[0]
+        if st.session_state.get("compare_y") not in names:
+            st.session_state.compare_y = names[1]
+        x = c1.selectbox("x: model", names, key="compare_x")
+        y = c2.selectbox("y: model", names, key="compare_y")
+    else:
+        x, y = names[0], names[1]
+    a, b = results[names.index(x)], results[names.index(y)]
+    df = cf.pair_frame(a, b, x, y, modes)
+    if df.empty:
+        st.info(f"{x} and {y} share no prompt in these modes.")
+        return
+    st.caption(f"{df['text'].nunique()} shared prompts.")
+    event = st.altair_chart(scatter.density_pair(df), on_select="rerun", key="compare_scatter",
+                            selection_mode=scatter.SELECTION, width="content")
+    points = (event.selection or {}).get(scatter.SELECTION) if event else None
+    row = cf.selected_row(df, points, scatter.PAIR_FIELDS)
+    if row is None:
+        st.caption("No point selected.")
+        return
+    st.markdown(f"**Selected prompt** · ablation: {row['mode']}")
+    st.text(row["text"])
+    c = st.columns(4)
+    c[0].metric(f"Density, {x}", f"{row['density_a']:.2f}")
+    c[1].metric(f"Density, {y}", f"{row['density_b']:.2f}")
+    weights = {id(r): r.run.settings.get("weighting") for r in (a, b)}
+    if c[2].button(f"Open with {x} on the Trace page", key="compare_open_a"):
+        open_in_trace_page(row["model_id_a"], row["text"], row["mode"], weights[id(a)])
+    if c[3].button(f"Open with {y} on the Trace page", key="compare_open_b"):
+        open_in_trace_page(row["model_id_b"], row["text"], row["mode"], weights[id(b)])
+
+
+@view("Spearman's rho across models", "Rank correlation of per-prompt density for every pair of models, on "
+      "the prompts both hold (the papers found 0.26 to 0.71 between ten 7B-14B models).")
+def draw_table(results: list[Results], modes: list[str]) -> None:
+    st.dataframe(cf.cross_table(results, modes), hide_index=True, column_config={
+        "rho": st.column_config.NumberColumn(format="%+.3f"), "p": st.column_config.NumberColumn(format="%.2g")})
+
+
+@view("Error against size, model by model", "Mean total variation over each model's prompts (line) and its "
+      "inter-quartile range (band), for the s-trace and its controls.")
+def draw_curves(results: list[Results], modes: list[str]) -> None:
+    st.altair_chart(corpus_curves.mean_curves(cf.curve_frame(results, modes)), width="content")
+    if len(modes) > 1:
+        st.caption(corpus_curves.DASH_NOTE)
+
+
+def main() -> None:
+    st.set_page_config(page_title="s-Trace Explorer: compare models", layout="wide")
+    st.title("Compare models")
+    st.caption("Do the prompts that need much of one model's graph also need much of another's? Per-prompt "
+               "density of two or more models on the same prompts.")
+    cfg = page_config()
+    init_state(cfg)
+    mode = sidebar(cfg)
+    remember_widgets()
+    chosen = entries(cfg)
+    share_in_url(chosen, mode)
+    results = load_all(chosen)
+    if len(results) < 2:
+        st.info("Choose two or more results in the sidebar (shipped, or results folders), run on the same "
+                "prompts by different models.")
+        return
+    available = sorted({m for r in results for m in r.modes})
+    modes = cf.modes_of(mode, available)
+    if not modes:
+        st.warning(f"These results hold no '{mode}' rows; they hold: {', '.join(available)}.")
+        return
+    names = cf.labels(results)
+    with st.expander("What these results hold"):
+        st.dataframe(cf.summary(results), hide_index=True, width="stretch")
+    draw_pair(results, names, modes)
+    draw_table(results, modes)
+    draw_curves(results, modes)
+
+
+main()
