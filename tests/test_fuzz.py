@@ -1,0 +1,101 @@
+"""Fuzzing (hypothesis): arbitrary prompts, configuration values and corpus files never crash the engine,
+the command line or the page; every rejection is a clear message."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from streamlit.testing.v1 import AppTest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from explorer.__main__ import main  # noqa: E402
+from explorer.config import AppConfig, parse_config  # noqa: E402
+from explorer.corpus.sources import read_source  # noqa: E402
+from explorer.errors import BadConfig, BadSource, ExplorerError  # noqa: E402
+from explorer.trace import Settings, trace_prompt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = Settings(sizes=(0.5, 1.0), max_tokens=48)
+prompts = st.one_of(
+    st.text(max_size=60),
+    st.text(alphabet=st.characters(categories=["Cc", "Zs", "Zl", "So", "Mn"]), max_size=20),
+    st.sampled_from(["", " ", "\n\n", "\x00", "a", "🙂" * 30, "x" * 400, "The capital of France is"]),
+)
+FUZZ = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _clear(exc: Exception) -> None:
+    assert isinstance(exc, ExplorerError), repr(exc)
+    assert str(exc) and "\n" not in str(exc) and "Traceback" not in str(exc)
+
+
+@FUZZ
+@given(prompt=prompts)
+def test_engine_takes_any_prompt(smollm, prompt):
+    try:
+        tr = trace_prompt(smollm, prompt, SETTINGS)
+    except Exception as exc:  # noqa: BLE001 - what is raised is the point
+        _clear(exc)
+        return
+    assert tr.strata[-1].trace.tv < 1e-4 and len(tr.tokens) <= SETTINGS.max_tokens
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prompt=prompts)
+def test_command_line_takes_any_prompt(prompt, capsys):
+    if "\x00" in prompt:  # not representable in a real argv
+        return
+    code = main(["trace", "--prompt", prompt, "--sizes", "0.5,1", "--max-tokens", "48"])
+    out = capsys.readouterr()
+    assert code in (0, 2)
+    if code == 2:
+        assert out.err.startswith("error: ") and out.err.count("\n") == 1
+
+
+values = st.one_of(st.none(), st.booleans(), st.integers(-5, 10_000), st.text(max_size=12),
+                   st.lists(st.text(max_size=8), max_size=3), st.floats(allow_nan=True))
+keys = st.one_of(st.sampled_from(["models", "default_model", "demo", "max_prompt_tokens", "allow_local_paths",
+                                  "device", "dtype", "corpus_max_prompts", "cache_max_mb", "debug_panel"]),
+                 st.text(max_size=10))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(keys, values, max_size=4))
+def test_any_configuration_is_accepted_or_names_its_field(data):
+    try:
+        cfg = parse_config(data)
+    except BadConfig as exc:
+        assert any(k in str(exc) for k in data) or "demo" in str(exc) or "default_model" in str(exc), str(exc)
+        return
+    assert isinstance(cfg, AppConfig)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=300), suffix=st.sampled_from([".txt", ".csv", ".jsonl"]))
+def test_any_corpus_file_is_read_or_refused_clearly(tmp_path, content, suffix):
+    path = tmp_path / f"corpus{suffix}"
+    path.write_bytes(content)
+    try:
+        corpus = read_source(str(path))
+    except BadSource as exc:
+        assert str(exc)
+        return
+    assert corpus.prompts and all(p.text.strip() for p in corpus.prompts)
+
+
+@settings(max_examples=4, deadline=None)
+@given(prompt=prompts)
+def test_page_takes_any_prompt(prompt):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    at.query_params["prompt"] = "The capital of France is"
+    at.run()
+    at.text_area(key="prompt").set_value(prompt)
+    at.toggle(key="controls").set_value(False)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.error or len(at.get("vega_lite_chart")) >= 3
