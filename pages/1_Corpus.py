@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -19,11 +18,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_state import cached_model, open_in_trace_page
+from app_state import cached_model, open_in_trace_page, page_setup
 from explorer import DEFAULT_MODEL, ExplorerError
 from explorer.corpus.run import corpus_frequencies, run_corpus
 from explorer.corpus.sources import BIBLE, FORTUNES, PROJECT, read_source
-from explorer.config import AppConfig, current_config
+from explorer.config import AppConfig
 from explorer.corpus.store import Results, find_results, load_results, shipped_root
 from explorer.errors import BadSource
 from explorer.graph import WEIGHTINGS
@@ -49,16 +48,6 @@ LAST = "corpus_last_widgets"
 def cached_results(folder: str, signature: tuple) -> Results:
     """A results folder, read once per (folder, state of its files): a run that adds to it reloads it."""
     return load_results(folder)
-
-
-def page_config() -> AppConfig:
-    """The app's configuration (``--config PATH`` after ``--``, or ``$STRACE_CONFIG``): which models may
-    run, whether local folders and uploads are allowed, how many prompts a run may take."""
-    try:
-        return current_config(sys.argv[1:])
-    except ExplorerError as exc:
-        st.error(f"Configuration error: {exc}")
-        st.stop()
 
 
 def init_state(cfg: AppConfig) -> None:
@@ -249,7 +238,7 @@ def run_now(cfg: AppConfig, p: dict) -> None:
             spec, name = p["source"], p["source"]
         corpus = read_source(spec, limit=p["limit"], window=p["window"], column=p["column"])
         bar.progress(0.0, text=f"loading {p['model']}")
-        lm, _ = cached_model(p["model"], cfg.device, cfg.dtype, None)
+        lm, _ = cached_model(p["model"], cfg.device, cfg.dtype, None, cfg.trust_remote_code)
         sizes = QUICK_SIZES if p["grid"] == "quick" else DEFAULT_SIZES
         settings = Settings(weighting=p["weighting"], controls=p["controls"], sizes=sizes)
         frequencies = None
@@ -377,11 +366,10 @@ def share_in_url(chosen: list[tuple[str, Path]], mode: str) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="s-Trace Explorer: corpus", layout="wide")
+    cfg = page_setup("Corpus")
     st.title("Corpus density")
     st.caption("Density over many prompts: does a prompt that leaves the model uncertain need more of its "
                "computation graph? Load shipped or saved results, or run a small corpus here.")
-    cfg = page_config()
     init_state(cfg)
     run_form(cfg)
     opts = sidebar(cfg)

@@ -8,14 +8,13 @@ repeated, and ``mode``) reproduce a view.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-from app_state import open_in_trace_page
+from app_state import open_in_trace_page, page_setup
 from explorer import ExplorerError
-from explorer.config import AppConfig, current_config
+from explorer.config import AppConfig
 from explorer.corpus.store import Results, find_results, load_results, shipped_root
 from explorer.views import corpus_curves, corpus_frames as cf, scatter
 
@@ -27,15 +26,6 @@ LAST = "compare_last_widgets"
 def cached_results(folder: str, signature: tuple) -> Results:
     """A results folder, read once per (folder, state of its files)."""
     return load_results(folder)
-
-
-def page_config() -> AppConfig:
-    """The app's configuration (``--config PATH`` after ``--``, or ``$STRACE_CONFIG``)."""
-    try:
-        return current_config(sys.argv[1:])
-    except ExplorerError as exc:
-        st.error(f"Configuration error: {exc}")
-        st.stop()
 
 
 def options() -> list[str]:
@@ -190,11 +180,10 @@ def draw_curves(results: list[Results], modes: list[str]) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="s-Trace Explorer: compare models", layout="wide")
+    cfg = page_setup("Compare models")
     st.title("Compare models")
     st.caption("Do the prompts that need much of one model's graph also need much of another's? Per-prompt "
                "density of two or more models on the same prompts.")
-    cfg = page_config()
     init_state(cfg)
     mode = sidebar(cfg)
     remember_widgets()

@@ -25,6 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import app_state  # noqa: E402
 from explorer import DEFAULT_MODEL  # noqa: E402
 from explorer.corpus import stats  # noqa: E402
 from explorer.corpus.frequency import count_tokens  # noqa: E402
@@ -351,19 +352,29 @@ def test_run_a_corpus_on_the_page(folders, tmp_path, no_uploads_left):
     assert res.prompts["density"].iloc[0] in mine["density"].tolist()
 
 
-def test_demo_configuration_allows_no_local_files(folders, tmp_path, monkeypatch):
-    """A hosted demo's configuration: no typed results folders (not even from the URL), no uploads, no
-    output folder, short runs of the configured models only."""
+@pytest.fixture
+def demo_config(monkeypatch, tmp_path):
+    """Run the pages under a hosted demo's configuration; restore the defaults afterwards."""
     config = tmp_path / "demo.toml"
     config.write_text('models = ["smollm2-135m", "gemma3-270m"]\ndefault_model = "smollm2-135m"\ndemo = true\n'
                       'allow_other_models = false\nallow_local_paths = false\nallow_uploads = false\n'
                       'corpus_max_prompts = 3\ntrust_remote_code = false\n')
     monkeypatch.setenv("STRACE_CONFIG", str(config))
+    app_state._config_or_error.clear()
+    yield
+    monkeypatch.delenv("STRACE_CONFIG", raising=False)
+    app_state._config_or_error.clear()
+
+
+def test_demo_configuration_allows_no_local_files(folders, tmp_path, demo_config):
+    """A hosted demo's configuration: no typed results folders (not even from the URL), no uploads, no
+    output folder, short runs of the configured models only."""
     paths, shipped = folders
     local = str(paths[0]) if not shipped else str(tmp_path)
     at = page(CORPUS, {"results": [local]})
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Demo" in i.value for i in at.info)
     assert not [t for t in at.text_area if t.key == "corpus_folders"]
     assert not [t for t in at.text_input if t.key in ("run_out", "run_model_other")]
     assert not at.get("file_uploader")
