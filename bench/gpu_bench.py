@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,20 +28,7 @@ from explorer.intervene import MaskSpec, masked_logits
 from explorer.models.loading import prepare_model
 from explorer.trace import Settings, search_graph, trace_prompt
 
-CONFIGS = {
-    "smollm2-135m": dict(model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True,
-                         rope_theta=100000.0, rms_norm_eps=1e-5),
-    "qwen3-0.6b": dict(model_type="qwen3", hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-                       num_attention_heads=16, num_key_value_heads=8, head_dim=128, vocab_size=151936,
-                       tie_word_embeddings=True, rms_norm_eps=1e-6),
-    "llama-3.2-1b": dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                         num_attention_heads=32, num_key_value_heads=8, head_dim=64, vocab_size=128256,
-                         tie_word_embeddings=True, rope_theta=500000.0, rms_norm_eps=1e-5),
-    "llama-3.1-8b": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
-                         tie_word_embeddings=False, rope_theta=500000.0, rms_norm_eps=1e-5),
-}
+CONFIGS = {p.stem: json.loads(p.read_text()) for p in sorted((Path(__file__).parent / "configs").glob("*.json"))}
 
 
 class IdTokenizer:

@@ -175,6 +175,33 @@ def model_source(model_id: str) -> str:
     return model_id
 
 
+RANDOM = "random:"
+
+
+def random_model(spec: str, device: torch.device, dtype: torch.dtype, seed: int = 0) -> LoadedModel:
+    """``random:PATH``: a model with random weights (seeded, so every process builds the same one) from
+    a config file (``PATH`` a ``config.json``, or a folder holding one) for speed and scale benchmarks.
+    Its tokenizer: the folder's own if it has one, else the default embedded model's."""
+    import json
+
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(spec[len(RANDOM):]).expanduser()
+    file = path / "config.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        config = AutoConfig.for_model(data.pop("model_type"), **data)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelNotFound(f"'{spec}': no usable config.json at {file} ({exc})") from exc
+    family_for(config.model_type)
+    has_tokenizer = path.is_dir() and (path / "tokenizer.json").exists()
+    tokenizer = AutoTokenizer.from_pretrained(str(path) if has_tokenizer else str(embedded_folder(DEFAULT_MODEL)))
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="eager")
+    return prepare_model(model, tokenizer, model_id=spec, device=device)
+
+
 def load_model(
     model_id: str = DEFAULT_MODEL,
     device: str = "auto",
@@ -189,6 +216,8 @@ def load_model(
     hf_logging.disable_progress_bar()
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    if model_id.startswith(RANDOM):
+        return random_model(model_id, dev, dt)
     source = model_source(model_id)
     try:
         config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
