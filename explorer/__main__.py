@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=32, help="subgraphs per forward pass")
     c.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
     c.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
+    c.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="shard the prompts over a Ray cluster: alone, Ray on this machine; auto or HOST:PORT, "
+                        "a running cluster (needs requirements-ray.txt)")
+    c.add_argument("--ray-workers", type=int, default=None,
+                   help="with --ray: actors, each holding the model (default: one per GPU, else one per 4 CPUs)")
+    c.add_argument("--max-retries", type=int, default=2,
+                   help="with --ray: retries of a prompt whose worker died or failed (default: %(default)s)")
     return parser
 
 
@@ -120,9 +127,48 @@ def _trace(args) -> int:
     return 0
 
 
-def _corpus(args) -> int:
+def _progress_bar(total: int, desc: str):
+    """A tqdm bar over the corpus and the ``progress(done, total, message)`` callable that moves it; skips,
+    failures and worker deaths are printed above it."""
     from tqdm import tqdm
 
+    bar = tqdm(total=total, unit="prompt", desc=desc)
+
+    def progress(done: int, total: int, message: str) -> None:
+        if message in ("starting", "resuming"):
+            bar.reset(total=total)  # the rate counts from here, not from loading the model
+        bar.n = done
+        bar.set_postfix_str(message[:40], refresh=True)
+        if message.startswith(("skipped", "failed", "worker")):
+            tqdm.write(message, file=sys.stderr)
+
+    return bar, progress
+
+
+def _corpus_ray(args, corpus, settings, modes) -> int:
+    """The corpus run sharded over Ray (:mod:`explorer.corpus.distributed`)."""
+    from explorer.corpus.distributed import ModelSpec, RayOptions, import_ray, run_corpus_ray
+
+    import_ray()  # a one-line error before anything loads when Ray is not installed
+    options = RayOptions(address=args.ray, workers=args.ray_workers, max_retries=args.max_retries)
+    model = ModelSpec(args.model, args.device, args.dtype, args.revision, args.trust_remote_code)
+    freq_source = args.freq_source or args.source
+    bar, progress = _progress_bar(len(corpus.prompts), f"{args.model} on {args.source} (Ray)")
+    try:
+        summary = run_corpus_ray(model, corpus, args.out, settings, modes, freq_source,
+                                 args.column if freq_source == args.source else "text", overwrite=args.overwrite,
+                                 window=args.window, column=args.column, limit=args.limit, progress=progress,
+                                 options=options)
+    finally:
+        bar.close()
+    failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed else ""
+    print(f"{summary.traced} prompts done, {len(summary.failed)} failed{failed}, {summary.already} skipped "
+          f"(already in {args.out}), {len(corpus.skipped)} source rows skipped; {summary.workers} Ray workers, "
+          f"{summary.deaths} died; {summary.seconds:.1f} s ({summary.trace_seconds:.1f} s once loaded)")
+    return 0
+
+
+def _corpus(args) -> int:
     from explorer.corpus.run import corpus_frequencies, run_corpus
     from explorer.corpus.sources import read_source
     from explorer.models.loading import load_model
@@ -138,18 +184,13 @@ def _corpus(args) -> int:
     corpus = read_source(args.source, limit=args.limit, window=args.window, column=args.column)
     for s in corpus.skipped:
         print(f"skipped {args.source} {s.where}: {s.reason}", file=sys.stderr)
+    if args.ray is not None:
+        return _corpus_ray(args, corpus, settings, modes)
     lm = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
                     trust_remote_code=args.trust_remote_code)
     freq_source = args.freq_source or args.source
     freq = corpus_frequencies(lm, freq_source, args.column if freq_source == args.source else "text")
-    bar = tqdm(total=len(corpus.prompts), unit="prompt", desc=f"{lm.model_id} on {args.source}")
-
-    def progress(done: int, total: int, message: str) -> None:
-        bar.n = done
-        bar.set_postfix_str(message[:40], refresh=True)
-        if message.startswith("skipped"):
-            tqdm.write(message, file=sys.stderr)
-
+    bar, progress = _progress_bar(len(corpus.prompts), f"{lm.model_id} on {args.source}")
     try:
         summary = run_corpus(lm, corpus, args.out, settings, modes, freq, overwrite=args.overwrite,
                              window=args.window, column=args.column, limit=args.limit, progress=progress)

@@ -2,11 +2,13 @@
 written to the results store as soon as it is done, so that an interrupted run resumes where it stopped.
 
 :func:`prompt_rows` turns one prompt's traces into rows; :func:`run_corpus` is the local loop over a
-corpus (a sharded run calls :func:`prompt_rows` on its workers and writes through the same store).
+corpus (a sharded run, :mod:`explorer.corpus.distributed`, calls :func:`prompt_rows` on its workers and
+writes through the same store).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 from explorer.corpus.frequency import FILE as FREQUENCY_FILE
 from explorer.corpus.frequency import Frequencies, count_tokens
 from explorer.corpus.sources import Corpus, Prompt, Skipped, read_source
-from explorer.corpus.store import ResultsStore, RunInfo
+from explorer.corpus.store import ResultsStore, RunInfo, _atomic_text
 from explorer.errors import BadPrompt, BadSource
 from explorer.intervene import MODES
 from explorer.metrics import density
@@ -22,6 +24,7 @@ from explorer.models.loading import LoadedModel
 from explorer.trace import Settings, Trace, trace_modes
 
 RECOVERY_KS = (1, 10, 50, 90)
+FAILED_FILE = "failed.jsonl"
 
 
 @dataclass
@@ -96,17 +99,41 @@ def corpus_frequencies(lm: LoadedModel, spec: str, column: str = "text") -> Freq
     """Unigram counts of the whole source ``spec`` (no window, no limit) under the model's tokenizer; or,
     when ``spec`` is a saved ``frequency.parquet`` (or a results folder holding one) of the same model,
     those counts."""
+    n_outputs = lm.model.get_output_embeddings().weight.shape[0]
+    return source_frequencies(lm.tokenizer, n_outputs, lm.model_id, spec, column)
+
+
+def source_frequencies(tokenizer, n_outputs: int, model_id: str, spec: str, column: str = "text") -> Frequencies:
+    """:func:`corpus_frequencies` from the model's tokenizer, its number of output logits and its id alone
+    (a sharded run's driver holds no copy of the model)."""
     saved = Path(spec).expanduser()
     if saved.name == FREQUENCY_FILE or (saved.is_dir() and (saved / FREQUENCY_FILE).exists()):
         freq = Frequencies.load(saved.parent if saved.name == FREQUENCY_FILE else saved)
         if freq is None:
             raise BadSource(f"no frequency table at {saved}")
-        if freq.tokenizer != lm.model_id:
-            raise BadSource(f"{saved} counts {freq.tokenizer}'s tokens, not {lm.model_id}'s")
+        if freq.tokenizer != model_id:
+            raise BadSource(f"{saved} counts {freq.tokenizer}'s tokens, not {model_id}'s")
         return freq
     texts = (p.text for p in read_source(spec, column=column).prompts)
-    vocab = max(len(lm.tokenizer), lm.model.get_output_embeddings().weight.shape[0])
-    return count_tokens(lm.tokenizer, texts, vocab, spec, lm.model_id)
+    vocab = max(len(tokenizer), n_outputs)
+    return count_tokens(tokenizer, texts, vocab, spec, model_id)
+
+
+def write_failed(folder: Path | str, failed: list[tuple[str, str]], corpus: Corpus) -> Path | None:
+    """Rewrite ``failed.jsonl`` in ``folder`` atomically: one line per prompt that failed in this run (id,
+    index, text, reason); remove it when none did. A rerun retries them, as they have no rows."""
+    path = Path(folder) / FAILED_FILE
+    if not failed:
+        path.unlink(missing_ok=True)
+        return None
+    where = {p.id: (i, p) for i, p in enumerate(corpus.prompts)}
+    lines = []
+    for pid, reason in failed:
+        i, p = where.get(pid, (None, None))
+        lines.append(json.dumps({"prompt_id": pid, "prompt_index": i, "text": p.text if p else None,
+                                 "reason": reason}, ensure_ascii=False))
+    _atomic_text(path, "\n".join(lines) + "\n")
+    return path
 
 
 def run_corpus(lm: LoadedModel, corpus: Corpus, folder: Path | str, settings: Settings,
@@ -116,7 +143,8 @@ def run_corpus(lm: LoadedModel, corpus: Corpus, folder: Path | str, settings: Se
     """Trace every prompt of ``corpus`` not yet in ``folder`` and append its rows there.
 
     ``progress``: optional callable ``(done, total, message)`` called after each prompt. A prompt the
-    model cannot take (too long, too short) is reported in :attr:`RunSummary.failed` and skipped.
+    model cannot take (too long, too short) is reported in :attr:`RunSummary.failed` and in
+    ``failed.jsonl`` (:func:`write_failed`), and skipped.
     """
     start = time.perf_counter()
     store = ResultsStore(folder, run_info(lm, corpus, settings, modes, window, column, limit), overwrite)
@@ -140,5 +168,6 @@ def run_corpus(lm: LoadedModel, corpus: Corpus, folder: Path | str, settings: Se
         summary.traced += 1
         report(summary.already + n, len(corpus.prompts), prompt.id)
     store.compact()
+    write_failed(folder, summary.failed, corpus)
     summary.seconds = time.perf_counter() - start
     return summary
