@@ -37,3 +37,19 @@ def test_device_and_dtype_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(BadSetting, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_random_model_from_a_config_file(tmp_path):
+    import json
+
+    from explorer.models.loading import load_model, load_tokenizer
+
+    cfg = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 49152}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    spec = f"random:{tmp_path}"
+    a, b = load_model(spec, device="cpu"), load_model(spec, device="cpu")
+    assert a.model_id == spec and a.model.config.num_hidden_layers == 2
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):  # seeded: every process builds the same
+        assert torch.equal(pa, pb)
+    assert load_tokenizer(spec)("The capital")["input_ids"] == a.tokenizer("The capital")["input_ids"]

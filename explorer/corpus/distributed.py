@@ -41,7 +41,7 @@ from explorer.corpus.sources import Corpus, Prompt
 from explorer.corpus.store import ResultsStore
 from explorer.errors import BadPrompt, BadSetting, ExplorerError
 from explorer.intervene import MODES
-from explorer.models.loading import EMBEDDED, _hub_error, model_source
+from explorer.models.loading import EMBEDDED, load_tokenizer, model_source
 from explorer.trace import Settings
 
 RAY_INSTALL = "install the ray extra: pip install -r requirements-ray.txt"
@@ -389,13 +389,7 @@ class _Run:
 
 
 def _tokenizer(model: ModelSpec):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(model_source(model.model_id), revision=model.revision,
-                                             trust_remote_code=model.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _hub_error(model.model_id, exc) from exc
+    return load_tokenizer(model.model_id, model.revision, model.trust_remote_code)
 
 
 def run_corpus_ray(model: ModelSpec, corpus: Corpus, folder: Path | str, settings: Settings,

@@ -184,7 +184,7 @@ def random_model(spec: str, device: torch.device, dtype: torch.dtype, seed: int 
     Its tokenizer: the folder's own if it has one, else the default embedded model's."""
     import json
 
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(spec[len(RANDOM):]).expanduser()
     file = path / "config.json" if path.is_dir() else path
@@ -194,12 +194,27 @@ def random_model(spec: str, device: torch.device, dtype: torch.dtype, seed: int 
     except (OSError, ValueError, KeyError) as exc:
         raise ModelNotFound(f"'{spec}': no usable config.json at {file} ({exc})") from exc
     family_for(config.model_type)
-    has_tokenizer = path.is_dir() and (path / "tokenizer.json").exists()
-    tokenizer = AutoTokenizer.from_pretrained(str(path) if has_tokenizer else str(embedded_folder(DEFAULT_MODEL)))
+    tokenizer = load_tokenizer(spec)
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="eager")
     return prepare_model(model, tokenizer, model_id=spec, device=device)
+
+
+def load_tokenizer(model_id: str, revision: str | None = None, trust_remote_code: bool = False):
+    """The tokenizer of ``model_id`` (embedded key, folder, hub id or ``random:CONFIG``), without the
+    model's weights."""
+    from transformers import AutoTokenizer
+
+    if model_id.startswith(RANDOM):
+        path = Path(model_id[len(RANDOM):]).expanduser()
+        own = path.is_dir() and (path / "tokenizer.json").exists()
+        return AutoTokenizer.from_pretrained(str(path) if own else str(embedded_folder(DEFAULT_MODEL)))
+    try:
+        return AutoTokenizer.from_pretrained(model_source(model_id), revision=revision,
+                                             trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(model_id, exc) from exc
 
 
 def load_model(
