@@ -13,9 +13,9 @@ from pathlib import Path
 import streamlit as st
 
 from app_state import open_in_trace_page, page_setup
-from explorer import ExplorerError
+from explorer import DEFAULT_MODEL, ExplorerError
 from explorer.config import AppConfig
-from explorer.corpus.store import Results, find_results, load_results, shipped_root
+from explorer.corpus.store import Results, RunInfo, find_results, load_results, shipped_root
 from explorer.views import corpus_curves, corpus_frames as cf, scatter
 
 WIDGETS = ("compare_results", "compare_folders", "compare_mode", "compare_x", "compare_y")
@@ -33,6 +33,19 @@ def options() -> list[str]:
     return [p.name for p in find_results()] + st.session_state.get("corpus_runs", [])
 
 
+def _corpus_of(folder: Path) -> tuple:
+    run = RunInfo.read(folder)
+    return run.source, run.window
+
+
+def default_results() -> list[str]:
+    """The shipped results run on the same corpus as the default model's (they share their prompts)."""
+    found = find_results()
+    corpus = {p.name: _corpus_of(p) for p in found}
+    ref = corpus.get(DEFAULT_MODEL)
+    return [n for n, c in corpus.items() if ref is None or c == ref]
+
+
 def init_state(cfg: AppConfig) -> None:
     """On a session's first visit: the URL's results, else every shipped one; after a visit to another
     page, this page's last choices."""
@@ -46,7 +59,7 @@ def init_state(cfg: AppConfig) -> None:
             if cfg.allow_local_paths:
                 state.compare_folders = "\n".join(e for e in entries if e not in known)
         else:
-            state.compare_results = [p.name for p in find_results()]
+            state.compare_results = default_results()
         if st.query_params.get("mode") in cf.MODE_CHOICES:
             state.compare_mode = st.query_params["mode"]
     else:

@@ -31,7 +31,7 @@ from explorer.corpus import stats  # noqa: E402
 from explorer.corpus.frequency import count_tokens  # noqa: E402
 from explorer.corpus.run import run_corpus  # noqa: E402
 from explorer.corpus.sources import Corpus, Prompt, prompt_id  # noqa: E402
-from explorer.corpus.store import find_results, load_results  # noqa: E402
+from explorer.corpus.store import RunInfo, find_results, load_results  # noqa: E402
 from explorer.models.loading import cache_dir  # noqa: E402
 from explorer.trace import Settings  # noqa: E402
 from explorer.views import corpus_frames as cf  # noqa: E402
@@ -394,7 +394,13 @@ def test_demo_configuration_allows_no_local_files(folders, tmp_path, demo_config
 
 @pytest.fixture(scope="module")
 def compare_paths(folders):
+    """The results the Compare page shows first: the shipped ones on the default model's corpus (they
+    share their prompts), or the fixture's folders."""
     paths, shipped = folders
+    if shipped:
+        corpus = {p: (RunInfo.read(p).source, RunInfo.read(p).window) for p in paths}
+        ref = next((c for p, c in corpus.items() if p.name == DEFAULT_MODEL), None)
+        paths = [p for p in paths if ref is None or corpus[p] == ref]
     if len(paths) < 2:
         pytest.skip("needs results of two models")
     return paths, shipped
