@@ -345,3 +345,21 @@ def test_shipped_results_match_a_local_trace(smollm):
         shipped = shipped.set_index("size").loc[list(sizes)]
         assert [s.n_edges for s in tr.strata] == shipped["stratum_edges"].tolist()
         assert [s.trace.tv for s in tr.strata] == pytest.approx(shipped["tv"].tolist(), abs=2e-3)
+
+
+def test_out_of_memory_on_one_prompt_is_recorded_and_the_run_goes_on(tiny, tmp_path, monkeypatch):
+    import explorer.corpus.run as run_module
+    from explorer.errors import OutOfMemory
+
+    real = run_module.trace_modes
+
+    def flaky(lm, text, *args, **kwargs):
+        if text == "too big":
+            raise OutOfMemory("out of memory: try a shorter prompt")
+        return real(lm, text, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "trace_modes", flaky)
+    corpus = Corpus("mem", [Prompt("a", "short one"), Prompt("b", "too big"), Prompt("c", "another")])
+    s = run_corpus(tiny, corpus, tmp_path / "r", Settings(sizes=SIZES))
+    assert s.traced == 2 and s.failed == [("b", "out of memory: try a shorter prompt")]
+    assert sorted(load_results(tmp_path / "r").prompts["prompt_id"].unique()) == ["a", "c"]

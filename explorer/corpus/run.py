@@ -13,11 +13,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from explorer.corpus.frequency import FILE as FREQUENCY_FILE
 from explorer.corpus.frequency import Frequencies, count_tokens
 from explorer.corpus.sources import Corpus, Prompt, Skipped, read_source
 from explorer.corpus.store import ResultsStore, RunInfo, _atomic_text
-from explorer.errors import BadPrompt, BadSource
+from explorer.errors import BadPrompt, BadSource, OutOfMemory
 from explorer.intervene import MODES
 from explorer.metrics import density
 from explorer.models.loading import LoadedModel
@@ -160,7 +162,9 @@ def run_corpus(lm: LoadedModel, corpus: Corpus, folder: Path | str, settings: Se
         t0 = time.perf_counter()
         try:
             traces = trace_modes(lm, prompt.text, settings, tuple(modes), gold=prompt.gold)
-        except BadPrompt as exc:
+        except (BadPrompt, OutOfMemory) as exc:  # this prompt cannot be traced here; the others may
+            if lm.device.type == "cuda":
+                torch.cuda.empty_cache()
             summary.failed.append((prompt.id, str(exc)))
             report(summary.already + n, len(corpus.prompts), f"skipped {prompt.id}: {exc}")
             continue
