@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from explorer.graph import EdgeLayout, TokenGraph
-from explorer.search import SearchGraph, _greedy, greedy_order, sort_within_nodes
+from explorer.search import SearchGraph, _greedy, sort_within_nodes
 
 
 def main() -> None:

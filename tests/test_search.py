@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.graph import ATTENTION, build_graph
+from explorer.graph import build_graph
 from explorer.search import (
     DEFAULT_SIZES, SearchGraph, greedy_order, random_priorities, strata_edges,
 )

@@ -21,7 +21,6 @@ from explorer.corpus.sources import Corpus, Prompt, Skipped, read_source
 from explorer.corpus.store import ResultsStore, RunInfo, _atomic_text
 from explorer.errors import BadPrompt, BadSource, OutOfMemory
 from explorer.intervene import MODES
-from explorer.metrics import density
 from explorer.models.loading import LoadedModel
 from explorer.trace import Settings, Trace, trace_modes
 
