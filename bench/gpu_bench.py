@@ -167,10 +167,11 @@ def main() -> None:
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}")
     if args.correctness:
         correctness()
-    settings = Settings(controls=True, batch_size=81)
+    lengths = [int(x) for x in args.lengths.split(",")]
+    settings = Settings(controls=True, batch_size=81, max_tokens=max(lengths + [48]) + 8)
     for name in [m for m in args.models.split(",") if m]:
         lm = build(name, "cuda", torch.bfloat16)
-        for length in [int(x) for x in args.lengths.split(",")]:
+        for length in lengths:
             med = time_model(lm, length, args.prompts, settings)
             stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in med.items() if k not in ("total", "peak_gib"))
             print(f"{name} T={length}: total {med['total'] * 1000:.0f} ms ({stages}); peak {med['peak_gib']:.1f} GiB")
