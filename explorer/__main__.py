@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="corpus for unigram token frequencies (default: the source itself)")
     c.add_argument("--max-tokens", type=int, default=None, help="prompt length cap in tokens")
     c.add_argument("--batch-size", type=int, default=32, help="subgraphs per forward pass")
+    c.add_argument("--workers", type=int, default=1,
+                   help="prompts in flight on one model: 2 overlaps one prompt's search with another's GPU passes")
     c.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
     c.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     c.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -193,7 +195,8 @@ def _corpus(args) -> int:
     bar, progress = _progress_bar(len(corpus.prompts), f"{lm.model_id} on {args.source}")
     try:
         summary = run_corpus(lm, corpus, args.out, settings, modes, freq, overwrite=args.overwrite,
-                             window=args.window, column=args.column, limit=args.limit, progress=progress)
+                             window=args.window, column=args.column, limit=args.limit, progress=progress,
+                             workers=args.workers)
     finally:
         bar.close()
     print(f"{summary.traced} prompts traced, {summary.already} already in {args.out}, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -208,9 +209,10 @@ def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
     return _on_host(graph, *graph.csr())
 
 
-def edge_orders(graph: TokenGraph, random_seed: int | None) -> list[np.ndarray]:
-    """The greedy edge order (edge ids), and the random control's order when ``random_seed`` is given.
-    Per-node sorts run on the graph's device; the two searches run on the host side by side."""
+def search_jobs(graph: TokenGraph, random_seed: int | None) -> tuple[list[tuple[SearchGraph, np.ndarray]], np.ndarray]:
+    """The device part of the search: CSR, per-node sorts (on the graph's device) and one copy to the
+    host. Returns one ``(search graph, per-node sort)`` job for the greedy order and, when
+    ``random_seed`` is given, one for the random control; and the edge id of each CSR position."""
     ptr, src, w, ids = graph.csr()
     sg, edge_ids = _on_host(graph, ptr, src, w, ids)
     jobs = [(sg, sort_within_nodes(ptr, w))]
@@ -218,9 +220,33 @@ def edge_orders(graph: TokenGraph, random_seed: int | None) -> list[np.ndarray]:
         keys = random_priorities(edge_ids < graph.layout.n_attention_ids, random_seed)
         rand = SearchGraph(sg.node_ptr, sg.src, keys, sg.root)
         jobs.append((rand, sort_within_nodes(ptr, torch.as_tensor(keys, device=w.device))))
-    with ThreadPoolExecutor(len(jobs)) as pool:  # the compiled search releases the GIL
+    return jobs, edge_ids
+
+
+def run_searches(jobs: list[tuple[SearchGraph, np.ndarray]], edge_ids: np.ndarray) -> list[np.ndarray]:
+    """The host part: the compiled searches side by side (they release the GIL); edge ids in order."""
+    with ThreadPoolExecutor(len(jobs)) as pool:
         positions = list(pool.map(lambda job: greedy_order(*job), jobs))
     return [edge_ids[pos] for pos in positions]
+
+
+def edge_orders(graph: TokenGraph, random_seed: int | None) -> list[np.ndarray]:
+    """The greedy edge order (edge ids), and the random control's order when ``random_seed`` is given."""
+    return run_searches(*search_jobs(graph, random_seed))
+
+
+@contextmanager
+def _holding(lm: LoadedModel, report):
+    """Hold the model's lock (saying so when another trace has it); out of memory becomes one message."""
+    if not lm.lock.acquire(blocking=False):
+        report(0.0, "waiting: another trace is using the model")
+        lm.lock.acquire()
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemory("out of memory: try a shorter prompt, a smaller dtype or a smaller batch") from exc
+    finally:
+        lm.lock.release()
 
 
 def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, gold_id: int | None, k: int) -> list[Output]:
@@ -297,11 +323,10 @@ def trace_modes(
         clock = now
 
     check_prompt_text(prompt)
-    if not lm.lock.acquire(blocking=False):
-        report(0.0, "waiting: another trace is using the model")
-        lm.lock.acquire()
-    clock = time.perf_counter()
-    try:
+    # The model's lock is held for the device work only: while this trace's search runs on the host,
+    # another thread's trace (a second session, the next prompt of a corpus) may use the model.
+    with _holding(lm, report):
+        clock = time.perf_counter()
         input_ids = tokenize(lm, prompt, settings.max_tokens)
         gold_id = None
         if gold:
@@ -314,13 +339,15 @@ def trace_modes(
         graph = build_graph(lm.adapter, records, settings.weighting)
         del records
         lap("graph")
-
         report(0.25, "greedy search")
+        jobs, edge_ids = search_jobs(graph, settings.seed if settings.controls else None)
+    orders = run_searches(jobs, edge_ids)
+    order = orders[0]
+    lap("search")
+    with _holding(lm, report):
+        clock = time.perf_counter()  # waiting for the lock is not part of any stage
         layout = graph.layout
-        orders = edge_orders(graph, settings.seed if settings.controls else None)
-        order = orders[0]
         ranks = EdgeRanks.from_orders(layout, orders, lm.device)
-        lap("search")
 
         report(0.4, "masked forward passes")
         strata = strata_edges(settings.sizes, layout.n_edges)
@@ -341,10 +368,6 @@ def trace_modes(
         names = layout.component_names()
         weights = graph.flat_weights()[torch.as_tensor(order, device=lm.device)].cpu().numpy()
         lap("metrics")
-    except torch.OutOfMemoryError as exc:
-        raise OutOfMemory("out of memory: try a shorter prompt, a smaller dtype or a smaller batch") from exc
-    finally:
-        lm.lock.release()
     report(1.0, "done")
     timings["total"] = sum(timings.values())
     tokens = [lm.tokenizer.decode([i]) for i in input_ids[0].tolist()]

@@ -363,3 +363,11 @@ def test_out_of_memory_on_one_prompt_is_recorded_and_the_run_goes_on(tiny, tmp_p
     s = run_corpus(tiny, corpus, tmp_path / "r", Settings(sizes=SIZES))
     assert s.traced == 2 and s.failed == [("b", "out of memory: try a shorter prompt")]
     assert sorted(load_results(tmp_path / "r").prompts["prompt_id"].unique()) == ["a", "c"]
+
+
+def test_two_workers_give_the_same_rows(tiny, text_file, tmp_path):
+    corpus = _corpus(text_file)
+    one = run_corpus(tiny, corpus, tmp_path / "one", settings())
+    two = run_corpus(tiny, corpus, tmp_path / "two", settings(), workers=2)
+    assert one.traced == two.traced == len(TEXTS)
+    pd.testing.assert_frame_equal(_table(tmp_path / "two"), _table(tmp_path / "one"))

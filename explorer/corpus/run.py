@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -19,7 +21,7 @@ from explorer.corpus.frequency import FILE as FREQUENCY_FILE
 from explorer.corpus.frequency import Frequencies, count_tokens
 from explorer.corpus.sources import Corpus, Prompt, Skipped, read_source
 from explorer.corpus.store import ResultsStore, RunInfo, _atomic_text
-from explorer.errors import BadPrompt, BadSource, OutOfMemory
+from explorer.errors import BadPrompt, BadSetting, BadSource, OutOfMemory
 from explorer.intervene import MODES
 from explorer.models.loading import LoadedModel
 from explorer.trace import Settings, Trace, trace_modes
@@ -140,36 +142,61 @@ def write_failed(folder: Path | str, failed: list[tuple[str, str]], corpus: Corp
 def run_corpus(lm: LoadedModel, corpus: Corpus, folder: Path | str, settings: Settings,
                modes: tuple[str, ...] = MODES, frequencies: Frequencies | None = None, overwrite: bool = False,
                window: int | None = None, column: str = "text", limit: int | None = None,
-               progress=None) -> RunSummary:
+               progress=None, workers: int = 1) -> RunSummary:
     """Trace every prompt of ``corpus`` not yet in ``folder`` and append its rows there.
 
     ``progress``: optional callable ``(done, total, message)`` called after each prompt. A prompt the
-    model cannot take (too long, too short) is reported in :attr:`RunSummary.failed` and in
-    ``failed.jsonl`` (:func:`write_failed`), and skipped.
+    model cannot take (too long, too short, out of memory) is reported in :attr:`RunSummary.failed`
+    and in ``failed.jsonl`` (:func:`write_failed`), and skipped. ``workers``: prompts traced at once
+    by threads sharing the model; its lock serialises the device work, so with 2 one prompt's host-side
+    search overlaps another's masked passes (a GPU's gain; the rows are the same).
     """
+    if workers < 1:
+        raise BadSetting("workers must be at least 1")
     start = time.perf_counter()
     store = ResultsStore(folder, run_info(lm, corpus, settings, modes, window, column, limit), overwrite)
     if frequencies is not None:
         store.save_frequencies(frequencies)
     summary = RunSummary(Path(folder), source_skipped=list(corpus.skipped))
-    done = store.done_ids()
-    todo = [(i, p) for i, p in enumerate(corpus.prompts) if p.id not in done]
+    stored = store.done_ids()
+    todo = [(i, p) for i, p in enumerate(corpus.prompts) if p.id not in stored]
     summary.already = len(corpus.prompts) - len(todo)
     report = progress or (lambda done, total, message: None)
     report(summary.already, len(corpus.prompts), "resuming" if summary.already else "starting")
-    for n, (i, prompt) in enumerate(todo, 1):
+
+    def trace_one(i: int, prompt: Prompt):
         t0 = time.perf_counter()
         try:
-            traces = trace_modes(lm, prompt.text, settings, tuple(modes), gold=prompt.gold)
+            return i, prompt, trace_modes(lm, prompt.text, settings, tuple(modes), gold=prompt.gold), None, \
+                time.perf_counter() - t0
         except (BadPrompt, OutOfMemory) as exc:  # this prompt cannot be traced here; the others may
             if lm.device.type == "cuda":
                 torch.cuda.empty_cache()
-            summary.failed.append((prompt.id, str(exc)))
-            report(summary.already + n, len(corpus.prompts), f"skipped {prompt.id}: {exc}")
-            continue
-        store.append(prompt_rows(traces, prompt, i, frequencies, time.perf_counter() - t0))
+            return i, prompt, None, str(exc), 0.0
+
+    def keep(result) -> None:
+        i, prompt, traces, error, seconds = result
+        done = summary.already + summary.traced + len(summary.failed) + 1
+        if error is not None:
+            summary.failed.append((prompt.id, error))
+            report(done, len(corpus.prompts), f"skipped {prompt.id}: {error}")
+            return
+        store.append(prompt_rows(traces, prompt, i, frequencies, seconds))
         summary.traced += 1
-        report(summary.already + n, len(corpus.prompts), prompt.id)
+        report(done, len(corpus.prompts), prompt.id)
+
+    if workers == 1:
+        for i, prompt in todo:
+            keep(trace_one(i, prompt))
+    else:
+        queue = iter(todo)
+        with ThreadPoolExecutor(workers) as pool:
+            pending = {pool.submit(trace_one, *job) for job in islice(queue, 2 * workers)}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    keep(future.result())
+                    pending |= {pool.submit(trace_one, *job) for job in islice(queue, 1)}
     store.compact()
     write_failed(folder, summary.failed, corpus)
     summary.seconds = time.perf_counter() - start
