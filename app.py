@@ -8,13 +8,15 @@ slider moves over the evaluated sizes, re-drawing the linked views. The URL's qu
 from __future__ import annotations
 
 import time
-import traceback
 
 import pandas as pd
 import streamlit as st
 
-from app_state import Sweep, app_config, compute_sweep, debug_panel, page_setup, take_open_request
-from explorer import DEFAULT_MODEL, ExplorerError
+from app_state import (
+    Sweep, app_config, debug_panel, page_setup, remember_widgets, restore_widgets, sweep_with_progress,
+    take_open_request, view,
+)
+from explorer import DEFAULT_MODEL
 from explorer.config import AppConfig
 from explorer.examples import BY_KEY as EXAMPLE_BY_KEY, EXAMPLES
 from explorer.export import table_rows, to_csv, to_json
@@ -28,6 +30,7 @@ WEIGHTS = {"l1": "l1 (default)", "l2": "l2", "ifr": "ifr (information flow route
 MODES = {"all": "all edges removed (the method)", "attention-kept": "attention kept (authors' code)"}
 
 
+LAST = "last_widgets"
 WIDGETS = ("preset", "model_text", "device", "dtype", "revision", "prompt", "weighting", "mode", "compare",
            "controls")
 
@@ -55,9 +58,7 @@ def init_state() -> None:
         except ValueError:
             state.url_size = None
     else:
-        for key, value in state.get("last_widgets", {}).items():
-            if key not in state:
-                state[key] = value
+        restore_widgets(LAST)
     state.setdefault("device", app_config().device if app_config().device in DEVICES else "auto")
     state.setdefault("dtype", app_config().dtype)
     state.setdefault("compare", False)
@@ -70,10 +71,6 @@ def init_state() -> None:
         for key in ("mode", "weighting"):
             if request.get(key):
                 state[key] = request[key]
-
-
-def remember_widgets() -> None:
-    st.session_state.last_widgets = {k: st.session_state[k] for k in WIDGETS if k in st.session_state}
 
 
 def use_example() -> None:
@@ -134,41 +131,8 @@ def run_sweep(inputs: dict) -> Sweep | None:
     if not inputs["model_id"]:
         st.info("Type a hub id or a local folder in the sidebar.")
         return None
-    bar = st.progress(0.0, text="starting")
     start = time.perf_counter()
-
-    def progress(frac: float, message: str) -> None:
-        bar.progress(min(max(frac, 0.0), 1.0), text=f"{message} ({time.perf_counter() - start:.1f} s)")
-
-    try:
-        sweep = compute_sweep(**inputs, progress=progress)
-    except ExplorerError as exc:
-        bar.empty()
-        st.error(str(exc))
-        return None
-    except Exception as exc:  # noqa: BLE001 - the page must stay usable
-        bar.empty()
-        st.error(f"Unexpected error while tracing: {exc}")
-        with st.expander("Details"):
-            st.code(traceback.format_exc())
-        return None
-    bar.empty()
-    return sweep
-
-
-def view(title: str, caption: str):
-    """Decorator: draw one view under a subheader and caption; an unexpected failure shows a message
-    in place of the view instead of breaking the page."""
-    def wrap(draw):
-        def run(*args, **kwargs):
-            st.subheader(title)
-            st.caption(caption)
-            try:
-                draw(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001
-                st.error(f"This view could not be drawn: {exc}")
-        return run
-    return wrap
+    return sweep_with_progress(lambda frac, message: f"{message} ({time.perf_counter() - start:.1f} s)", **inputs)
 
 
 @view("Components", "Heads (dots) and MLPs (squares) on a layer x head grid, first layer at the bottom; size: "
@@ -263,7 +227,7 @@ def main() -> None:
                "subgraphs, of growing size s, that reproduce the next-token distribution.")
     init_state()
     inputs = sidebar(cfg)
-    remember_widgets()
+    remember_widgets(LAST, WIDGETS)
     sweep = run_sweep(inputs)
     if sweep is None:
         return

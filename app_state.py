@@ -11,8 +11,10 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -20,8 +22,10 @@ import torch
 
 from explorer import Settings, load_model, trace_prompt
 from explorer.config import AppConfig, current_config
+from explorer.corpus.store import Results, find_results, load_results, shipped_root
 from explorer.errors import ExplorerError
 from explorer.trace import Trace
+from explorer.views.corpus_frames import MODE_CHOICES, signature
 
 TRACE_PAGE = "app.py"
 OPEN_REQUEST = "open_trace_request"
@@ -174,6 +178,140 @@ def compute_sweep(model_id: str, device: str, dtype: str, revision: str | None, 
 
     return sweep_store().get_or_compute(key, compute,
                                         on_wait=lambda: report(0.0, "waiting: another session is tracing this prompt"))
+
+
+def sweep_with_progress(progress_text=None, **inputs) -> Sweep | None:
+    """:func:`compute_sweep` under a progress bar; a failure is shown as an error and gives ``None``.
+    ``progress_text(fraction, message)`` words the bar (default: the message)."""
+    bar = st.progress(0.0, text="starting")
+    word = progress_text or (lambda frac, message: message)
+    try:
+        sweep = compute_sweep(**inputs, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=word(f, m)))
+    except ExplorerError as exc:
+        bar.empty()
+        st.error(str(exc))
+        return None
+    except Exception as exc:  # noqa: BLE001 - the page must stay usable
+        bar.empty()
+        st.error(f"Unexpected error while tracing: {exc}")
+        with st.expander("Details"):
+            st.code(traceback.format_exc())
+        return None
+    bar.empty()
+    return sweep
+
+
+def view(title: str, caption: str):
+    """Decorator: draw one section under a subheader and caption; an unexpected failure shows a message
+    in place of the section instead of breaking the page."""
+    def wrap(draw):
+        def run(*args, **kwargs):
+            st.subheader(title)
+            st.caption(caption)
+            try:
+                draw(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                st.error(f"This view could not be drawn: {exc}")
+        return run
+    return wrap
+
+
+def restore_widgets(slot: str) -> None:
+    """Put back the widget values a page saved with :func:`remember_widgets` and Streamlit dropped while
+    another page was shown."""
+    for key, value in st.session_state.get(slot, {}).items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def remember_widgets(slot: str, keys) -> None:
+    st.session_state[slot] = {k: st.session_state[k] for k in keys if k in st.session_state}
+
+
+def offered_results() -> list[str]:
+    """The results a page offers by name: the shipped ones and this session's runs (``corpus_runs``)."""
+    return [p.name for p in find_results()] + st.session_state.setdefault("corpus_runs", [])
+
+
+def init_results_state(cfg: AppConfig, prefix: str, default) -> None:
+    """The state of a results page's sidebar (widget keys ``{prefix}_results``, ``{prefix}_folders``,
+    ``{prefix}_mode``): on a session's first visit from the URL (``results``, repeated, and ``mode``),
+    else ``default(names offered)``; after a visit to another page, from the page's last run."""
+    state = st.session_state
+    known = offered_results()
+    if f"{prefix}_initialised" not in state:
+        state[f"{prefix}_initialised"] = True
+        entries = st.query_params.get_all("results")
+        if entries:
+            state[f"{prefix}_results"] = [e for e in entries if e in known]
+            if cfg.allow_local_paths:
+                state[f"{prefix}_folders"] = "\n".join(e for e in entries if e not in known)
+        else:
+            state[f"{prefix}_results"] = default(known)
+        if st.query_params.get("mode") in MODE_CHOICES:
+            state[f"{prefix}_mode"] = st.query_params["mode"]
+    else:
+        restore_widgets(f"{prefix}_last_widgets")
+    state[f"{prefix}_results"] = [s for s in state.get(f"{prefix}_results", []) if s in known]
+
+
+def results_sidebar(cfg: AppConfig, prefix: str) -> None:
+    """The sidebar's choice of results: shipped ones and this session's runs, and typed folders."""
+    sb = st.sidebar
+    sb.header("Results")
+    sb.multiselect("Shipped results and this session's runs", offered_results(), key=f"{prefix}_results",
+                   help="precomputed corpus runs that come with the explorer (one per model and corpus), and "
+                   "this session's runs on the Corpus page")
+    if cfg.allow_local_paths:
+        sb.text_area("Results folders, one per line", key=f"{prefix}_folders", height=80,
+                     placeholder="~/.cache/s-trace-explorer/runs/...",
+                     help="folders written by a corpus run (the Corpus page's, or python -m explorer corpus --out)")
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def cached_results(folder: str, files_signature: tuple) -> Results:
+    """A results folder, read once per (folder, state of its files): a run that adds to it reloads it."""
+    return load_results(folder)
+
+
+def chosen_results(cfg: AppConfig, names_key: str, folders_key: str) -> list[tuple[str, Path]]:
+    """The results a page's sidebar chose, as (name as the user gave it, folder), without repeats:
+    shipped results and this session's runs by name (``names_key``), typed folders by path
+    (``folders_key``, one per line, when the configuration allows local paths)."""
+    runs = st.session_state.get("corpus_runs", [])
+    chosen = [(n, Path(n) if n in runs else shipped_root() / n) for n in st.session_state.get(names_key, [])]
+    if cfg.allow_local_paths:
+        chosen += [(line.strip(), Path(line.strip()).expanduser())
+                   for line in st.session_state.get(folders_key, "").splitlines() if line.strip()]
+    out, seen = [], set()
+    for name, folder in chosen:
+        key = str(folder.resolve()) if folder.exists() else str(folder)
+        if key not in seen:
+            seen.add(key)
+            out.append((name, folder))
+    return out
+
+
+def load_chosen(chosen: list[tuple[str, Path]]) -> list[Results]:
+    """Load each chosen folder; a bad one shows its error and is left out."""
+    results = []
+    for name, folder in chosen:
+        try:
+            results.append(cached_results(str(folder), signature(folder)))
+        except ExplorerError as exc:
+            st.error(f"Cannot show {name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the page must stay usable
+            st.error(f"Cannot show {name}: unexpected error ({exc})")
+    return results
+
+
+def share_results_in_url(chosen: list[tuple[str, Path]], mode: str) -> None:
+    """Keep the URL's query parameters in step with the results and mode shown."""
+    if chosen:
+        st.query_params["results"] = [name for name, _ in chosen]
+    elif "results" in st.query_params:
+        del st.query_params["results"]
+    st.query_params["mode"] = mode
 
 
 def process_memory_mb() -> float:

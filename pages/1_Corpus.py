@@ -18,12 +18,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_state import cached_model, open_in_trace_page, page_setup
+from app_state import (
+    cached_model, chosen_results, init_results_state, load_chosen, open_in_trace_page, page_setup,
+    remember_widgets, results_sidebar, share_results_in_url, view,
+)
 from explorer import DEFAULT_MODEL, ExplorerError
 from explorer.corpus.run import corpus_frequencies, run_corpus
 from explorer.corpus.sources import BIBLE, FORTUNES, PROJECT, read_source
 from explorer.config import AppConfig
-from explorer.corpus.store import Results, find_results, load_results, shipped_root
+from explorer.corpus.store import Results
 from explorer.errors import BadSource
 from explorer.graph import WEIGHTINGS
 from explorer.intervene import MODES
@@ -41,106 +44,24 @@ GRIDS = {"full": f"the {len(DEFAULT_SIZES)}-size grid (the method)",
          "quick": f"quick: {len(QUICK_SIZES)} sizes (coarse densities)"}
 COLOUR_BY = scatter.COLOUR_BY
 WIDGETS = ("corpus_results", "corpus_folders", "corpus_mode", "corpus_colour", "corpus_axis")
-LAST = "corpus_last_widgets"
+LAST = "corpus_last_widgets"  # the slot init_results_state restores
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
-def cached_results(folder: str, signature: tuple) -> Results:
-    """A results folder, read once per (folder, state of its files): a run that adds to it reloads it."""
-    return load_results(folder)
-
-
-def init_state(cfg: AppConfig) -> None:
-    """Fill the sidebar's state: on a session's first visit from the URL (or the default model's shipped
-    results); after a visit to another page (which drops this page's widget state), from this page's last
-    run. ``corpus_runs`` lists the folders of this session's runs, offered beside the shipped results."""
-    state = st.session_state
-    shipped = [p.name for p in find_results()]
-    state.setdefault("corpus_runs", [])
-    if "corpus_initialised" not in state:
-        state.corpus_initialised = True
-        entries = st.query_params.get_all("results")
-        if entries:
-            state.corpus_results = [e for e in entries if e in shipped]
-            if cfg.allow_local_paths:
-                state.corpus_folders = "\n".join(e for e in entries if e not in shipped)
-        else:
-            state.corpus_results = [DEFAULT_MODEL] if DEFAULT_MODEL in shipped else shipped[:1]
-        if st.query_params.get("mode") in cf.MODE_CHOICES:
-            state.corpus_mode = st.query_params["mode"]
-    else:
-        for key, value in state.get(LAST, {}).items():
-            if key not in state:
-                state[key] = value
-    state.corpus_results = [s for s in state.get("corpus_results", []) if s in shipped + state.corpus_runs]
-
-
-def remember_widgets() -> None:
-    st.session_state[LAST] = {k: st.session_state[k] for k in WIDGETS if k in st.session_state}
+def default_results(offered: list[str]) -> list[str]:
+    """The default model's shipped results, else the first offered."""
+    return [DEFAULT_MODEL] if DEFAULT_MODEL in offered else offered[:1]
 
 
 def sidebar(cfg: AppConfig) -> dict:
     """The results to show and how to show them."""
+    results_sidebar(cfg, "corpus")
     sb = st.sidebar
-    sb.header("Results")
-    options = [p.name for p in find_results()] + st.session_state.corpus_runs
-    sb.multiselect("Shipped results and this session's runs", options, key="corpus_results",
-                   help="precomputed corpus runs that come with the explorer (one per model), and this "
-                   "session's runs")
-    if cfg.allow_local_paths:
-        sb.text_area("Results folders, one per line", key="corpus_folders", height=80,
-                     placeholder="~/.cache/s-trace-explorer/runs/...",
-                     help="folders written by a corpus run (this page's, or python -m explorer corpus --out)")
     sb.header("View")
     mode = sb.radio("Ablation mode", list(cf.MODE_CHOICES), format_func=cf.MODE_CHOICES.get, key="corpus_mode")
     colour = sb.radio("Colour points by", list(COLOUR_BY), format_func=COLOUR_BY.get, key="corpus_colour")
     axis = sb.radio("Density integral", list(cf.AXES), format_func=cf.AXES.get, key="corpus_axis",
                     help="the withdrawn paper integrated TV over linear s")
     return dict(mode=mode, colour=colour, axis=axis)
-
-
-def entries(cfg: AppConfig) -> list[tuple[str, Path]]:
-    """The chosen results as (name as the user gave it, folder), without repeats: shipped results by
-    name, this session's runs and typed folders by path."""
-    out, seen = [], set()
-    runs = st.session_state.corpus_runs
-    chosen = [(n, Path(n) if n in runs else shipped_root() / n) for n in st.session_state.get("corpus_results", [])]
-    if cfg.allow_local_paths:
-        chosen += [(line.strip(), Path(line.strip()).expanduser())
-                   for line in st.session_state.get("corpus_folders", "").splitlines() if line.strip()]
-    for name, folder in chosen:
-        key = str(folder.resolve()) if folder.exists() else str(folder)
-        if key not in seen:
-            seen.add(key)
-            out.append((name, folder))
-    return out
-
-
-def load_all(chosen: list[tuple[str, Path]]) -> list[Results]:
-    """Load each chosen folder; a bad one shows its error and is left out."""
-    results = []
-    for name, folder in chosen:
-        try:
-            results.append(cached_results(str(folder), cf.signature(folder)))
-        except ExplorerError as exc:
-            st.error(f"Cannot show {name}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the page must stay usable
-            st.error(f"Cannot show {name}: unexpected error ({exc})")
-    return results
-
-
-def view(title: str, caption: str):
-    """Decorator: one section under a subheader and caption; a failure shows a message in its place."""
-    def wrap(draw):
-        def run(*args, **kwargs):
-            st.subheader(title)
-            st.caption(caption)
-            try:
-                draw(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001
-                st.error(f"This view could not be drawn: {exc}")
-        return run
-    return wrap
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -356,30 +277,21 @@ def downloads(results: list[Results], modes: list[str]) -> None:
         st.dataframe(table, hide_index=True, width="stretch")
 
 
-def share_in_url(chosen: list[tuple[str, Path]], mode: str) -> None:
-    """Keep the URL's query parameters in step with the results and mode shown."""
-    if chosen:
-        st.query_params["results"] = [name for name, _ in chosen]
-    elif "results" in st.query_params:
-        del st.query_params["results"]
-    st.query_params["mode"] = mode
-
-
 def main() -> None:
     cfg = page_setup("Corpus")
     st.title("Corpus density")
     st.caption("Density over many prompts: does a prompt that leaves the model uncertain need more of its "
                "computation graph? Load shipped or saved results, or run a small corpus here.")
-    init_state(cfg)
+    init_results_state(cfg, "corpus", default_results)
     run_form(cfg)
     opts = sidebar(cfg)
-    remember_widgets()
-    chosen = entries(cfg)
-    share_in_url(chosen, opts["mode"])
+    remember_widgets(LAST, WIDGETS)
+    chosen = chosen_results(cfg, "corpus_results", "corpus_folders")
+    share_results_in_url(chosen, opts["mode"])
     if not chosen:
         st.info("Choose results in the sidebar, or run a corpus above.")
         return
-    results = load_all(chosen)
+    results = load_chosen(chosen)
     if not results:
         return
     available = sorted({m for r in results for m in r.modes})

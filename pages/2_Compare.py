@@ -12,25 +12,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_state import open_in_trace_page, page_setup
-from explorer import DEFAULT_MODEL, ExplorerError
+from app_state import (
+    chosen_results, init_results_state, load_chosen, open_in_trace_page, page_setup, remember_widgets, results_sidebar,
+    share_results_in_url, view,
+)
+from explorer import DEFAULT_MODEL
 from explorer.config import AppConfig
-from explorer.corpus.store import Results, RunInfo, find_results, load_results, shipped_root
+from explorer.corpus.store import Results, RunInfo, shipped_root
 from explorer.views import corpus_curves, corpus_frames as cf, scatter
 
 WIDGETS = ("compare_results", "compare_folders", "compare_mode", "compare_x", "compare_y")
-LAST = "compare_last_widgets"
-
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def cached_results(folder: str, signature: tuple) -> Results:
-    """A results folder, read once per (folder, state of its files)."""
-    return load_results(folder)
-
-
-def options() -> list[str]:
-    """Shipped results by name, and the folders of this session's runs on the Corpus page."""
-    return [p.name for p in find_results()] + st.session_state.get("corpus_runs", [])
+LAST = "compare_last_widgets"  # the slot init_results_state restores
 
 
 def _corpus_of(folder: Path) -> tuple:
@@ -38,104 +30,18 @@ def _corpus_of(folder: Path) -> tuple:
     return run.source, run.window
 
 
-def default_results() -> list[str]:
-    """The shipped results run on the same corpus as the default model's (they share their prompts)."""
-    found = find_results()
-    corpus = {p.name: _corpus_of(p) for p in found}
+def default_results(offered: list[str]) -> list[str]:
+    """The offered results run on the same corpus as the default model's (they share their prompts)."""
+    corpus = {n: _corpus_of(shipped_root() / n) for n in offered}
     ref = corpus.get(DEFAULT_MODEL)
     return [n for n, c in corpus.items() if ref is None or c == ref]
 
 
-def init_state(cfg: AppConfig) -> None:
-    """On a session's first visit: the URL's results, else every shipped one; after a visit to another
-    page, this page's last choices."""
-    state = st.session_state
-    known = options()
-    if "compare_initialised" not in state:
-        state.compare_initialised = True
-        entries = st.query_params.get_all("results")
-        if entries:
-            state.compare_results = [e for e in entries if e in known]
-            if cfg.allow_local_paths:
-                state.compare_folders = "\n".join(e for e in entries if e not in known)
-        else:
-            state.compare_results = default_results()
-        if st.query_params.get("mode") in cf.MODE_CHOICES:
-            state.compare_mode = st.query_params["mode"]
-    else:
-        for key, value in state.get(LAST, {}).items():
-            if key not in state:
-                state[key] = value
-    state.compare_results = [s for s in state.get("compare_results", []) if s in known]
-
-
-def remember_widgets() -> None:
-    st.session_state[LAST] = {k: st.session_state[k] for k in WIDGETS if k in st.session_state}
-
-
 def sidebar(cfg: AppConfig) -> str:
+    results_sidebar(cfg, "compare")
     sb = st.sidebar
-    sb.header("Results")
-    sb.multiselect("Shipped results and this session's runs", options(), key="compare_results",
-                   help="precomputed corpus runs that come with the explorer (one per model), and this "
-                   "session's runs on the Corpus page")
-    if cfg.allow_local_paths:
-        sb.text_area("Results folders, one per line", key="compare_folders", height=80,
-                     placeholder="~/.cache/s-trace-explorer/runs/...",
-                     help="folders written by a corpus run (the Corpus page's, or python -m explorer corpus --out)")
     sb.header("View")
     return sb.radio("Ablation mode", list(cf.MODE_CHOICES), format_func=cf.MODE_CHOICES.get, key="compare_mode")
-
-
-def entries(cfg: AppConfig) -> list[tuple[str, Path]]:
-    """The chosen results as (name as the user gave it, folder), without repeats."""
-    out, seen = [], set()
-    runs = st.session_state.get("corpus_runs", [])
-    chosen = [(n, Path(n) if n in runs else shipped_root() / n) for n in st.session_state.get("compare_results", [])]
-    if cfg.allow_local_paths:
-        chosen += [(line.strip(), Path(line.strip()).expanduser())
-                   for line in st.session_state.get("compare_folders", "").splitlines() if line.strip()]
-    for name, folder in chosen:
-        key = str(folder.resolve()) if folder.exists() else str(folder)
-        if key not in seen:
-            seen.add(key)
-            out.append((name, folder))
-    return out
-
-
-def load_all(chosen: list[tuple[str, Path]]) -> list[Results]:
-    """Load each chosen folder; a bad one shows its error and is left out."""
-    results = []
-    for name, folder in chosen:
-        try:
-            results.append(cached_results(str(folder), cf.signature(folder)))
-        except ExplorerError as exc:
-            st.error(f"Cannot show {name}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the page must stay usable
-            st.error(f"Cannot show {name}: unexpected error ({exc})")
-    return results
-
-
-def share_in_url(chosen: list[tuple[str, Path]], mode: str) -> None:
-    if chosen:
-        st.query_params["results"] = [name for name, _ in chosen]
-    elif "results" in st.query_params:
-        del st.query_params["results"]
-    st.query_params["mode"] = mode
-
-
-def view(title: str, caption: str):
-    """Decorator: one section under a subheader and caption; a failure shows a message in its place."""
-    def wrap(draw):
-        def run(*args, **kwargs):
-            st.subheader(title)
-            st.caption(caption)
-            try:
-                draw(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001
-                st.error(f"This view could not be drawn: {exc}")
-        return run
-    return wrap
 
 
 @view("Density across models", "One point per prompt that both models hold: its density under one model "
@@ -197,12 +103,12 @@ def main() -> None:
     st.title("Compare models")
     st.caption("Do the prompts that need much of one model's graph also need much of another's? Per-prompt "
                "density of two or more models on the same prompts.")
-    init_state(cfg)
+    init_results_state(cfg, "compare", default_results)
     mode = sidebar(cfg)
-    remember_widgets()
-    chosen = entries(cfg)
-    share_in_url(chosen, mode)
-    results = load_all(chosen)
+    remember_widgets(LAST, WIDGETS)
+    chosen = chosen_results(cfg, "compare_results", "compare_folders")
+    share_results_in_url(chosen, mode)
+    results = load_chosen(chosen)
     if len(results) < 2:
         st.info("Choose two or more results in the sidebar (shipped, or results folders), run on the same "
                 "prompts by different models.")

@@ -4,12 +4,10 @@ the Trace page that shows the same thing."""
 
 from __future__ import annotations
 
-import traceback
-
 import streamlit as st
 
-from app_state import compute_sweep, open_in_trace_page
-from explorer import DEFAULT_MODEL, ExplorerError
+from app_state import open_in_trace_page, sweep_with_progress
+from explorer import DEFAULT_MODEL
 from explorer.views import common, distribution, method
 
 DEFAULT_PROMPT = "The capital of France is"
@@ -33,22 +31,7 @@ def see_on_trace_page(view: str, prompt: str, key: str) -> None:
 
 def sweep_for(prompt: str):
     """The page's sweep, or ``None`` after showing what went wrong."""
-    bar = st.progress(0.0, text="starting")
-    try:
-        sweep = compute_sweep(**SETTINGS, prompt=prompt,
-                              progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
-    except ExplorerError as exc:
-        bar.empty()
-        st.error(str(exc))
-        return None
-    except Exception as exc:  # noqa: BLE001 - the page must stay usable
-        bar.empty()
-        st.error(f"Unexpected error while tracing: {exc}")
-        with st.expander("Details"):
-            st.code(traceback.format_exc())
-        return None
-    bar.empty()
-    return sweep
+    return sweep_with_progress(**SETTINGS, prompt=prompt)
 
 
 def section_graph(tr, prompt: str) -> None:

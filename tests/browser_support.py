@@ -105,3 +105,16 @@ def slider_value(page) -> str:
     return page.locator('[data-testid="stSlider"] [data-testid="stSliderThumbValue"]').first.inner_text()
 
 
+
+
+def shoot_whole(page, out: Path, name: str) -> Path:
+    """A screenshot of the whole page: Streamlit scrolls inside its main block, so the window is made as
+    tall as that block for the shot, then put back."""
+    size = page.viewport_size
+    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height) + 40)})
+    page.wait_for_timeout(1500)
+    try:
+        return shoot(page, out, name)
+    finally:
+        page.set_viewport_size(size)

@@ -13,15 +13,13 @@ import json
 from urllib.parse import urlencode
 
 from explorer.corpus.store import load_results
-from tests.browser_support import assert_no_exception, needs_chromium, shoot
+from tests.browser_support import assert_no_exception, needs_chromium, shoot_whole
 from tests.test_corpus_pages import first_shown, pick_point, result_folders
 
 pytestmark = needs_chromium
 
 CHARTS = '[data-testid="stVegaLiteChart"]'
 POINTS = f'{CHARTS} svg path[aria-label*="prompt: "]'
-TALL = {"width": 1500, "height": 3200}
-WIDE = {"width": 1500, "height": 1100}
 TIMEOUT_MS = 180_000
 
 
@@ -43,15 +41,6 @@ def wait_for_charts(page, n: int) -> None:
     page.wait_for_timeout(800)
 
 
-def tall_shot(page, out, name: str):
-    page.set_viewport_size(TALL)
-    page.wait_for_timeout(800)
-    try:
-        return shoot(page, out, name)
-    finally:
-        page.set_viewport_size(WIDE)
-
-
 def test_compare_page_in_browser(server, page, tmp_path):
     paths, _ = result_folders()
     page.goto(url(server, "Compare", 2))
@@ -62,7 +51,7 @@ def test_compare_page_in_browser(server, page, tmp_path):
     assert_no_exception(page)
     assert page.locator('[data-testid="stDataFrame"]').count() >= 1
     assert page.get_by_text("Spearman's rho across models").count() == 1
-    shot = tall_shot(page, tmp_path, "compare_page")
+    shot = shoot_whole(page, tmp_path, "compare_page")
     assert shot.stat().st_size > 20_000
 
 
@@ -87,7 +76,7 @@ def test_corpus_page_point_opens_the_trace_page(server, page, tmp_path):
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS)
     assert page.locator('[data-testid="stText"]').first.inner_text() == text
     assert_no_exception(page)
-    shot = tall_shot(page, tmp_path, "corpus_page")
+    shot = shoot_whole(page, tmp_path, "corpus_page")
     assert shot.stat().st_size > 20_000
 
     page.get_by_role("button", name="Open on the Trace page").click()

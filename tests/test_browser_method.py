@@ -3,7 +3,7 @@ checks there is no exception, and saves full-page screenshots (and one per secti
 
 from __future__ import annotations
 
-from tests.browser_support import assert_no_exception, needs_chromium, shoot
+from tests.browser_support import assert_no_exception, needs_chromium, shoot_whole
 
 pytestmark = needs_chromium
 
@@ -20,19 +20,6 @@ def wait_for_figures(page) -> None:
         f"[data-testid=\"stVegaLiteChart\"] svg').length >= {N_CHARTS}", timeout=60_000)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
     page.wait_for_timeout(800)
-
-
-def shoot_whole(page, out, name: str):
-    """A screenshot of the whole page: Streamlit scrolls inside its main block, so the window is made as
-    tall as that block for the shot, then put back."""
-    size = page.viewport_size
-    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height) + 40)})
-    page.wait_for_timeout(1500)
-    try:
-        return shoot(page, out, name)
-    finally:
-        page.set_viewport_size(size)
 
 
 def test_method_page_in_browser(server, page, tmp_path):
