@@ -12,6 +12,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -208,15 +209,16 @@ class Results:
     def modes(self) -> list[str]:
         return sorted(self.table["mode"].unique().tolist(), key=lambda m: (m != "all", m))
 
-    @property
+    @cached_property
     def prompts(self) -> pd.DataFrame:
-        """One row per (prompt, mode): the per-prompt columns."""
+        """One row per (prompt, mode): the per-prompt columns (built once; treat as read-only)."""
         cols = PROMPT_FIELDS.names
         return self.table.drop_duplicates(["prompt_id", "mode"])[cols].reset_index(drop=True)
 
-    @property
+    @cached_property
     def strata(self) -> pd.DataFrame:
-        """One row per (prompt, mode, size): the per-size columns, keyed by prompt id and mode."""
+        """One row per (prompt, mode, size): the per-size columns, keyed by prompt id and mode (built
+        once; treat as read-only)."""
         return self.table[["prompt_id", "prompt_index", "mode"] + STRATUM_FIELDS.names]
 
 
