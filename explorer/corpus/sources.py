@@ -79,11 +79,8 @@ def prompt_id(index: int, text: str, gold: str | None) -> str:
 
 
 def _clean(value) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        return None
-    return value if value.strip() else None
+    """A non-blank string as it is; anything else (missing, blank, not text) as ``None``."""
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _record_rows(records, column: str) -> tuple[list[_Row], list[Skipped]]:
@@ -104,7 +101,7 @@ def _record_rows(records, column: str) -> tuple[list[_Row], list[Skipped]]:
         if gold is not None and not isinstance(gold, str):
             skipped.append(Skipped(where, "'gold' is not a string"))
             continue
-        rows.append(_Row(text, _clean(gold), _clean(category) if isinstance(category, str) else None))
+        rows.append(_Row(text, _clean(gold), _clean(category)))
     return rows, skipped
 
 
