@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from explorer.graph import EdgeLayout, TokenGraph
-from explorer.search import SearchGraph, _greedy, sort_within_nodes
+from explorer.search import prepare_search, run_search
 
 
 def main() -> None:
@@ -32,18 +31,11 @@ def main() -> None:
         t = time.perf_counter()
         ptr, src, w, ids = g.csr(); sync()
         times["csr"] = time.perf_counter() - t; t = time.perf_counter()
-        perm = sort_within_nodes(ptr, w)
-        times["sort"] = time.perf_counter() - t; t = time.perf_counter()
-        sg = SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), g.layout.output_node)
-        times["to host"] = time.perf_counter() - t; t = time.perf_counter()
-        p = np.ascontiguousarray(sg.node_ptr)
-        pos = perm - np.repeat(p[:-1], np.diff(p))
-        s_src, s_w = sg.src[perm], sg.weight[perm]
-        times["gather"] = time.perf_counter() - t; t = time.perf_counter()
-        _greedy(p, s_src, s_w, pos, sg.root)
+        job = prepare_search(ptr, src, w, ids, g.layout.output_node)
+        times["sort, rank, to host"] = time.perf_counter() - t; t = time.perf_counter()
+        order = run_search(job)
         times["loop"] = time.perf_counter() - t
-        print(f"E = {len(perm)}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items()))
-
+        print(f"E = {len(order)}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items()))
 
 if __name__ == "__main__":
     main()

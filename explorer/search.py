@@ -5,9 +5,10 @@ best, and pushes the in-edges of its source node when that node is reached for t
 
 :func:`greedy_order` gives exactly the same order without one heap entry per edge: edges pushed
 together (the in-edges of one node) leave the heap in their own (weight desc, push order) order, so it
-sorts each node's in-edges once and keeps a heap of nodes keyed by their best remaining edge. The loop is
-compiled with numba; no Python object is made per edge. The per-node sort runs as two stable sorts on
-the graph's device.
+sorts each node's in-edges once and keeps a heap of nodes keyed by their best remaining edge. Weights
+become dense integer ranks, so a heap key is one int64 (rank, then push counter). The sorts and ranks
+are computed on the graph's device (:func:`prepare_search`); the loop is compiled with numba and makes
+no Python object per edge.
 """
 
 from __future__ import annotations
@@ -40,89 +41,115 @@ class SearchGraph:
     root: int
 
 
-def sort_within_nodes(node_ptr, weight) -> np.ndarray:
-    """Permutation of the CSR arrays that orders each node's in-edges by weight (descending), ties in
-    push order: two stable sorts, on the device of ``weight`` when it is a tensor. ``[M]`` int64."""
-    w = torch.as_tensor(weight)
-    ptr = torch.as_tensor(node_ptr, device=w.device)
-    node = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=w.device), ptr.diff())
+@dataclass(frozen=True)
+class PreparedSearch:
+    """A search graph made ready for the compiled loop, on the host: each node's in-edges sorted in the
+    order they leave the heap (weight descending, ties in push order).
+
+    For sorted position ``i`` (within node ``v``'s range ``node_ptr[v]:node_ptr[v+1]``): ``src [M]`` the
+    edge's source node, ``rank [M]`` the dense rank of its weight among all weights (0 = heaviest, equal
+    weights share a rank), ``pos [M]`` its push position within its node, ``label [M]`` what the search
+    returns for it (an edge id, or its CSR position). All int64.
+    """
+
+    node_ptr: np.ndarray
+    src: np.ndarray
+    rank: np.ndarray
+    pos: np.ndarray
+    label: np.ndarray
+    root: int
+
+
+def prepare_search(node_ptr, src, weight, label, root: int) -> PreparedSearch:
+    """Sort each node's in-edges and rank the weights, on the device of ``weight`` when it is a tensor,
+    then copy the four ``[M]`` arrays to the host at once.
+
+    ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (no NaN) and ``label [M]`` are CSR arrays by target
+    node in push order, as tensors or arrays.
+    """
+    w = torch.as_tensor(weight) + 0.0  # -0.0 becomes 0.0: equal weights must sort as equal
+    if torch.isnan(w).any():
+        raise ValueError("edge weights contain NaN")
+    if w.numel() >= 2**31:
+        raise ValueError(f"{w.numel()} edges: the search handles fewer than 2**31")
+    dev = w.device
+    ptr = torch.as_tensor(node_ptr, device=dev).long()
+    node = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=dev), ptr.diff())
     by_weight = torch.sort(-w, stable=True).indices
-    by_node = torch.sort(node[by_weight], stable=True).indices
-    return by_weight[by_node].cpu().numpy()
-
-
-@numba.njit(cache=True)
-def _better(w, s, i, j):
-    return w[i] > w[j] or (w[i] == w[j] and s[i] < s[j])
-
-
-@numba.njit(cache=True)
-def _sift_down(hw, hs, hv, size, i):
-    while True:
-        left = 2 * i + 1
-        if left >= size:
-            return
-        best = left
-        right = left + 1
-        if right < size and _better(hw, hs, right, left):
-            best = right
-        if not _better(hw, hs, best, i):
-            return
-        hw[i], hw[best] = hw[best], hw[i]
-        hs[i], hs[best] = hs[best], hs[i]
-        hv[i], hv[best] = hv[best], hv[i]
-        i = best
-
-
-@numba.njit(cache=True)
-def _sift_up(hw, hs, hv, i):
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _better(hw, hs, i, parent):
-            return
-        hw[i], hw[parent] = hw[parent], hw[i]
-        hs[i], hs[parent] = hs[parent], hs[i]
-        hv[i], hv[parent] = hv[parent], hv[i]
-        i = parent
+    sorted_w = w[by_weight]
+    dense = torch.zeros_like(by_weight)
+    dense[1:] = torch.cumsum(sorted_w[1:] != sorted_w[:-1], 0)
+    rank = torch.empty_like(by_weight)
+    rank[by_weight] = dense
+    perm = by_weight[torch.sort(node[by_weight], stable=True).indices]
+    host = torch.stack([
+        torch.as_tensor(src, device=dev).long()[perm],
+        rank[perm],
+        perm - ptr[node],  # the sort keeps each node's range in place
+        torch.as_tensor(label, device=dev).long()[perm],
+    ]).cpu().numpy()
+    return PreparedSearch(ptr.cpu().numpy(), host[0], host[1], host[2], host[3], int(root))
 
 
 @numba.njit(cache=True, nogil=True)
-def _greedy(node_ptr, sorted_src, sorted_weight, sorted_pos, root):
-    """The search over in-edges already sorted within each node; returns positions in sorted order."""
+def _greedy(node_ptr, src, rank, pos, label, root):
+    """The search over in-edges sorted within each node; returns the labels in pop order.
+
+    The heap holds one entry per reached node with edges left: a 4-ary min-heap of one int64 key,
+    ``rank << 32 | push counter`` of the node's best remaining edge (larger weight first, then first
+    pushed), moved with a hole rather than swaps.
+    """
     n_nodes = node_ptr.shape[0] - 1
     m = node_ptr[n_nodes]
     cursor = node_ptr[:n_nodes].copy()
     base = np.zeros(n_nodes, np.int64)
     reached = np.zeros(n_nodes, np.bool_)
-    hw = np.empty(n_nodes, np.float64)
-    hs = np.empty(n_nodes, np.int64)
+    hk = np.empty(n_nodes, np.int64)
     hv = np.empty(n_nodes, np.int64)
     order = np.empty(m, np.int64)
     size = 0
     k = 0
     reached[root] = True
     if node_ptr[root + 1] > node_ptr[root]:
-        hw[0] = sorted_weight[cursor[root]]
-        hs[0] = sorted_pos[cursor[root]]
+        hk[0] = (rank[cursor[root]] << 32) | pos[cursor[root]]
         hv[0] = root
         size = 1
     counter = node_ptr[root + 1] - node_ptr[root]
     while size > 0:
         v = hv[0]
         c = cursor[v]
-        order[k] = c
+        order[k] = label[c]
         k += 1
         cursor[v] = c + 1
+        # the root's entry becomes the node's next edge, or the heap's last entry; sift it down
         if c + 1 < node_ptr[v + 1]:
-            hw[0] = sorted_weight[c + 1]
-            hs[0] = base[v] + sorted_pos[c + 1]
+            key = (rank[c + 1] << 32) | (base[v] + pos[c + 1])
+            node = v
         else:
             size -= 1
-            hw[0] = hw[size]
-            hs[0] = hs[size]
-            hv[0] = hv[size]
-        _sift_down(hw, hs, hv, size, 0)
-        u = sorted_src[c]
+            key = hk[size]
+            node = hv[size]
+        i = 0
+        while True:
+            first = 4 * i + 1
+            if first >= size:
+                break
+            best = first
+            best_key = hk[first]
+            for j in range(first + 1, min(first + 4, size)):
+                if hk[j] < best_key:
+                    best_key = hk[j]
+                    best = j
+            if best_key >= key:
+                break
+            hk[i] = best_key
+            hv[i] = hv[best]
+            i = best
+        if size > 0:
+            hk[i] = key
+            hv[i] = node
+        # the edge's source, reached for the first time, brings its best in-edge; sift it up
+        u = src[c]
         if not reached[u]:
             reached[u] = True
             base[u] = counter
@@ -130,34 +157,29 @@ def _greedy(node_ptr, sorted_src, sorted_weight, sorted_pos, root):
             counter += deg
             if deg > 0:
                 first = cursor[u]
-                hw[size] = sorted_weight[first]
-                hs[size] = base[u] + sorted_pos[first]
-                hv[size] = u
+                key = (rank[first] << 32) | (base[u] + pos[first])
+                i = size
                 size += 1
-                _sift_up(hw, hs, hv, size - 1)
+                while i > 0:
+                    parent = (i - 1) >> 2
+                    if hk[parent] <= key:
+                        break
+                    hk[i] = hk[parent]
+                    hv[i] = hv[parent]
+                    i = parent
+                hk[i] = key
+                hv[i] = u
     return order[:k]
 
 
-def greedy_order(graph: SearchGraph, perm: np.ndarray | None = None) -> np.ndarray:
-    """Edge positions (indices into the CSR arrays) in the order the greedy search pops them.
+def run_search(job: PreparedSearch) -> np.ndarray:
+    """The labels of the edges in the order the greedy search pops them (compiled; releases the GIL)."""
+    return _greedy(job.node_ptr, job.src, job.rank, job.pos, job.label, job.root)
 
-    ``perm``: :func:`sort_within_nodes` of the graph, if already computed (for example on a GPU).
-    """
-    if np.isnan(graph.weight).any():
-        raise ValueError("edge weights contain NaN")
-    if perm is None:
-        perm = sort_within_nodes(graph.node_ptr, graph.weight)
-    ptr = np.ascontiguousarray(graph.node_ptr, dtype=np.int64)
-    # push position of each edge within its node, in sorted order
-    pos = perm - np.repeat(ptr[:-1], np.diff(ptr))
-    sorted_order = _greedy(
-        ptr,
-        np.ascontiguousarray(graph.src[perm], dtype=np.int64),
-        np.ascontiguousarray(graph.weight[perm], dtype=np.float64),
-        pos,
-        int(graph.root),
-    )
-    return perm[sorted_order]
+
+def greedy_order(graph: SearchGraph) -> np.ndarray:
+    """Edge positions (indices into the CSR arrays) in the order the greedy search pops them."""
+    return run_search(prepare_search(graph.node_ptr, graph.src, graph.weight, np.arange(len(graph.src)), graph.root))
 
 
 def random_priorities(is_attention: np.ndarray, seed: int) -> np.ndarray:

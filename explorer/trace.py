@@ -26,7 +26,7 @@ from explorer.metrics import (
 )
 from explorer.models.loading import LoadedModel
 from explorer.search import (
-    DEFAULT_SIZES, SearchGraph, check_sizes, greedy_order, random_priorities, sort_within_nodes, strata_edges,
+    DEFAULT_SIZES, PreparedSearch, SearchGraph, check_sizes, prepare_search, random_priorities, run_search, strata_edges,
 )
 
 DEFAULT_MAX_TOKENS = 256
@@ -209,30 +209,24 @@ def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
     return _on_host(graph, *graph.csr())
 
 
-def search_jobs(graph: TokenGraph, random_seed: int | None) -> tuple[list[tuple[SearchGraph, np.ndarray]], np.ndarray]:
-    """The device part of the search: CSR, per-node sorts (on the graph's device) and one copy to the
-    host. Returns one ``(search graph, per-node sort)`` job for the greedy order and, when
-    ``random_seed`` is given, one for the random control; and the edge id of each CSR position."""
+def search_jobs(graph: TokenGraph, random_seed: int | None) -> list[PreparedSearch]:
+    """The device part of the search: CSR, per-node sorts and weight ranks (on the graph's device) and
+    one copy to the host per job. One job for the greedy order and, when ``random_seed`` is given, one
+    for the random control; both return edge ids."""
     ptr, src, w, ids = graph.csr()
-    sg, edge_ids = _on_host(graph, ptr, src, w, ids)
-    jobs = [(sg, sort_within_nodes(ptr, w))]
+    root = graph.layout.output_node
+    jobs = [prepare_search(ptr, src, w, ids, root)]
     if random_seed is not None:
-        keys = random_priorities(edge_ids < graph.layout.n_attention_ids, random_seed)
-        rand = SearchGraph(sg.node_ptr, sg.src, keys, sg.root)
-        jobs.append((rand, sort_within_nodes(ptr, torch.as_tensor(keys, device=w.device))))
-    return jobs, edge_ids
+        is_attention = (ids < graph.layout.n_attention_ids).cpu().numpy()
+        keys = torch.as_tensor(random_priorities(is_attention, random_seed), device=w.device)
+        jobs.append(prepare_search(ptr, src, keys, ids, root))
+    return jobs
 
 
-def run_searches(jobs: list[tuple[SearchGraph, np.ndarray]], edge_ids: np.ndarray) -> list[np.ndarray]:
+def run_searches(jobs: list[PreparedSearch]) -> list[np.ndarray]:
     """The host part: the compiled searches side by side (they release the GIL); edge ids in order."""
     with ThreadPoolExecutor(len(jobs)) as pool:
-        positions = list(pool.map(lambda job: greedy_order(*job), jobs))
-    return [edge_ids[pos] for pos in positions]
-
-
-def edge_orders(graph: TokenGraph, random_seed: int | None) -> list[np.ndarray]:
-    """The greedy edge order (edge ids), and the random control's order when ``random_seed`` is given."""
-    return run_searches(*search_jobs(graph, random_seed))
+        return list(pool.map(run_search, jobs))
 
 
 @contextmanager
@@ -340,8 +334,8 @@ def trace_modes(
         del records
         lap("graph")
         report(0.25, "greedy search")
-        jobs, edge_ids = search_jobs(graph, settings.seed if settings.controls else None)
-    orders = run_searches(jobs, edge_ids)
+        jobs = search_jobs(graph, settings.seed if settings.controls else None)
+    orders = run_searches(jobs)
     order = orders[0]
     lap("search")
     with _holding(lm, report):

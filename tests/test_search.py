@@ -9,7 +9,7 @@ from explorer.graph import build_graph
 from explorer.search import (
     DEFAULT_SIZES, SearchGraph, greedy_order, random_priorities, strata_edges,
 )
-from explorer.trace import search_graph
+from explorer.trace import run_searches, search_graph, search_jobs
 from tests.conftest import tiny_loaded
 from tests.reference import heap_greedy_order
 from tests.test_numerics import _record
@@ -69,6 +69,27 @@ def test_model_graph_order_equals_heap_and_is_connected(family, weighting):
     for dst, src in zip(dec["dst_node"], dec["src_node"]):
         assert dst in reached
         reached.add(src)
+
+
+def test_negative_zero_weights_tie_with_zero_weights():
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        g = random_dag(rng, int(rng.integers(2, 40)), 6, n_weight_levels=2)
+        signed = np.where(rng.random(len(g.weight)) < 0.5, -g.weight, g.weight)  # -0.0 for half the zeros
+        g = SearchGraph(g.node_ptr, g.src, np.where(g.weight == 0, signed, g.weight), g.root)
+        np.testing.assert_array_equal(greedy_order(g), heap_greedy_order(g))
+
+
+def test_trace_and_random_control_jobs_follow_the_plain_heap():
+    lm, _ = tiny_loaded("llama")
+    _, records = _record(lm)
+    g = build_graph(lm.adapter, records, "l1")
+    sg, ids = search_graph(g)
+    trace_order, random_order = run_searches(search_jobs(g, random_seed=5))
+    np.testing.assert_array_equal(trace_order, ids[heap_greedy_order(sg)])
+    keys = random_priorities(ids < g.layout.n_attention_ids, 5)
+    np.testing.assert_array_equal(random_order, ids[heap_greedy_order(SearchGraph(sg.node_ptr, sg.src, keys, sg.root))])
+    assert not np.array_equal(trace_order, random_order)
 
 
 def test_random_control_takes_residual_and_mlp_edges_first():
