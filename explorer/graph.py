@@ -98,20 +98,23 @@ class EdgeLayout:
             "dst_node": dst_g * T + target,
         }
 
-    def kind(self, ids: np.ndarray) -> np.ndarray:
-        """ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP or MLP per edge id (cheaper than :meth:`decode`)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        rest = ids - self.n_attention_ids
-        return np.where(rest < 0, ATTENTION, 1 + rest // (self.n_layers * self.n_tokens))
+    def kind(self, ids):
+        """ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP or MLP per edge id (cheaper than :meth:`decode`).
+        ``ids`` an array (returns an array) or a tensor (returns a tensor on its device)."""
+        t = torch.as_tensor(np.asarray(ids) if not torch.is_tensor(ids) else ids, dtype=torch.int64)
+        rest = t - self.n_attention_ids
+        kind = torch.where(rest < 0, ATTENTION, 1 + rest.div(self.n_layers * self.n_tokens, rounding_mode="floor"))
+        return kind if torch.is_tensor(ids) else kind.numpy()
 
-    def component(self, ids: np.ndarray) -> np.ndarray:
+    def component(self, ids):
         """Component index per edge: ``l*H + h`` for attention heads, ``L*H + l`` for MLPs, -1 for
-        residual edges. Names are :meth:`component_names`."""
-        ids = np.asarray(ids, dtype=np.int64)
+        residual edges. Names are :meth:`component_names`. Arrays or tensors, as :meth:`kind`."""
+        t = torch.as_tensor(np.asarray(ids) if not torch.is_tensor(ids) else ids, dtype=torch.int64)
         L, H, T = self.n_layers, self.n_heads, self.n_tokens
-        kind = self.kind(ids)
-        mlp_layer = (ids - self.offset(MLP)) // T
-        return np.select([kind == ATTENTION, kind == MLP], [ids // (T * T), L * H + mlp_layer], -1)
+        kind = self.kind(t)
+        comp = torch.where(kind == ATTENTION, t // (T * T), -1)
+        comp = torch.where(kind == MLP, L * H + (t - self.offset(MLP)) // T, comp)
+        return comp if torch.is_tensor(ids) else comp.numpy()
 
     def component_names(self) -> list[str]:
         """``a{layer}.h{head}`` for every head, then ``m{layer}`` for every MLP."""

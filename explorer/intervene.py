@@ -142,27 +142,24 @@ def masked_logits(
     return torch.cat(out)
 
 
-def _prefix_counts(labels: np.ndarray, n_keeps: list[int], n_labels: int) -> np.ndarray:
+def _prefix_counts(labels: torch.Tensor, n_keeps: list[int], n_labels: int) -> np.ndarray:
     """Counts of each label in ``labels[:n]`` for each ``n`` of the ascending ``n_keeps``:
-    ``[len(n_keeps), n_labels]``; labels below 0 are not counted. One pass over the labels."""
-    out = np.zeros((len(n_keeps), n_labels + 1), dtype=np.int64)
-    acc = np.zeros(n_labels + 1, dtype=np.int64)
-    prev = 0
-    for i, n in enumerate(n_keeps):
-        acc += np.bincount(labels[prev:n] + 1, minlength=n_labels + 1)
-        out[i] = acc
-        prev = n
-    return out[:, 1:]
+    ``[len(n_keeps), n_labels]``; labels below 0 are not counted. On the labels' device: each position
+    goes to the first stratum that holds it, then counts accumulate over the strata."""
+    dev = labels.device
+    first = torch.searchsorted(torch.tensor(n_keeps, device=dev), torch.arange(len(labels), device=dev), right=True)
+    counted = (labels >= 0) & (first < len(n_keeps))
+    flat = torch.bincount((first * n_labels + labels)[counted], minlength=len(n_keeps) * n_labels)
+    return flat.view(len(n_keeps), n_labels).cumsum(0).cpu().numpy()
 
 
-def component_counts(layout: EdgeLayout, order: np.ndarray, n_keeps: list[int]) -> np.ndarray:
-    """Edges per component (``a{l}.h{h}`` then ``m{l}``, see :meth:`EdgeLayout.component_names`) among
-    the first ``n`` edges of ``order``, for each ascending ``n``: ``[len(n_keeps), L*H + L]``."""
-    return _prefix_counts(layout.component(order), n_keeps, layout.n_layers * (layout.n_heads + 1))
-
-
-def kind_counts(layout: EdgeLayout, order: np.ndarray, n_keeps: list[int]) -> np.ndarray:
-    """Attention, MLP and residual edges among the first ``n`` of ``order``: ``[len(n_keeps), 3]``."""
+def stratum_counts(layout: EdgeLayout, order: torch.Tensor, n_keeps: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Among the first ``n`` edges of ``order`` (edge ids, a tensor on any device), for each ascending
+    ``n``: edges per component (``a{l}.h{h}`` then ``m{l}``, see :meth:`EdgeLayout.component_names`)
+    ``[len(n_keeps), L*H + L]``, and attention, MLP and residual edges ``[len(n_keeps), 3]``."""
     kind = layout.kind(order)
-    group = np.select([kind == ATTENTION, kind == MLP], [0, 1], 2)
-    return _prefix_counts(group, n_keeps, 3)
+    group = torch.where(kind == ATTENTION, 0, torch.where(kind == MLP, 1, 2))
+    return (
+        _prefix_counts(layout.component(order), n_keeps, layout.n_layers * (layout.n_heads + 1)),
+        _prefix_counts(group, n_keeps, 3),
+    )

@@ -20,7 +20,7 @@ import torch
 
 from explorer.errors import BadPrompt, BadSetting, OutOfMemory
 from explorer.graph import WEIGHTINGS, EdgeLayout, TokenGraph, build_graph
-from explorer.intervene import MODES, EdgeRanks, MaskSpec, component_counts, kind_counts, masked_logits
+from explorer.intervene import MODES, EdgeRanks, MaskSpec, masked_logits, stratum_counts
 from explorer.metrics import (
     DENSITY_AXES, density, entropy, recovery_sizes, shared_nucleus, total_variation,
 )
@@ -253,9 +253,10 @@ def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, gold_id: int | N
     ce = -torch.log(q[:, gold_id].clamp_min(1e-45)) if gold_id is not None else None
     host = [t.cpu().tolist() if t is not None else None for t in (tv, nuc, ent, top_p, top_i, at_full_top, ce)]
     tv, nuc, ent, top_p, top_i, at_full_top, ce = host
+    text = {i: lm.tokenizer.decode([i]) for i in {i for row in top_i for i in row}}  # subgraphs share most
     outs = []
     for b in range(q.shape[0]):
-        top = [TokenProb(lm.tokenizer.decode([i]), int(i), float(pr)) for i, pr in zip(top_i[b], top_p[b])]
+        top = [TokenProb(text[i], int(i), float(pr)) for i, pr in zip(top_i[b], top_p[b])]
         outs.append(Output(top, float(ent[b]), float(tv[b]), int(nuc[b]), None if ce is None else float(ce[b]),
                            [float(x) for x in at_full_top[b]]))
     return outs
@@ -357,10 +358,10 @@ def trace_modes(
         full = _outputs(lm, p, p[None], gold_id, settings.top_k)[0]
         outs = _outputs(lm, p, q, gold_id, settings.top_k)
         n_keeps = [n for _, n in strata]
-        comps = component_counts(layout, order, n_keeps)
-        kinds = kind_counts(layout, order, n_keeps)
+        order_on_device = torch.as_tensor(order, device=lm.device)
+        comps, kinds = stratum_counts(layout, order_on_device, n_keeps)
         names = layout.component_names()
-        weights = graph.flat_weights()[torch.as_tensor(order, device=lm.device)].cpu().numpy()
+        weights = graph.flat_weights()[order_on_device].cpu().numpy()
         lap("metrics")
     report(1.0, "done")
     timings["total"] = sum(timings.values())

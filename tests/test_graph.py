@@ -94,3 +94,27 @@ def test_all_families_have_adapters():
     for name in TINY_CONFIGS:
         lm, _ = tiny_loaded(name)
         assert lm.adapter.n_layers == 3
+
+
+def test_stratum_counts_equal_counting_each_prefix(recorded):
+    from explorer.intervene import stratum_counts
+
+    lm, records = recorded
+    g = build_graph(lm.adapter, records, "l1")
+    lay = g.layout
+    _, ids = search_graph(g)
+    order = np.random.default_rng(3).permutation(ids)
+    n_keeps = [1, 7, 50, len(order) // 3, len(order)]
+    comps, kinds = stratum_counts(lay, torch.as_tensor(order), n_keeps)
+    dec = lay.decode(order)
+    names = lay.component_names()
+    for i, n in enumerate(n_keeps):
+        d = {k: v[:n] for k, v in dec.items()}
+        assert kinds[i].tolist() == [int((d["kind"] == ATTENTION).sum()), int((d["kind"] == MLP).sum()),
+                                     int(np.isin(d["kind"], [RESIDUAL_ATTN, RESIDUAL_MLP]).sum())]
+        heads = [f"a{l}.h{h}" for l, h, k in zip(d["layer"], d["head"], d["kind"]) if k == ATTENTION]
+        mlps = [f"m{l}" for l, k in zip(d["layer"], d["kind"]) if k == MLP]
+        expected = {name: (heads + mlps).count(name) for name in set(heads + mlps)}
+        assert {names[c]: int(x) for c, x in enumerate(comps[i]) if x} == expected
+    # arrays in, arrays out; tensors in, tensors out
+    assert isinstance(lay.component(order[:5]), np.ndarray) and torch.is_tensor(lay.kind(torch.as_tensor(order[:5])))
