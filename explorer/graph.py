@@ -184,13 +184,14 @@ class TokenGraph:
 def _normalise(parts: list[torch.Tensor]) -> list[torch.Tensor]:
     """Divide each node's non-negative scores by their sum (uniform weights where all are 0).
 
-    Each part is ``[T, k]`` (``k`` scores per node, any trailing shape flattened by the caller).
+    Each part is ``[..., T, k]`` (``k`` scores per node, any trailing shape flattened by the caller,
+    any leading dimensions, such as layers, kept).
     """
-    total = sum(p.sum(-1) for p in parts)  # [T]
+    total = sum(p.sum(-1) for p in parts)  # [..., T]
     count = sum(p.shape[-1] for p in parts)
     zero = total <= 0
     safe = torch.where(zero, torch.ones_like(total), total)
-    return [torch.where(zero[:, None], torch.full_like(p, 1.0 / count), p / safe[:, None]) for p in parts]
+    return [torch.where(zero[..., None], torch.full_like(p, 1.0 / count), p / safe[..., None]) for p in parts]
 
 
 @torch.no_grad()
@@ -244,60 +245,68 @@ def _ifr_attention(y: torch.Tensor, probs: torch.Tensor, u: torch.Tensor, block_
 
 @torch.no_grad()
 def build_graph(adapter: Adapter, records: list[LayerRecord], weighting: str = "l1") -> TokenGraph:
-    """Edge weights from one recorded forward pass (batch element 0)."""
+    """Edge weights from one recorded forward pass (batch element 0).
+
+    Scores are computed per layer only where a layer's own weights enter (the heads' output vectors,
+    post-attention norms, and every ``ifr`` score); the rest runs once over ``[L, ...]`` stacks.
+    """
     if weighting not in WEIGHTINGS:
         raise BadSetting(f"unknown edge weighting '{weighting}'; choose one of {', '.join(WEIGHTINGS)}")
     L = len(records)
     H, T = records[0].probs.shape[0], records[0].probs.shape[1]
     layout = EdgeLayout(L, H, T, adapter.parallel_residual)
     causal = torch.ones(T, T, dtype=torch.bool, device=records[0].x.device).tril()
-    p = 2 if weighting == "l2" else 1
-    attn_w, res_a_w, res_m_w, mlp_w = [], [], [], []
+    x = torch.stack([rec.x for rec in records]).float()  # [L, T, d]
+    m = torch.stack([rec.mlp for rec in records]).float()
+    mid = x + torch.stack([rec.attn for rec in records]).float()
+    probs = torch.stack([rec.probs for rec in records]).float() * causal  # [L, H, T, T]
+    # MLP node (2l+2, t): residual mid[t], MLP m[t]; the output node's vectors go through the
+    # linearised final norm.
     final = adapter.final_norm
-    for l, rec in enumerate(records):
-        x, a, m = rec.x.float(), rec.attn.float(), rec.mlp.float()
-        mid = x + a
-        probs = rec.probs.float() * causal  # [H, T, T]
-        u = head_vectors(adapter, l, rec.values)  # [H, T, d]
-        gain, inv_std = attention_scale(adapter, l, rec)
-        if gain is not None:
-            u = u * gain
-        # attention node (2l+1, t): residual x[t], heads A[h,t,s] * (inv_std[t]) * u[h,s]
-        if weighting == "ifr":
-            y = mid
-            res_score = (y.abs().sum(-1) - (y - x).abs().sum(-1)).clamp_min(0)
-            scaled = probs if inv_std is None else probs * inv_std[None, :, None]
-            att_score = _ifr_attention(y, scaled, u)
-        else:
-            res_score = _norm(x, p)
-            att_score = probs * _norm(u, p)[:, None, :]
-            if inv_std is not None:
-                att_score = att_score * inv_std[None, :, None]
-        att_score = att_score * causal
-        res_n, att_n = _normalise([res_score[:, None], att_score.permute(1, 0, 2).reshape(T, H * T)])
-        attn_w.append(att_n.view(T, H, T).permute(1, 0, 2))
-        res_a_w.append(res_n[:, 0])
-        # MLP node (2l+2, t): residual mid[t], MLP m[t]; the output node's vectors go through the
-        # linearised final norm.
-        r_vec, m_vec = mid, m
-        if l == L - 1:
-            scale = adapter.norm_gain(final)[None, :] * adapter.norm_inv_std(final, mid + m)[:, None]
-            r_vec, m_vec = mid * scale, m * scale
-        if weighting == "ifr":
-            y = r_vec + m_vec
-            y_norm = y.abs().sum(-1)
-            r_score = (y_norm - m_vec.abs().sum(-1)).clamp_min(0)  # |y - mid| = |mlp|
-            m_score = (y_norm - r_vec.abs().sum(-1)).clamp_min(0)
-        else:
-            r_score, m_score = _norm(r_vec, p), _norm(m_vec, p)
-        r_n, m_n = _normalise([r_score[:, None], m_score[:, None]])
-        res_m_w.append(r_n[:, 0])
-        mlp_w.append(m_n[:, 0])
+    scale = adapter.norm_gain(final)[None, :] * adapter.norm_inv_std(final, mid[-1] + m[-1])[:, None]  # [T, d]
+    r_last, m_last = mid[-1] * scale, m[-1] * scale
+    if weighting == "ifr":
+        res_score, att_score = [], []
+        for l, rec in enumerate(records):
+            u, inv_std = _scaled_head_vectors(adapter, l, rec)
+            y = mid[l]
+            res_score.append((y.abs().sum(-1) - (y - x[l]).abs().sum(-1)).clamp_min(0))
+            att_score.append(_ifr_attention(y, probs[l] if inv_std is None else probs[l] * inv_std[None, :, None], u))
+        res_score, att_score = torch.stack(res_score), torch.stack(att_score)
+
+        def mlp_scores(r_vec, m_vec):
+            y_norm = (r_vec + m_vec).abs().sum(-1)
+            return (y_norm - m_vec.abs().sum(-1)).clamp_min(0), (y_norm - r_vec.abs().sum(-1)).clamp_min(0)
+    else:
+        p = 2 if weighting == "l2" else 1
+        u_norm, inv_stds = [], []
+        for l, rec in enumerate(records):
+            u, inv_std = _scaled_head_vectors(adapter, l, rec)
+            u_norm.append(_norm(u, p))  # [H, T]
+            inv_stds.append(torch.ones(T, device=x.device) if inv_std is None else inv_std)
+        res_score = _norm(x, p)  # [L, T]
+        att_score = probs * torch.stack(u_norm)[:, :, None, :] * torch.stack(inv_stds)[:, None, :, None]
+
+        def mlp_scores(r_vec, m_vec):
+            return _norm(r_vec, p), _norm(m_vec, p)
+    att_score = att_score * causal
+    res_n, att_n = _normalise([res_score[..., None], att_score.permute(0, 2, 1, 3).reshape(L, T, H * T)])
+    r_score, m_score = mlp_scores(mid, m)  # [L, T]
+    r_score[-1], m_score[-1] = mlp_scores(r_last, m_last)
+    r_n, m_n = _normalise([r_score[..., None], m_score[..., None]])
     return TokenGraph(
         layout=layout,
         weighting=weighting,
-        attention=torch.stack(attn_w),
-        residual_attn=torch.stack(res_a_w),
-        residual_mlp=torch.stack(res_m_w),
-        mlp=torch.stack(mlp_w),
+        attention=att_n.view(L, T, H, T).permute(0, 2, 1, 3).contiguous(),
+        residual_attn=res_n[..., 0],
+        residual_mlp=r_n[..., 0],
+        mlp=m_n[..., 0],
     )
+
+
+def _scaled_head_vectors(adapter: Adapter, layer: int, rec: LayerRecord) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The heads' output vectors times any post-attention norm gain ``[H, T, d]``, and that norm's
+    ``inv_std [T]`` (``None`` without one): attention edge ``(h, s -> t)`` is ``A[h,t,s] inv_std[t] u[h,s]``."""
+    u = head_vectors(adapter, layer, rec.values)
+    gain, inv_std = attention_scale(adapter, layer, rec)
+    return (u if gain is None else u * gain), inv_std
