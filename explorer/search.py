@@ -46,23 +46,24 @@ class PreparedSearch:
     """A search graph made ready for the compiled loop, on the host: each node's in-edges sorted in the
     order they leave the heap (weight descending, ties in push order).
 
-    For sorted position ``i`` (within node ``v``'s range ``node_ptr[v]:node_ptr[v+1]``): ``src [M]`` the
-    edge's source node, ``rank [M]`` the dense rank of its weight among all weights (0 = heaviest, equal
-    weights share a rank), ``pos [M]`` its push position within its node, ``label [M]`` what the search
-    returns for it (an edge id, or its CSR position). All int64.
+    ``edges [M, 3]`` int64, one row per sorted position ``i`` (node ``v``'s rows are
+    ``node_ptr[v]:node_ptr[v+1]``), kept together so that one cache line serves a pop:
+
+    - ``key``: ``rank << 32 | pos``, ``rank`` the dense rank of the edge's weight among all weights
+      (0 = heaviest, equal weights share a rank) and ``pos`` its push position within its node; the
+      heap key is ``key + (push counter when the node was reached)``;
+    - ``src``: the edge's source node;
+    - ``label``: what the search returns for it (an edge id, or its CSR position).
     """
 
     node_ptr: np.ndarray
-    src: np.ndarray
-    rank: np.ndarray
-    pos: np.ndarray
-    label: np.ndarray
+    edges: np.ndarray
     root: int
 
 
 def prepare_search(node_ptr, src, weight, label, root: int) -> PreparedSearch:
     """Sort each node's in-edges and rank the weights, on the device of ``weight`` when it is a tensor,
-    then copy the four ``[M]`` arrays to the host at once.
+    then copy the ``[M, 3]`` table to the host at once.
 
     ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (no NaN) and ``label [M]`` are CSR arrays by target
     node in push order, as tensors or arrays.
@@ -82,22 +83,22 @@ def prepare_search(node_ptr, src, weight, label, root: int) -> PreparedSearch:
     rank = torch.empty_like(by_weight)
     rank[by_weight] = dense
     perm = by_weight[torch.sort(node[by_weight], stable=True).indices]
-    host = torch.stack([
+    pos = perm - ptr[node]  # the sort keeps each node's range in place
+    edges = torch.stack([
+        (rank[perm] << 32) | pos,
         torch.as_tensor(src, device=dev).long()[perm],
-        rank[perm],
-        perm - ptr[node],  # the sort keeps each node's range in place
         torch.as_tensor(label, device=dev).long()[perm],
-    ]).cpu().numpy()
-    return PreparedSearch(ptr.cpu().numpy(), host[0], host[1], host[2], host[3], int(root))
+    ], 1)
+    return PreparedSearch(ptr.cpu().numpy(), edges.cpu().numpy(), int(root))
 
 
 @numba.njit(cache=True, nogil=True)
-def _greedy(node_ptr, src, rank, pos, label, root):
+def _greedy(node_ptr, edges, root):
     """The search over in-edges sorted within each node; returns the labels in pop order.
 
-    The heap holds one entry per reached node with edges left: a 4-ary min-heap of one int64 key,
-    ``rank << 32 | push counter`` of the node's best remaining edge (larger weight first, then first
-    pushed), moved with a hole rather than swaps.
+    The heap holds one entry per reached node with edges left: a 4-ary min-heap of one int64 key (the
+    node's best remaining edge: larger weight first, then first pushed), moved with a hole rather than
+    swaps.
     """
     n_nodes = node_ptr.shape[0] - 1
     m = node_ptr[n_nodes]
@@ -111,19 +112,20 @@ def _greedy(node_ptr, src, rank, pos, label, root):
     k = 0
     reached[root] = True
     if node_ptr[root + 1] > node_ptr[root]:
-        hk[0] = (rank[cursor[root]] << 32) | pos[cursor[root]]
+        hk[0] = edges[cursor[root], 0]
         hv[0] = root
         size = 1
     counter = node_ptr[root + 1] - node_ptr[root]
     while size > 0:
         v = hv[0]
         c = cursor[v]
-        order[k] = label[c]
+        order[k] = edges[c, 2]
+        u = edges[c, 1]
         k += 1
         cursor[v] = c + 1
         # the root's entry becomes the node's next edge, or the heap's last entry; sift it down
         if c + 1 < node_ptr[v + 1]:
-            key = (rank[c + 1] << 32) | (base[v] + pos[c + 1])
+            key = edges[c + 1, 0] + base[v]
             node = v
         else:
             size -= 1
@@ -149,15 +151,13 @@ def _greedy(node_ptr, src, rank, pos, label, root):
             hk[i] = key
             hv[i] = node
         # the edge's source, reached for the first time, brings its best in-edge; sift it up
-        u = src[c]
         if not reached[u]:
             reached[u] = True
             base[u] = counter
             deg = node_ptr[u + 1] - node_ptr[u]
             counter += deg
             if deg > 0:
-                first = cursor[u]
-                key = (rank[first] << 32) | (base[u] + pos[first])
+                key = edges[cursor[u], 0] + base[u]
                 i = size
                 size += 1
                 while i > 0:
@@ -174,7 +174,7 @@ def _greedy(node_ptr, src, rank, pos, label, root):
 
 def run_search(job: PreparedSearch) -> np.ndarray:
     """The labels of the edges in the order the greedy search pops them (compiled; releases the GIL)."""
-    return _greedy(job.node_ptr, job.src, job.rank, job.pos, job.label, job.root)
+    return _greedy(job.node_ptr, job.edges, job.root)
 
 
 def greedy_order(graph: SearchGraph) -> np.ndarray:
