@@ -200,13 +200,11 @@ def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
     return ids.to(lm.device)
 
 
-def _on_host(graph: TokenGraph, ptr, src, w, ids) -> tuple[SearchGraph, np.ndarray]:
-    return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
-
-
 def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
-    """The CSR search graph on the host, and the edge id of each of its edges."""
-    return _on_host(graph, *graph.csr())
+    """The CSR search graph on the host, and the edge id of each of its edges (for the plain reference
+    search and the benchmark's reference-style pipeline)."""
+    ptr, src, w, ids = graph.csr()
+    return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
 
 
 def search_jobs(graph: TokenGraph, random_seed: int | None) -> list[PreparedSearch]:
