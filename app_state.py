@@ -349,6 +349,23 @@ def debug_panel(sweep: Sweep | None = None) -> None:
         st.json({f"{k[0]} ({k[1]}, {k[2]})": f"{v:.1f} s" for k, v in LOADED.items()})
 
 
+def correlation_table(frame) -> None:
+    """A table of Spearman correlations: ``rho`` signed to 3 decimals, ``p`` to 2 significant digits."""
+    st.dataframe(frame, hide_index=True, column_config={
+        "rho": st.column_config.NumberColumn(format="%+.3f"), "p": st.column_config.NumberColumn(format="%.2g")})
+
+
+def selected_prompt(row: dict | None, heading: str) -> list | None:
+    """The point chosen in a scatter plot: ``heading`` (formatted with the row's fields) and its prompt
+    text, then four columns for its figures (returned); a caption and ``None`` when no point is selected."""
+    if row is None:
+        st.caption("No point selected.")
+        return None
+    st.markdown("**Selected prompt** · " + heading.format(**row))
+    st.text(row["text"])
+    return st.columns(4)
+
+
 def open_in_trace_page(model: str, prompt: str, mode: str | None = None, weighting: str | None = None) -> None:
     """Switch to the Trace page showing ``prompt`` on ``model`` (and the given mode and weighting)."""
     st.session_state[OPEN_REQUEST] = {"model": model, "prompt": prompt, "mode": mode, "weighting": weighting}

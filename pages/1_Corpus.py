@@ -19,8 +19,8 @@ import pandas as pd
 import streamlit as st
 
 from app_state import (
-    cached_model, chosen_results, init_results_state, load_chosen, open_in_trace_page, page_setup,
-    remember_widgets, results_sidebar, share_results_in_url, view,
+    cached_model, chosen_results, correlation_table, init_results_state, load_chosen, open_in_trace_page,
+    page_setup, remember_widgets, results_sidebar, selected_prompt, share_results_in_url, view,
 )
 from explorer import DEFAULT_MODEL, ExplorerError
 from explorer.corpus.run import corpus_frequencies, run_corpus
@@ -210,19 +210,15 @@ def draw_scatter(results: list[Results], modes: list[str], colour: str, axis: st
                             selection_mode=scatter.SELECTION, width="stretch")
     corr = cf.correlations(results, modes, axis)
     st.markdown("**Spearman's rho, density against entropy**")
-    st.dataframe(corr, hide_index=True, column_config={
-        "rho": st.column_config.NumberColumn(format="%+.3f"), "p": st.column_config.NumberColumn(format="%.2g")})
+    correlation_table(corr)
     selected = cf.selected_row(points, (event.selection or {}).get(scatter.SELECTION) if event else None)
     show_selected(selected)
 
 
 def show_selected(row: dict | None) -> None:
-    if row is None:
-        st.caption("No point selected.")
+    c = selected_prompt(row, "{model} · ablation: {mode}")
+    if c is None:
         return
-    st.markdown(f"**Selected prompt** · {row['model']} · ablation: {row['mode']}")
-    st.text(row["text"])
-    c = st.columns(4)
     c[0].metric("Density", f"{row['density']:.2f}")
     c[1].metric("Entropy (nats)", f"{row['entropy']:.2f}")
     c[2].metric("Full model's top-1", repr(row["full_top1_token"]))

@@ -13,8 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from app_state import (
-    chosen_results, init_results_state, load_chosen, open_in_trace_page, page_setup, remember_widgets, results_sidebar,
-    share_results_in_url, view,
+    chosen_results, correlation_table, init_results_state, load_chosen, open_in_trace_page, page_setup,
+    remember_widgets, results_sidebar, selected_prompt, share_results_in_url, view,
 )
 from explorer import DEFAULT_MODEL
 from explorer.config import AppConfig
@@ -68,12 +68,9 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
                             selection_mode=scatter.SELECTION, width="content")
     points = (event.selection or {}).get(scatter.SELECTION) if event else None
     row = cf.selected_row(df, points, scatter.PAIR_FIELDS)
-    if row is None:
-        st.caption("No point selected.")
+    c = selected_prompt(row, "ablation: {mode}")
+    if c is None:
         return
-    st.markdown(f"**Selected prompt** · ablation: {row['mode']}")
-    st.text(row["text"])
-    c = st.columns(4)
     c[0].metric(f"Density, {x}", f"{row['density_a']:.2f}")
     c[1].metric(f"Density, {y}", f"{row['density_b']:.2f}")
     weights = {id(r): r.run.settings.get("weighting") for r in (a, b)}
@@ -86,8 +83,7 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
 @view("Spearman's rho across models", "Rank correlation of per-prompt density for every pair of models, on "
       "the prompts both hold (the papers found 0.26 to 0.71 between ten 7B-14B models).")
 def draw_table(results: list[Results], modes: list[str]) -> None:
-    st.dataframe(cf.cross_table(results, modes), hide_index=True, column_config={
-        "rho": st.column_config.NumberColumn(format="%+.3f"), "p": st.column_config.NumberColumn(format="%.2g")})
+    correlation_table(cf.cross_table(results, modes))
 
 
 @view("Error against size, model by model", "Mean total variation over each model's prompts (line) and its "
