@@ -6,6 +6,8 @@ device-memory copy bandwidth and the host cost of one small kernel launch.
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 
@@ -36,8 +38,6 @@ def main() -> None:
     print(f"device copy of 1 GiB: {2 * src.numel() / t / 1e12:.2f} TB/s (read + write)")
     x = torch.zeros(16, device="cuda")
     torch.cuda.synchronize()
-    import time
-
     k = 2000
     t0 = time.perf_counter()
     for _ in range(k):

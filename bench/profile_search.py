@@ -37,5 +37,6 @@ def main() -> None:
         times["loop"] = time.perf_counter() - t
         print(f"E = {len(order)}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items()))
 
+
 if __name__ == "__main__":
     main()

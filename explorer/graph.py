@@ -101,7 +101,7 @@ class EdgeLayout:
     def kind(self, ids):
         """ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP or MLP per edge id (cheaper than :meth:`decode`).
         ``ids`` an array (returns an array) or a tensor (returns a tensor on its device)."""
-        t = torch.as_tensor(np.asarray(ids) if not torch.is_tensor(ids) else ids, dtype=torch.int64)
+        t = _id_tensor(ids)
         rest = t - self.n_attention_ids
         kind = torch.where(rest < 0, ATTENTION, 1 + rest.div(self.n_layers * self.n_tokens, rounding_mode="floor"))
         return kind if torch.is_tensor(ids) else kind.numpy()
@@ -109,7 +109,7 @@ class EdgeLayout:
     def component(self, ids):
         """Component index per edge: ``l*H + h`` for attention heads, ``L*H + l`` for MLPs, -1 for
         residual edges. Names are :meth:`component_names`. Arrays or tensors, as :meth:`kind`."""
-        t = torch.as_tensor(np.asarray(ids) if not torch.is_tensor(ids) else ids, dtype=torch.int64)
+        t = _id_tensor(ids)
         L, H, T = self.n_layers, self.n_heads, self.n_tokens
         kind = self.kind(t)
         comp = torch.where(kind == ATTENTION, t // (T * T), -1)
@@ -120,6 +120,11 @@ class EdgeLayout:
         """``a{layer}.h{head}`` for every head, then ``m{layer}`` for every MLP."""
         heads = [f"a{l}.h{h}" for l in range(self.n_layers) for h in range(self.n_heads)]
         return heads + [f"m{l}" for l in range(self.n_layers)]
+
+
+def _id_tensor(ids) -> torch.Tensor:
+    """Edge ids as an int64 tensor: a tensor stays on its device, anything else becomes a CPU tensor."""
+    return torch.as_tensor(ids if torch.is_tensor(ids) else np.asarray(ids), dtype=torch.int64)
 
 
 @dataclass

@@ -50,7 +50,8 @@ class EdgeRanks:
 
     @classmethod
     def from_orders(cls, layout: EdgeLayout, orders: list[np.ndarray], device) -> "EdgeRanks":
-        """``orders``: arrays of edge ids, each a permutation of the graph's ``E`` edges."""
+        """``orders``: edge ids (arrays, or tensors already on ``device``), each a permutation of the
+        graph's ``E`` edges."""
         L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
         ranks = torch.full((len(orders), layout.n_ids), layout.n_edges, dtype=torch.int64, device=device)
         for i, order in enumerate(orders):

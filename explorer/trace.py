@@ -340,7 +340,8 @@ def trace_modes(
     with _holding(lm, report):
         clock = time.perf_counter()  # waiting for the lock is not part of any stage
         layout = graph.layout
-        ranks = EdgeRanks.from_orders(layout, orders, lm.device)
+        on_device = [torch.as_tensor(o, device=lm.device) for o in orders]  # [E] edge ids each
+        ranks = EdgeRanks.from_orders(layout, on_device, lm.device)
 
         report(0.4, "masked forward passes")
         strata = strata_edges(settings.sizes, layout.n_edges)
@@ -356,10 +357,9 @@ def trace_modes(
         full = _outputs(lm, p, p[None], gold_id, settings.top_k)[0]
         outs = _outputs(lm, p, q, gold_id, settings.top_k)
         n_keeps = [n for _, n in strata]
-        order_on_device = torch.as_tensor(order, device=lm.device)
-        comps, kinds = stratum_counts(layout, order_on_device, n_keeps)
+        comps, kinds = stratum_counts(layout, on_device[0], n_keeps)
         names = layout.component_names()
-        weights = graph.flat_weights()[order_on_device].cpu().numpy()
+        weights = graph.flat_weights()[on_device[0]].cpu().numpy()
         lap("metrics")
     report(1.0, "done")
     timings["total"] = sum(timings.values())
