@@ -121,6 +121,46 @@ class EdgeLayout:
         heads = [f"a{l}.h{h}" for l in range(self.n_layers) for h in range(self.n_heads)]
         return heads + [f"m{l}" for l in range(self.n_layers)]
 
+    def csr(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Edges grouped by target node in push order (residual first, then heads ``h`` and sources
+        ``s``), built arithmetically on ``device``: the same for every prompt of this shape.
+
+        Returns ``node_ptr [N+1]``, ``src [M]`` (source node) and ``edge_id [M]``, ``M = E``.
+        """
+        lay, dev = self, device
+        L, H, T = lay.n_layers, lay.n_heads, lay.n_tokens
+        t = torch.arange(T, device=dev)
+        layer = torch.arange(L, device=dev)[:, None]
+        # attention nodes (2l+1, t): entry `pos` of node t is the residual (pos 0) or head h, source s
+        deg = 1 + H * (t + 1)
+        tt = torch.repeat_interleave(t, deg)
+        pos = torch.arange(len(tt), device=dev) - (torch.cumsum(deg, 0) - deg)[tt]
+        k = (pos - 1).clamp_min(0)
+        head, src_t = k // (tt + 1), torch.where(pos == 0, tt, k % (tt + 1))
+        attn_ids = torch.where(pos == 0, lay.offset(RESIDUAL_ATTN) + layer * T + tt,
+                               ((layer * H + head) * T + tt) * T + src_t)
+        attn_src = 2 * layer * T + src_t
+        attn_dst = (2 * layer + 1) * T + tt
+        # MLP nodes (2l+2, t): [residual from (2l+1, t), MLP from (2l+1, t) or, parallel, (2l, t)]
+        tm, is_mlp = t.repeat_interleave(2), torch.arange(2, device=dev).repeat(T) == 1
+        mlp_ids = torch.where(is_mlp, lay.offset(MLP), lay.offset(RESIDUAL_MLP)) + layer * T + tm
+        mlp_src_g = 2 * layer + torch.where(is_mlp & lay.parallel, 0, 1)
+        mlp_src = mlp_src_g * T + tm
+        mlp_dst = (2 * layer + 2) * T + tm
+        target = torch.cat([tt, tm]).expand(L, -1)
+        keep = (layer < L - 1) | (target == T - 1)  # last layer: only the output token's nodes
+        ids = torch.cat([attn_ids, mlp_ids], 1)[keep]
+        src = torch.cat([attn_src, mlp_src], 1)[keep]
+        dst = torch.cat([attn_dst, mlp_dst.expand(L, -1)], 1)[keep]
+        node_ptr = torch.zeros(lay.n_nodes + 1, dtype=torch.long, device=dev)
+        node_ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=lay.n_nodes), 0)
+        return node_ptr, src, ids
+
+
+def layout_for(adapter: Adapter, n_tokens: int) -> EdgeLayout:
+    """The edge layout of ``adapter``'s model on a prompt of ``n_tokens`` tokens."""
+    return EdgeLayout(adapter.n_layers, adapter.n_heads, n_tokens, adapter.parallel_residual)
+
 
 def _id_tensor(ids) -> torch.Tensor:
     """Edge ids as an int64 tensor: a tensor stays on its device, anything else becomes a CPU tensor."""
@@ -150,39 +190,9 @@ class TokenGraph:
         )
 
     def csr(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Edges grouped by target node in push order (residual first, then heads ``h`` and sources
-        ``s``), built arithmetically on the graph's device.
-
-        Returns ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (float64) and ``edge_id [M]``, ``M = E``.
-        """
-        lay = self.layout
-        L, H, T = lay.n_layers, lay.n_heads, lay.n_tokens
-        dev = self.attention.device
-        t = torch.arange(T, device=dev)
-        layer = torch.arange(L, device=dev)[:, None]
-        # attention nodes (2l+1, t): entry `pos` of node t is the residual (pos 0) or head h, source s
-        deg = 1 + H * (t + 1)
-        tt = torch.repeat_interleave(t, deg)
-        pos = torch.arange(len(tt), device=dev) - (torch.cumsum(deg, 0) - deg)[tt]
-        k = (pos - 1).clamp_min(0)
-        head, src_t = k // (tt + 1), torch.where(pos == 0, tt, k % (tt + 1))
-        attn_ids = torch.where(pos == 0, lay.offset(RESIDUAL_ATTN) + layer * T + tt,
-                               ((layer * H + head) * T + tt) * T + src_t)
-        attn_src = 2 * layer * T + src_t
-        attn_dst = (2 * layer + 1) * T + tt
-        # MLP nodes (2l+2, t): [residual from (2l+1, t), MLP from (2l+1, t) or, parallel, (2l, t)]
-        tm, is_mlp = t.repeat_interleave(2), torch.arange(2, device=dev).repeat(T) == 1
-        mlp_ids = torch.where(is_mlp, lay.offset(MLP), lay.offset(RESIDUAL_MLP)) + layer * T + tm
-        mlp_src_g = 2 * layer + torch.where(is_mlp & lay.parallel, 0, 1)
-        mlp_src = mlp_src_g * T + tm
-        mlp_dst = (2 * layer + 2) * T + tm
-        target = torch.cat([tt, tm]).expand(L, -1)
-        keep = (layer < L - 1) | (target == T - 1)  # last layer: only the output token's nodes
-        ids = torch.cat([attn_ids, mlp_ids], 1)[keep]
-        src = torch.cat([attn_src, mlp_src], 1)[keep]
-        dst = torch.cat([attn_dst, mlp_dst.expand(L, -1)], 1)[keep]
-        node_ptr = torch.zeros(lay.n_nodes + 1, dtype=torch.long, device=dev)
-        node_ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=lay.n_nodes), 0)
+        """Edges grouped by target node in push order (:meth:`EdgeLayout.csr`) with their weights:
+        ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (float64) and ``edge_id [M]``, ``M = E``."""
+        node_ptr, src, ids = self.layout.csr(self.attention.device)
         return node_ptr, src, self.flat_weights()[ids].double(), ids
 
 
@@ -259,7 +269,7 @@ def build_graph(adapter: Adapter, records: list[LayerRecord], weighting: str = "
         raise BadSetting(f"unknown edge weighting '{weighting}'; choose one of {', '.join(WEIGHTINGS)}")
     L = len(records)
     H, T = records[0].probs.shape[0], records[0].probs.shape[1]
-    layout = EdgeLayout(L, H, T, adapter.parallel_residual)
+    layout = layout_for(adapter, T)
     causal = torch.ones(T, T, dtype=torch.bool, device=records[0].x.device).tril()
     x = torch.stack([rec.x for rec in records]).float()  # [L, T, d]
     m = torch.stack([rec.mlp for rec in records]).float()

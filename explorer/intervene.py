@@ -55,7 +55,7 @@ class EdgeRanks:
         L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
         ranks = torch.full((len(orders), layout.n_ids), layout.n_edges, dtype=torch.int64, device=device)
         for i, order in enumerate(orders):
-            ids = torch.as_tensor(order, device=device)
+            ids = order.to(device) if torch.is_tensor(order) else torch.tensor(order, device=device)
             ranks[i, ids] = torch.arange(len(order), device=device)
         block = lambda kind: ranks[:, layout.offset(kind): layout.offset(kind) + L * T].view(-1, L, T)
         return cls(
@@ -67,56 +67,74 @@ class EdgeRanks:
 
 
 class RankMasks:
-    """:class:`explorer.models.hooks.EdgeMasks` for a batch of :class:`MaskSpec`, derived per layer
-    from :class:`EdgeRanks` as ``rank < n_keep`` (no mask is stored for the whole graph)."""
+    """:class:`explorer.models.hooks.EdgeMasks` for a batch of :class:`MaskSpec`, derived from
+    :class:`EdgeRanks` as ``rank < n_keep`` (no mask is stored for the whole graph).
 
-    def __init__(self, ranks: EdgeRanks, specs: list[MaskSpec], dtype: torch.dtype):
+    The residual and MLP keeps of every layer are computed at once (``[L, B, T, 1]``), the attention keeps
+    for as many layers at a time as fit in ``block_bytes`` (``[k, B, H, T, T]``), so a layer's masks cost
+    a few kernel launches for the whole model rather than a few per layer.
+    """
+
+    def __init__(self, ranks: EdgeRanks, specs: list[MaskSpec], dtype: torch.dtype, block_bytes: int = 1 << 29):
         dev = ranks.attention.device
         self.ranks = ranks
         self.dtype = dtype
-        self.order = torch.tensor([s.order for s in specs], device=dev)
-        self.single_order = specs[0].order if len({s.order for s in specs}) == 1 else None
-        self.n_keep = torch.tensor([s.n_keep for s in specs], device=dev)
-        self.invert = torch.tensor([s.invert for s in specs], device=dev)
-        self.keep_residual = torch.tensor([s.keep_residual for s in specs], device=dev)
-        self.keep_attention = torch.tensor([s.keep_attention for s in specs], device=dev)
+        column = lambda name: torch.tensor([getattr(s, name) for s in specs], device=dev)
+        self.n_keep = column("n_keep")
+        self.invert = column("invert")
+        self.keep_attention = column("keep_attention")
+        orders = sorted({s.order for s in specs})
+        # (order, batch positions using it); None when the whole batch uses one order
+        self.groups = [(o, None if len(orders) == 1 else
+                        torch.tensor([b for b, s in enumerate(specs) if s.order == o], device=dev)) for o in orders]
         self.all_attention = all(s.keep_attention for s in specs)
-        self.all_residual = all(s.keep_residual for s in specs)
+        every_layer = slice(None)
+        if all(s.keep_residual for s in specs):
+            self._residual_attn = self._residual_mlp = None
+        else:
+            keep_residual = column("keep_residual")
+            self._residual_attn = self._keep(ranks.residual_attn, every_layer, False, keep_residual)[..., None]
+            self._residual_mlp = self._keep(ranks.residual_mlp, every_layer, False, keep_residual)[..., None]
+        self._mlp = self._keep(ranks.mlp, every_layer, True, None)[..., None]
+        L, H, T = ranks.attention.shape[1:4]
+        per_layer = len(specs) * H * T * T * (torch.finfo(dtype).bits // 8 + 1)
+        self.block_layers = max(1, min(L, block_bytes // per_layer))
+        self._block: tuple[int, torch.Tensor] | None = None  # (first layer, [k, B, H, T, T])
 
-    def _ranks(self, table: torch.Tensor, layer: int) -> torch.Tensor:
-        """``table [O, L, ...]`` -> ``[B, ...]`` for this layer."""
-        if self.single_order is not None:
-            sel = table[self.single_order, layer]
-            return sel.unsqueeze(0).expand(len(self.order), *sel.shape)
-        return table[:, layer].index_select(0, self.order)
-
-    def _keep(self, table: torch.Tensor, layer: int, invertible: bool, always: torch.Tensor | None) -> torch.Tensor:
-        r = self._ranks(table, layer)
-        shape = (-1,) + (1,) * (r.dim() - 1)
-        keep = r < self.n_keep.view(shape)
+    def _keep(self, table: torch.Tensor, layers: slice, invertible: bool, always: torch.Tensor | None) -> torch.Tensor:
+        """``table [O, L, ...]`` -> keep-multipliers ``[k, B, ...]`` for the ``k`` layers of ``layers``."""
+        parts = table[:, layers]
+        rest = parts.shape[2:]
+        batch = (1, -1) + (1,) * len(rest)
+        if self.groups[0][1] is None:
+            keep = parts[self.groups[0][0]].unsqueeze(1) < self.n_keep.view(batch)
+        else:
+            keep = torch.empty((parts.shape[1], len(self.n_keep)) + rest, dtype=torch.bool, device=parts.device)
+            for order, batch_ids in self.groups:
+                keep[:, batch_ids] = parts[order].unsqueeze(1) < self.n_keep[batch_ids].view(batch)
         if invertible:
-            keep = keep ^ self.invert.view(shape)
+            keep ^= self.invert.view(batch)
         if always is not None:
-            keep = keep | always.view(shape)
+            keep |= always.view(batch)
         return keep.to(self.dtype)
 
     def attention(self, layer: int) -> torch.Tensor | None:
         if self.all_attention:
             return None
-        return self._keep(self.ranks.attention, layer, True, self.keep_attention)
+        if self._block is None or not 0 <= layer - self._block[0] < len(self._block[1]):
+            self._block = None  # free the previous block first
+            layers = slice(layer, layer + self.block_layers)
+            self._block = (layer, self._keep(self.ranks.attention, layers, True, self.keep_attention))
+        return self._block[1][layer - self._block[0]]
 
     def residual_attn(self, layer: int) -> torch.Tensor | None:
-        if self.all_residual:
-            return None
-        return self._keep(self.ranks.residual_attn, layer, False, self.keep_residual).unsqueeze(-1)
+        return None if self._residual_attn is None else self._residual_attn[layer]
 
     def residual_mlp(self, layer: int) -> torch.Tensor | None:
-        if self.all_residual:
-            return None
-        return self._keep(self.ranks.residual_mlp, layer, False, self.keep_residual).unsqueeze(-1)
+        return None if self._residual_mlp is None else self._residual_mlp[layer]
 
     def mlp(self, layer: int) -> torch.Tensor | None:
-        return self._keep(self.ranks.mlp, layer, True, None).unsqueeze(-1)
+        return self._mlp[layer]
 
 
 @torch.no_grad()
@@ -137,7 +155,7 @@ def masked_logits(
             chunk = specs[start: start + batch_size]
             inst.masks = RankMasks(ranks, chunk, dtype)
             ids = input_ids.expand(len(chunk), -1)
-            out.append(model(input_ids=ids, logits_to_keep=1).logits[:, -1].float())
+            out.append(model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[:, -1].float())
     finally:
         inst.masks = None
     return torch.cat(out)

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from explorer.errors import BadPrompt, BadSetting, OutOfMemory
-from explorer.graph import WEIGHTINGS, EdgeLayout, TokenGraph, build_graph
+from explorer.graph import WEIGHTINGS, EdgeLayout, TokenGraph, build_graph, layout_for
 from explorer.intervene import MODES, EdgeRanks, MaskSpec, masked_logits, stratum_counts
 from explorer.metrics import (
     DENSITY_AXES, density, entropy, recovery_sizes, shared_nucleus, total_variation,
@@ -207,24 +209,49 @@ def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
     return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
 
 
-def search_jobs(graph: TokenGraph, random_seed: int | None) -> list[PreparedSearch]:
-    """The device part of the search: CSR, per-node sorts and weight ranks (on the graph's device) and
-    one copy to the host per job. One job for the greedy order and, when ``random_seed`` is given, one
-    for the random control; both return edge ids."""
+def greedy_job(graph: TokenGraph) -> PreparedSearch:
+    """The device part of the greedy search: CSR, per-node sorts and weight ranks on the graph's device,
+    one copy to the host. :func:`explorer.search.run_search` then returns edge ids."""
     ptr, src, w, ids = graph.csr()
-    root = graph.layout.output_node
-    jobs = [prepare_search(ptr, src, w, ids, root)]
-    if random_seed is not None:
-        is_attention = (ids < graph.layout.n_attention_ids).cpu().numpy()
-        keys = torch.as_tensor(random_priorities(is_attention, random_seed), device=w.device)
-        jobs.append(prepare_search(ptr, src, keys, ids, root))
-    return jobs
+    return prepare_search(ptr, src, w, ids, graph.layout.output_node)
 
 
-def run_searches(jobs: list[PreparedSearch]) -> list[np.ndarray]:
-    """The host part: the compiled searches side by side (they release the GIL); edge ids in order."""
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run_search, jobs))
+class _RandomOrders:
+    """The random control's orders, kept for the last shapes traced (up to ``max_bytes`` of edge ids).
+
+    The random control searches the graph with random keys (METHOD.md section 5), so its order depends on
+    the graph's shape and the seed only: every prompt of one length shares it."""
+
+    def __init__(self, max_bytes: int = 1 << 29):
+        self.max_bytes = max_bytes
+        self._orders: OrderedDict[tuple[EdgeLayout, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, layout: EdgeLayout, seed: int, device) -> np.ndarray:
+        """Edge ids ``[E]`` in the random control's order; the sorts run on ``device``."""
+        key = (layout, seed)
+        with self._lock:
+            if key in self._orders:
+                self._orders.move_to_end(key)
+                return self._orders[key]
+        ptr, src, ids = layout.csr(device)
+        keys = random_priorities((ids < layout.n_attention_ids).cpu().numpy(), seed)
+        order = run_search(prepare_search(ptr, src, torch.as_tensor(keys, device=device), ids, layout.output_node))
+        order.flags.writeable = False  # shared by every trace of this shape
+        with self._lock:
+            self._orders[key] = order
+            while sum(o.nbytes for o in self._orders.values()) > self.max_bytes and len(self._orders) > 1:
+                self._orders.popitem(last=False)
+        return order
+
+    def clear(self) -> None:
+        with self._lock:
+            self._orders.clear()
+
+
+random_control_order = _RandomOrders()
+# the random control's search runs beside the forward pass and the greedy search
+_background = ThreadPoolExecutor(4, thread_name_prefix="random-control")
 
 
 @contextmanager
@@ -326,6 +353,10 @@ def trace_modes(
             gold_ids = lm.tokenizer(gold, add_special_tokens=False)["input_ids"]
             gold_id = gold_ids[0] if gold_ids else None
         inst = lm.instrumentation
+        random_order = None
+        if settings.controls:
+            shape = layout_for(lm.adapter, input_ids.shape[1])
+            random_order = _background.submit(random_control_order, shape, settings.seed, lm.device)
         report(0.05, "forward pass")
         logits, records = inst.recorded_forward(input_ids, logits_to_keep=1)
         logits = logits[0, -1].float()
@@ -333,14 +364,14 @@ def trace_modes(
         del records
         lap("graph")
         report(0.25, "greedy search")
-        jobs = search_jobs(graph, settings.seed if settings.controls else None)
-    orders = run_searches(jobs)
-    order = orders[0]
+        job = greedy_job(graph)
+    order = run_search(job)  # on the host, outside the model's lock
+    orders = [order] + ([random_order.result()] if random_order is not None else [])
     lap("search")
     with _holding(lm, report):
         clock = time.perf_counter()  # waiting for the lock is not part of any stage
         layout = graph.layout
-        on_device = [torch.as_tensor(o, device=lm.device) for o in orders]  # [E] edge ids each
+        on_device = [torch.tensor(o, device=lm.device) for o in orders]  # [E] edge ids each
         ranks = EdgeRanks.from_orders(layout, on_device, lm.device)
 
         report(0.4, "masked forward passes")

@@ -116,6 +116,31 @@ def _dense_keeps(ranks, spec, layout):
     )
 
 
+def test_rank_masks_follow_their_definition_in_any_layer_blocks():
+    """Every mask of a mixed batch (two orders, inverse, kept kinds) is ``rank < n`` (xor ``invert``, or the
+    kept kind), whether the attention masks come a layer at a time or all layers at once."""
+    layout = EdgeLayout(3, 2, 5)
+    ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 5), _random_order(layout, 6)], "cpu")
+    E = layout.n_edges
+    specs = [MaskSpec(E // 3), MaskSpec(E // 2, order=1, keep_residual=True), MaskSpec(E // 4, invert=True),
+             MaskSpec(E // 5, keep_attention=True), MaskSpec(E // 6, order=1, invert=True, keep_residual=True)]
+    for block_bytes in (1, 1 << 30):
+        masks = RankMasks(ranks, specs, torch.float32, block_bytes=block_bytes)
+        assert masks.block_layers == (1 if block_bytes == 1 else layout.n_layers)
+        for l in range(layout.n_layers):
+            for b, spec in enumerate(specs):
+                below = lambda table: table[spec.order, l] < spec.n_keep
+                expect = {
+                    "attention": (below(ranks.attention) ^ spec.invert) | spec.keep_attention,
+                    "residual_attn": below(ranks.residual_attn) | spec.keep_residual,
+                    "residual_mlp": below(ranks.residual_mlp) | spec.keep_residual,
+                    "mlp": below(ranks.mlp) ^ spec.invert,
+                }
+                for kind, keep in expect.items():
+                    got = getattr(masks, kind)(l)[b]
+                    assert torch.equal(got.reshape(keep.shape), keep.float()), (block_bytes, l, b, kind)
+
+
 def test_masked_forward_matches_independent_reference():
     lm, plain = tiny_loaded("llama", seed=3)
     layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1])

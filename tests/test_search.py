@@ -7,9 +7,9 @@ import pytest
 
 from explorer.graph import build_graph
 from explorer.search import (
-    DEFAULT_SIZES, SearchGraph, greedy_order, random_priorities, strata_edges,
+    DEFAULT_SIZES, SearchGraph, greedy_order, random_priorities, run_search, strata_edges,
 )
-from explorer.trace import run_searches, search_graph, search_jobs
+from explorer.trace import greedy_job, random_control_order, search_graph
 from tests.conftest import tiny_loaded
 from tests.reference import heap_greedy_order
 from tests.test_numerics import _record
@@ -85,11 +85,16 @@ def test_trace_and_random_control_jobs_follow_the_plain_heap():
     _, records = _record(lm)
     g = build_graph(lm.adapter, records, "l1")
     sg, ids = search_graph(g)
-    trace_order, random_order = run_searches(search_jobs(g, random_seed=5))
+    trace_order = run_search(greedy_job(g))
     np.testing.assert_array_equal(trace_order, ids[heap_greedy_order(sg)])
+    random_control_order.clear()
+    random_order = random_control_order(g.layout, 5, "cpu")
     keys = random_priorities(ids < g.layout.n_attention_ids, 5)
     np.testing.assert_array_equal(random_order, ids[heap_greedy_order(SearchGraph(sg.node_ptr, sg.src, keys, sg.root))])
     assert not np.array_equal(trace_order, random_order)
+    # kept per shape and seed: the same array again, another seed another order
+    assert random_control_order(g.layout, 5, "cpu") is random_order
+    assert not np.array_equal(random_control_order(g.layout, 6, "cpu"), random_order)
 
 
 def test_random_control_takes_residual_and_mlp_edges_first():

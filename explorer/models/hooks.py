@@ -77,7 +77,7 @@ class Instrumentation:
         self.recorder = []
         try:
             with torch.no_grad():
-                logits = self.adapter.model(input_ids=input_ids, **kwargs).logits
+                logits = self.adapter.model(input_ids=input_ids, use_cache=False, **kwargs).logits
             return logits, self.recorder
         finally:
             self.recorder = None
