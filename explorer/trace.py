@@ -2,7 +2,8 @@
 
 1. one recorded forward pass (full logits, attention, per-layer terms);
 2. edge weights (:mod:`explorer.graph`);
-3. the greedy edge order (:mod:`explorer.search`), and a random order for the random control;
+3. the greedy edge order (:mod:`explorer.search`), and the random control's order, which depends on the
+   graph's shape only: computed beside steps 1-3 on a background thread and kept per shape;
 4. strata, controls and (optionally) the other ablation mode, evaluated in batched masked passes
    (:mod:`explorer.intervene`);
 5. metrics and density (:mod:`explorer.metrics`), moved to the host once.
