@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -227,6 +227,7 @@ class _RandomOrders:
         self.max_bytes = max_bytes
         self._orders: OrderedDict[tuple[EdgeLayout, int], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._streams: dict[torch.device, torch.cuda.Stream] = {}
 
     def __call__(self, layout: EdgeLayout, seed: int, device) -> np.ndarray:
         """Edge ids ``[E]`` in the random control's order; the sorts run on ``device``."""
@@ -235,9 +236,12 @@ class _RandomOrders:
             if key in self._orders:
                 self._orders.move_to_end(key)
                 return self._orders[key]
-        ptr, src, ids = layout.csr(device)
-        keys = random_priorities((ids < layout.n_attention_ids).cpu().numpy(), seed)
-        order = run_search(prepare_search(ptr, src, torch.as_tensor(keys, device=device), ids, layout.output_node))
+        device = torch.device(device)
+        with self._stream(device):
+            ptr, src, ids = layout.csr(device)
+            keys = random_priorities((ids < layout.n_attention_ids).cpu().numpy(), seed)
+            job = prepare_search(ptr, src, torch.as_tensor(keys, device=device), ids, layout.output_node)
+        order = run_search(job)
         order.flags.writeable = False  # shared by every trace of this shape
         with self._lock:
             self._orders[key] = order
@@ -248,6 +252,16 @@ class _RandomOrders:
     def clear(self) -> None:
         with self._lock:
             self._orders.clear()
+
+    def _stream(self, device: torch.device):
+        """On a GPU, a stream of this cache's own, so the sorts run beside a trace's forward pass rather
+        than after it."""
+        if device.type != "cuda":
+            return nullcontext()
+        with self._lock:
+            if device not in self._streams:
+                self._streams[device] = torch.cuda.Stream(device)
+            return torch.cuda.stream(self._streams[device])
 
 
 random_control_order = _RandomOrders()
