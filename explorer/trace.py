@@ -270,15 +270,23 @@ _background = ThreadPoolExecutor(4, thread_name_prefix="random-control")
 
 
 @contextmanager
+def _memory_message():
+    """Out of memory becomes one message."""
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemory("out of memory: try a shorter prompt, a smaller dtype or a smaller batch") from exc
+
+
+@contextmanager
 def _holding(lm: LoadedModel, report):
     """Hold the model's lock (saying so when another trace has it); out of memory becomes one message."""
     if not lm.lock.acquire(blocking=False):
         report(0.0, "waiting: another trace is using the model")
         lm.lock.acquire()
     try:
-        yield
-    except torch.OutOfMemoryError as exc:
-        raise OutOfMemory("out of memory: try a shorter prompt, a smaller dtype or a smaller batch") from exc
+        with _memory_message():
+            yield
     finally:
         lm.lock.release()
 
@@ -381,7 +389,8 @@ def trace_modes(
         report(0.25, "greedy search")
         job = greedy_job(graph)
     order = run_search(job)  # on the host, outside the model's lock
-    orders = [order] + ([random_order.result()] if random_order is not None else [])
+    with _memory_message():
+        orders = [order] + ([random_order.result()] if random_order is not None else [])
     lap("search")
     with _holding(lm, report):
         clock = time.perf_counter()  # waiting for the lock is not part of any stage
