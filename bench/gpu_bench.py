@@ -26,7 +26,8 @@ import torch
 from explorer.graph import build_graph
 from explorer.intervene import MaskSpec, masked_logits
 from explorer.models.loading import prepare_model
-from explorer.trace import Settings, random_control_order, search_graph, trace_prompt
+from explorer.orders import random_control_order, search_graph
+from explorer.trace import Settings, trace_prompt
 
 CONFIGS = {p.stem: json.loads(p.read_text()) for p in sorted((Path(__file__).parent / "configs").glob("*.json"))}
 

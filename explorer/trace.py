@@ -11,26 +11,22 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
 from explorer.errors import BadPrompt, BadSetting, OutOfMemory
-from explorer.graph import WEIGHTINGS, EdgeLayout, TokenGraph, build_graph, layout_for
+from explorer.graph import WEIGHTINGS, EdgeLayout, build_graph, layout_for
 from explorer.intervene import MODES, EdgeRanks, MaskSpec, masked_logits, stratum_counts
 from explorer.metrics import (
     DENSITY_AXES, density, entropy, recovery_sizes, shared_nucleus, total_variation,
 )
 from explorer.models.loading import LoadedModel
-from explorer.search import (
-    DEFAULT_SIZES, PreparedSearch, SearchGraph, check_sizes, prepare_search, random_priorities, run_search, strata_edges,
-)
+from explorer.orders import greedy_job, start_random_control
+from explorer.search import DEFAULT_SIZES, check_sizes, run_search, strata_edges
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -203,72 +199,6 @@ def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
     return ids.to(lm.device)
 
 
-def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
-    """The CSR search graph on the host, and the edge id of each of its edges (for the plain reference
-    search and the benchmark's reference-style pipeline)."""
-    ptr, src, w, ids = graph.csr()
-    return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
-
-
-def greedy_job(graph: TokenGraph) -> PreparedSearch:
-    """The device part of the greedy search: CSR, per-node sorts and weight ranks on the graph's device,
-    one copy to the host. :func:`explorer.search.run_search` then returns edge ids."""
-    ptr, src, w, ids = graph.csr()
-    return prepare_search(ptr, src, w, ids, graph.layout.output_node)
-
-
-class _RandomOrders:
-    """The random control's orders, kept for the last shapes traced (up to ``max_bytes`` of edge ids).
-
-    The random control searches the graph with random keys (METHOD.md section 5), so its order depends on
-    the graph's shape and the seed only: every prompt of one length shares it."""
-
-    def __init__(self, max_bytes: int = 1 << 29):
-        self.max_bytes = max_bytes
-        self._orders: OrderedDict[tuple[EdgeLayout, int], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-        self._streams: dict[torch.device, torch.cuda.Stream] = {}
-
-    def __call__(self, layout: EdgeLayout, seed: int, device) -> np.ndarray:
-        """Edge ids ``[E]`` in the random control's order; the sorts run on ``device``."""
-        key = (layout, seed)
-        with self._lock:
-            if key in self._orders:
-                self._orders.move_to_end(key)
-                return self._orders[key]
-        device = torch.device(device)
-        with self._stream(device):
-            ptr, src, ids = layout.csr(device)
-            keys = random_priorities((ids < layout.n_attention_ids).cpu().numpy(), seed)
-            job = prepare_search(ptr, src, torch.as_tensor(keys, device=device), ids, layout.output_node)
-        order = run_search(job)
-        order.flags.writeable = False  # shared by every trace of this shape
-        with self._lock:
-            self._orders[key] = order
-            while sum(o.nbytes for o in self._orders.values()) > self.max_bytes and len(self._orders) > 1:
-                self._orders.popitem(last=False)
-        return order
-
-    def clear(self) -> None:
-        with self._lock:
-            self._orders.clear()
-
-    def _stream(self, device: torch.device):
-        """On a GPU, a stream of this cache's own, so the sorts run beside a trace's forward pass rather
-        than after it."""
-        if device.type != "cuda":
-            return nullcontext()
-        with self._lock:
-            if device not in self._streams:
-                self._streams[device] = torch.cuda.Stream(device)
-            return torch.cuda.stream(self._streams[device])
-
-
-random_control_order = _RandomOrders()
-# the random control's search runs beside the forward pass and the greedy search
-_background = ThreadPoolExecutor(4, thread_name_prefix="random-control")
-
-
 @contextmanager
 def _memory_message():
     """Out of memory becomes one message."""
@@ -378,8 +308,7 @@ def trace_modes(
         inst = lm.instrumentation
         random_order = None
         if settings.controls:
-            shape = layout_for(lm.adapter, input_ids.shape[1])
-            random_order = _background.submit(random_control_order, shape, settings.seed, lm.device)
+            random_order = start_random_control(layout_for(lm.adapter, input_ids.shape[1]), settings.seed, lm.device)
         report(0.05, "forward pass")
         logits, records = inst.recorded_forward(input_ids, logits_to_keep=1)
         logits = logits[0, -1].float()

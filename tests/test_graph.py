@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from explorer.graph import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, attention_terms, build_graph
-from explorer.trace import search_graph
+from explorer.orders import search_graph
 from tests.conftest import TINY_CONFIGS, tiny_loaded
 from tests.test_numerics import IDS, _record
 

@@ -55,7 +55,7 @@ def _full_specs(n_edges):
 
 
 def _random_order(layout, seed=0):
-    from explorer.trace import search_graph
+    from explorer.orders import search_graph
     from explorer.graph import TokenGraph
 
     rng = np.random.default_rng(seed)

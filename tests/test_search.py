@@ -9,7 +9,7 @@ from explorer.graph import build_graph
 from explorer.search import (
     DEFAULT_SIZES, SearchGraph, greedy_order, random_priorities, run_search, strata_edges,
 )
-from explorer.trace import greedy_job, random_control_order, search_graph
+from explorer.orders import greedy_job, random_control_order, search_graph
 from tests.conftest import tiny_loaded
 from tests.reference import heap_greedy_order
 from tests.test_numerics import _record
