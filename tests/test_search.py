@@ -112,3 +112,46 @@ def test_strata_are_nested_and_skip_empty_sizes():
     assert edges == sorted(edges) and edges[-1] == 1000
     assert len(DEFAULT_SIZES) == 27
     assert all(n == int(np.floor(s * 1000)) for s, n in strata)
+
+
+def _chain_sorted(graph: SearchGraph, order: np.ndarray) -> np.ndarray:
+    """The edges of ``order`` sorted by their chains: each edge's heap key is (weight rank, push counter);
+    its reach path runs from the root through the edges that first reached each node down to the edge;
+    its chain is the path's keys that are larger than every key after them, root first. Chains compare
+    lexicographically, a proper prefix first."""
+    n = len(graph.node_ptr) - 1
+    dst = np.repeat(np.arange(n), np.diff(graph.node_ptr))
+    pos = np.arange(len(graph.src)) - graph.node_ptr[dst]
+    base, reach = {graph.root: 0}, {}
+    counter = graph.node_ptr[graph.root + 1] - graph.node_ptr[graph.root]
+    for e in order:  # push counters and reach edges, as the search made them
+        u = int(graph.src[e])
+        if u not in base:
+            base[u], reach[u] = counter, e
+            counter += graph.node_ptr[u + 1] - graph.node_ptr[u]
+    rank = {w: i for i, w in enumerate(sorted(set((-graph.weight).tolist())))}
+
+    def chain(e):
+        path, v = [e], int(dst[e])
+        while v != graph.root:
+            path.append(reach[v])
+            v = int(dst[reach[v]])
+        out = []
+        for f in reversed(path):
+            k = (rank[-graph.weight[f]], base[int(dst[f])] + pos[f])
+            while out and out[-1] < k:
+                out.pop()
+            out.append(k)
+        return out
+
+    return np.array(sorted(order.tolist(), key=chain), dtype=np.int64)
+
+
+def test_greedy_order_sorts_edges_by_their_reach_chains():
+    """A property a parallel search could build on: the greedy order is a sort by each edge's chain of
+    bottleneck keys (see :func:`_chain_sorted`), ties in weight included."""
+    rng = np.random.default_rng(12)
+    for i in range(200):
+        g = random_dag(rng, int(rng.integers(2, 40)), 5, n_weight_levels=int(rng.integers(1, 4)) if i % 2 else None)
+        order = greedy_order(g)
+        np.testing.assert_array_equal(_chain_sorted(g, order), order)
