@@ -60,6 +60,11 @@ class EdgeLayout:
     def n_nodes(self) -> int:
         return (2 * self.n_layers + 1) * self.n_tokens
 
+    def node_levels(self, device) -> torch.Tensor:
+        """``[N]``: each node's distance in graph layers from the last layer, ``2L - g`` for node ``(g, t)``;
+        every edge goes to a smaller level (:func:`explorer.chain_search.chain_order`)."""
+        return 2 * self.n_layers - torch.arange(self.n_nodes, device=device) // self.n_tokens
+
     @property
     def output_node(self) -> int:
         return 2 * self.n_layers * self.n_tokens + self.n_tokens - 1

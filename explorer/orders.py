@@ -2,21 +2,24 @@
 the random control's order (section 5), which depends on the graph's shape only and is kept per shape.
 
 Both are prepared on the graph's device (:func:`explorer.search.prepare_search`) and searched on the host
-(:func:`explorer.search.run_search`).
+(:func:`explorer.search.run_search`), or, for large graphs on a GPU, searched on the device level by level
+(:func:`explorer.chain_search.chain_order`, the same order).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
 import torch
 
+from explorer.chain_search import chain_order
 from explorer.graph import EdgeLayout, TokenGraph
-from explorer.search import PreparedSearch, SearchGraph, prepare_search, random_priorities, run_search
+from explorer.search import SearchGraph, prepare_search, random_priorities, run_search
 
 
 def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
@@ -26,11 +29,32 @@ def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
     return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
 
 
-def greedy_job(graph: TokenGraph) -> PreparedSearch:
-    """The device part of the greedy search: CSR, per-node sorts and weight ranks on the graph's device,
-    one copy to the host. :func:`explorer.search.run_search` then returns edge ids."""
+# From this many edges on, a graph on a GPU is searched there, level by level (faster from about 128
+# tokens on an 8B-shaped model; bench/RESULTS.md); smaller ones by the compiled heap search on the host.
+CHAIN_SEARCH_MIN_EDGES = 4_000_000
+
+
+def searched_on_device(layout: EdgeLayout, device) -> bool:
+    """Whether a graph of this shape on ``device`` is searched by :func:`explorer.chain_search.chain_order`."""
+    return torch.device(device).type == "cuda" and layout.n_edges >= CHAIN_SEARCH_MIN_EDGES
+
+
+def _search(layout: EdgeLayout, ptr, src, keys, ids) -> Callable[[], np.ndarray]:
+    """Search a CSR graph (tensors on one device) by ``keys``: the device part now; returns the rest, a
+    function that gives the edge ids in order (the heap search, on the host; nothing left when the whole
+    search ran on the device)."""
+    if searched_on_device(layout, keys.device):
+        order = chain_order(ptr, src, keys, ids, layout.node_levels(keys.device), layout.output_node)
+        return lambda: order
+    job = prepare_search(ptr, src, keys, ids, layout.output_node)
+    return lambda: run_search(job)
+
+
+def greedy_search(graph: TokenGraph) -> Callable[[], np.ndarray]:
+    """The greedy order of ``graph``: its device part now (sorts and ranks, or all of it for a large graph
+    on a GPU), the host part when the returned function is called (outside the model's lock)."""
     ptr, src, w, ids = graph.csr()
-    return prepare_search(ptr, src, w, ids, graph.layout.output_node)
+    return _search(graph.layout, ptr, src, w, ids)
 
 
 class _RandomOrders:
@@ -56,8 +80,8 @@ class _RandomOrders:
         with self._stream(device):
             ptr, src, ids = layout.csr(device)
             keys = random_priorities((ids < layout.n_attention_ids).cpu().numpy(), seed)
-            job = prepare_search(ptr, src, torch.as_tensor(keys, device=device), ids, layout.output_node)
-        order = run_search(job)
+            finish = _search(layout, ptr, src, torch.as_tensor(keys, device=device), ids)
+        order = finish()
         order.flags.writeable = False  # shared by every trace of this shape
         with self._lock:
             self._orders[key] = order

@@ -25,8 +25,8 @@ from explorer.metrics import (
     DENSITY_AXES, density, entropy, recovery_sizes, shared_nucleus, total_variation,
 )
 from explorer.models.loading import LoadedModel
-from explorer.orders import greedy_job, start_random_control
-from explorer.search import DEFAULT_SIZES, check_sizes, run_search, strata_edges
+from explorer.orders import greedy_search, start_random_control
+from explorer.search import DEFAULT_SIZES, check_sizes, strata_edges
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -316,8 +316,8 @@ def trace_modes(
         del records
         lap("graph")
         report(0.25, "greedy search")
-        job = greedy_job(graph)
-    order = run_search(job)  # on the host, outside the model's lock
+        finish_search = greedy_search(graph)
+    order = finish_search()  # on the host, outside the model's lock
     with _memory_message():
         orders = [order] + ([random_order.result()] if random_order is not None else [])
     lap("search")

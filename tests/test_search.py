@@ -9,7 +9,8 @@ from explorer.graph import build_graph
 from explorer.search import (
     DEFAULT_SIZES, SearchGraph, greedy_order, random_priorities, run_search, strata_edges,
 )
-from explorer.orders import greedy_job, random_control_order, search_graph
+from explorer.chain_search import chain_order
+from explorer.orders import greedy_search, random_control_order, search_graph
 from tests.conftest import tiny_loaded
 from tests.reference import heap_greedy_order
 from tests.test_numerics import _record
@@ -60,6 +61,8 @@ def test_model_graph_order_equals_heap_and_is_connected(family, weighting):
     sg, ids = search_graph(g)
     pos = greedy_order(sg)
     np.testing.assert_array_equal(pos, heap_greedy_order(sg))
+    levels = g.layout.node_levels("cpu")
+    np.testing.assert_array_equal(chain_order(sg.node_ptr, sg.src, sg.weight, np.arange(len(pos)), levels, sg.root), pos)
     # every edge is popped once: E edges in all
     assert sorted(pos.tolist()) == list(range(g.layout.n_edges))
     # each edge's target is the output node or the source of an earlier edge: every prefix (every
@@ -85,7 +88,7 @@ def test_trace_and_random_control_jobs_follow_the_plain_heap():
     _, records = _record(lm)
     g = build_graph(lm.adapter, records, "l1")
     sg, ids = search_graph(g)
-    trace_order = run_search(greedy_job(g))
+    trace_order = greedy_search(g)()
     np.testing.assert_array_equal(trace_order, ids[heap_greedy_order(sg)])
     random_control_order.clear()
     random_order = random_control_order(g.layout, 5, "cpu")
@@ -155,3 +158,53 @@ def test_greedy_order_sorts_edges_by_their_reach_chains():
         g = random_dag(rng, int(rng.integers(2, 40)), 5, n_weight_levels=int(rng.integers(1, 4)) if i % 2 else None)
         order = greedy_order(g)
         np.testing.assert_array_equal(_chain_sorted(g, order), order)
+
+
+def _id_levels(graph: SearchGraph) -> np.ndarray:
+    """Levels for :func:`chain_order` on a DAG whose edges go from lower to higher node ids."""
+    return (len(graph.node_ptr) - 2) - np.arange(len(graph.node_ptr) - 1)
+
+
+@pytest.mark.parametrize("levels", [None, 1, 2, 3, 10])
+def test_device_search_equals_plain_heap_on_random_graphs(levels):
+    rng = np.random.default_rng(21)
+    for _ in range(60):
+        g = random_dag(rng, int(rng.integers(2, 40)), 6, n_weight_levels=levels)
+        signed = np.where(rng.random(len(g.weight)) < 0.5, -g.weight, g.weight)  # -0.0 for half the zeros
+        g = SearchGraph(g.node_ptr, g.src, np.where(g.weight == 0, signed, g.weight), g.root)
+        got = chain_order(g.node_ptr, g.src, g.weight, np.arange(len(g.src)), _id_levels(g), g.root)
+        np.testing.assert_array_equal(got, heap_greedy_order(g))
+
+
+def test_device_search_on_a_layered_graph_with_many_ties():
+    """Weights from four values over a model-shaped graph: push counters decide most ties, and are only
+    known once nodes are reached (the search iterates until they agree)."""
+    torch = pytest.importorskip("torch")
+    from explorer.graph import EdgeLayout, TokenGraph
+
+    gen = torch.Generator().manual_seed(3)
+    L, H, T = 4, 3, 9
+    q = lambda *shape: torch.randint(0, 4, shape, generator=gen).float()
+    for parallel in (False, True):
+        g = TokenGraph(EdgeLayout(L, H, T, parallel), "l1", q(L, H, T, T), q(L, T), q(L, T), q(L, T))
+        sg, ids = search_graph(g)
+        got = chain_order(sg.node_ptr, sg.src, sg.weight, ids, g.layout.node_levels("cpu"), sg.root)
+        np.testing.assert_array_equal(got, ids[heap_greedy_order(sg)])
+
+
+def test_traces_are_the_same_with_the_device_search(monkeypatch):
+    """The engine's choice of search (by graph size and device) changes no result: force the device
+    search on the CPU for the greedy order and the random control."""
+    from explorer import orders
+    from explorer.trace import Settings, trace_prompt
+
+    lm, _ = tiny_loaded("llama")
+    settings = Settings(controls=True, sizes=(0.01, 0.1, 0.5, 1.0))
+    random_control_order.clear()
+    heap = trace_prompt(lm, "one two three four five", settings)
+    monkeypatch.setattr(orders, "searched_on_device", lambda layout, device: True)
+    random_control_order.clear()
+    device = trace_prompt(lm, "one two three four five", settings)
+    random_control_order.clear()
+    np.testing.assert_array_equal(device.order, heap.order)
+    assert [s.outputs["random"].tv for s in device.strata] == [s.outputs["random"].tv for s in heap.strata]
