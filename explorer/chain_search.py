@@ -28,6 +28,10 @@ import torch
 MAX_ROUNDS = 64
 
 
+class NotSettled(RuntimeError):
+    """The push counters did not agree within ``MAX_ROUNDS`` rounds (the heap search still can)."""
+
+
 def chain_order(node_ptr, src, weight, label, node_level, root: int) -> np.ndarray:
     """The labels of the edges in greedy order, as :func:`explorer.search.run_search` returns them.
 
@@ -66,7 +70,7 @@ def chain_order(node_ptr, src, weight, label, node_level, root: int) -> np.ndarr
             order[position[live]] = torch.as_tensor(label, device=dev).long()[live]
             return order.cpu().numpy()
         key = settled
-    raise RuntimeError("push counters did not settle")
+    raise NotSettled(f"push counters did not settle in {MAX_ROUNDS} rounds")
 
 
 def _push_bases(reach_order: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from explorer.chain_search import chain_order
+from explorer.chain_search import NotSettled, chain_order
 from explorer.graph import EdgeLayout, TokenGraph
 from explorer.search import SearchGraph, prepare_search, random_priorities, run_search
 
@@ -44,8 +44,11 @@ def _search(layout: EdgeLayout, ptr, src, keys, ids) -> Callable[[], np.ndarray]
     function that gives the edge ids in order (the heap search, on the host; nothing left when the whole
     search ran on the device)."""
     if searched_on_device(layout, keys.device):
-        order = chain_order(ptr, src, keys, ids, layout.node_levels(keys.device), layout.output_node)
-        return lambda: order
+        try:
+            order = chain_order(ptr, src, keys, ids, layout.node_levels(keys.device), layout.output_node)
+            return lambda: order
+        except (torch.OutOfMemoryError, NotSettled):
+            torch.cuda.empty_cache()  # the heap search needs a fraction of the device memory
     job = prepare_search(ptr, src, keys, ids, layout.output_node)
     return lambda: run_search(job)
 

@@ -9,7 +9,7 @@ from explorer.graph import build_graph
 from explorer.search import (
     DEFAULT_SIZES, SearchGraph, greedy_order, random_priorities, run_search, strata_edges,
 )
-from explorer.chain_search import chain_order
+from explorer.chain_search import NotSettled, chain_order
 from explorer.orders import greedy_search, random_control_order, search_graph
 from tests.conftest import tiny_loaded
 from tests.reference import heap_greedy_order
@@ -205,6 +205,15 @@ def test_traces_are_the_same_with_the_device_search(monkeypatch):
     monkeypatch.setattr(orders, "searched_on_device", lambda layout, device: True)
     random_control_order.clear()
     device = trace_prompt(lm, "one two three four five", settings)
-    random_control_order.clear()
     np.testing.assert_array_equal(device.order, heap.order)
     assert [s.outputs["random"].tv for s in device.strata] == [s.outputs["random"].tv for s in heap.strata]
+
+    def unsettled(*args):
+        raise NotSettled("test")
+
+    # when the device search gives up (out of memory, or counters that do not settle) the heap search runs
+    monkeypatch.setattr(orders, "chain_order", unsettled)
+    random_control_order.clear()
+    fallback = trace_prompt(lm, "one two three four five", settings)
+    random_control_order.clear()
+    np.testing.assert_array_equal(fallback.order, heap.order)
