@@ -29,14 +29,16 @@ def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
     return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
 
 
-# From this many edges on, a graph on a GPU is searched there, level by level (faster from about 128
-# tokens on an 8B-shaped model; bench/RESULTS.md); smaller ones by the compiled heap search on the host.
-CHAIN_SEARCH_MIN_EDGES = 4_000_000
+# A graph on a GPU with at least this many edges per level (2L + 1 levels) is searched there, level by
+# level: that costs about 7 ms per level plus 17 ns per edge on an H200, the heap search on its host about
+# 100 ns per edge (bench/RESULTS.md). Smaller graphs, and any graph on a CPU, go to the heap search.
+CHAIN_SEARCH_EDGES_PER_LEVEL = 80_000
 
 
 def searched_on_device(layout: EdgeLayout, device) -> bool:
     """Whether a graph of this shape on ``device`` is searched by :func:`explorer.chain_search.chain_order`."""
-    return torch.device(device).type == "cuda" and layout.n_edges >= CHAIN_SEARCH_MIN_EDGES
+    levels = 2 * layout.n_layers + 1
+    return torch.device(device).type == "cuda" and layout.n_edges >= CHAIN_SEARCH_EDGES_PER_LEVEL * levels
 
 
 def _search(layout: EdgeLayout, ptr, src, keys, ids) -> Callable[[], np.ndarray]:
