@@ -14,10 +14,12 @@ So, with nodes processed in levels from the output (every edge goes from a later
 2. every edge is a node of the trie of chains (parent: the edge at depth ``k - 1`` of ``chain(v)``), and
    the order is the trie's pre-order with children by key;
 3. push counters depend on the order in which nodes are reached, so they are guessed, the order computed,
-   and the counters recomputed from it until they agree (the first guess is right unless weights tie).
+   and the counters recomputed from it until the keys' order stops changing (without ties in weight the
+   first round is final).
 
-Work per level is a few dozen tensor operations, so this pays for large graphs on a GPU; the compiled heap
-search (:mod:`explorer.search`) is faster for small ones.
+Each level costs a few hundred small tensor operations however many edges it has, so this pays for
+large graphs on a GPU; the compiled heap search (:mod:`explorer.search`) is faster for small ones
+(:func:`explorer.orders.searched_on_device` chooses).
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def _trie_positions(key, src, dst, level, by_source, root: int) -> tuple[torch.T
     m, n = len(key), len(level)
     n_levels = int(level.max()) + 1
     depth_cap = n_levels + 1
-    chain_key = torch.full((n, depth_cap), -1, dtype=torch.long, device=dev)  # decreasing, padded with -1
+    # each reached node's chain [N, D]: its keys (decreasing, padded with -1) and their edges
+    chain_key = torch.full((n, depth_cap), -1, dtype=torch.long, device=dev)
     chain_edge = torch.full((n, depth_cap), -1, dtype=torch.long, device=dev)
     reached = torch.zeros(n, dtype=torch.bool, device=dev)
     reached[root] = True
