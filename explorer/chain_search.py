@@ -24,6 +24,8 @@ large graphs on a GPU; the compiled heap search (:mod:`explorer.search`) is fast
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -56,13 +58,13 @@ def chain_order(node_ptr, src, weight, label, node_level, root: int) -> np.ndarr
     dst = torch.repeat_interleave(torch.arange(n, device=dev), deg)
     pos = torch.arange(len(src), device=dev) - ptr[dst]
     rank = torch.unique(-w, sorted=True, return_inverse=True)[1]
-    # edges by the level of their source, then source, then target
-    by_source = torch.argsort((level[src] * n + src) * n + dst)
+    levels = _level_plans(src, dst, level)
+    depth_cap = int(level.max()) + 2  # a chain has at most one key per level
     # first guess of the order of reaching nodes: by level, then node id
     reach_order = torch.argsort(level * n + torch.arange(n, device=dev))
     key = (rank << 32) | (_push_bases(reach_order, deg)[dst] + pos)
     for _ in range(MAX_ROUNDS):
-        position, reach = _trie_positions(key, src, dst, level, by_source, root)
+        position, reach = _trie_positions(key, dst, levels, root, n, depth_cap)
         base = _push_bases(_reach_order(position, reach, root), deg)
         settled = (rank << 32) | (base[dst] + pos)
         live = position >= 0
@@ -73,6 +75,55 @@ def chain_order(node_ptr, src, weight, label, node_level, root: int) -> np.ndarr
             return order.cpu().numpy()
         key = settled
     raise NotSettled(f"push counters did not settle in {MAX_ROUNDS} rounds")
+
+
+@dataclass
+class _LevelPlan:
+    """The fixed structure of one level's out-edges, the same in every round.
+
+    ``edges [E_l]`` sorted by source, then target; ``pair [E_l]``: the (source, target) pair of each edge;
+    ``pair_target [P]``; ``sources [S]`` (distinct, ascending) and ``source_first [S]``, the first pair of
+    each; ``rounds``: per tournament round, the pair slots that take on the slot ``step`` further, and
+    ``step``.
+    """
+
+    edges: torch.Tensor
+    pair: torch.Tensor
+    pair_target: torch.Tensor
+    sources: torch.Tensor
+    source_first: torch.Tensor
+    rounds: list[tuple[torch.Tensor, int]]
+
+
+def _level_plans(src, dst, level) -> list[_LevelPlan]:
+    """One plan per level with out-edges, from level 1 up (the order they are processed in)."""
+    dev = src.device
+    n = len(level)
+    by_source = torch.argsort((level[src] * n + src) * n + dst)
+    counts = torch.bincount(level[src][by_source]).tolist()
+    plans, start = [], counts[0]
+    for lv in range(1, len(counts)):
+        e = by_source[start: start + counts[lv]]
+        start += counts[lv]
+        if len(e) == 0:
+            continue
+        u, v = src[e], dst[e]
+        new_pair = torch.ones_like(u, dtype=torch.bool)
+        new_pair[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
+        pair = torch.cumsum(new_pair.long(), 0) - 1
+        pair_source, pair_target = u[new_pair], v[new_pair]
+        new_source = torch.ones_like(pair_source, dtype=torch.bool)
+        new_source[1:] = pair_source[1:] != pair_source[:-1]
+        idx = torch.arange(len(pair_source), device=dev)
+        place = idx - torch.cummax(torch.where(new_source, idx, 0), 0).values  # among its source's pairs
+        group = torch.cumsum(new_source.long(), 0) - 1
+        group_size = torch.bincount(group)[group]
+        rounds, step, longest = [], 1, int(group_size.max())
+        while step < longest:
+            rounds.append((torch.nonzero((place % (2 * step) == 0) & (place + step < group_size)).squeeze(1), step))
+            step *= 2
+        plans.append(_LevelPlan(e, pair, pair_target, pair_source[new_source], idx[new_source], rounds))
+    return plans
 
 
 def _push_bases(reach_order: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:
@@ -92,14 +143,11 @@ def _reach_order(position: torch.Tensor, reach: torch.Tensor, root: int) -> torc
     return torch.argsort(first * n + torch.arange(n, device=reach.device))
 
 
-def _trie_positions(key, src, dst, level, by_source, root: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _trie_positions(key, dst, levels: list[_LevelPlan], root: int, n: int, depth_cap: int):
     """Each edge's position in the order (-1 when its target is never reached) ``[M]`` and each node's
-    reaching edge (-1 for the root and unreached nodes) ``[N]``, for fixed distinct ``key [M]``.
-    ``by_source``: the edges sorted by their source's level, source and target."""
+    reaching edge (-1 for the root and unreached nodes) ``[N]``, for fixed distinct ``key [M]``."""
     dev = key.device
-    m, n = len(key), len(level)
-    n_levels = int(level.max()) + 1
-    depth_cap = n_levels + 1
+    m = len(key)
     # each reached node's chain [N, D]: its keys (decreasing, padded with -1) and their edges
     chain_key = torch.full((n, depth_cap), -1, dtype=torch.long, device=dev)
     chain_edge = torch.full((n, depth_cap), -1, dtype=torch.long, device=dev)
@@ -108,55 +156,37 @@ def _trie_positions(key, src, dst, level, by_source, root: int) -> tuple[torch.T
     reach = torch.full((n,), -1, dtype=torch.long, device=dev)
     parent = torch.full((m,), -1, dtype=torch.long, device=dev)  # trie parent: an edge id, -1 the root
     depth = torch.full((m,), -1, dtype=torch.long, device=dev)  # -1: never reached
-    starts = torch.searchsorted(level[src][by_source], torch.arange(n_levels + 1, device=dev)).tolist()
     cols = torch.arange(depth_cap, device=dev)
-    for lv in range(1, n_levels):
-        e = by_source[starts[lv]: starts[lv + 1]]
-        if len(e) == 0:
-            continue
-        u, v, k_e = src[e], dst[e], key[e]
+    for plan in levels:
+        e = plan.edges
+        v, k_e = dst[e], key[e]
         live = reached[v]
         above = (chain_key[v] > k_e[:, None]).sum(1)  # keys of chain(v) above key(e)
         depth[e] = torch.where(live, above, -1)
         parent[e] = torch.where(live & (above > 0), chain_edge[v, (above - 1).clamp_min(0)], -1)
         # of the edges from one source into one target the smallest key has the smallest chain
-        pair_start = torch.ones_like(live)
-        pair_start[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
-        pair = torch.cumsum(pair_start.long(), 0) - 1
-        smallest = torch.full((int(pair[-1]) + 1,), torch.iinfo(torch.long).max, device=dev)
-        smallest.scatter_reduce_(0, pair, k_e, "amin")
-        cand = (k_e == smallest[pair]).nonzero().squeeze(1)
-        win = e[cand[_tournament(u[cand], v[cand], above[cand], k_e[cand], live[cand], chain_key, chain_edge)]]
-        win = win[reached[dst[win]]]
-        u, vw, kw = src[win], dst[win], depth[win]
+        n_pairs = len(plan.pair_target)
+        smallest = torch.full((n_pairs,), torch.iinfo(torch.long).max, device=dev)
+        smallest.scatter_reduce_(0, plan.pair, k_e, "amin")
+        first = torch.full((n_pairs,), -1, dtype=torch.long, device=dev)
+        first.scatter_reduce_(0, plan.pair, torch.where(k_e == smallest[plan.pair], torch.arange(len(e), device=dev), -1), "amax")
+        # a tournament among each source's pairs: slot a takes on slot a + step
+        pv, pa, pl = plan.pair_target, above[first], reached[plan.pair_target]
+        best = torch.arange(n_pairs, device=dev)
+        for a, step in plan.rounds:
+            ia, ib = best[a], best[a + step]
+            best[a] = torch.where(_less(ib, ia, pv, pa, smallest, pl, chain_key, chain_edge), ib, ia)
+        win_pair = best[plan.source_first]
+        win, got, vw, kw = e[first[win_pair]], pl[win_pair], pv[win_pair], pa[win_pair]
         keep = cols[None, :] < kw[:, None]
-        chain_key[u] = torch.where(keep, chain_key[vw], -1)
-        chain_edge[u] = torch.where(keep, chain_edge[vw], -1)
-        chain_key[u, kw] = key[win]
-        chain_edge[u, kw] = win
-        reached[u] = True
-        reach[u] = win
+        row_key = torch.where(keep, chain_key[vw], -1).scatter_(1, kw[:, None], smallest[win_pair][:, None])
+        row_edge = torch.where(keep, chain_edge[vw], -1).scatter_(1, kw[:, None], win[:, None])
+        u = plan.sources
+        chain_key[u] = torch.where(got[:, None], row_key, -1)
+        chain_edge[u] = torch.where(got[:, None], row_edge, -1)
+        reached[u] = got
+        reach[u] = torch.where(got, win, -1)
     return _preorder(key, parent, depth), reach
-
-
-def _tournament(u, v, above, k_e, live, chain_key, chain_edge) -> torch.Tensor:
-    """Candidates grouped by source node ``u``, each the chain ``chain(v)[:above] + [k_e]``: for each
-    source, the index of its smallest chain (candidates with an unreached target lose), in source order."""
-    dev = u.device
-    seg_start = torch.ones_like(u, dtype=torch.bool)
-    seg_start[1:] = u[1:] != u[:-1]
-    seg = torch.cumsum(seg_start.long(), 0) - 1
-    idx = torch.arange(len(u), device=dev)
-    p = idx - torch.cummax(torch.where(seg_start, idx, 0), 0).values  # place within the source's group
-    seg_len = torch.bincount(seg)[seg]
-    best = idx.clone()  # each slot's best candidate so far
-    step, longest = 1, int(seg_len.max())
-    while step < longest:
-        a = torch.nonzero((p % (2 * step) == 0) & (p + step < seg_len)).squeeze(1)
-        ia, ib = best[a], best[a + step]
-        best[a] = torch.where(_less(ib, ia, v, above, k_e, live, chain_key, chain_edge), ib, ia)
-        step *= 2
-    return best[seg_start]
 
 
 def _less(i, j, v, above, k_e, live, chain_key, chain_edge) -> torch.Tensor:
@@ -175,10 +205,12 @@ def _preorder(key, parent, depth) -> torch.Tensor:
     dev = key.device
     m = len(key)
     in_trie = depth >= 0
+    # the edges at depth d: by_depth[ends[d + 1]: ends[d + 2]] (edges outside the trie come first)
+    by_depth = torch.argsort(depth)
+    ends = [0] + torch.cumsum(torch.bincount(depth + 1), 0).tolist()
+    at_depth = [by_depth[ends[d + 1]: ends[d + 2]] for d in range(len(ends) - 2)]
     size = in_trie.long()
-    max_depth = int(depth.max()) if m else -1
-    for d in range(max_depth, 0, -1):  # subtree sizes, deepest first
-        at = (depth == d).nonzero().squeeze(1)
+    for at in reversed(at_depth[1:]):  # subtree sizes, deepest first
         size.index_add_(0, parent[at], size[at])
     # children of one parent next to each other, by key
     order = torch.argsort(key, stable=True)
@@ -193,8 +225,7 @@ def _preorder(key, parent, depth) -> torch.Tensor:
     before = torch.empty(m, dtype=torch.long, device=dev)  # nodes of the parent's subtree before this one
     before[order] = offset
     position = torch.full((m,), -1, dtype=torch.long, device=dev)
-    for d in range(0, max_depth + 1):  # positions, shallowest first
-        at = (depth == d).nonzero().squeeze(1)
+    for at in at_depth:  # positions, shallowest first
         base = torch.where(parent[at] >= 0, position[parent[at].clamp_min(0)], -1)
         position[at] = base + 1 + before[at]
     return position

@@ -30,9 +30,9 @@ def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
 
 
 # A graph on a GPU with at least this many edges per level (2L + 1 levels) is searched there, level by
-# level: that costs about 7 ms per level plus 17 ns per edge on an H200, the heap search on its host about
-# 100 ns per edge (bench/RESULTS.md). Smaller graphs, and any graph on a CPU, go to the heap search.
-CHAIN_SEARCH_EDGES_PER_LEVEL = 80_000
+# level: that costs about 3.5 ms per level plus 18 ns per edge on an H200, the heap search on its host
+# 70-120 ns per edge (bench/RESULTS.md). Smaller graphs, and any graph on a CPU, go to the heap search.
+CHAIN_SEARCH_EDGES_PER_LEVEL = 50_000
 
 
 def searched_on_device(layout: EdgeLayout, device) -> bool:
