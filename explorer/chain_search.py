@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from explorer.search import rank_weights
+
 MAX_ROUNDS = 64
 
 
@@ -44,11 +46,9 @@ def chain_order(node_ptr, src, weight, label, node_level, root: int) -> np.ndarr
     edge ``u -> v``, ``node_level[u] > node_level[v]``. Edges whose target cannot reach the root are left
     out, as the search never meets them.
     """
-    w = torch.as_tensor(weight) + 0.0  # -0.0 becomes 0.0: equal weights share a rank
-    if torch.isnan(w).any():
-        raise ValueError("edge weights contain NaN")
-    dev = w.device
-    if len(w) == 0:
+    rank = rank_weights(weight)[1]
+    dev = rank.device
+    if len(rank) == 0:
         return np.zeros(0, dtype=np.int64)
     ptr = torch.as_tensor(node_ptr, device=dev).long()
     src = torch.as_tensor(src, device=dev).long()
@@ -57,23 +57,26 @@ def chain_order(node_ptr, src, weight, label, node_level, root: int) -> np.ndarr
     deg = ptr.diff()
     dst = torch.repeat_interleave(torch.arange(n, device=dev), deg)
     pos = torch.arange(len(src), device=dev) - ptr[dst]
-    rank = torch.unique(-w, sorted=True, return_inverse=True)[1]
     levels = _level_plans(src, dst, level)
     depth_cap = int(level.max()) + 2  # a chain has at most one key per level
     # first guess of the order of reaching nodes: by level, then node id
     reach_order = torch.argsort(level * n + torch.arange(n, device=dev))
     key = (rank << 32) | (_push_bases(reach_order, deg)[dst] + pos)
+    key_order = None  # argsort of the live edges' keys; which edges are live does not depend on the keys
     for _ in range(MAX_ROUNDS):
         position, reach = _trie_positions(key, dst, levels, root, n, depth_cap)
         base = _push_bases(_reach_order(position, reach, root), deg)
         settled = (rank << 32) | (base[dst] + pos)
         live = position >= 0
+        if key_order is None:
+            key_order = torch.argsort(key[live])
+        settled_order = torch.argsort(settled[live])
         # the result depends on the keys' order only: same order, same result
-        if torch.equal(torch.argsort(key[live]), torch.argsort(settled[live])):
+        if torch.equal(key_order, settled_order):
             order = torch.empty(int(live.sum()), dtype=torch.long, device=dev)
             order[position[live]] = torch.as_tensor(label, device=dev).long()[live]
             return order.cpu().numpy()
-        key = settled
+        key, key_order = settled, settled_order
     raise NotSettled(f"push counters did not settle in {MAX_ROUNDS} rounds")
 
 
@@ -108,14 +111,12 @@ def _level_plans(src, dst, level) -> list[_LevelPlan]:
         if len(e) == 0:
             continue
         u, v = src[e], dst[e]
-        new_pair = torch.ones_like(u, dtype=torch.bool)
-        new_pair[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
+        new_pair = _group_starts(u, v)
         pair = torch.cumsum(new_pair.long(), 0) - 1
         pair_source, pair_target = u[new_pair], v[new_pair]
-        new_source = torch.ones_like(pair_source, dtype=torch.bool)
-        new_source[1:] = pair_source[1:] != pair_source[:-1]
+        new_source = _group_starts(pair_source)
         idx = torch.arange(len(pair_source), device=dev)
-        place = idx - torch.cummax(torch.where(new_source, idx, 0), 0).values  # among its source's pairs
+        place = _since_group_start(idx, new_source)  # place among its source's pairs
         group = torch.cumsum(new_source.long(), 0) - 1
         group_size = torch.bincount(group)[group]
         rounds, step, longest = [], 1, int(group_size.max())
@@ -217,15 +218,25 @@ def _preorder(key, parent, depth) -> torch.Tensor:
     order = order[torch.argsort(parent[order], stable=True)]
     order = order[in_trie[order]]
     sizes = size[order]
-    par = parent[order]
-    seg_start = torch.ones_like(par, dtype=torch.bool)
-    seg_start[1:] = par[1:] != par[:-1]
-    csum = torch.cumsum(sizes, 0) - sizes
-    offset = csum - torch.cummax(torch.where(seg_start, csum, 0), 0).values
     before = torch.empty(m, dtype=torch.long, device=dev)  # nodes of the parent's subtree before this one
-    before[order] = offset
+    before[order] = _since_group_start(torch.cumsum(sizes, 0) - sizes, _group_starts(parent[order]))
     position = torch.full((m,), -1, dtype=torch.long, device=dev)
     for at in at_depth:  # positions, shallowest first
         base = torch.where(parent[at] >= 0, position[parent[at].clamp_min(0)], -1)
         position[at] = base + 1 + before[at]
     return position
+
+
+def _group_starts(*columns: torch.Tensor) -> torch.Tensor:
+    """``[K]`` bool: where a run of equal rows of ``columns`` (each ``[K]``, sorted into runs) begins."""
+    start = torch.zeros_like(columns[0], dtype=torch.bool)
+    start[:1] = True
+    for c in columns:
+        start[1:] |= c[1:] != c[:-1]
+    return start
+
+
+def _since_group_start(x: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """``x [K]`` (non-decreasing) minus its value where the element's run begins (``start`` from
+    :func:`_group_starts`)."""
+    return x - torch.cummax(torch.where(start, x, 0), 0).values

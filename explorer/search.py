@@ -61,6 +61,24 @@ class PreparedSearch:
     root: int
 
 
+def rank_weights(weight) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge weights ``[M]`` (a tensor, on its device, or an array) checked and ranked: the edges heaviest
+    first, ties in edge order, and each edge's dense rank (0 = heaviest; equal weights, -0.0 and 0.0
+    included, share a rank). Both ``[M]`` int64. NaN, or 2**31 edges or more, raise ValueError."""
+    w = torch.as_tensor(weight) + 0.0  # -0.0 becomes 0.0: equal weights must sort as equal
+    if torch.isnan(w).any():
+        raise ValueError("edge weights contain NaN")
+    if w.numel() >= 2**31:
+        raise ValueError(f"{w.numel()} edges: the search handles fewer than 2**31")
+    by_weight = torch.sort(-w, stable=True).indices
+    sorted_w = w[by_weight]
+    dense = torch.zeros_like(by_weight)
+    dense[1:] = torch.cumsum(sorted_w[1:] != sorted_w[:-1], 0)
+    rank = torch.empty_like(by_weight)
+    rank[by_weight] = dense
+    return by_weight, rank
+
+
 def prepare_search(node_ptr, src, weight, label, root: int) -> PreparedSearch:
     """Sort each node's in-edges and rank the weights, on the device of ``weight`` when it is a tensor,
     then copy the ``[M, 3]`` table to the host at once.
@@ -68,20 +86,10 @@ def prepare_search(node_ptr, src, weight, label, root: int) -> PreparedSearch:
     ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (no NaN) and ``label [M]`` are CSR arrays by target
     node in push order, as tensors or arrays.
     """
-    w = torch.as_tensor(weight) + 0.0  # -0.0 becomes 0.0: equal weights must sort as equal
-    if torch.isnan(w).any():
-        raise ValueError("edge weights contain NaN")
-    if w.numel() >= 2**31:
-        raise ValueError(f"{w.numel()} edges: the search handles fewer than 2**31")
-    dev = w.device
+    by_weight, rank = rank_weights(weight)
+    dev = rank.device
     ptr = torch.as_tensor(node_ptr, device=dev).long()
     node = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=dev), ptr.diff())
-    by_weight = torch.sort(-w, stable=True).indices
-    sorted_w = w[by_weight]
-    dense = torch.zeros_like(by_weight)
-    dense[1:] = torch.cumsum(sorted_w[1:] != sorted_w[:-1], 0)
-    rank = torch.empty_like(by_weight)
-    rank[by_weight] = dense
     perm = by_weight[torch.sort(node[by_weight], stable=True).indices]
     pos = perm - ptr[node]  # the sort keeps each node's range in place
     edges = torch.stack([
