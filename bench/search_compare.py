@@ -57,7 +57,7 @@ def main() -> None:
             tied = len(w) - len(torch.unique(w))
             print(f"{name} T={length}: E = {len(heap)}, {tied} edges share a weight; heap {heap_s * 1000:.0f} ms, "
                   f"device {chain_s * 1000:.0f} ms; same order: {np.array_equal(heap, chain)}", flush=True)
-            del graph, ptr, src, w, eid
+            del graph
         del lm
         if args.device == "cuda":
             torch.cuda.empty_cache()
