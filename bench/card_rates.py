@@ -1,7 +1,7 @@
 """The card's measured rates, for the floor analysis in RESULTS.md: dense bf16 matmul throughput,
 device-memory copy bandwidth and the host cost of one small kernel launch.
 
-    python bench/card_rates.py
+    python -m bench.card_rates
 """
 
 from __future__ import annotations

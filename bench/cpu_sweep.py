@@ -1,6 +1,6 @@
 """CPU benchmark: one full s-Trace sweep (27 sizes) of the embedded model on a 40-token prompt.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/cpu_sweep.py [--repeats 5]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.cpu_sweep [--repeats 5]
 
 Prints the median time per stage, without and with the inverse and random controls.
 """

@@ -1,6 +1,6 @@
 """The embedded model over the small varied prompt set, in both ablation modes, with both controls.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/embedded_study.py [--model smollm2-135m] [--out bench/out]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.embedded_study [--model smollm2-135m] [--out bench/out]
 
 Prints, per mode: the mean TV curve of the trace and of the inverse and random controls, the median
 size at which the top-1 token comes back (shared nucleus >= 1), and density statistics; writes every
@@ -19,7 +19,7 @@ import numpy as np
 
 from explorer import Settings, load_model, trace_prompt
 from explorer.export import to_json
-from explorer.search import DEFAULT_SIZES
+from explorer.options import DEFAULT_SIZES
 
 
 def prompts() -> list[str]:
@@ -51,8 +51,8 @@ def main() -> None:
         print("| s | prompts | trace TV | inverse TV | random TV | trace top-1 kept |")
         print("|---|---|---|---|---|---|")
         for size in DEFAULT_SIZES:
-            rows = [next((s for s in tr.strata if s.size == size), None) for tr in traces]
-            rows = [r for r in rows if r is not None]
+            found = [next((s for s in tr.strata if s.size == size), None) for tr in traces]
+            rows = [r for r in found if r is not None]
             if not rows:
                 continue
             mean = lambda v: float(np.mean([r.outputs[v].tv for r in rows]))
@@ -69,8 +69,8 @@ def main() -> None:
         entropies = [tr.full.entropy for tr in traces]
         from scipy.stats import spearmanr
 
-        rho = spearmanr(dens, entropies)
-        print(f"Spearman rho(density, full-model entropy) = {rho.statistic:.3f} (p = {rho.pvalue:.3g})")
+        rho, p_value = spearmanr(dens, entropies)  # a (statistic, pvalue) named tuple
+        print(f"Spearman rho(density, full-model entropy) = {rho:.3f} (p = {p_value:.3g})")
         summary = {"mode": mode, "density": dens, "entropy": entropies, "top1_size": top1, "prompts": items}
         (out / f"summary-{mode}.json").write_text(json.dumps(summary, indent=1))
 

@@ -1,9 +1,9 @@
 """GPU benchmark and correctness run: models built from real configs with random weights (bf16).
 
-    python bench/gpu_bench.py --correctness
-    python bench/gpu_bench.py --models smollm2-135m,qwen3-0.6b,llama-3.2-1b,llama-3.1-8b --lengths 48,128,256,512
-    python bench/gpu_bench.py --models llama-3.1-8b --lengths 48 --reference
-    python bench/gpu_bench.py --models llama-3.1-8b --corpus 200
+    python -m bench.gpu_bench --correctness
+    python -m bench.gpu_bench --models smollm2-135m,qwen3-0.6b,llama-3.2-1b,llama-3.1-8b --lengths 48,128,256,512
+    python -m bench.gpu_bench --models llama-3.1-8b --lengths 48 --reference
+    python -m bench.gpu_bench --models llama-3.1-8b --corpus 200
 
 Per prompt: median wall time of each stage of trace_prompt (27 sizes, both controls) over several
 random prompts after a warm-up, and peak GPU memory. ``--reference`` also times a reference-style
@@ -25,39 +25,11 @@ import torch
 
 from explorer.graph import build_graph
 from explorer.intervene import MaskSpec, masked_logits
-from explorer.models.loading import prepare_model
 from explorer.orders import random_control_order, search_graph
-from explorer.trace import Settings, trace_prompt
+from explorer.results import Settings
+from explorer.trace import trace_prompt
 
-CONFIGS = {p.stem: json.loads(p.read_text()) for p in sorted((Path(__file__).parent / "configs").glob("*.json"))}
-
-
-class IdTokenizer:
-    """Prompts are space-separated token ids (random-weight models have no real vocabulary)."""
-
-    def __call__(self, text, return_tensors=None, add_special_tokens=True):
-        ids = [int(x) for x in text.split()]
-        return {"input_ids": torch.tensor([ids]) if return_tensors == "pt" else ids}
-
-    def decode(self, ids):
-        return " ".join(str(i) for i in ids)
-
-
-def build(name: str, device: str, dtype: torch.dtype, seed: int = 0):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    cfg = dict(CONFIGS[name])
-    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="eager")
-    return prepare_model(model.eval(), IdTokenizer(), model_id=f"{name} (random weights)", device=device)
-
-
-def random_prompts(n: int, length: int, vocab: int, seed: int = 1) -> list[str]:
-    rng = np.random.default_rng(seed)
-    return [" ".join(map(str, rng.integers(100, vocab - 100, length))) for _ in range(n)]
-
+from bench.support import CONFIGS, build, random_prompts
 
 def time_model(lm, length: int, n_prompts: int, settings: Settings) -> dict:
     """Median stage times over ``n_prompts`` prompts of one length after a warm-up, and ``cold``: the total
@@ -116,7 +88,7 @@ def reference_pipeline(lm, prompt: str, settings: Settings) -> float:
     ranks = EdgeRanks.from_orders(graph.layout, [order, rand], lm.device)
     p = torch.softmax(logits, -1)
     for _, n in strata_edges(settings.sizes, graph.layout.n_edges):
-        for spec in (MaskSpec(n), MaskSpec(n, invert=True, keep_residual=True), MaskSpec(n, order=1, keep_residual=True)):
+        for spec in (MaskSpec(n), MaskSpec(n, invert=True, keep_residual=True), MaskSpec(n, order_index=1, keep_residual=True)):
             q = torch.softmax(masked_logits(inst, ids, ranks, [spec], 1)[0], -1)
             float(0.5 * (q - p).abs().sum())  # one metric and one transfer per subgraph
     torch.cuda.synchronize()
@@ -183,12 +155,12 @@ def main() -> None:
             print(f"{name} T={length}: total {med['total'] * 1000:.0f} ms ({stages}); first trace of this length "
                   f"{med['cold'] * 1000:.0f} ms; peak {med['peak_gib']:.1f} GiB")
             if args.reference and length == 48:
-                prompt = random_prompts(1, length, lm.model.config.vocab_size, seed=9)[0]
+                prompt = random_prompts(1, length, lm.adapter.config.vocab_size, seed=9)[0]
                 ref = reference_pipeline(lm, prompt, settings)
                 print(f"{name} T={length}: reference-style pipeline {ref:.2f} s, ratio {ref / med['total']:.0f}x "
                       f"({ref / med['cold']:.0f}x to a first trace of this length)")
         if args.corpus:
-            prompts = random_prompts(args.corpus, 48, lm.model.config.vocab_size, seed=11)
+            prompts = random_prompts(args.corpus, 48, lm.adapter.config.vocab_size, seed=11)
             trace_prompt(lm, prompts[0], settings)
             torch.cuda.synchronize()
             t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 opening the Trace page on its own prompt of the embedded model. Every session must end with the views
 drawn and no error, showing the engine's TV for the page's size; the server's memory is sampled.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/load_test.py [--sessions 8] [--config config/demo.toml]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.load_test [--sessions 8] [--config config/demo.toml]
 
 Prints per-session times, the TV check, and the server's peak resident memory.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import threading
 import time
@@ -18,9 +19,17 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+CHROMIUM = "/usr/bin/chromium"  # Debian's; launched as the browser tests launch it
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SLIDER = '[data-testid="stSlider"] input[type="range"]'
 
-from tests.browser_support import ARGS, CHROMIUM, SLIDER, free_port  # noqa: E402
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 PROMPTS = [
     "The capital of France is", "The Eiffel Tower is located in the city of", "1, 2, 3, 4, 5,",

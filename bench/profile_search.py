@@ -1,6 +1,6 @@
 """Stage-by-stage timing of the edge-order search on a random graph of a given shape.
 
-    python bench/profile_search.py --layers 32 --heads 32 --tokens 128 [--device cuda]
+    python -m bench.profile_search --layers 32 --heads 32 --tokens 128 [--device cuda]
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import time
 
 import torch
 
-from explorer.graph import EdgeLayout, TokenGraph
+from explorer.edges import EdgeLayout
+from explorer.graph import TokenGraph
 from explorer.search import prepare_search, run_search
 
 

@@ -2,7 +2,7 @@
 search on the device. Graphs come from recorded passes of models built from real configs with random
 weights (bf16 on a GPU); both orders must be equal.
 
-    python bench/search_compare.py --models llama-3.1-8b --lengths 48,128,256,512
+    python -m bench.search_compare --models llama-3.1-8b --lengths 48,128,256,512
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import time
 import numpy as np
 import torch
 
-from bench.gpu_bench import build
 from explorer.chain_search import chain_order
 from explorer.graph import build_graph
 from explorer.search import prepare_search, run_search
+
+from bench.support import build
 
 
 def timed(fn, repeats: int):

@@ -9,14 +9,42 @@
     charts.curves(trace)
 
 Guided examples (prompts chosen to contrast, with their settings) are in :mod:`explorer.examples`.
+The names below load on first use, so ``import explorer.views.curves`` (or :mod:`explorer.results`) does
+not load torch.
 """
 
-from explorer.errors import ExplorerError
-from explorer.examples import EXAMPLES, Example
-from explorer.models.loading import DEFAULT_MODEL, EMBEDDED, LoadedModel, load_model
-from explorer.trace import Settings, Stratum, Trace, trace_prompt
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_MODEL", "EMBEDDED", "EXAMPLES", "Example", "ExplorerError", "LoadedModel", "Settings", "Stratum",
-    "Trace", "load_model", "trace_prompt",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "DEFAULT_MODEL": "explorer.models.loading",
+    "EMBEDDED": "explorer.models.loading",
+    "LoadedModel": "explorer.models.loading",
+    "load_model": "explorer.models.loading",
+    "EXAMPLES": "explorer.examples",
+    "Example": "explorer.examples",
+    "ExplorerError": "explorer.errors",
+    "Settings": "explorer.results",
+    "Stratum": "explorer.results",
+    "Trace": "explorer.results",
+    "trace_prompt": "explorer.trace",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from explorer.errors import ExplorerError
+    from explorer.examples import EXAMPLES, Example
+    from explorer.models.loading import DEFAULT_MODEL, EMBEDDED, LoadedModel, load_model
+    from explorer.results import Settings, Stratum, Trace
+    from explorer.trace import trace_prompt
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'explorer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -7,16 +7,17 @@ Errors print one line (``error: ...``) and exit with status 2, without a traceba
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from explorer.errors import BadSetting, ExplorerError
-from explorer.graph import WEIGHTINGS
-from explorer.intervene import MODES
-from explorer.models.loading import DEFAULT_MODEL, DTYPES
+from explorer.options import MODES, WEIGHTINGS
+from explorer.models.loading import DEFAULT_MODEL
+from explorer.options import DTYPES
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m explorer", description="s-Trace Explorer")
+    parser = argparse.ArgumentParser(prog=os.path.basename(sys.argv[0]) if sys.argv[0].endswith("s-trace") else "python -m explorer", description="s-Trace Explorer")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("trace", help="trace one prompt over all sizes and print a table")
     t.add_argument("--prompt", required=True, help="the prompt text")
@@ -108,7 +109,8 @@ def print_table(trace, out=None) -> None:
 
 def _trace(args) -> int:
     from explorer.models.loading import load_model
-    from explorer.trace import DEFAULT_MAX_TOKENS, Settings, check_prompt_text, trace_prompt
+    from explorer.results import DEFAULT_MAX_TOKENS, Settings
+    from explorer.trace import check_prompt_text, trace_prompt
 
     kwargs = dict(
         weighting=args.weights, mode=args.mode, controls=args.controls, compare_modes=args.compare_modes,
@@ -147,34 +149,13 @@ def _progress_bar(total: int, desc: str):
     return bar, progress
 
 
-def _corpus_ray(args, corpus, settings, modes) -> int:
-    """The corpus run sharded over Ray (:mod:`explorer.corpus.distributed`)."""
-    from explorer.corpus.distributed import ModelSpec, RayOptions, import_ray, run_corpus_ray
-
-    import_ray()  # a one-line error before anything loads when Ray is not installed
-    options = RayOptions(address=args.ray, workers=args.ray_workers, max_retries=args.max_retries)
-    model = ModelSpec(args.model, args.device, args.dtype, args.revision, args.trust_remote_code)
-    freq_source = args.freq_source or args.source
-    bar, progress = _progress_bar(len(corpus.prompts), f"{args.model} on {args.source} (Ray)")
-    try:
-        summary = run_corpus_ray(model, corpus, args.out, settings, modes, freq_source,
-                                 args.column if freq_source == args.source else "text", overwrite=args.overwrite,
-                                 window=args.window, column=args.column, limit=args.limit, progress=progress,
-                                 options=options)
-    finally:
-        bar.close()
-    failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed else ""
-    print(f"{summary.traced} prompts done, {len(summary.failed)} failed{failed}, {summary.already} skipped "
-          f"(already in {args.out}), {len(corpus.skipped)} source rows skipped; {summary.workers} Ray workers, "
-          f"{summary.deaths} died; {summary.seconds:.1f} s ({summary.trace_seconds:.1f} s once loaded)")
-    return 0
-
-
 def _corpus(args) -> int:
-    from explorer.corpus.run import corpus_frequencies, run_corpus
+    """The corpus run (:func:`explorer.corpus.start.start_corpus_run`), locally or on Ray (``--ray``)."""
+    from explorer.corpus.cluster import RayOptions
+    from explorer.corpus.driver import ModelSpec
     from explorer.corpus.sources import read_source
-    from explorer.models.loading import load_model
-    from explorer.trace import DEFAULT_MAX_TOKENS, Settings
+    from explorer.corpus.start import CorpusRequest, start_corpus_run
+    from explorer.results import DEFAULT_MAX_TOKENS, Settings
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     bad = [m for m in modes if m not in MODES]
@@ -183,24 +164,31 @@ def _corpus(args) -> int:
     settings = Settings(weighting=args.weights, controls=not args.no_controls, seed=args.seed,
                         max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS, batch_size=args.batch_size,
                         **_sizes(args.sizes))
+    on_ray = args.ray is not None
+    options = RayOptions(address=args.ray, workers=args.ray_workers, max_retries=args.max_retries) if on_ray else None
     corpus = read_source(args.source, limit=args.limit, window=args.window, column=args.column)
     for s in corpus.skipped:
         print(f"skipped {args.source} {s.where}: {s.reason}", file=sys.stderr)
-    if args.ray is not None:
-        return _corpus_ray(args, corpus, settings, modes)
-    lm = load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
-                    trust_remote_code=args.trust_remote_code)
     freq_source = args.freq_source or args.source
-    freq = corpus_frequencies(lm, freq_source, args.column if freq_source == args.source else "text")
-    bar, progress = _progress_bar(len(corpus.prompts), f"{lm.model_id} on {args.source}")
+    desc = f"{args.model} on {args.source}" + (" (Ray)" if on_ray else "")
+    bar, progress = _progress_bar(len(corpus.prompts), desc)
     try:
-        summary = run_corpus(lm, corpus, args.out, settings, modes, freq, overwrite=args.overwrite,
-                             window=args.window, column=args.column, limit=args.limit, progress=progress,
-                             workers=args.workers)
+        summary = start_corpus_run(CorpusRequest(
+            model=ModelSpec(args.model, args.device, args.dtype, args.revision, args.trust_remote_code),
+            source=corpus, out=args.out, settings=settings, modes=modes, limit=args.limit, window=args.window,
+            column=args.column, frequencies=freq_source,
+            freq_column=args.column if freq_source == args.source else "text", overwrite=args.overwrite,
+            workers=args.workers, ray=options, progress=progress))
     finally:
         bar.close()
-    print(f"{summary.traced} prompts traced, {summary.already} already in {args.out}, "
-          f"{len(summary.failed)} skipped, {len(corpus.skipped)} source rows skipped; {summary.seconds:.1f} s")
+    if on_ray:
+        failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed else ""
+        print(f"{summary.traced} prompts done, {len(summary.failed)} failed{failed}, {summary.already} skipped "
+              f"(already in {args.out}), {len(corpus.skipped)} source rows skipped; {summary.workers} Ray workers, "
+              f"{summary.deaths} died; {summary.seconds:.1f} s ({summary.trace_seconds:.1f} s once loaded)")
+    else:
+        print(f"{summary.traced} prompts traced, {summary.already} already in {args.out}, "
+              f"{len(summary.failed)} skipped, {len(corpus.skipped)} source rows skipped; {summary.seconds:.1f} s")
     return 0
 
 

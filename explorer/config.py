@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from explorer.errors import BadConfig
-from explorer.models.loading import DEFAULT_MODEL, DTYPES, EMBEDDED
+from explorer.models.loading import DEFAULT_MODEL, EMBEDDED
+from explorer.options import DEVICES, DTYPES, is_device_name
 
 ENV = "STRACE_CONFIG"
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class AppConfig:
                 raise BadConfig(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.max_prompt_tokens > 8192:
             raise BadConfig(f"max_prompt_tokens: at most 8192, got {self.max_prompt_tokens}")
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+        if not is_device_name(self.device):
             raise BadConfig(f"device: one of {', '.join(DEVICES)} or cuda:N, got '{self.device}'")
         if self.dtype not in ("auto", *DTYPES):
             raise BadConfig(f"dtype: one of auto, {', '.join(DTYPES)}, got '{self.dtype}'")
@@ -83,7 +83,8 @@ DEMO = AppConfig(models=("smollm2-135m", "gemma3-270m"), demo=True, allow_other_
                  max_prompt_tokens=64, allow_local_paths=False, allow_uploads=False, corpus_max_prompts=10,
                  source="demo preset")
 
-_TYPES = {f.name: f.type for f in fields(AppConfig) if f.name != "source"}
+# Field annotations are strings here (``from __future__ import annotations``).
+_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(AppConfig) if f.name != "source"}
 
 
 def _check_type(name: str, value):

@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from explorer.models.loading import LoadedModel
-from explorer.trace import Settings, Trace, trace_prompt
+from explorer.options import Mode
+from explorer.results import Settings, Trace
+from explorer.trace import trace_prompt
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Example:
     prompt: str
     look_for: str
     weighting: str = "l1"
-    mode: str = "all"
+    mode: Mode = "all"
     controls: bool = False
     compare_modes: bool = False
     gold: str | None = None

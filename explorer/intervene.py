@@ -13,23 +13,23 @@ each in ablation mode ``all`` or ``attention-kept`` (every attention probability
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from explorer.graph import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
+from explorer.edges import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
 from explorer.models.hooks import Instrumentation
-
-MODES = ("all", "attention-kept")
-
 
 @dataclass(frozen=True)
 class MaskSpec:
-    """One subgraph of a batch."""
+    """One subgraph of a batch: the first ``n_keep`` edges of edge order ``order_index`` (0: the greedy
+    order, 1: the random control's; an index into :class:`EdgeRanks`), or all but them (``invert``), with
+    every residual edge (``keep_residual``) or every attention probability (``keep_attention``) kept."""
 
     n_keep: int
-    order: int = 0
+    order_index: int = 0
     invert: bool = False
     keep_residual: bool = False
     keep_attention: bool = False
@@ -49,7 +49,7 @@ class EdgeRanks:
     mlp: torch.Tensor
 
     @classmethod
-    def from_orders(cls, layout: EdgeLayout, orders: list[np.ndarray], device) -> "EdgeRanks":
+    def from_orders(cls, layout: EdgeLayout, orders: Sequence[np.ndarray | torch.Tensor], device) -> "EdgeRanks":
         """``orders``: edge ids (arrays, or tensors already on ``device``), each a permutation of the
         graph's ``E`` edges."""
         L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
@@ -83,10 +83,10 @@ class RankMasks:
         self.n_keep = column("n_keep")
         self.invert = column("invert")
         self.keep_attention = column("keep_attention")
-        orders = sorted({s.order for s in specs})
+        orders = sorted({s.order_index for s in specs})
         # (order, batch positions using it); None when the whole batch uses one order
         self.groups = [(o, None if len(orders) == 1 else
-                        torch.tensor([b for b, s in enumerate(specs) if s.order == o], device=dev)) for o in orders]
+                        torch.tensor([b for b, s in enumerate(specs) if s.order_index == o], device=dev)) for o in orders]
         self.all_attention = all(s.keep_attention for s in specs)
         every_layer = slice(None)
         if all(s.keep_residual for s in specs):
@@ -159,26 +159,3 @@ def masked_logits(
     finally:
         inst.masks = None
     return torch.cat(out)
-
-
-def _prefix_counts(labels: torch.Tensor, n_keeps: list[int], n_labels: int) -> np.ndarray:
-    """Counts of each label in ``labels[:n]`` for each ``n`` of the ascending ``n_keeps``:
-    ``[len(n_keeps), n_labels]``; labels below 0 are not counted. On the labels' device: each position
-    goes to the first stratum that holds it, then counts accumulate over the strata."""
-    dev = labels.device
-    first = torch.searchsorted(torch.tensor(n_keeps, device=dev), torch.arange(len(labels), device=dev), right=True)
-    counted = (labels >= 0) & (first < len(n_keeps))
-    flat = torch.bincount((first * n_labels + labels)[counted], minlength=len(n_keeps) * n_labels)
-    return flat.view(len(n_keeps), n_labels).cumsum(0).cpu().numpy()
-
-
-def stratum_counts(layout: EdgeLayout, order: torch.Tensor, n_keeps: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Among the first ``n`` edges of ``order`` (edge ids, a tensor on any device), for each ascending
-    ``n``: edges per component (``a{l}.h{h}`` then ``m{l}``, see :meth:`EdgeLayout.component_names`)
-    ``[len(n_keeps), L*H + L]``, and attention, MLP and residual edges ``[len(n_keeps), 3]``."""
-    kind = layout.kind(order)
-    group = torch.where(kind == ATTENTION, 0, torch.where(kind == MLP, 1, 2))
-    return (
-        _prefix_counts(layout.component(order), n_keeps, layout.n_layers * (layout.n_heads + 1)),
-        _prefix_counts(group, n_keeps, 3),
-    )

@@ -1,4 +1,4 @@
-"""Metrics of a subgraph's next-token distribution and the density of one input (METHOD.md 4 and 6).
+"""Metrics of a subgraph's next-token distribution (METHOD.md section 4); density is :mod:`explorer.density`.
 
 ``p [V]`` is the full model's distribution at the last position, ``q [B, V]`` a batch of subgraphs'.
 Functions take and return tensors on the model's device, so one transfer brings all results to the host.
@@ -6,12 +6,9 @@ Functions take and return tensors on the model's device, so one transfer brings 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-NUCLEUS_LEVELS: tuple[int, ...] = (99, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1)
-RECOVERY_LEVELS: tuple[int, ...] = (1, 10, 50, 90)
-DENSITY_AXES = ("log", "linear")
+from explorer.options import NUCLEUS_LEVELS
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -56,21 +53,3 @@ def shared_nucleus(p: torch.Tensor, q: torch.Tensor, tie_rtol: float = TIE_RTOL)
     same = (len_q == len_p) & (len_p <= prefix[:, None])  # [B, K]
     levels = torch.tensor(NUCLEUS_LEVELS, device=q.device)
     return torch.where(same, levels[None, :], torch.zeros_like(levels)[None, :]).amax(-1)
-
-
-def density(sizes, tv, axis: str = "log") -> float:
-    """``integral TV(s) d log10(s)`` (``axis="log"``, default) or ``d s`` (``"linear"``, the withdrawn
-    paper's variant), trapezoid rule over the evaluated sizes, ``s`` clipped to ``[1e-8, 1]``."""
-    s = np.clip(np.asarray(sizes, dtype=np.float64), 1e-8, 1.0)
-    y = np.asarray(tv, dtype=np.float64)
-    order = np.argsort(s, kind="stable")
-    x = np.log10(s[order]) if axis == "log" else s[order]
-    if axis not in DENSITY_AXES:
-        raise ValueError(f"density axis must be one of {DENSITY_AXES}")
-    return float(np.trapezoid(y[order], x)) if len(x) > 1 else 0.0
-
-
-def recovery_sizes(sizes, nucleus, levels=RECOVERY_LEVELS) -> dict[int, float | None]:
-    """The smallest size whose shared nucleus reaches each level (``None`` if none does)."""
-    pairs = sorted(zip(sizes, nucleus))
-    return {k: next((s for s, n in pairs if n >= k), None) for k in levels}

@@ -18,13 +18,15 @@ import numpy as np
 import torch
 
 from explorer.chain_search import NotSettled, chain_order
-from explorer.graph import EdgeLayout, TokenGraph
+from explorer.edges import EdgeLayout
+from explorer.graph import TokenGraph
 from explorer.search import SearchGraph, prepare_search, random_priorities, run_search
 
 
 def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
-    """The CSR search graph on the host, and the edge id of each of its edges (for the plain reference
-    search and the benchmark's reference-style pipeline)."""
+    """The CSR search graph on the host, and the edge id of each of its edges. Not used by traces: it feeds
+    the plain reference search in the tests and the benchmark's reference-style pipeline
+    (``bench/gpu_bench.py``), which both need the graph in the heap search's host form."""
     ptr, src, w, ids = graph.csr()
     return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
 

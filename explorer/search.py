@@ -19,13 +19,7 @@ import numba
 import numpy as np
 import torch
 
-from explorer.errors import BadSetting
-
-DEFAULT_SIZES: tuple[float, ...] = (
-    1e-5, 2e-5, 4e-5, 8e-5, 1e-4, 2e-4, 4e-4, 8e-4, 1e-3, 1.2e-3, 1.4e-3, 2e-3, 3e-3, 4e-3, 6e-3,
-    8e-3, 1e-2, 2e-2, 4e-2, 6e-2, 8e-2, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
-)
-
+from explorer.options import check_sizes
 
 @dataclass(frozen=True)
 class SearchGraph:
@@ -186,7 +180,9 @@ def run_search(job: PreparedSearch) -> np.ndarray:
 
 
 def greedy_order(graph: SearchGraph) -> np.ndarray:
-    """Edge positions (indices into the CSR arrays) in the order the greedy search pops them."""
+    """Edge positions (indices into the CSR arrays) in the order the greedy search pops them, for a
+    host-side :class:`SearchGraph` in one call: the form the tests compare with the plain heap of
+    ``tests/reference.py`` (traces go through :mod:`explorer.orders`)."""
     return run_search(prepare_search(graph.node_ptr, graph.src, graph.weight, np.arange(len(graph.src)), graph.root))
 
 
@@ -195,14 +191,6 @@ def random_priorities(is_attention: np.ndarray, seed: int) -> np.ndarray:
     (``1 + U``) comes before any attention edge (``U``), ``U`` uniform on ``[0, 1)`` from ``seed``."""
     rng = np.random.default_rng(seed)
     return rng.random(len(is_attention)) + np.where(is_attention, 0.0, 1.0)
-
-
-def check_sizes(sizes) -> tuple[float, ...]:
-    """Validate a size grid: each ``0 < s <= 1``; returned sorted, without repeats."""
-    out = sorted({float(s) for s in sizes})
-    if not out or out[0] <= 0 or out[-1] > 1:
-        raise BadSetting("sizes must be numbers with 0 < s <= 1")
-    return tuple(out)
 
 
 def strata_edges(sizes, n_edges: int) -> list[tuple[float, int]]:

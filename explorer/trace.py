@@ -1,4 +1,5 @@
-"""The :class:`Trace` of one prompt and :func:`trace_prompt`, which ties the steps together:
+"""The pipeline: :func:`trace_prompt` computes the :class:`explorer.results.Trace` of one prompt by tying
+the steps together:
 
 1. one recorded forward pass (full logits, attention, per-layer terms);
 2. edge weights (:mod:`explorer.graph`);
@@ -13,168 +14,22 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from explorer.errors import BadPrompt, BadSetting, OutOfMemory
-from explorer.graph import WEIGHTINGS, EdgeLayout, build_graph, layout_for
-from explorer.intervene import MODES, EdgeRanks, MaskSpec, masked_logits, stratum_counts
-from explorer.metrics import (
-    DENSITY_AXES, density, entropy, recovery_sizes, shared_nucleus, total_variation,
-)
+from explorer.density import density, recovery_sizes
+from explorer.edges import stratum_counts
+from explorer.graph import build_graph, layout_for
+from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
+from explorer.metrics import entropy, shared_nucleus, total_variation
 from explorer.models.loading import LoadedModel
+from explorer.options import MODES, Mode, Variant
 from explorer.orders import greedy_search, start_random_control
-from explorer.search import DEFAULT_SIZES, check_sizes, strata_edges
-
-DEFAULT_MAX_TOKENS = 256
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How a trace is computed. ``mode`` is the ablation mode (METHOD.md section 4); ``compare_modes``
-    also evaluates the trace in the other mode; ``controls`` adds the inverse and random controls."""
-
-    weighting: str = "l1"
-    mode: str = "all"
-    controls: bool = False
-    compare_modes: bool = False
-    sizes: tuple[float, ...] = DEFAULT_SIZES
-    seed: int = 0
-    density_axis: str = "log"
-    top_k: int = 10
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    batch_size: int = 32
-
-    def __post_init__(self):
-        if self.weighting not in WEIGHTINGS:
-            raise BadSetting(f"unknown edge weighting '{self.weighting}'; choose one of {', '.join(WEIGHTINGS)}")
-        if self.mode not in MODES:
-            raise BadSetting(f"unknown ablation mode '{self.mode}'; choose one of {', '.join(MODES)}")
-        if self.density_axis not in DENSITY_AXES:
-            raise BadSetting(f"unknown density axis '{self.density_axis}'; choose log or linear")
-        if self.batch_size < 1 or self.top_k < 1 or self.max_tokens < 1:
-            raise BadSetting("batch_size, top_k and max_tokens must be positive")
-        object.__setattr__(self, "sizes", check_sizes(self.sizes))
-
-    @property
-    def other_mode(self) -> str:
-        return MODES[1 - MODES.index(self.mode)]
-
-
-@dataclass
-class TokenProb:
-    token: str
-    id: int
-    prob: float
-
-
-@dataclass
-class Output:
-    """A next-token distribution's summary: top tokens, entropy (nats), and error against the full model
-    (``tv``, ``shared_nucleus``; 0 for the full model itself) and gold-token cross-entropy if given.
-    ``full_top_probs``: this distribution's probability of each of the full model's top tokens."""
-
-    top: list[TokenProb]
-    entropy: float
-    tv: float = 0.0
-    shared_nucleus: int = 99
-    gold_ce: float | None = None
-    full_top_probs: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Stratum:
-    """One size ``s`` with ``n_edges = floor(s * E)`` edges. ``outputs`` maps a variant (``trace``,
-    ``inverse``, ``random``, ``other_mode``) to its output; ``kinds`` counts the trace's attention, MLP
-    and residual edges; ``components`` counts edges per ``a{l}.h{h}`` / ``m{l}`` (non-zero only)."""
-
-    size: float
-    n_edges: int
-    outputs: dict[str, Output]
-    kinds: dict[str, int]
-    components: dict[str, int]
-
-    @property
-    def trace(self) -> Output:
-        return self.outputs["trace"]
-
-
-@dataclass
-class Trace:
-    """s-Trace of one prompt. ``order`` holds the ``E`` edge ids in greedy order (ids as in
-    :class:`explorer.graph.EdgeLayout`), ``order_weights`` their weights."""
-
-    model_id: str
-    revision: str | None
-    prompt: str
-    tokens: list[str]
-    token_ids: list[int]
-    gold: str | None
-    settings: Settings
-    layout: EdgeLayout
-    full: Output
-    strata: list[Stratum]
-    density: float
-    recovery: dict[int, float | None]
-    timings: dict[str, float]
-    order: np.ndarray = field(repr=False)
-    order_weights: np.ndarray = field(repr=False)
-
-    @property
-    def n_edges(self) -> int:
-        return self.layout.n_edges
-
-    def curve(self, variant: str = "trace", metric: str = "tv") -> tuple[list[float], list[float]]:
-        """``(sizes, values)`` of one metric for one variant, over the strata that have it."""
-        pts = [(s.size, getattr(s.outputs[variant], metric)) for s in self.strata if variant in s.outputs]
-        return [p[0] for p in pts], [p[1] for p in pts]
-
-    def density_of(self, variant: str = "trace", axis: str | None = None) -> float:
-        sizes, tv = self.curve(variant, "tv")
-        return density(sizes, tv, axis or self.settings.density_axis)
-
-    def to_dict(self) -> dict:
-        """Everything but the edge order, as plain JSON-ready values."""
-        settings = asdict(self.settings)
-        settings["sizes"] = list(self.settings.sizes)
-        return {
-            "model": {"id": self.model_id, "revision": self.revision},
-            "prompt": self.prompt,
-            "tokens": self.tokens,
-            "token_ids": self.token_ids,
-            "gold": self.gold,
-            "settings": settings,
-            "graph": {
-                "layers": self.layout.n_layers,
-                "heads": self.layout.n_heads,
-                "tokens": self.layout.n_tokens,
-                "parallel_residual": self.layout.parallel,
-                "edges": self.n_edges,
-            },
-            "full": asdict(self.full),
-            "strata": [asdict(s) for s in self.strata],
-            "density": self.density,
-            "density_axis": self.settings.density_axis,
-            "recovery": {str(k): v for k, v in self.recovery.items()},
-            "timings": self.timings,
-        }
-
-    def to_json(self, indent: int | None = 1) -> str:
-        """The whole trace as JSON (:func:`explorer.export.to_json`)."""
-        from explorer.export import to_json
-
-        return to_json(self, indent=indent)
-
-    def to_frame(self):
-        """The per-size table as a pandas DataFrame (:func:`explorer.export.table_rows`): size, edges, TV,
-        shared nucleus, entropy, top-1 token, edge kinds, and each control's TV and shared nucleus."""
-        import pandas as pd
-
-        from explorer.export import table_rows
-
-        return pd.DataFrame(table_rows(self))
+from explorer.results import Output, Settings, Stratum, TokenProb, Trace
+from explorer.search import strata_edges
 
 
 def _sync(device: torch.device) -> None:
@@ -197,6 +52,13 @@ def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
     if ids.shape[1] < 2:
         raise BadPrompt("the prompt needs at least 2 tokens")
     return ids.to(lm.device)
+
+
+def _token_text(lm: LoadedModel, token_id: int) -> str:
+    """The text of one token."""
+    text = lm.tokenizer.decode([token_id])
+    assert isinstance(text, str)  # decode returns a list only for a batch of sequences
+    return text
 
 
 @contextmanager
@@ -231,7 +93,7 @@ def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, gold_id: int | N
                        q[:, p.topk(k).indices].double()], 1).cpu().numpy()
     tv, nuc, ent, ce = table[:, :4].T
     top_p, top_i, at_full_top = table[:, 4: 4 + k], table[:, 4 + k: 4 + 2 * k].astype(np.int64), table[:, 4 + 2 * k:]
-    text = {i: lm.tokenizer.decode([i]) for i in set(top_i.ravel().tolist())}  # subgraphs share most
+    text = {i: _token_text(lm, i) for i in set(top_i.ravel().tolist())}  # subgraphs share most
     return [
         Output([TokenProb(text[i], i, float(pr)) for i, pr in zip(top_i[b].tolist(), top_p[b])],
                float(ent[b]), float(tv[b]), int(nuc[b]), None if gold_id is None else float(ce[b]),
@@ -256,15 +118,15 @@ def trace_prompt(
     return trace_modes(lm, prompt, settings, (settings.mode,), gold, progress)[0]
 
 
-def _variants(settings: Settings, mode: str, n: int) -> list[tuple[str, MaskSpec]]:
+def _variants(settings: Settings, mode: Mode, n: int) -> list[tuple[Variant, MaskSpec]]:
     """The masked passes of one stratum of ``n`` edges in one ablation mode."""
     keep_attn = mode == "attention-kept"
-    out = [("trace", MaskSpec(n, keep_attention=keep_attn))]
+    out: list[tuple[Variant, MaskSpec]] = [("trace", MaskSpec(n, keep_attention=keep_attn))]
     if settings.compare_modes:
         out.append(("other_mode", MaskSpec(n, keep_attention=not keep_attn)))
     if settings.controls:
         out.append(("inverse", MaskSpec(n, invert=True, keep_residual=True, keep_attention=keep_attn)))
-        out.append(("random", MaskSpec(n, order=1, keep_residual=True, keep_attention=keep_attn)))
+        out.append(("random", MaskSpec(n, order_index=1, keep_residual=True, keep_attention=keep_attn)))
     return out
 
 
@@ -273,7 +135,7 @@ def trace_modes(
     lm: LoadedModel,
     prompt: str,
     settings: Settings,
-    modes: tuple[str, ...] = MODES,
+    modes: tuple[Mode, ...] = MODES,
     gold: str | None = None,
     progress=None,
 ) -> list[Trace]:
@@ -329,7 +191,7 @@ def trace_modes(
 
         report(0.4, "masked forward passes")
         strata = strata_edges(settings.sizes, layout.n_edges)
-        specs: list[tuple[str, int, str, MaskSpec]] = [
+        specs: list[tuple[Mode, int, Variant, MaskSpec]] = [
             (mode, i, variant, spec)
             for mode in modes for i, (_, n) in enumerate(strata) for variant, spec in _variants(settings, mode, n)
         ]
@@ -347,7 +209,7 @@ def trace_modes(
         lap("metrics")
     report(1.0, "done")
     timings["total"] = sum(timings.values())
-    tokens = [lm.tokenizer.decode([i]) for i in input_ids[0].tolist()]
+    tokens = [_token_text(lm, i) for i in input_ids[0].tolist()]
     traces = []
     for mode in modes:
         result_strata = []

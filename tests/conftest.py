@@ -1,85 +1,15 @@
-"""Shared fixtures: tiny models of every supported family, built from configs with random weights, a
-byte-level tokenizer for them, and the real embedded SmolLM2 (loaded once per session)."""
+"""Shared fixtures: the real embedded SmolLM2 (loaded once per session) and the browser tests' server
+and page. Helpers (tiny models, the byte tokenizer) are in ``tests/helpers.py``."""
 
 from __future__ import annotations
 
-import copy
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
-import torch
-from transformers import (
-    AutoModelForCausalLM,
-    Gemma2Config,
-    Gemma3TextConfig,
-    GPT2Config,
-    GPTNeoXConfig,
-    LlamaConfig,
-    MistralConfig,
-    Olmo2Config,
-    Phi3Config,
-    Qwen2Config,
-    Qwen3Config,
-)
 
-from explorer.models.loading import prepare_model
 from tests.browser_support import page, server  # noqa: F401 - session fixtures of the browser tests
-
-VOCAB = 256
-_COMMON = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
-               num_attention_heads=4, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-
-TINY_CONFIGS = {
-    "llama": lambda: LlamaConfig(**_COMMON, num_key_value_heads=2),
-    "mistral": lambda: MistralConfig(**_COMMON, num_key_value_heads=2, sliding_window=None),
-    "qwen2": lambda: Qwen2Config(**_COMMON, num_key_value_heads=2),
-    "qwen3": lambda: Qwen3Config(**_COMMON, num_key_value_heads=2, head_dim=8),
-    "phi3": lambda: Phi3Config(**_COMMON, num_key_value_heads=2),
-    "gemma2": lambda: Gemma2Config(**_COMMON, num_key_value_heads=2, head_dim=8),
-    "gemma3": lambda: Gemma3TextConfig(**_COMMON, num_key_value_heads=2, head_dim=8),
-    "olmo2": lambda: Olmo2Config(**_COMMON, num_key_value_heads=2),
-    "gpt2": lambda: GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=3, n_head=4, n_positions=128,
-                               bos_token_id=1, eos_token_id=2),
-    "pythia": lambda: GPTNeoXConfig(**_COMMON, use_parallel_residual=True),
-    "neox-sequential": lambda: GPTNeoXConfig(**_COMMON, use_parallel_residual=False),
-}
-
-
-class ByteTokenizer:
-    """A byte-level tokenizer (ids 3..258 mapped into the tiny vocabulary) for tiny test models."""
-
-    def __call__(self, text, return_tensors=None, add_special_tokens=True):
-        if isinstance(text, list):
-            return {"input_ids": [self(t)["input_ids"] for t in text]}
-        ids = [3 + (b % (VOCAB - 3)) for b in text.encode("utf-8")]
-        return {"input_ids": torch.tensor([ids]) if return_tensors == "pt" else ids}
-
-    def __len__(self):
-        return VOCAB
-
-    def decode(self, ids):
-        return "".join(chr(i) if 32 <= i < 127 else f"<{i}>" for i in ids)
-
-
-def make_tiny(name: str, seed: int = 0, std: float = 0.3, dtype=torch.float32):
-    """A plain transformers model (eager attention) of family ``name`` with random weights; std is large
-    enough that attention is far from uniform."""
-    torch.manual_seed(seed)
-    config = TINY_CONFIGS[name]()
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=dtype).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, std)
-    return model
-
-
-def tiny_loaded(name: str, seed: int = 0):
-    """An instrumented copy of :func:`make_tiny` as a LoadedModel, and the untouched plain model."""
-    plain = make_tiny(name, seed)
-    lm = prepare_model(copy.deepcopy(plain), ByteTokenizer(), model_id=f"tiny-{name}")
-    return lm, plain
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +17,18 @@ def smollm():
     from explorer.models.loading import load_model
 
     return load_model("smollm2-135m", device="cpu", dtype="float32")
+
+
+_FILE_MARKS = {"test_browser": "browser", "test_ray": "ray"}
+
+
+def pytest_collection_modifyitems(items):
+    """Markers by where a test lives and what it needs (``make test-fast`` deselects them): browser tests,
+    Ray tests, and ``slow`` for tests of the real embedded model (its first load converts it, a minute)."""
+    for item in items:
+        name = item.path.stem
+        for prefix, mark in _FILE_MARKS.items():
+            if name.startswith(prefix):
+                item.add_marker(getattr(pytest.mark, mark))
+        if "smollm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

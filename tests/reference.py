@@ -6,6 +6,11 @@ import heapq
 
 import numpy as np
 
+import torch
+
+from explorer.graph import attention_scale, head_vectors
+from explorer.models.adapters import Adapter
+from explorer.models.hooks import LayerRecord
 from explorer.search import SearchGraph
 
 
@@ -80,3 +85,15 @@ def llama_masked_forward(model, input_ids, keep_attn, keep_res_attn, keep_res_ml
         x = keep_res_mlp[l][:, None] * mid + keep_mlp[l][:, None] * m
     x = rms(x, model.model.norm.weight, model.model.norm.variance_epsilon)
     return x[-1] @ model.lm_head.weight.T
+
+
+def attention_terms(adapter: Adapter, layer: int, rec: LayerRecord, t: int) -> torch.Tensor:
+    """The edge vectors into attention node ``(2l+1, t)``, one node at a time as METHOD.md section 1 writes
+    them: ``[H, t+1, d]`` float32. With the output bias (if any) they sum to ``rec.attn[t]``; the graph's
+    blockwise weights (:func:`explorer.graph.build_graph`) are checked against their norms."""
+    u = head_vectors(adapter, layer, rec.values)[:, : t + 1]  # [H, t+1, d]
+    gain, inv_std = attention_scale(adapter, layer, rec)
+    e = rec.probs[:, t, : t + 1].float()[..., None] * u
+    if gain is not None:
+        e = e * (gain * inv_std[t])
+    return e

@@ -17,8 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from explorer import EXAMPLES, Example, Settings, Trace  # noqa: E402
 from explorer.examples import BY_KEY  # noqa: E402
-from explorer.export import table_rows  # noqa: E402
-from explorer.views import charts, common, curves, distribution, node_graph, token_graph  # noqa: E402
+from explorer.results import table_rows  # noqa: E402
+from explorer.views import charts, curves, distribution, labels, node_graph, token_graph  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -82,27 +82,26 @@ def test_to_json_holds_the_trace(run):
 
 def test_charts_are_the_app_charts(run):
     trace = run[0]["trace"]
-    i = common.closest_stratum(trace, 0.4)
-    probs = charts.full_top_probs(trace)
+    i = labels.closest_stratum(trace, 0.4)
     assert isinstance(run[0]["table"], pd.DataFrame)
     pairs = [
         (charts.curves(trace, 0.4), curves.chart(trace, i)),
-        (charts.distribution(trace, 0.4), distribution.chart(trace, i, probs)),
+        (charts.distribution(trace, 0.4), distribution.chart(trace, i)),
         (charts.token_graph(trace, 0.4), token_graph.chart(trace, i)),
     ]
     for mine, app in pairs:
         assert isinstance(mine, alt.TopLevelMixin)
         assert mine.to_dict() == app.to_dict()
     # default size: the first one keeping the top-1, as the app's slider starts
-    assert charts.index_of(trace) == common.default_stratum(trace)
-    assert charts.curves(trace).to_dict() == curves.chart(trace, common.default_stratum(trace)).to_dict()
+    assert charts.index_of(trace) == labels.default_stratum(trace)
+    assert charts.curves(trace).to_dict() == curves.chart(trace, labels.default_stratum(trace)).to_dict()
     assert charts.composition(trace, 1e-3).to_dict() != charts.composition(trace, 1.0).to_dict()
 
 
 def test_node_graph_is_the_app_graph(run, tmp_path):
     ns = run[0]
     trace, graph = ns["trace"], ns["graph"]
-    i = common.closest_stratum(trace, 0.4)
+    i = labels.closest_stratum(trace, 0.4)
     app = node_graph.build(trace, i)
     assert isinstance(graph, charts.NodeGraph) and isinstance(graph.graph, nx.DiGraph)
     assert dict(graph.graph.nodes(data=True)) == dict(app.nodes(data=True))

@@ -9,8 +9,9 @@ import time
 import pytest
 
 import explorer.trace as trace_module
-from explorer.trace import Settings, trace_prompt
-from tests.conftest import tiny_loaded
+from explorer.results import Settings
+from explorer.trace import trace_prompt
+from tests.helpers import tiny_loaded
 
 SETTINGS = Settings(controls=True, sizes=(0.01, 0.1, 1.0))
 PROMPTS = ["first prompt here", "a second one", "third", "and a fourth prompt"]

@@ -15,12 +15,12 @@ from scipy import stats as scipy_stats
 
 from explorer.corpus import stats
 from explorer.corpus.frequency import Frequencies, count_tokens
-from explorer.corpus.run import run_corpus
+from explorer.corpus.local import run_corpus
 from explorer.corpus.sources import Corpus, Prompt, read_source, windows, _Row
 from explorer.corpus.store import ResultsStore, RunInfo, load_results, read_part
 from explorer.errors import BadResults, BadSource
-from explorer.trace import Settings
-from tests.conftest import ByteTokenizer, tiny_loaded
+from explorer.results import Settings
+from tests.helpers import ByteTokenizer, tiny_loaded
 
 SIZES = (0.01, 0.1, 0.5, 1.0)
 TEXTS = ["the cat sat on", "one two three four", "a b a b a", "hello world", "x = 1 + 2", "ok then we go"]
@@ -348,7 +348,7 @@ def test_shipped_results_match_a_local_trace(smollm):
 
 
 def test_out_of_memory_on_one_prompt_is_recorded_and_the_run_goes_on(tiny, tmp_path, monkeypatch):
-    import explorer.corpus.run as run_module
+    import explorer.corpus.rows as run_module
     from explorer.errors import OutOfMemory
 
     real = run_module.trace_modes

@@ -25,22 +25,22 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import app_state  # noqa: E402
 from explorer import DEFAULT_MODEL  # noqa: E402
 from explorer.corpus import stats  # noqa: E402
 from explorer.corpus.frequency import count_tokens  # noqa: E402
-from explorer.corpus.run import run_corpus  # noqa: E402
+from explorer.corpus.local import run_corpus  # noqa: E402
 from explorer.corpus.sources import Corpus, Prompt, prompt_id  # noqa: E402
 from explorer.corpus.store import RunInfo, find_results, load_results  # noqa: E402
 from explorer.models.loading import cache_dir  # noqa: E402
-from explorer.trace import Settings  # noqa: E402
-from explorer.views import corpus_frames as cf  # noqa: E402
+from explorer.results import Settings  # noqa: E402
+from explorer.views import corpus_tables as cf  # noqa: E402
 from explorer.views.scatter import SELECTION  # noqa: E402
-from tests.conftest import VOCAB, ByteTokenizer, tiny_loaded  # noqa: E402
+from tests.helpers import VOCAB, ByteTokenizer, tiny_loaded  # noqa: E402
+from ui import state as app_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-CORPUS, COMPARE = "pages/1_Corpus.py", "pages/2_Compare.py"
+CORPUS, COMPARE = "ui/pages/corpus.py", "ui/pages/compare.py"
 TIMEOUT = 600
 FIXTURE_PROMPTS = ["The capital of France is", "1, 2, 3, 4, 5,", "The opposite of hot is",
                    "When Mary and John went to the store, John gave a drink to", "Once upon a time"]
@@ -92,7 +92,10 @@ def folders():
 
 
 def page(path: str, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    """The app about to open the page at ``path`` with ``query`` in the URL, as a first visit to it: the
+    app runs once first (on the Trace page), so that ``st.navigation`` has registered its pages."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.query_params.clear()
     for k, v in (query or {}).items():
         at.query_params[k] = v
     at.switch_page(path)

@@ -1,20 +1,18 @@
-"""Demo mode and the app's configuration in the pages (AppTest), and the shared sweep store: one
-computation per key across sessions, bounded in memory."""
+"""Demo mode and the app's configuration in the pages (AppTest). The shared sweep store itself is tested
+without Streamlit in :mod:`tests.test_sweep_cache`."""
 
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import app_state  # noqa: E402
+from ui import state as app_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -92,52 +90,18 @@ def test_debug_panel_shows_timings_memory_and_cache(configured):
     assert "Timings" in text and "Memory" in text and "Sweep cache" in text and "1 of 8 entries" in text
 
 
-# the shared store ----------------------------------------------------------------------------------
-
-class _FakeTrace:
-    def __init__(self, n):
-        self.order = np.zeros(n, dtype=np.int64)
-        self.order_weights = np.zeros(n, dtype=np.float32)
-
-
-def _sweep(n: int) -> app_state.Sweep:
-    return app_state.Sweep(_FakeTrace(n), None, 0.0, 0.0)
-
-
-def test_store_computes_each_key_once_for_concurrent_sessions():
-    store = app_state.SweepStore()
-    calls, waits = [], []
-
-    def compute():
-        calls.append(1)
-        time.sleep(0.2)
-        return _sweep(10)
-
-    got = []
-    threads = [threading.Thread(target=lambda: got.append(store.get_or_compute(("k",), compute, lambda: waits.append(1))))
-               for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(calls) == 1 and len(got) == 6 and all(g is got[0] for g in got) and len(waits) == 5
-
-
-def test_store_retries_after_a_failed_computation():
-    store = app_state.SweepStore()
-
-    def fail():
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError):
-        store.get_or_compute(("k",), fail)
-    assert store.get_or_compute(("k",), lambda: _sweep(1)) is store.get(("k",))
-
-
-def test_store_is_bounded_in_entries_and_bytes():
-    store = app_state.SweepStore(max_entries=3, max_bytes=3 * (12 * 1000 + 64 * 1024))
-    for i in range(5):
-        store.put((i,), _sweep(1000))
-    assert list(store.items) == [(2,), (3,), (4,)]
-    store.put(("big",), _sweep(100_000))  # over the byte bound alone: kept, the others go
-    assert list(store.items) == [("big",)]
+def test_every_page_has_the_frame_and_the_configured_device(configured):
+    """The frame in app.py gives every page, the Method page too, the demo banner (once) and the configured
+    device, offered as itself (``cuda:1``, not ``auto``)."""
+    configured('models = ["smollm2-135m"]\ndefault_model = "smollm2-135m"\ndemo = true\nallow_other_models = false\n'
+               'allow_local_paths = false\nallow_uploads = false\ndevice = "cuda:1"\n')
+    at = run()
+    assert not at.exception
+    assert [i.value for i in at.info if "Demo" in i.value] and sum("Demo" in i.value for i in at.info) == 1
+    device = at.selectbox(key="device")
+    assert device.value == "cuda:1" and "cuda:1" in device.options and "auto" in device.options
+    at.switch_page("ui/pages/method.py").run()
+    assert not at.exception
+    assert sum("Demo" in i.value for i in at.info) == 1
+    if not torch.cuda.is_available():  # the sweep asked for the configured device, which is not here
+        assert any("CUDA" in e.value for e in at.error), [e.value for e in at.error]

@@ -16,7 +16,8 @@ from explorer.__main__ import main  # noqa: E402
 from explorer.config import AppConfig, parse_config  # noqa: E402
 from explorer.corpus.sources import read_source  # noqa: E402
 from explorer.errors import BadConfig, BadSource, ExplorerError  # noqa: E402
-from explorer.trace import Settings, trace_prompt  # noqa: E402
+from explorer.results import Settings  # noqa: E402
+from explorer.trace import trace_prompt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = Settings(sizes=(0.5, 1.0), max_tokens=48)

@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.graph import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, attention_terms, build_graph
+from explorer.edges import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP
+from explorer.graph import build_graph
 from explorer.orders import search_graph
-from tests.conftest import TINY_CONFIGS, tiny_loaded
-from tests.test_numerics import IDS, _record
+from tests.reference import attention_terms
+from tests.helpers import TINY_CONFIGS, tiny_loaded
+from tests.helpers import IDS, record
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3", "olmo2", "gpt2", "pythia"])
 def recorded(request):
     lm, _ = tiny_loaded(request.param)
-    _, records = _record(lm)
+    _, records = record(lm)
     return lm, records
 
 
@@ -97,7 +99,7 @@ def test_all_families_have_adapters():
 
 
 def test_stratum_counts_equal_counting_each_prefix(recorded):
-    from explorer.intervene import stratum_counts
+    from explorer.edges import stratum_counts
 
     lm, records = recorded
     g = build_graph(lm.adapter, records, "l1")

@@ -17,10 +17,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from explorer import DEFAULT_MODEL, Settings, load_model, trace_prompt  # noqa: E402
 from explorer.examples import EXAMPLES  # noqa: E402
-from explorer.views import common, method  # noqa: E402
+from explorer.views import method  # noqa: E402
+from explorer.views.labels import default_stratum, format_size  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-METHOD = str(ROOT / "pages" / "3_Method.py")
+METHOD = "ui/pages/method.py"  # relative to app.py
 APP = str(ROOT / "app.py")
 PROMPT = "The capital of France is"  # the Method page's default prompt
 OTHER_PROMPT = "Two plus two is"
@@ -68,7 +69,9 @@ def reference(lm):
 
 @pytest.fixture(scope="module")
 def page():
-    return checked(AppTest.from_file(METHOD, default_timeout=TIMEOUT).run())
+    """The Method page, opened from the app (whose first run registers the pages)."""
+    at = checked(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    return checked(at.switch_page(METHOD).run())
 
 
 def test_page_has_every_section_and_figure(page):
@@ -82,7 +85,7 @@ def test_page_has_every_section_and_figure(page):
 
 
 def test_figures_carry_the_engine_numbers(page, reference):
-    index = common.default_stratum(reference)
+    index = default_stratum(reference)
     assert page.select_slider[0].value == index
     metrics = {m.label: m.value for m in page.metric}
     assert metrics["TV"] == f"{reference.strata[index].trace.tv:.3f}"
@@ -143,7 +146,7 @@ def test_figures_change_with_the_prompt(page, lm):
 
 def test_button_opens_the_prompt_on_the_trace_page():
     at = checked(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
-    at.switch_page("pages/3_Method.py").run()
+    at.switch_page(METHOD).run()
     checked(at)
     assert at.subheader[0].value == "1. The token-level graph"
     at.button(key="open-ablation").click().run()
@@ -180,7 +183,7 @@ def test_guided_example_loads_and_shows_its_point(trace_page, lm, example):
     metrics = {m.label: m for m in at.metric}
     # what the sentence relies on, measured on the embedded model
     assert metrics["Top-1 here"].proto.delta == f"full: {example.top1!r}"
-    assert metrics["Top-1 kept from"].value == common.format_size(example.top1_kept_from)
+    assert metrics["Top-1 kept from"].value == format_size(example.top1_kept_from)
     curves = datasets(at, 2)
     variants = set(curves["variant"].dropna())
     assert ("random control" in variants) == example.controls
@@ -194,6 +197,6 @@ def test_guided_example_loads_and_shows_its_point(trace_page, lm, example):
                       & table["target"].str.startswith(f"{last}: ")]
         assert len(reads)
         labels = at.select_slider[0].options
-        at_size = next(lab for lab in labels if lab.startswith(f"s = {common.format_size(example.component_from)} "))
+        at_size = next(lab for lab in labels if lab.startswith(f"s = {format_size(example.component_from)} "))
         n_edges = int(at_size.split("· ")[1].split(" ")[0].replace(",", ""))
         assert reads["rank"].min() < n_edges

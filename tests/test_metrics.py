@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.metrics import density, entropy, recovery_sizes, shared_nucleus, total_variation
+from explorer.density import density, recovery_sizes
+from explorer.metrics import entropy, shared_nucleus, total_variation
 
 
 def test_total_variation():

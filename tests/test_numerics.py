@@ -6,27 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.graph import attention_terms
 from explorer.models.adapters import adapter_for
 from explorer.intervene import EdgeRanks, MaskSpec, RankMasks, masked_logits
-from explorer.graph import EdgeLayout
-from tests.conftest import TINY_CONFIGS, tiny_loaded
-from tests.reference import llama_masked_forward
+from explorer.edges import EdgeLayout
+from tests.helpers import IDS, TINY_CONFIGS, record, tiny_loaded
+from tests.reference import attention_terms, llama_masked_forward
 
 FAMILIES = list(TINY_CONFIGS)
-IDS = torch.tensor([[5, 17, 99, 3, 42, 7, 250, 11, 64]])
-
-
-def _record(lm, ids=IDS):
-    return lm.instrumentation.recorded_forward(ids)
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_unmasked_logits_equal_plain_transformers(family):
     lm, plain = tiny_loaded(family)
     with torch.no_grad():
         expected = plain(input_ids=IDS).logits
-    logits, records = _record(lm)
+    logits, records = record(lm)
     assert torch.equal(logits, expected)
     assert len(records) == lm.adapter.n_layers
     # and close to the library's default (sdpa) attention, which shares no code with ours
@@ -40,7 +32,7 @@ def test_unmasked_logits_equal_plain_transformers(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_per_head_terms_sum_to_attention_output(family):
     lm, _ = tiny_loaded(family)
-    _, records = _record(lm)
+    _, records = record(lm)
     T = IDS.shape[1]
     for l, rec in enumerate(records):
         bias = lm.adapter.out_proj_bias(lm.adapter.layers[l])
@@ -68,7 +60,7 @@ def _random_order(layout, seed=0):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_full_graph_reproduces_logits_in_both_modes(family):
     lm, _ = tiny_loaded(family)
-    logits, records = _record(lm)
+    logits, records = record(lm)
     layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1], lm.adapter.parallel_residual)
     ranks = EdgeRanks.from_orders(layout, [_random_order(layout)], "cpu")
     out = masked_logits(lm.instrumentation, IDS, ranks, _full_specs(layout.n_edges), batch_size=8)
@@ -92,8 +84,8 @@ def test_batch_of_masks_equals_masks_one_by_one(family):
     ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 1), _random_order(layout, 2)], "cpu")
     E = layout.n_edges
     specs = [
-        MaskSpec(E // 10), MaskSpec(E // 3, order=1), MaskSpec(E // 2, invert=True, keep_residual=True),
-        MaskSpec(E // 4, keep_attention=True), MaskSpec(E // 5, order=1, keep_residual=True), MaskSpec(E),
+        MaskSpec(E // 10), MaskSpec(E // 3, order_index=1), MaskSpec(E // 2, invert=True, keep_residual=True),
+        MaskSpec(E // 4, keep_attention=True), MaskSpec(E // 5, order_index=1, keep_residual=True), MaskSpec(E),
     ]
     batched = masked_logits(lm.instrumentation, IDS, ranks, specs, batch_size=len(specs))
     single = torch.cat([masked_logits(lm.instrumentation, IDS, ranks, [s], batch_size=1) for s in specs])
@@ -122,14 +114,14 @@ def test_rank_masks_follow_their_definition_in_any_layer_blocks():
     layout = EdgeLayout(3, 2, 5)
     ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 5), _random_order(layout, 6)], "cpu")
     E = layout.n_edges
-    specs = [MaskSpec(E // 3), MaskSpec(E // 2, order=1, keep_residual=True), MaskSpec(E // 4, invert=True),
-             MaskSpec(E // 5, keep_attention=True), MaskSpec(E // 6, order=1, invert=True, keep_residual=True)]
+    specs = [MaskSpec(E // 3), MaskSpec(E // 2, order_index=1, keep_residual=True), MaskSpec(E // 4, invert=True),
+             MaskSpec(E // 5, keep_attention=True), MaskSpec(E // 6, order_index=1, invert=True, keep_residual=True)]
     for block_bytes in (1, 1 << 30):
         masks = RankMasks(ranks, specs, torch.float32, block_bytes=block_bytes)
         assert masks.block_layers == (1 if block_bytes == 1 else layout.n_layers)
         for l in range(layout.n_layers):
             for b, spec in enumerate(specs):
-                below = lambda table: table[spec.order, l] < spec.n_keep
+                below = lambda table: table[spec.order_index, l] < spec.n_keep
                 expect = {
                     "attention": (below(ranks.attention) ^ spec.invert) | spec.keep_attention,
                     "residual_attn": below(ranks.residual_attn) | spec.keep_residual,

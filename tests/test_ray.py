@@ -1,4 +1,4 @@
-"""Corpus runs sharded over Ray (``explorer.corpus.distributed``): one local Ray instance with two CPUs
+"""Corpus runs sharded over Ray (``explorer.corpus.ray_tracer``): one local Ray instance with two CPUs
 for the module, actors on the embedded model. The sharded run writes the same rows as a local run and
 resumes one; a worker killed mid-run loses no prompt and duplicates none; prompts that fail every time are
 recorded with their reason. Without ``--ray`` nothing imports Ray."""
@@ -18,12 +18,14 @@ import torch
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -r requirements-ray.txt")
 
 from explorer.__main__ import main  # noqa: E402
-from explorer.corpus.distributed import ModelSpec, RayOptions, run_corpus_ray  # noqa: E402
-from explorer.corpus.run import corpus_frequencies, run_corpus  # noqa: E402
+from explorer.corpus.cluster import RayOptions  # noqa: E402
+from explorer.corpus.driver import ModelSpec  # noqa: E402
+from explorer.corpus.ray_tracer import run_corpus_ray  # noqa: E402
+from explorer.corpus.local import corpus_frequencies, run_corpus  # noqa: E402
 from explorer.corpus.sources import Corpus, Prompt, read_source  # noqa: E402
 from explorer.corpus.store import ResultsStore, RunInfo, load_results  # noqa: E402
-from explorer.intervene import MODES  # noqa: E402
-from explorer.trace import Settings  # noqa: E402
+from explorer.options import MODES  # noqa: E402
+from explorer.results import Settings  # noqa: E402
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 TEXTS = ["The capital of France is", "one two three four", "a b a b a", "Hello, my name is", "x = 1 + 2 ="]

@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 from explorer.graph import build_graph
-from explorer.search import (
-    DEFAULT_SIZES, SearchGraph, greedy_order, random_priorities, run_search, strata_edges,
-)
+from explorer.options import DEFAULT_SIZES
+from explorer.search import SearchGraph, greedy_order, random_priorities, run_search, strata_edges
 from explorer.chain_search import NotSettled, chain_order
 from explorer.orders import greedy_search, random_control_order, search_graph
-from tests.conftest import tiny_loaded
+from tests.helpers import tiny_loaded
 from tests.reference import heap_greedy_order
-from tests.test_numerics import _record
+from tests.helpers import record
 
 
 def random_dag(rng, n_nodes, max_in, n_weight_levels=None):
@@ -56,7 +55,7 @@ def test_fast_search_equals_plain_heap_on_a_large_graph():
 @pytest.mark.parametrize("weighting", ["l1", "ifr"])
 def test_model_graph_order_equals_heap_and_is_connected(family, weighting):
     lm, _ = tiny_loaded(family)
-    _, records = _record(lm)
+    _, records = record(lm)
     g = build_graph(lm.adapter, records, weighting)
     sg, ids = search_graph(g)
     pos = greedy_order(sg)
@@ -85,7 +84,7 @@ def test_negative_zero_weights_tie_with_zero_weights():
 
 def test_trace_and_random_control_jobs_follow_the_plain_heap():
     lm, _ = tiny_loaded("llama")
-    _, records = _record(lm)
+    _, records = record(lm)
     g = build_graph(lm.adapter, records, "l1")
     sg, ids = search_graph(g)
     trace_order = greedy_search(g)()
@@ -166,7 +165,7 @@ def _id_levels(graph: SearchGraph) -> np.ndarray:
 
 
 @pytest.mark.parametrize("levels", [None, 1, 2, 3, 10])
-def test_device_search_equals_plain_heap_on_random_graphs(levels):
+def test_chain_search_equals_plain_heap_on_random_graphs(levels):
     rng = np.random.default_rng(21)
     for _ in range(60):
         g = random_dag(rng, int(rng.integers(2, 40)), 6, n_weight_levels=levels)
@@ -176,11 +175,12 @@ def test_device_search_equals_plain_heap_on_random_graphs(levels):
         np.testing.assert_array_equal(got, heap_greedy_order(g))
 
 
-def test_device_search_on_a_layered_graph_with_many_ties():
+def test_chain_search_on_a_layered_graph_with_many_ties():
     """Weights from four values over a model-shaped graph: push counters decide most ties, and are only
     known once nodes are reached (the search iterates until they agree)."""
     torch = pytest.importorskip("torch")
-    from explorer.graph import EdgeLayout, TokenGraph
+    from explorer.edges import EdgeLayout
+    from explorer.graph import TokenGraph
 
     gen = torch.Generator().manual_seed(3)
     L, H, T = 4, 3, 9
@@ -192,11 +192,12 @@ def test_device_search_on_a_layered_graph_with_many_ties():
         np.testing.assert_array_equal(got, ids[heap_greedy_order(sg)])
 
 
-def test_traces_are_the_same_with_the_device_search(monkeypatch):
+def test_traces_are_the_same_with_the_chain_search(monkeypatch):
     """The engine's choice of search (by graph size and device) changes no result: force the device
     search on the CPU for the greedy order and the random control."""
     from explorer import orders
-    from explorer.trace import Settings, trace_prompt
+    from explorer.results import Settings
+    from explorer.trace import trace_prompt
 
     lm, _ = tiny_loaded("llama")
     settings = Settings(controls=True, sizes=(0.01, 0.1, 0.5, 1.0))
@@ -211,7 +212,7 @@ def test_traces_are_the_same_with_the_device_search(monkeypatch):
     def unsettled(*args):
         raise NotSettled("test")
 
-    # when the device search gives up (out of memory, or counters that do not settle) the heap search runs
+    # when the chain search gives up (out of memory, or counters that do not settle) the heap search runs
     monkeypatch.setattr(orders, "chain_order", unsettled)
     random_control_order.clear()
     fallback = trace_prompt(lm, "one two three four five", settings)

@@ -9,8 +9,9 @@ import pytest
 
 from explorer.errors import BadPrompt, BadSetting
 from explorer.export import to_csv, to_json
-from explorer.trace import Settings, trace_modes, trace_prompt
-from tests.conftest import TINY_CONFIGS, tiny_loaded
+from explorer.results import Settings
+from explorer.trace import trace_modes, trace_prompt
+from tests.helpers import TINY_CONFIGS, tiny_loaded
 
 
 @pytest.mark.parametrize("family", list(TINY_CONFIGS))

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from explorer.atomic import atomic_write, atomic_write_text
 from explorer.corpus.frequency import Frequencies
 from explorer.errors import BadResults
 
@@ -72,7 +73,7 @@ class RunInfo:
         return d
 
     def write(self, folder: Path) -> None:
-        _atomic_text(Path(folder) / RUN_FILE, json.dumps(asdict(self), indent=1))
+        atomic_write_text(Path(folder) / RUN_FILE, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def read(cls, folder: Path) -> RunInfo:
@@ -89,16 +90,9 @@ class RunInfo:
         return info
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _atomic_table(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+def _write_table(path: Path, table: pa.Table) -> None:
+    """Write ``table`` to ``path`` as zstd Parquet, atomically (:func:`explorer.atomic.atomic_write`)."""
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def _parts(folder: Path) -> list[Path]:
@@ -165,7 +159,7 @@ class ResultsStore:
         parts = _parts(self.folder)
         n = int(PART_RE.match(parts[-1].name).group(1)) + 1 if parts else 0
         path = self.folder / f"part-{n:05d}.parquet"
-        _atomic_table(path, table)
+        _write_table(path, table)
         return path
 
     def compact(self) -> None:
@@ -176,7 +170,7 @@ class ResultsStore:
             return
         n = int(PART_RE.match(parts[-1].name).group(1)) + 1
         merged = self.folder / f"part-{n:05d}.parquet"
-        _atomic_table(merged, _dedup(pa.concat_tables([read_part(p) for p in parts])))
+        _write_table(merged, _dedup(pa.concat_tables([read_part(p) for p in parts])))
         for p in parts:
             p.unlink()
         os.replace(merged, self.folder / "part-00000.parquet")

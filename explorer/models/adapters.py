@@ -17,11 +17,15 @@ Layer structure, with ``x`` the layer input (graph layer ``2l``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, cast
 
 import torch
 from torch import nn
 
 from explorer.errors import UnsupportedArchitecture
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -130,13 +134,32 @@ SUPPORTED_DESCRIPTION = (
 )
 
 
-def _get(root: nn.Module, path: str | None) -> nn.Module | None:
-    if path is None:
-        return None
+class ModelConfig(Protocol):
+    """The fields of a text model's transformers config that the explorer reads. ``PreTrainedConfig``
+    does not declare them: each architecture's config class does."""
+
+    model_type: str
+    num_attention_heads: int
+    hidden_size: int
+    vocab_size: int
+
+
+def _get(root: nn.Module, path: str) -> nn.Module:
+    """The submodule of ``root`` at the dotted ``path``."""
     module = root
     for part in path.split("."):
         module = getattr(module, part)
     return module
+
+
+def _get_optional(root: nn.Module, path: str | None) -> nn.Module | None:
+    """:func:`_get`, or ``None`` where the family has no such module (``path`` is ``None``)."""
+    return None if path is None else _get(root, path)
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """``module.weight``, a parameter (``nn.Module`` types its attributes as ``Tensor | Module``)."""
+    return cast(torch.Tensor, module.weight)
 
 
 @dataclass
@@ -147,16 +170,16 @@ class Adapter:
     """
 
     family: Family
-    model: nn.Module
+    model: PreTrainedModel
     parallel_residual: bool
 
     @property
-    def config(self):
-        return self.model.config
+    def config(self) -> ModelConfig:
+        return cast(ModelConfig, self.model.config)
 
     @property
     def layers(self) -> list[nn.Module]:
-        return list(_get(self.model, self.family.layers))
+        return list(cast(nn.ModuleList, _get(self.model, self.family.layers)))
 
     @property
     def n_layers(self) -> int:
@@ -178,7 +201,7 @@ class Adapter:
 
     def norm(self, layer: nn.Module, which: str) -> nn.Module | None:
         """``which`` is one of ``pre_attn``, ``post_attn``, ``pre_mlp``, ``post_mlp``."""
-        return _get(layer, getattr(self.family, f"{which}_norm"))
+        return _get_optional(layer, getattr(self.family, f"{which}_norm"))
 
     @property
     def final_norm(self) -> nn.Module:
@@ -186,8 +209,7 @@ class Adapter:
 
     def out_proj_weight(self, layer: nn.Module) -> torch.Tensor:
         """The attention output projection as ``[d, H * Dh]`` (``y = W @ concat_h(v_h)``)."""
-        proj = _get(self.attention(layer), self.family.out_proj)
-        weight = proj.weight
+        weight = _weight(_get(self.attention(layer), self.family.out_proj))
         return weight.t() if self.family.conv1d_out_proj else weight
 
     def out_proj_bias(self, layer: nn.Module) -> torch.Tensor | None:
@@ -196,7 +218,7 @@ class Adapter:
 
     def norm_gain(self, norm: nn.Module) -> torch.Tensor:
         """The norm's elementwise gain ``gamma`` as float32 ``[d]``."""
-        return norm.weight.float() + self.family.gain_offset
+        return _weight(norm).float() + self.family.gain_offset
 
     def norm_inv_std(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``inv_std`` of the norm applied to ``x [..., d]``, as float32 ``[...]``.
@@ -208,7 +230,7 @@ class Adapter:
             return torch.rsqrt(xf.var(-1, unbiased=False) + norm.eps)
         eps = getattr(norm, "variance_epsilon", None)
         if eps is None:
-            eps = norm.eps
+            eps = cast(float, norm.eps)
         return torch.rsqrt(xf.pow(2).mean(-1) + eps)
 
 
@@ -221,7 +243,7 @@ def family_for(model_type: str) -> Family:
     )
 
 
-def adapter_for(model: nn.Module) -> Adapter:
+def adapter_for(model: PreTrainedModel) -> Adapter:
     """Bind ``model`` (a ``*ForCausalLM``) to its family, or raise :class:`UnsupportedArchitecture`."""
     config = model.config
     family = family_for(config.model_type)

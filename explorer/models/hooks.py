@@ -16,7 +16,7 @@ graph reproduces the unmasked logits bit for bit on pre-norm and post-norm layer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -117,9 +117,8 @@ def strace_attention(
     inst: Instrumentation | None = getattr(module, "_strace", None)
     key = _repeat_kv(key, query.shape[1] // key.shape[1])
     value = _repeat_kv(value, query.shape[1] // value.shape[1])
-    if scaling is None:
-        scaling = query.shape[-1] ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(2, 3)) * scale
     if softcap is not None:
         scores = scores / softcap
         scores = torch.tanh(scores)
@@ -131,7 +130,7 @@ def strace_attention(
     else:
         probs = nn.functional.softmax(scores, dim=-1).type(value.dtype)
     if inst is not None:
-        layer = module._strace_layer
+        layer = cast(int, module._strace_layer)  # set by instrument()
         rec = inst.record(layer)
         if rec is not None:
             rec.probs = probs[0].detach()
@@ -207,8 +206,9 @@ def instrument(adapter: Adapter) -> Instrumentation:
     inst = Instrumentation(adapter=adapter)
     for index, layer in enumerate(adapter.layers):
         module = adapter.attention(layer)
-        module._strace = inst
-        module._strace_layer = index
+        # torch annotates Module.__setattr__'s value as Tensor | Module; other values become plain attributes.
+        module._strace = inst  # pyright: ignore[reportArgumentType]
+        module._strace_layer = index  # pyright: ignore[reportArgumentType]
         layer.forward = _layer_forward(inst, layer, index)
-    model._strace_instrumentation = inst
+    model._strace_instrumentation = inst  # pyright: ignore[reportArgumentType]
     return inst

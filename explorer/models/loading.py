@@ -10,16 +10,22 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import threading
 import tempfile
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from explorer.errors import BadSetting, ModelNotFound
 from explorer.models.adapters import Adapter, adapter_for, family_for
 from explorer.models.hooks import Instrumentation, instrument
+from explorer.options import DTYPES
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,17 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     )
 }
 DEFAULT_MODEL = "smollm2-135m"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}
+
+
+class Tokenizer(Protocol):
+    """What the explorer asks of a model's tokenizer: a transformers tokenizer, or a stand-in (the tests'
+    and benchmarks' tokenizers of plain ids) that encodes text to ``input_ids`` and decodes ids to text."""
+
+    def __call__(self, text: str, /, *, return_tensors: str | None = None,
+                 add_special_tokens: bool = True) -> Mapping[str, Any]: ...
+
+    def decode(self, ids: list[int], /) -> str | list[str]: ...
 
 
 @dataclass
@@ -64,8 +80,8 @@ class LoadedModel:
 
     model_id: str
     revision: str | None
-    model: torch.nn.Module
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: Tokenizer
     adapter: Adapter
     instrumentation: Instrumentation
     device: torch.device
@@ -98,9 +114,9 @@ def resolve_dtype(dtype: str = "auto", device: torch.device | None = None) -> to
     """``auto``: bfloat16 on a GPU, float32 on the CPU."""
     if dtype == "auto":
         return torch.bfloat16 if device is not None and device.type in ("cuda", "mps") else torch.float32
-    if dtype not in DTYPES:
+    if dtype not in TORCH_DTYPES:
         raise BadSetting(f"unknown dtype '{dtype}'; choose one of auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    return TORCH_DTYPES[dtype]
 
 
 def _package_dir(package: str) -> Path | None:
@@ -135,8 +151,8 @@ def embedded_folder(key: str) -> Path:
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
+    if hasattr(config, "quantization_config"):  # set by the GGUF loader; not a declared config field
+        delattr(config, "quantization_config")
     # save_pretrained refuses a GGUF-loaded model: copy its weights into a fresh one.
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())

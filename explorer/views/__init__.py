@@ -1,6 +1,9 @@
-"""Pure builders for the Trace page's views: data frames, Altair charts and networkx/pyvis graphs.
+"""Pure builders for the app's views: data frames, Altair charts and networkx/pyvis graphs.
 
-Nothing here imports Streamlit; ``app.py`` lays the views out. Every builder takes a
-:class:`explorer.trace.Trace` and the index of a stratum (the slider's position). :mod:`charts` gives the
-same views to notebooks, addressed by size; :mod:`method` holds the Method page's figures.
+Nothing here imports Streamlit or torch; the pages under ``ui/pages/`` lay the views out. Every Trace page
+builder takes a :class:`explorer.results.Trace` and the index of a stratum (the slider's position);
+:mod:`charts` gives the same views to notebooks, addressed by size; :mod:`method` holds the Method page's
+figures; :mod:`corpus_tables`, :mod:`scatter` and :mod:`corpus_curves` the Corpus and Compare pages'.
+:mod:`style` is the look they share (colours, the size axis, phase shading, the size rule), :mod:`labels`
+the names and helpers they share (sizes, tokens, variants, modes, a trace's edges).
 """

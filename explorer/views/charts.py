@@ -1,6 +1,6 @@
 """The Trace page's views for a notebook: the same builders the app calls, addressed by size.
 
-Each helper takes a :class:`explorer.trace.Trace` and a relative size ``size`` (the evaluated size
+Each helper takes a :class:`explorer.results.Trace` and a relative size ``size`` (the evaluated size
 closest to it on a log scale; ``None``: the first size that keeps the full model's top-1 token) and
 returns what the app draws: Altair charts, which a notebook displays as they are, and the layer x head
 node graph as a networkx graph or as a pyvis page (:class:`HTMLView` displays it in a notebook).
@@ -18,30 +18,24 @@ from pathlib import Path
 
 import altair as alt
 import networkx as nx
-import numpy as np
 
-from explorer.trace import Trace
-from explorer.views import common
+from explorer.results import Trace
 from explorer.views import composition as _composition
 from explorer.views import curves as _curves
 from explorer.views import distribution as _distribution
+from explorer.views import labels
 from explorer.views import node_graph as _node_graph
 from explorer.views import token_graph as _token_graph
 
 
 def index_of(trace: Trace, size: float | None = None) -> int:
     """The stratum the helpers draw: the one closest to ``size``, or the first keeping the top-1."""
-    return common.default_stratum(trace) if size is None else common.closest_stratum(trace, size)
-
-
-def full_top_probs(trace: Trace) -> np.ndarray:
-    """``[strata, k]``: each subgraph's probability of the full model's top tokens (as the app passes)."""
-    return np.array([s.trace.full_top_probs for s in trace.strata])
+    return labels.default_stratum(trace) if size is None else labels.closest_stratum(trace, size)
 
 
 def distribution(trace: Trace, size: float | None = None) -> alt.Chart:
     """The "Output distribution" view: the full model's top tokens beside the subgraph's."""
-    return _distribution.chart(trace, index_of(trace, size), full_top_probs(trace))
+    return _distribution.chart(trace, index_of(trace, size))
 
 
 def curves(trace: Trace, size: float | None = None) -> alt.Chart:

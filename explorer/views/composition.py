@@ -7,12 +7,13 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from explorer.trace import Trace
-from explorer.views.common import layer_quarter, trace_edges
+from explorer.results import Trace
+from explorer.views import style
+from explorer.views.labels import layer_quarter, trace_edges
 
 KIND_ORDER = ["attention", "mlp", "residual"]
 QUARTERS = ["layers Q1 (first)", "layers Q2", "layers Q3", "layers Q4 (last)"]
-COLOURS = ["#e45756", "#4c78a8", "#9d9d9d", "#c6dbef", "#6baed6", "#2171b5", "#08306b"]
+COLOURS = [style.KIND_COLOURS[k] for k in KIND_ORDER] + style.QUARTER_COLOURS
 
 
 def frame(trace: Trace, index: int) -> pd.DataFrame:

@@ -3,14 +3,17 @@ for the same tokens, and the subgraph's own top tokens."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import altair as alt
 import numpy as np
 import pandas as pd
 
-from explorer.trace import Trace
+from explorer.results import Trace
+from explorer.views import style
 
 SOURCES = {"full": "full model", "subgraph": "subgraph"}
-COLOURS = ["#9d9d9d", "#4c78a8"]
+COLOURS = [style.FULL_COLOUR, style.SUBGRAPH_COLOUR]
 
 
 def _clean(token: str) -> str:
@@ -18,19 +21,20 @@ def _clean(token: str) -> str:
     return repr(text) if text.strip() == "" or text != text.strip() else text
 
 
-def frame(trace: Trace, index: int, full_top_probs: np.ndarray | None = None) -> pd.DataFrame:
+def frame(trace: Trace, index: int) -> pd.DataFrame:
     """Long table with ``panel`` (``full model's top`` / ``subgraph's top``), ``rank``, ``token``,
     ``source`` (full model / subgraph) and ``prob``.
 
-    ``full_top_probs[index, j]`` is the subgraph's probability of the full model's ``j``-th token (see
-    :attr:`explorer.trace.Output.full_top_probs`); without it, only tokens that are also among the
-    subgraph's own top tokens get a subgraph probability.
+    The subgraph's probability of the full model's ``j``-th token is its output's
+    :attr:`explorer.results.Output.full_top_probs` ``[j]``; an output without them (or shorter) gives one
+    only for tokens that are also among the subgraph's own top tokens.
     """
     out = trace.strata[index].trace
     sub = {tp.id: tp.prob for tp in out.top}
+    probs = out.full_top_probs
     rows = []
     for j, tp in enumerate(trace.full.top):
-        q = float(full_top_probs[index, j]) if full_top_probs is not None else sub.get(tp.id, np.nan)
+        q = float(probs[j]) if j < len(probs) else sub.get(tp.id, np.nan)
         rows.append(("full model's top tokens", j, _clean(tp.token), SOURCES["full"], tp.prob))
         rows.append(("full model's top tokens", j, _clean(tp.token), SOURCES["subgraph"], q))
     full = {tp.id: tp.prob for tp in trace.full.top}
@@ -40,12 +44,12 @@ def frame(trace: Trace, index: int, full_top_probs: np.ndarray | None = None) ->
     return pd.DataFrame(rows, columns=["panel", "rank", "token", "source", "prob"])
 
 
-def chart(trace: Trace, index: int, full_top_probs: np.ndarray | None = None) -> alt.Chart:
+def chart(trace: Trace, index: int) -> alt.HConcatChart:
     """Two bar panels side by side, full model (grey) and subgraph (blue) bars for each token."""
-    df = frame(trace, index, full_top_probs)
+    df = frame(trace, index)
     panels = []
     for panel in df["panel"].unique():
-        part = df[df["panel"] == panel]
+        part = cast(pd.DataFrame, df[df["panel"] == panel])
         order = part.drop_duplicates("rank").sort_values("rank")["token"].tolist()
         panels.append(alt.Chart(part, title=panel).mark_bar().encode(
             y=alt.Y("token:N", sort=order, title=None),

@@ -1,4 +1,4 @@
-"""Figures of the Method page, each computed from a :class:`explorer.trace.Trace`: the graph's make-up and
+"""Figures of the Method page, each computed from a :class:`explorer.results.Trace`: the graph's make-up and
 a sketch of its first layers, the weights into one node, the first edges of the greedy order, the nested
 sizes, the two ablation modes, the nucleus lists behind the shared nucleus, the area behind density, and
 the composition by phase."""
@@ -11,26 +11,27 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from explorer.graph import ATTENTION, RESIDUAL_ATTN
-from explorer.metrics import NUCLEUS_LEVELS, recovery_sizes
-from explorer.trace import Trace
-from explorer.views.common import KIND_NAMES, VARIANT_LABELS, layer_quarter, token_label
-from explorer.views.curves import PHASES
-from explorer.views.token_graph import KIND_COLOURS
+from explorer.density import recovery_sizes
+from explorer.edges import ATTENTION, KIND_NAMES, RESIDUAL_ATTN
+from explorer.options import MODES, NUCLEUS_LEVELS
+from explorer.results import Trace
+from explorer.views import style
+from explorer.views.labels import VARIANT_LABELS, layer_quarter, token_label
 
-MODE_COLOURS = {"all": "#4c78a8", "attention-kept": "#54a24b"}
 SHIFT = 0.12  # sideways shift of the sketch's MLP edges and self-attention edges
+CONTROLS = ("trace", "random", "inverse")
 
 
-def _x_log(trace: Trace, title: str = "relative size s (log)") -> alt.X:
-    lo = min(trace.strata[0].size, 1e-4)
-    return alt.X("size:Q", scale=alt.Scale(type="log", domain=[lo, 1]), title=title, axis=alt.Axis(format="~e"))
+def _lo(trace: Trace) -> float:
+    return style.size_floor(trace.strata[0].size)
+
+
+def _x_log(trace: Trace) -> alt.X:
+    return style.size_x(_lo(trace))
 
 
 def _rule(trace: Trace, index: int) -> alt.Chart:
-    lo = min(trace.strata[0].size, 1e-4)
-    return alt.Chart(pd.DataFrame({"size": [trace.strata[index].size]})).mark_rule(
-        color="#d62728", strokeDash=[4, 3]).encode(x=alt.X("size:Q", scale=alt.Scale(type="log", domain=[lo, 1])))
+    return style.size_rule(trace.strata[index].size, _lo(trace))
 
 
 # 1. the graph
@@ -39,12 +40,7 @@ def graph_counts(trace: Trace) -> pd.DataFrame:
     """Edges of the whole graph by kind (``kind``, ``edges``, ``share``), from its shape alone: ``H`` per
     source token into every attention node, one residual edge into every node, one MLP edge into every
     MLP node; in the last layer, only the output token's nodes."""
-    L, H, T = trace.layout.n_layers, trace.layout.n_heads, trace.layout.n_tokens
-    counts = {
-        "attention": (L - 1) * H * T * (T + 1) // 2 + H * T,
-        "mlp": (L - 1) * T + 1,
-        "residual": 2 * (L - 1) * T + 2,
-    }
+    counts = trace.layout.counts_by_kind()
     total = sum(counts.values())
     return pd.DataFrame([(k, v, v / total) for k, v in counts.items()], columns=["kind", "edges", "share"])
 
@@ -52,7 +48,7 @@ def graph_counts(trace: Trace) -> pd.DataFrame:
 def graph_nodes(trace: Trace) -> int:
     """Nodes that reach the output: every token's states below the last layer, and the output token's two
     states in the last layer."""
-    return (2 * trace.layout.n_layers - 1) * trace.layout.n_tokens + 2
+    return trace.layout.n_reachable_nodes
 
 
 def sketch_frame(trace: Trace, layers: int = 2) -> pd.DataFrame:
@@ -76,7 +72,7 @@ def sketch_frame(trace: Trace, layers: int = 2) -> pd.DataFrame:
     return df
 
 
-def sketch_chart(trace: Trace, layers: int = 2) -> alt.Chart:
+def sketch_chart(trace: Trace, layers: int = 2) -> alt.LayerChart | alt.FacetChart:
     """Nodes (tokens x graph layers) and all edges of the first ``layers`` layers."""
     df = sketch_frame(trace, layers)
     T = trace.layout.n_tokens
@@ -87,8 +83,7 @@ def sketch_chart(trace: Trace, layers: int = 2) -> alt.Chart:
               axis=alt.Axis(values=list(range(T)), labelExpr=_labels(trace), labelAngle=-30, grid=False))
     y = alt.Y("y:Q", title="graph layer", scale=alt.Scale(domain=[-0.3, top + 0.3]),
               axis=alt.Axis(values=list(range(top + 1)), labelExpr=_layer_names(top)))
-    colour = alt.Color("kind:N", title="edge kind",
-                       scale=alt.Scale(domain=list(KIND_COLOURS), range=list(KIND_COLOURS.values())))
+    colour = alt.Color("kind:N", title="edge kind", scale=style.kind_scale())
     edges = alt.Chart(df).mark_rule(strokeWidth=1.4, opacity=0.7).encode(
         x=x, x2="x2:Q", y=y, y2="y2:Q", color=colour, tooltip=["edge"])
     dots = alt.Chart(nodes).mark_circle(size=70, color="#333333").encode(x="x:Q", y="y:Q", tooltip=["token", "y"])
@@ -120,14 +115,14 @@ def node_weights_frame(trace: Trace, layer: int) -> pd.DataFrame:
     H, T = lay.n_heads, lay.n_tokens
     t = T - 1
     w = edge_weight_lookup(trace)
-    rows = [("residual", token_label(trace, t), float(w[lay.offset(RESIDUAL_ATTN) + layer * T + t]))]
+    rows = [("residual", token_label(trace, t), float(w[lay.block_id(RESIDUAL_ATTN, layer, t)]))]
     for h in range(H):
         for s in range(t + 1):
-            rows.append((f"h{h}", token_label(trace, s), float(w[((layer * H + h) * T + t) * T + s])))
+            rows.append((f"h{h}", token_label(trace, s), float(w[lay.attention_id(layer, h, t, s)])))
     return pd.DataFrame(rows, columns=["edge", "source", "weight"])
 
 
-def node_weights_chart(trace: Trace, layer: int) -> alt.Chart:
+def node_weights_chart(trace: Trace, layer: int) -> alt.LayerChart | alt.FacetChart:
     """A heat map: heads (and the residual edge) by source token, coloured by weight."""
     df = node_weights_frame(trace, layer)
     order = ["residual"] + [f"h{h}" for h in range(trace.layout.n_heads)]
@@ -195,7 +190,7 @@ def sizes_frame(trace: Trace) -> pd.DataFrame:
     ], columns=["size", "edges", "top1", "tv", "top1_kept"])
 
 
-def sizes_chart(trace: Trace, index: int) -> alt.Chart:
+def sizes_chart(trace: Trace, index: int) -> alt.LayerChart | alt.FacetChart:
     """The nested sizes: edges against size (both log), coloured by whether the top-1 token is kept."""
     df = sizes_frame(trace)
     dots = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=50, filled=True), color="#bbbbbb").encode(
@@ -204,7 +199,8 @@ def sizes_chart(trace: Trace, index: int) -> alt.Chart:
     kept = alt.Chart(df).mark_point(size=60, filled=True).encode(
         x=_x_log(trace), y=alt.Y("edges:Q", scale=alt.Scale(type="log")),
         color=alt.Color("top1_kept:N", title=None, scale=alt.Scale(
-            domain=["top-1 not kept", "top-1 kept"], range=["#9d9d9d", "#4c78a8"]), legend=alt.Legend(orient="bottom")),
+            domain=["top-1 not kept", "top-1 kept"], range=[style.NOT_KEPT_COLOUR, style.TRACE_COLOUR]),
+            legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("size:Q", format=".1e"), "edges", "top1", alt.Tooltip("tv:Q", format=".3f")])
     return (dots + kept + _rule(trace, index)).properties(height=240)
 
@@ -226,16 +222,16 @@ def modes_frame(trace: Trace) -> pd.DataFrame:
 def mode_recovery(trace: Trace) -> dict[str, float | None]:
     """Per ablation mode evaluated: the smallest size whose subgraph keeps the top-1 token."""
     df = modes_frame(trace)
-    return {mode: recovery_sizes(part["size"].tolist(), part["shared_nucleus"].tolist())[1]
+    return {str(mode): recovery_sizes(part["size"].tolist(), part["shared_nucleus"].tolist())[1]
             for mode, part in df.groupby("mode", sort=False)}
 
 
-def modes_chart(trace: Trace, index: int) -> alt.Chart:
+def modes_chart(trace: Trace, index: int) -> alt.LayerChart | alt.FacetChart:
     df = modes_frame(trace)
     lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=2).encode(
         x=_x_log(trace), y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("mode:N", title="ablation mode", scale=alt.Scale(
-            domain=list(MODE_COLOURS), range=list(MODE_COLOURS.values())), legend=alt.Legend(orient="bottom")),
+        color=alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(MODES),
+                        legend=alt.Legend(orient="bottom")),
         tooltip=["mode", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f"), "top1"])
     return (lines + _rule(trace, index)).properties(height=240)
 
@@ -271,18 +267,18 @@ def nucleus_frame(trace: Trace, index: int) -> pd.DataFrame:
 
 # 6. controls
 
-CONTROL_COLOURS = {"s-trace": "#4c78a8", "random control": "#f58518", "inverse control": "#b279a2"}
+CONTROL_COLOURS = {VARIANT_LABELS[v]: style.VARIANT_COLOURS[v] for v in CONTROLS}
 
 
 def controls_frame(trace: Trace) -> pd.DataFrame:
     """TV and shared nucleus against size of the trace and its two controls (``size``, ``variant``,
     ``tv``, ``shared_nucleus``)."""
     rows = [(s.size, VARIANT_LABELS[v], s.outputs[v].tv, s.outputs[v].shared_nucleus)
-            for s in trace.strata for v in ("trace", "random", "inverse") if v in s.outputs]
+            for s in trace.strata for v in CONTROLS if v in s.outputs]
     return pd.DataFrame(rows, columns=["size", "variant", "tv", "shared_nucleus"])
 
 
-def controls_chart(trace: Trace, index: int) -> alt.Chart:
+def controls_chart(trace: Trace, index: int) -> alt.LayerChart | alt.FacetChart:
     df = controls_frame(trace)
     lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=2).encode(
         x=_x_log(trace), y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
@@ -303,14 +299,15 @@ def density_frame(trace: Trace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["size", "variant", "tv"])
 
 
-def density_chart(trace: Trace) -> alt.Chart:
+def density_chart(trace: Trace) -> alt.LayerChart | alt.FacetChart:
     """The trace's TV curve with the area under it (the density) shaded, and the random control's line."""
     df = density_frame(trace)
     x = _x_log(trace)
-    area = alt.Chart(df[df.variant == "s-trace"]).mark_area(opacity=0.35, color="#4c78a8", line=True).encode(
+    area = alt.Chart(df[df.variant == "s-trace"]).mark_area(opacity=0.35, color=style.TRACE_COLOUR, line=True).encode(
         x=x, y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
         tooltip=[alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f")])
-    ctrl = alt.Chart(df[df.variant != "s-trace"]).mark_line(color="#f58518", strokeDash=[5, 3]).encode(
+    ctrl = alt.Chart(df[df.variant != "s-trace"]).mark_line(color=style.VARIANT_COLOURS["random"],
+                                                            strokeDash=[5, 3]).encode(
         x=x, y="tv:Q", tooltip=["variant", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f")])
     return (area + ctrl).properties(height=220)
 
@@ -332,22 +329,20 @@ def phase_frame(trace: Trace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["size", "measure", "share"])
 
 
-def phase_chart(trace: Trace, index: int) -> alt.Chart:
+MEASURE_COLOURS = {"attention edges": style.KIND_COLOURS["attention"],
+                   "edges in the last quarter of layers": style.QUARTER_COLOURS[-1]}
+
+
+def phase_chart(trace: Trace, index: int) -> alt.LayerChart | alt.FacetChart:
     df = phase_frame(trace)
-    lo = min(trace.strata[0].size, 1e-4)
-    phases = pd.DataFrame([(n, max(a, lo), b, c) for n, a, b, c in PHASES], columns=["phase", "start", "end", "colour"])
-    scale = alt.Scale(type="log", domain=[lo, 1])
-    shade = alt.Chart(phases).mark_rect(opacity=0.6).encode(
-        x=alt.X("start:Q", scale=scale), x2="end:Q", color=alt.Color("colour:N", scale=None), tooltip=["phase"])
-    label = alt.Chart(phases).mark_text(align="left", dx=3, dy=8, baseline="top", color="#6b6b6b").encode(
-        x=alt.X("start:Q", scale=scale), y=alt.value(0), text="phase")
+    measures = list(MEASURE_COLOURS)
     lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=2).encode(
         x=_x_log(trace), y=alt.Y("share:Q", title="share of edges", axis=alt.Axis(format="%"),
                                  scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=400),
-                        scale=alt.Scale(range=["#e45756", "#08306b"])),
+                        scale=alt.Scale(domain=measures, range=style.colour_range(measures, MEASURE_COLOURS))),
         tooltip=["measure", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("share:Q", format=".1%")])
-    return (shade + label + lines + _rule(trace, index)).properties(height=240)
+    return (style.phase_shading(_lo(trace)) + lines + _rule(trace, index)).properties(height=240)
 
 
 def phase_label(size: float) -> str:

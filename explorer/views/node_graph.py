@@ -16,13 +16,14 @@ import re
 import networkx as nx
 import numpy as np
 
-from explorer.trace import Trace
-from explorer.views.common import KIND_NAMES, first_entry, format_size, token_label, trace_edges
+from explorer.edges import KIND_NAMES
+from explorer.results import Trace
+from explorer.views import style
+from explorer.views.labels import first_entry, format_size, token_label, trace_edges
 
 EMB, OUT = "emb", "out"
 SIZE_BY = ("edges", "weight")
-# viridis, dark (early) to yellow (late)
-PALETTE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"]
+PALETTE = style.ENTRY_PALETTE
 X_STEP, Y_STEP = 46, 26
 MAX_FLOWS = 200
 
@@ -44,7 +45,7 @@ def flows(trace: Trace, edges: dict[str, np.ndarray]) -> np.ndarray:
     """
     lay = trace.layout
     T = lay.n_tokens
-    n_comp = lay.n_layers * lay.n_heads + lay.n_layers
+    n_comp = lay.n_components
     writers = np.zeros((lay.n_nodes, n_comp + 1), dtype=bool)
     writers[:T, n_comp] = True  # input embeddings
     comp, src, dst = edges["component"], edges["src_node"], edges["dst_node"]
@@ -104,7 +105,7 @@ def build(trace: Trace, index: int, size_by: str = "edges") -> nx.DiGraph:
             title=f"{name}: {int(counts[c])} edges, summed weight {weights[c]:.3g}, entered at s = {format_size(when)}",
         )
     flow = flows(trace, edges)
-    node_of = {i: names[i] for i in present}
+    node_of: dict[int, str] = {int(i): names[i] for i in present}
     node_of[n_comp] = EMB
     rows, cols = np.nonzero(flow[:, :n_comp])
     pairs = [(flow[r, c], node_of.get(r), node_of.get(c)) for r, c in zip(rows, cols)]

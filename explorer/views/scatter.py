@@ -6,21 +6,22 @@
 
 Both carry a point selection named :data:`SELECTION` (click a point; double-click clears) whose fields
 identify the point, so that the page can open its prompt on the Trace page. Frames come from
-:mod:`explorer.views.corpus_frames`.
+:mod:`explorer.views.corpus_tables`.
 """
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import altair as alt
 import pandas as pd
 
-from explorer.views.corpus_frames import SELECTION_FIELDS
+from explorer.views import style
+from explorer.views.corpus_tables import SELECTION_FIELDS
 
 SELECTION = "pick"
 PAIR_FIELDS = ["mode", "text"]
 COLOUR_BY = {"model": "model", "frequency": "target-token frequency", "mode": "ablation mode"}
-MODE_COLOURS = {"all": "#4c78a8", "attention-kept": "#e45756"}
-MODE_SHAPES = {"all": "circle", "attention-kept": "triangle-up"}
 SVG_MAX_POINTS = 2000
 
 
@@ -29,13 +30,8 @@ def _usermeta(n: int) -> dict:
     return {"embedOptions": {"renderer": "svg" if n <= SVG_MAX_POINTS else "canvas"}}
 
 
-def _mode_scale(modes) -> alt.Scale:
-    modes = list(modes)
-    return alt.Scale(domain=modes, range=[MODE_COLOURS.get(m, "#54a24b") for m in modes])
-
-
 def density_entropy(df: pd.DataFrame, colour_by: str = "model", axis: str = "log") -> alt.Chart:
-    """Density (y) against the full model's entropy (x), from :func:`corpus_frames.scatter_frame`.
+    """Density (y) against the full model's entropy (x), from :func:`corpus_tables.scatter_frame`.
 
     ``colour_by``: ``model``, ``frequency`` (log10(1 + per million) of the full model's top-1 token) or
     ``mode``. Where both ablation modes are shown, they also differ in shape."""
@@ -45,11 +41,11 @@ def density_entropy(df: pd.DataFrame, colour_by: str = "model", axis: str = "log
         colour = alt.Color("freq_log:Q", title=["top-1 frequency", "log10(1 + per million)"],
                            scale=alt.Scale(scheme="viridis"))
     elif colour_by == "mode":
-        colour = alt.Color("mode:N", title="ablation mode", scale=_mode_scale(modes))
+        colour = alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(modes))
     else:
         colour = alt.Color("model:N", title="model", scale=alt.Scale(scheme="tableau10"),
                            legend=alt.Legend(labelLimit=320))
-    enc = dict(
+    enc: dict[str, Any] = dict(
         x=alt.X("entropy:Q", title="full model's entropy (nats)", scale=alt.Scale(zero=False)),
         y=alt.Y("density:Q", title="density, TV integrated " + ("over log10 s" if axis == "log" else "over linear s"),
                 scale=alt.Scale(zero=False)),
@@ -65,30 +61,29 @@ def density_entropy(df: pd.DataFrame, colour_by: str = "model", axis: str = "log
         ],
     )
     if len(modes) > 1:
-        enc["shape"] = alt.Shape("mode:N", title="ablation mode",
-                                 scale=alt.Scale(domain=modes, range=[MODE_SHAPES.get(m, "square") for m in modes]))
+        enc["shape"] = alt.Shape("mode:N", title="ablation mode", scale=style.mode_shapes(modes))
     return (alt.Chart(df).mark_point(filled=True).encode(**enc).add_params(pick)
             .properties(height=380, usermeta=_usermeta(len(df))))
 
 
-def density_pair(df: pd.DataFrame) -> alt.Chart:
+def density_pair(df: pd.DataFrame) -> alt.ConcatChart:
     """Model b's density (y) against model a's (x) on their shared prompts, from
-    :func:`corpus_frames.pair_frame`, with the diagonal y = x; coloured by ablation mode."""
+    :func:`corpus_tables.pair_frame`, with the diagonal y = x; coloured by ablation mode."""
     pick = alt.selection_point(name=SELECTION, fields=PAIR_FIELDS, on="click", clear="dblclick")
     a = df["model_a"].iloc[0] if len(df) else "model a"
     b = df["model_b"].iloc[0] if len(df) else "model b"
     modes = list(dict.fromkeys(df["mode"]))
-    top = float(max(df["density_a"].max(), df["density_b"].max())) if len(df) else 1.0
-    lo = float(min(df["density_a"].min(), df["density_b"].min())) if len(df) else 0.0
+    da, db = cast(pd.Series, df["density_a"]), cast(pd.Series, df["density_b"])
+    top = float(max(da.max(), db.max())) if len(df) else 1.0
+    lo = float(min(da.min(), db.min())) if len(df) else 0.0
     pad = 0.05 * (top - lo) or 0.1
     lo, top = lo - pad, top + pad
     scale = alt.Scale(domain=[lo, top], zero=False, nice=False)
     points = alt.Chart(df).mark_point(filled=True).encode(
         x=alt.X("density_a:Q", title=f"density, {a}", scale=scale),
         y=alt.Y("density_b:Q", title=f"density, {b}", scale=scale),
-        color=alt.Color("mode:N", title="ablation mode", scale=_mode_scale(modes)),
-        shape=alt.Shape("mode:N", title="ablation mode",
-                        scale=alt.Scale(domain=modes, range=[MODE_SHAPES.get(m, "square") for m in modes])),
+        color=alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(modes)),
+        shape=alt.Shape("mode:N", title="ablation mode", scale=style.mode_shapes(modes)),
         opacity=alt.condition(pick, alt.value(0.85), alt.value(0.2)),
         size=alt.condition(pick, alt.value(70), alt.value(45)),
         tooltip=[alt.Tooltip("text:N", title="prompt"), alt.Tooltip("mode:N", title="ablation mode"),
@@ -96,7 +91,7 @@ def density_pair(df: pd.DataFrame) -> alt.Chart:
                  alt.Tooltip("density_b:Q", title=f"density, {b}", format=".3f")],
     ).add_params(pick)
     diagonal = alt.Chart(pd.DataFrame({"x": [lo, top], "y": [lo, top]})).mark_line(
-        color="#9d9d9d", strokeDash=[4, 3]).encode(x=alt.X("x:Q", title=f"density, {a}", scale=scale),
+        color=style.REFERENCE_COLOUR, strokeDash=[4, 3]).encode(x=alt.X("x:Q", title=f"density, {a}", scale=scale),
                                                    y=alt.Y("y:Q", title=f"density, {b}", scale=scale))
     # a one-panel concat keeps the square size (a plain layer's width follows the page's layout)
     return alt.concat((points + diagonal).properties(width=440, height=440)).properties(usermeta=_usermeta(len(df)))

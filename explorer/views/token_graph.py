@@ -11,12 +11,13 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from explorer.trace import Trace
-from explorer.views.common import KIND_NAMES, token_label, trace_edges
+from explorer.edges import KIND_NAMES
+from explorer.results import Trace
+from explorer.views import style
+from explorer.views.labels import token_label, trace_edges
 
 MAX_TOKENS = 40
 MAX_EDGES = 600
-KIND_COLOURS = {"attention": "#e45756", "mlp": "#4c78a8", "residual": "#9d9d9d"}
 
 
 def readable(trace: Trace) -> bool:
@@ -57,8 +58,7 @@ def chart(trace: Trace, index: int, max_edges: int = MAX_EDGES) -> alt.Chart:
               axis=alt.Axis(values=list(range(T)), labelExpr=f"{labels}[round(datum.value)]",
                             labelAngle=-40, grid=False))
     y = alt.Y("y:Q", title="graph layer", scale=alt.Scale(domain=[0, 2 * trace.layout.n_layers]))
-    colour = alt.Color("kind:N", title="edge kind",
-                       scale=alt.Scale(domain=list(KIND_COLOURS), range=list(KIND_COLOURS.values())))
+    colour = alt.Color("kind:N", title="edge kind", scale=style.kind_scale())
     rules = alt.Chart(df).mark_rule(strokeWidth=1.6).encode(
         x=x, x2="x2:Q", y=y, y2="y2:Q", color=colour,
         opacity=alt.Opacity("weight:Q", scale=alt.Scale(range=[0.25, 1]), legend=None),

@@ -1,4 +1,4 @@
-"""s-Trace Explorer: the Compare page.
+"""s-Trace Explorer: the Compare page (``/Compare``).
 
 Two or more models on the same prompts: one model's per-prompt density against another's (click a point to
 open its prompt on the Trace page), Spearman's rho for every pair of models, and their mean error curves
@@ -12,17 +12,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_state import (
-    chosen_results, correlation_table, init_results_state, load_chosen, open_in_trace_page, page_setup,
-    remember_widgets, results_sidebar, selected_prompt, share_results_in_url, view,
-)
 from explorer import DEFAULT_MODEL
-from explorer.config import AppConfig
 from explorer.corpus.store import Results, RunInfo, shipped_root
-from explorer.views import corpus_curves, corpus_frames as cf, scatter
-
-WIDGETS = ("compare_results", "compare_folders", "compare_mode", "compare_x", "compare_y")
-LAST = "compare_last_widgets"  # the slot init_results_state restores
+from explorer.views import corpus_tables as ct
+from explorer.views import scatter
+from ui.nav import open_in_trace_page
+from ui.results import ResultsPage, correlation_table, draw_curves, results_page, selected_prompt
+from ui.state import app_config, view
 
 
 def _corpus_of(folder: Path) -> tuple:
@@ -37,11 +33,9 @@ def default_results(offered: list[str]) -> list[str]:
     return [n for n, c in corpus.items() if ref is None or c == ref]
 
 
-def sidebar(cfg: AppConfig) -> str:
-    results_sidebar(cfg, "compare")
-    sb = st.sidebar
-    sb.header("View")
-    return sb.radio("Ablation mode", list(cf.MODE_CHOICES), format_func=cf.MODE_CHOICES.get, key="compare_mode")
+PAGE = ResultsPage("compare", ("compare_x", "compare_y"), default_results, need=2,
+                   missing="Choose two or more results in the sidebar (shipped, or results folders), run on the "
+                   "same prompts by different models.")
 
 
 @view("Density across models", "One point per prompt that both models hold: its density under one model "
@@ -59,7 +53,7 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
     else:
         x, y = names[0], names[1]
     a, b = results[names.index(x)], results[names.index(y)]
-    df = cf.pair_frame(a, b, x, y, modes)
+    df = ct.pair_frame(a, b, x, y, modes)
     if df.empty:
         st.info(f"{x} and {y} share no prompt in these modes.")
         return
@@ -67,7 +61,7 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
     event = st.altair_chart(scatter.density_pair(df), on_select="rerun", key="compare_scatter",
                             selection_mode=scatter.SELECTION, width="content")
     points = (event.selection or {}).get(scatter.SELECTION) if event else None
-    row = cf.selected_row(df, points, scatter.PAIR_FIELDS)
+    row = ct.selected_row(df, points, scatter.PAIR_FIELDS)
     c = selected_prompt(row, "ablation: {mode}")
     if c is None:
         return
@@ -83,43 +77,22 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
 @view("Spearman's rho across models", "Rank correlation of per-prompt density for every pair of models, on "
       "the prompts both hold (the papers found 0.26 to 0.71 between ten 7B-14B models).")
 def draw_table(results: list[Results], modes: list[str]) -> None:
-    correlation_table(cf.cross_table(results, modes))
-
-
-@view("Error against size, model by model", "Mean total variation over each model's prompts (line) and its "
-      "inter-quartile range (band), for the s-trace and its controls.")
-def draw_curves(results: list[Results], modes: list[str]) -> None:
-    st.altair_chart(corpus_curves.mean_curves(cf.curve_frame(results, modes)), width="content")
-    if len(modes) > 1:
-        st.caption(corpus_curves.DASH_NOTE)
+    correlation_table(ct.cross_table(results, modes))
 
 
 def main() -> None:
-    cfg = page_setup("Compare models")
-    st.title("Compare models")
-    st.caption("Do the prompts that need much of one model's graph also need much of another's? Per-prompt "
-               "density of two or more models on the same prompts.")
-    init_results_state(cfg, "compare", default_results)
-    mode = sidebar(cfg)
-    remember_widgets(LAST, WIDGETS)
-    chosen = chosen_results(cfg, "compare_results", "compare_folders")
-    share_results_in_url(chosen, mode)
-    results = load_chosen(chosen)
-    if len(results) < 2:
-        st.info("Choose two or more results in the sidebar (shipped, or results folders), run on the same "
-                "prompts by different models.")
+    shown = results_page(
+        app_config(), PAGE, "Compare models",
+        "Do the prompts that need much of one model's graph also need much of another's? Per-prompt density of "
+        "two or more models on the same prompts.")
+    if shown is None:
         return
-    available = sorted({m for r in results for m in r.modes})
-    modes = cf.modes_of(mode, available)
-    if not modes:
-        st.warning(f"These results hold no '{mode}' rows; they hold: {', '.join(available)}.")
-        return
-    names = cf.labels(results)
-    with st.expander("What these results hold"):
-        st.dataframe(cf.summary(results), hide_index=True, width="stretch")
-    draw_pair(results, names, modes)
+    results, modes = shown.results, shown.modes
+    draw_pair(results, ct.labels(results), modes)
     draw_table(results, modes)
-    draw_curves(results, modes)
+    draw_curves(shown, "Error against size, model by model", "Mean total variation over each model's prompts "
+                "(line) and its inter-quartile range (band), for the s-trace and its controls.")
 
 
-main()
+if __name__ == "__main__":
+    main()

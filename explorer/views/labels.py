@@ -1,5 +1,6 @@
-"""Helpers shared by the views: labels for sizes and tokens, the trace's edges at one size, and when each
-component first entered the trace."""
+"""Labels and helpers shared by the views: how sizes, tokens, variants and ablation modes are named, which
+evaluated size to show first, the trace's edges at one size, and when each component first entered the
+trace."""
 
 from __future__ import annotations
 
@@ -7,16 +8,29 @@ import math
 
 import numpy as np
 
-from explorer.graph import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP
-from explorer.trace import Trace
+from explorer.results import Trace
 
-KIND_NAMES = {ATTENTION: "attention", RESIDUAL_ATTN: "residual", RESIDUAL_MLP: "residual", MLP: "mlp"}
+__all__ = [
+    "MODE_LABELS", "VARIANT_LABELS", "closest_stratum", "default_stratum", "first_entry",
+    "format_size", "layer_quarter", "size_label", "token_label", "trace_edges", "variant_label",
+]
+
 VARIANT_LABELS = {
     "trace": "s-trace",
     "random": "random control",
     "inverse": "inverse control",
     "other_mode": "s-trace, other mode",
 }
+"""What the charts call each variant of a size (:data:`explorer.options.VARIANTS`)."""
+MODE_LABELS = {"all": "all edges removed (the method)", "attention-kept": "attention kept (authors' code)"}
+"""What the pages call each ablation mode (:data:`explorer.options.MODES`)."""
+
+
+def variant_label(trace: Trace, variant: str) -> str:
+    """The chart label of ``variant`` in ``trace``: the other mode's is named after that mode."""
+    if variant == "other_mode":
+        return f"s-trace, {trace.settings.other_mode}"
+    return VARIANT_LABELS.get(variant, variant)
 
 
 def format_size(size: float) -> str:

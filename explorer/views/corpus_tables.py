@@ -1,4 +1,4 @@
-"""Data frames for the Corpus and Compare pages, built from loaded corpus results
+"""The corpus tables: data frames for the Corpus and Compare pages, built from loaded corpus results
 (:class:`explorer.corpus.store.Results`) with :mod:`explorer.corpus.stats`.
 
 Every frame carries ``model`` (a label, unique among the results shown), ``model_id`` (what the Trace page
@@ -13,21 +13,19 @@ import io
 import os
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
 from explorer.corpus import stats
-from explorer.corpus.store import RUN_FILE, PART_RE, Results
 from explorer.corpus.frequency import FILE as FREQUENCY_FILE
+from explorer.corpus.store import PART_RE, RUN_FILE, Results
+from explorer.options import MODES
+from explorer.views.labels import MODE_LABELS
 
-MODES = ("all", "attention-kept")
 OVERLAY = "overlay both"
-MODE_CHOICES = {
-    "all": "all edges removed (the method)",
-    "attention-kept": "attention kept (authors' code)",
-    OVERLAY: "overlay both modes",
-}
+MODE_CHOICES = {**MODE_LABELS, OVERLAY: "overlay both modes"}
 AXES = {"log": "over log10 s (the method)", "linear": "over linear s (withdrawn paper)"}
 SELECTION_FIELDS = ["model", "mode", "prompt_id"]
 SCATTER_COLUMNS = ["model", "model_id", "weighting", "mode", "prompt_id", "prompt_index", "text", "gold",
@@ -77,7 +75,8 @@ def summary(results: list[Results]) -> pd.DataFrame:
     rows = []
     for label, r in zip(labels(results), results):
         s = r.run.settings
-        rows.append({"model": label, "source": r.run.source, "prompts": int(r.prompts["prompt_id"].nunique()),
+        prompt_ids = cast(pd.Series, r.prompts["prompt_id"])
+        rows.append({"model": label, "source": r.run.source, "prompts": int(prompt_ids.nunique()),
                      "modes": ", ".join(r.modes), "sizes": len(s.get("sizes", [])),
                      "weighting": s.get("weighting", "?"), "controls": bool(s.get("controls", False)),
                      "frequencies": r.frequencies.source if r.frequencies else "none", "folder": str(r.folder)})
@@ -108,7 +107,7 @@ def scatter_frame(table: pd.DataFrame, axis: str = "log") -> pd.DataFrame:
     if axis == "linear":
         df["density"] = df["density_linear"]
     df["freq_log"] = np.log10(1.0 + df["full_top1_freq"].astype(float))
-    return df[SCATTER_COLUMNS].reset_index(drop=True)
+    return cast(pd.DataFrame, df[SCATTER_COLUMNS]).reset_index(drop=True)
 
 
 def correlations(results: list[Results], modes: list[str], axis: str = "log") -> pd.DataFrame:
@@ -146,7 +145,7 @@ def recovery_frame(results: list[Results], modes: list[str]) -> pd.DataFrame:
 
 def has_frequencies(results: Results) -> bool:
     """Whether the results hold unigram frequencies of the full model's top-1 tokens."""
-    return results.frequencies is not None and results.prompts["full_top1_freq"].notna().any()
+    return results.frequencies is not None and cast(pd.Series, results.prompts["full_top1_freq"]).notna().any()
 
 
 def frequency_frame(results: list[Results], modes: list[str]) -> pd.DataFrame:
@@ -201,7 +200,7 @@ def cross_table(results: list[Results], modes: list[str]) -> pd.DataFrame:
         df.insert(0, "mode", mode)
         parts.append(df)
     cols = ["mode", "model_a", "model_b", "rho", "p", "n"]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+    return cast(pd.DataFrame, pd.concat(parts, ignore_index=True)[cols]) if parts else pd.DataFrame(columns=cols)
 
 
 def selected_row(frame: pd.DataFrame, points: list[dict] | None, fields=SELECTION_FIELDS) -> dict | None:
@@ -214,7 +213,7 @@ def selected_row(frame: pd.DataFrame, points: list[dict] | None, fields=SELECTIO
         return None
     hit = frame
     for f in fields:
-        hit = hit[hit[f].astype(str) == str(point[f])]
+        hit = cast(pd.DataFrame, hit[hit[f].astype(str) == str(point[f])])
     return None if hit.empty else hit.iloc[0].to_dict()
 
 

@@ -1,4 +1,4 @@
-"""s-Trace Explorer: the Method page. The method explained in short sections, each with a figure computed
+"""s-Trace Explorer: the Method page (``/Method``). The method explained in short sections, each with a figure computed
 live on the embedded model for one short prompt (the user can change it), and a way to open the view of
 the Trace page that shows the same thing."""
 
@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_state import open_in_trace_page, sweep_with_progress
 from explorer import DEFAULT_MODEL
-from explorer.views import common, distribution, method
+from explorer.views import distribution, labels, method
+from ui.nav import open_in_trace_page
+from ui.state import app_config, sweep_with_progress
 
 DEFAULT_PROMPT = "The capital of France is"
-# The sweep the page explains: the method's defaults, with both controls and the other ablation mode.
-SETTINGS = dict(model_id=DEFAULT_MODEL, device="auto", dtype="auto", revision=None, weighting="l1", mode="all",
-                controls=True, compare_modes=True)
+# The sweep the page explains: the method's defaults, with both controls and the other ablation mode, on the
+# embedded model (the device and dtype are the configuration's, as the Trace page starts with).
+SETTINGS = dict(model_id=DEFAULT_MODEL, revision=None, weighting="l1", mode="all", controls=True,
+                compare_modes=True)
 
 
 def open_trace(prompt: str) -> None:
@@ -31,7 +33,8 @@ def see_on_trace_page(view: str, prompt: str, key: str) -> None:
 
 def sweep_for(prompt: str):
     """The page's sweep, or ``None`` after showing what went wrong."""
-    return sweep_with_progress(**SETTINGS, prompt=prompt)
+    cfg = app_config()
+    return sweep_with_progress(**SETTINGS, device=cfg.device, dtype=cfg.dtype, prompt=prompt)
 
 
 def section_graph(tr, prompt: str) -> None:
@@ -97,11 +100,11 @@ def section_search(tr, prompt: str) -> int:
     st.dataframe(method.first_edges(tr, 100), hide_index=True, height=280,
                  column_config={"weight": st.column_config.NumberColumn(format="%.3f")})
     st.markdown(
-        f"The sizes evaluated go from {common.format_size(tr.strata[0].size)} to 1 (sizes too small to hold "
+        f"The sizes evaluated go from {labels.format_size(tr.strata[0].size)} to 1 (sizes too small to hold "
         "one edge are skipped). Pick one: the figures below follow it.")
     index = st.select_slider(
-        "Size of the subgraph", options=list(range(len(tr.strata))), value=common.default_stratum(tr),
-        key=f"method-size-{abs(hash((tr.prompt, tr.n_edges)))}", format_func=lambda i: common.size_label(tr, i))
+        "Size of the subgraph", options=list(range(len(tr.strata))), value=labels.default_stratum(tr),
+        key=f"method-size-{abs(hash((tr.prompt, tr.n_edges)))}", format_func=lambda i: labels.size_label(tr, i))
     st.altair_chart(method.sizes_chart(tr, index), width="stretch")
     see_on_trace_page("the size slider and Components", prompt, "search")
     return index
@@ -110,7 +113,7 @@ def section_search(tr, prompt: str) -> int:
 def section_ablation(tr, prompt: str, index: int) -> None:
     st.subheader("4. Zero ablation, in two modes")
     rec = method.mode_recovery(tr)
-    fmt = lambda s: f"s = {common.format_size(s)}" if s else "no size"  # noqa: E731
+    fmt = lambda s: f"s = {labels.format_size(s)}" if s else "no size"  # noqa: E731
     st.markdown(
         "To test a trace, the model runs again on the same prompt with every edge **outside** the trace "
         "multiplied by 0; everything after it is recomputed, so later attention and MLPs see the changed "
@@ -127,7 +130,7 @@ def section_ablation(tr, prompt: str, index: int) -> None:
     see_on_trace_page("Error against size (turn on Compare modes)", prompt, "ablation")
 
 
-def section_metrics(sweep, tr, prompt: str, index: int) -> None:
+def section_metrics(tr, prompt: str, index: int) -> None:
     st.subheader("5. Total variation and shared nucleus")
     out = tr.strata[index].trace
     st.markdown(
@@ -138,10 +141,10 @@ def section_metrics(sweep, tr, prompt: str, index: int) -> None:
         "tokens whose probability reaches *k* %; the shared nucleus is the largest *k* whose two lists are "
         "identical, in order. 1 % or more means the top-1 token is kept.")
     c1, c2, c3 = st.columns(3)
-    c1.metric("Size", common.format_size(tr.strata[index].size))
+    c1.metric("Size", labels.format_size(tr.strata[index].size))
     c2.metric("TV", f"{out.tv:.3f}")
     c3.metric("Shared nucleus", f"{out.shared_nucleus}%")
-    st.altair_chart(distribution.chart(tr, index, sweep.full_top_probs), width="content")
+    st.altair_chart(distribution.chart(tr, index), width="content")
     st.caption("The nucleus lists at this size, from the ten top tokens kept per distribution:")
     st.dataframe(method.nucleus_frame(tr, index), hide_index=True, height=35 * 13 + 3)
     see_on_trace_page("Output distribution", prompt, "metrics")
@@ -159,7 +162,7 @@ def section_controls(tr, prompt: str, index: int) -> None:
         "- **inverse**: the trace's attention and MLP edges removed, everything else kept.\n\n"
         "A trace is only interesting where its TV lies well below the random control's. (While the trace holds "
         "only residual edges, the inverse control removes nothing, so its TV is near 0.)"
-        + (f" At s = {common.format_size(s.size)}: trace {s.trace.tv:.3f}, random {rand.tv:.3f}, inverse "
+        + (f" At s = {labels.format_size(s.size)}: trace {s.trace.tv:.3f}, random {rand.tv:.3f}, inverse "
            f"{inv.tv:.3f}." if rand and inv else ""))
     st.altair_chart(method.controls_chart(tr, index), width="stretch")
     see_on_trace_page("Error against size", prompt, "controls")
@@ -190,7 +193,7 @@ def section_phases(tr, prompt: str, index: int) -> None:
         text += (f" Here the smallest trace has {late:.0%} of its edges in the last quarter: it is the last "
                  "token's own stream, followed down from the output.")
     if kept:
-        text += f" The top-1 token comes back at s = {common.format_size(kept)}, in the {method.phase_label(kept)}"
+        text += f" The top-1 token comes back at s = {labels.format_size(kept)}, in the {method.phase_label(kept)}"
         text += (": this small model needs more of its graph than the papers' large ones." if kept > 1e-2 else ".")
     st.markdown(text)
     st.altair_chart(method.phase_chart(tr, index), width="stretch")
@@ -209,7 +212,6 @@ def section_settings(prompt: str) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Method · s-Trace Explorer", layout="wide")
     st.title("How the s-trace works")
     st.caption("How much of a model's computation does a prompt need? Each figure below is computed live, on "
                f"the embedded model ({DEFAULT_MODEL}), for the prompt in the box: change it and they change.")
@@ -220,7 +222,7 @@ def main() -> None:
     if sweep is None:
         return
     tr = sweep.trace
-    st.markdown(f"**{len(tr.tokens)} tokens**: " + " · ".join(f"`{common.token_label(tr, t)}`"
+    st.markdown(f"**{len(tr.tokens)} tokens**: " + " · ".join(f"`{labels.token_label(tr, t)}`"
                                                               for t in range(len(tr.tokens)))
                 + f" · the full model's top-1 next token: **{tr.full.top[0].token!r}** "
                 f"({tr.full.top[0].prob:.0%})")
@@ -228,11 +230,12 @@ def main() -> None:
     section_weights(tr, prompt)
     index = section_search(tr, prompt)
     section_ablation(tr, prompt, index)
-    section_metrics(sweep, tr, prompt, index)
+    section_metrics(tr, prompt, index)
     section_controls(tr, prompt, index)
     section_density(tr, prompt)
     section_phases(tr, prompt, index)
     section_settings(prompt)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""One prompt's rows in a corpus run's results, built in one place for every way of tracing prompts.
+
+:func:`prompt_rows` turns a prompt's traces (one per ablation mode, as :func:`explorer.trace.trace_modes`
+returns them) into rows with every column of :data:`explorer.corpus.store.SCHEMA`: one row per mode and
+size, the per-prompt columns repeated on each. :func:`trace_rows` traces a prompt and builds its rows;
+the local tracer calls it in this process, each Ray actor on its own node.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from explorer.corpus.frequency import Frequencies
+from explorer.corpus.sources import Prompt
+from explorer.results import Settings, Trace
+from explorer.trace import trace_modes
+
+if TYPE_CHECKING:
+    from explorer.models.loading import LoadedModel
+
+RECOVERY_KS = (1, 10, 50, 90)  # the recovery_k columns of the store's schema
+
+
+def _opt(x):
+    return None if x is None else float(x)
+
+
+def prompt_rows(traces: list[Trace], prompt: Prompt, index: int, freq: Frequencies | None,
+                seconds: float) -> list[dict]:
+    """Rows (one per mode and size, every column of :data:`explorer.corpus.store.SCHEMA`) of one prompt's
+    traces, one trace per mode as :func:`explorer.trace.trace_modes` returns them. ``index``: the prompt's
+    place in the corpus; ``freq``: the token frequencies of the ``*_freq`` columns (``None``: null);
+    ``seconds``: the time the traces took."""
+    rows = []
+    for tr in traces:
+        sizes = [s.size for s in tr.strata]
+        full_top = tr.full.top[0]
+        has_random = all("random" in s.outputs for s in tr.strata)
+        base = {
+            "prompt_id": prompt.id, "prompt_index": index, "text": prompt.text, "gold": prompt.gold,
+            "category": prompt.category, "mode": tr.settings.mode, "n_tokens": len(tr.tokens),
+            "n_edges": tr.n_edges, "density": tr.density_of("trace", "log"),
+            "density_linear": tr.density_of("trace", "linear"),
+            "density_random": tr.density_of("random", "log") if has_random else None,
+            "entropy": tr.full.entropy, "full_top1_id": full_top.id, "full_top1_token": full_top.token,
+            "full_top1_prob": full_top.prob,
+            "full_top1_freq": float(freq.per_million([full_top.id])[0]) if freq else None,
+            "full_gold_ce": _opt(tr.full.gold_ce),
+            **{f"recovery_{k}": _opt(tr.recovery.get(k)) for k in RECOVERY_KS},
+            "seconds": seconds,
+        }
+        top1_freq = freq.per_million([s.trace.top[0].id for s in tr.strata]) if freq else [None] * len(sizes)
+        for s, f in zip(tr.strata, top1_freq):
+            out, inv, rnd = s.trace, s.outputs.get("inverse"), s.outputs.get("random")
+            rows.append({
+                **base,
+                "size": s.size, "stratum_edges": s.n_edges, "tv": out.tv, "shared_nucleus": out.shared_nucleus,
+                "stratum_entropy": out.entropy, "top1_id": out.top[0].id, "top1_token": out.top[0].token,
+                "top1_freq": _opt(f), "top_ids": [t.id for t in out.top], "top_tokens": [t.token for t in out.top],
+                "top_probs": [t.prob for t in out.top], "gold_ce": _opt(out.gold_ce),
+                "tv_inverse": inv.tv if inv else None, "tv_random": rnd.tv if rnd else None,
+                "nucleus_inverse": inv.shared_nucleus if inv else None,
+                "nucleus_random": rnd.shared_nucleus if rnd else None,
+                "attention_edges": s.kinds["attention"], "mlp_edges": s.kinds["mlp"],
+                "residual_edges": s.kinds["residual"],
+            })
+    return rows
+
+
+def trace_rows(lm: LoadedModel, prompt: Prompt, index: int, settings: Settings, modes: tuple[str, ...],
+               freq: Frequencies | None) -> list[dict]:
+    """Trace ``prompt`` on ``lm`` in every mode of ``modes`` and return its :func:`prompt_rows` (whose
+    ``seconds`` column is the time the traces took). Raises what :func:`explorer.trace.trace_modes`
+    raises (:class:`~explorer.errors.BadPrompt` for a prompt the model cannot take)."""
+    t0 = time.perf_counter()
+    traces = trace_modes(lm, prompt.text, settings, tuple(modes), gold=prompt.gold)
+    return prompt_rows(traces, prompt, index, freq, time.perf_counter() - t0)

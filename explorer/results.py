@@ -1,0 +1,189 @@
+"""The result types of a trace, apart from the pipeline that computes them (:mod:`explorer.trace`):
+:class:`Settings` (how a trace is computed), :class:`Output` (one next-token distribution's summary),
+:class:`Stratum` (one size and its variants' outputs), :class:`Trace` (one prompt over all sizes), and
+their plain-value forms (JSON, the per-size table). numpy only: charts and notebooks load them without
+torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from explorer.density import density
+from explorer.edges import EdgeLayout
+from explorer.errors import BadSetting
+from explorer.options import (
+    DEFAULT_SIZES, DENSITY_AXES, MODES, WEIGHTINGS, DensityAxis, Mode, Variant, check_sizes,
+)
+
+DEFAULT_MAX_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a trace is computed. ``mode`` is the ablation mode (METHOD.md section 4); ``compare_modes``
+    also evaluates the trace in the other mode; ``controls`` adds the inverse and random controls."""
+
+    weighting: str = "l1"
+    mode: Mode = "all"
+    controls: bool = False
+    compare_modes: bool = False
+    sizes: tuple[float, ...] = DEFAULT_SIZES
+    seed: int = 0
+    density_axis: DensityAxis = "log"
+    top_k: int = 10
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    batch_size: int = 32
+
+    def __post_init__(self):
+        if self.weighting not in WEIGHTINGS:
+            raise BadSetting(f"unknown edge weighting '{self.weighting}'; choose one of {', '.join(WEIGHTINGS)}")
+        if self.mode not in MODES:
+            raise BadSetting(f"unknown ablation mode '{self.mode}'; choose one of {', '.join(MODES)}")
+        if self.density_axis not in DENSITY_AXES:
+            raise BadSetting(f"unknown density axis '{self.density_axis}'; choose log or linear")
+        if self.batch_size < 1 or self.top_k < 1 or self.max_tokens < 1:
+            raise BadSetting("batch_size, top_k and max_tokens must be positive")
+        object.__setattr__(self, "sizes", check_sizes(self.sizes))
+
+    @property
+    def other_mode(self) -> Mode:
+        return MODES[1 - MODES.index(self.mode)]
+
+
+@dataclass
+class TokenProb:
+    token: str
+    id: int
+    prob: float
+
+
+@dataclass
+class Output:
+    """A next-token distribution's summary: top tokens, entropy (nats), and error against the full model
+    (``tv``, ``shared_nucleus``; 0 for the full model itself) and gold-token cross-entropy if given.
+    ``full_top_probs``: this distribution's probability of each of the full model's top tokens."""
+
+    top: list[TokenProb]
+    entropy: float
+    tv: float = 0.0
+    shared_nucleus: int = 99
+    gold_ce: float | None = None
+    full_top_probs: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Stratum:
+    """One size ``s`` with ``n_edges = floor(s * E)`` edges. ``outputs`` maps a variant (``trace``,
+    ``inverse``, ``random``, ``other_mode``) to its output; ``kinds`` counts the trace's attention, MLP
+    and residual edges; ``components`` counts edges per ``a{l}.h{h}`` / ``m{l}`` (non-zero only)."""
+
+    size: float
+    n_edges: int
+    outputs: dict[Variant, Output]
+    kinds: dict[str, int]
+    components: dict[str, int]
+
+    @property
+    def trace(self) -> Output:
+        return self.outputs["trace"]
+
+
+@dataclass
+class Trace:
+    """s-Trace of one prompt. ``order`` holds the ``E`` edge ids in greedy order (ids as in
+    :class:`explorer.graph.EdgeLayout`), ``order_weights`` their weights."""
+
+    model_id: str
+    revision: str | None
+    prompt: str
+    tokens: list[str]
+    token_ids: list[int]
+    gold: str | None
+    settings: Settings
+    layout: EdgeLayout
+    full: Output
+    strata: list[Stratum]
+    density: float
+    recovery: dict[int, float | None]
+    timings: dict[str, float]
+    order: np.ndarray = field(repr=False)
+    order_weights: np.ndarray = field(repr=False)
+
+    @property
+    def n_edges(self) -> int:
+        return self.layout.n_edges
+
+    def curve(self, variant: Variant = "trace", metric: str = "tv") -> tuple[list[float], list[float]]:
+        """``(sizes, values)`` of one metric for one variant, over the strata that have it."""
+        pts = [(s.size, getattr(s.outputs[variant], metric)) for s in self.strata if variant in s.outputs]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    def density_of(self, variant: Variant = "trace", axis: DensityAxis | None = None) -> float:
+        sizes, tv = self.curve(variant, "tv")
+        return density(sizes, tv, axis or self.settings.density_axis)
+
+    def to_dict(self) -> dict:
+        """Everything but the edge order, as plain JSON-ready values."""
+        settings = asdict(self.settings)
+        settings["sizes"] = list(self.settings.sizes)
+        return {
+            "model": {"id": self.model_id, "revision": self.revision},
+            "prompt": self.prompt,
+            "tokens": self.tokens,
+            "token_ids": self.token_ids,
+            "gold": self.gold,
+            "settings": settings,
+            "graph": {
+                "layers": self.layout.n_layers,
+                "heads": self.layout.n_heads,
+                "tokens": self.layout.n_tokens,
+                "parallel_residual": self.layout.parallel,
+                "edges": self.n_edges,
+            },
+            "full": asdict(self.full),
+            "strata": [asdict(s) for s in self.strata],
+            "density": self.density,
+            "density_axis": self.settings.density_axis,
+            "recovery": {str(k): v for k, v in self.recovery.items()},
+            "timings": self.timings,
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """:meth:`to_dict` as JSON: settings, tokens, strata with their metrics, per-component edge counts
+        (``a{l}.h{h}`` / ``m{l}``)."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def to_frame(self):
+        """The per-size table as a pandas DataFrame (:func:`table_rows`): size, edges, TV, shared nucleus,
+        entropy, top-1 token, edge kinds, and each control's TV and shared nucleus."""
+        import pandas as pd
+
+        return pd.DataFrame(table_rows(self))
+
+
+def table_rows(trace: Trace) -> list[dict]:
+    """One row per size: edges, TV, shared nucleus, entropy, top-1 token, edge kinds, and each other
+    variant's TV and shared nucleus."""
+    rows = []
+    for s in trace.strata:
+        row = {
+            "size": s.size,
+            "edges": s.n_edges,
+            "tv": s.trace.tv,
+            "shared_nucleus": s.trace.shared_nucleus,
+            "entropy": s.trace.entropy,
+            "top1": s.trace.top[0].token,
+            "top1_prob": s.trace.top[0].prob,
+            "gold_ce": s.trace.gold_ce,
+            **{f"{k}_edges": v for k, v in s.kinds.items()},
+        }
+        for variant, out in s.outputs.items():
+            if variant != "trace":
+                row[f"tv_{variant}"] = out.tv
+                row[f"shared_nucleus_{variant}"] = out.shared_nucleus
+        rows.append(row)
+    return rows

@@ -1,0 +1,130 @@
+"""s-Trace Explorer: the Corpus page (``/Corpus``).
+
+Load corpus results (the shipped ones, a results folder, or a corpus run from this page) and see, over
+the prompts: density against the full model's entropy (one point per prompt; click one to open it on the
+Trace page) with Spearman's rho; the mean error curve with its inter-quartile band, trace against the
+controls; nucleus recovery; and whether small subgraphs predict frequent tokens. Both ablation modes can be
+shown apart or overlaid. The URL's query parameters (``results``, repeated, and ``mode``) reproduce a view.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from explorer import DEFAULT_MODEL
+from explorer.corpus.store import Results
+from explorer.views import corpus_curves, scatter
+from explorer.views import corpus_tables as ct
+from ui.corpus_run import run_form
+from ui.nav import open_in_trace_page
+from ui.results import ResultsPage, correlation_table, draw_curves, results_page, selected_prompt
+from ui.state import app_config, view
+
+COLOUR_BY = scatter.COLOUR_BY
+
+
+def default_results(offered: list[str]) -> list[str]:
+    """The default model's shipped results, else the first offered."""
+    return [DEFAULT_MODEL] if DEFAULT_MODEL in offered else offered[:1]
+
+
+PAGE = ResultsPage("corpus", ("corpus_colour", "corpus_axis"), default_results, need=1,
+                   missing="Choose results in the sidebar, or run a corpus above.")
+
+
+def sidebar() -> dict:
+    """How to show the results, beside the shared choice of results and mode."""
+    sb = st.sidebar
+    colour = sb.radio("Colour points by", list(COLOUR_BY), format_func=COLOUR_BY.get, key="corpus_colour")
+    axis = sb.radio("Density integral", list(ct.AXES), format_func=ct.AXES.get, key="corpus_axis",
+                    help="the withdrawn paper integrated TV over linear s")
+    return dict(colour=colour, axis=axis)
+
+
+@view("Density and entropy", "One point per prompt: how much of the graph it needs (density) against how "
+      "uncertain the full model is (entropy). Click a point to see its prompt and open it on the Trace page; "
+      "double-click to clear.")
+def draw_scatter(results: list[Results], modes: list[str], colour: str, axis: str) -> None:
+    table = ct.prompt_table(results, modes)
+    points = ct.scatter_frame(table, axis)
+    if colour == "frequency" and points["freq_log"].isna().all():
+        st.info("These results hold no token frequencies; points are coloured by model.")
+        colour = "model"
+    event = st.altair_chart(scatter.density_entropy(points, colour, axis), on_select="rerun", key="corpus_scatter",
+                            selection_mode=scatter.SELECTION, width="stretch")
+    corr = ct.correlations(results, modes, axis)
+    st.markdown("**Spearman's rho, density against entropy**")
+    correlation_table(corr)
+    selected = ct.selected_row(points, (event.selection or {}).get(scatter.SELECTION) if event else None)
+    show_selected(selected)
+
+
+def show_selected(row: dict | None) -> None:
+    c = selected_prompt(row, "{model} · ablation: {mode}")
+    if c is None:
+        return
+    c[0].metric("Density", f"{row['density']:.2f}")
+    c[1].metric("Entropy (nats)", f"{row['entropy']:.2f}")
+    c[2].metric("Full model's top-1", repr(row["full_top1_token"]))
+    rec = row["recovery_1"]
+    c[3].metric("Top-1 kept from", f"s = {rec:.1e}" if pd.notna(rec) else "never")
+    if st.button("Open on the Trace page", key="corpus_open", type="primary"):
+        open_in_trace_page(row["model_id"], row["text"], row["mode"], row["weighting"])
+
+
+@view("Nucleus recovery", "Per k: the share of prompts whose subgraph reproduces the full model's k% nucleus "
+      "(same tokens, same order) at some evaluated size, and the smallest size that does.")
+def draw_recovery(results: list[Results], modes: list[str]) -> None:
+    df = ct.recovery_frame(results, modes)
+    st.altair_chart(corpus_curves.recovery(df), width="content")
+    with st.expander("Table"):
+        st.dataframe(df, hide_index=True, width="stretch", column_config={
+            "recovered": st.column_config.NumberColumn(format="percent"),
+            **{c: st.column_config.NumberColumn(format="%.1e") for c in ("q25", "median", "q75")}})
+
+
+@view("Do small subgraphs predict frequent tokens?", "Mean log frequency (unigram counts in a corpus, under the "
+      "model's own tokenizer) of the subgraph's top-1 token at each size, against the full model's top-1.")
+def draw_frequency(results: list[Results], modes: list[str]) -> None:
+    df = ct.frequency_frame(results, modes)
+    if df.empty:
+        st.info("These results hold no token frequencies (a run counts them when asked to).")
+        return
+    sources = {r.model_id: r.frequencies.source for r in results if ct.has_frequencies(r)}
+    st.caption("Frequencies from: " + "; ".join(f"{m}: {s}" for m, s in sources.items()))
+    st.altair_chart(corpus_curves.frequency(df), width="content")
+    if len(modes) > 1:
+        st.caption(corpus_curves.DASH_NOTE)
+
+
+def downloads(results: list[Results], modes: list[str]) -> None:
+    st.subheader("Per-prompt table")
+    table = ct.prompt_table(results, modes)
+    c1, c2, _ = st.columns([1, 1, 3])
+    c1.download_button("Per-prompt CSV", ct.to_csv(table), file_name="s-trace-corpus.csv", mime="text/csv")
+    c2.download_button("Per-prompt Parquet", ct.to_parquet(table), file_name="s-trace-corpus.parquet",
+                       mime="application/vnd.apache.parquet")
+    with st.expander(f"Table ({len(table)} rows)"):
+        st.dataframe(table, hide_index=True, width="stretch")
+
+
+def main() -> None:
+    shown = results_page(
+        app_config(), PAGE, "Corpus density",
+        "Density over many prompts: does a prompt that leaves the model uncertain need more of its computation "
+        "graph? Load shipped or saved results, or run a small corpus here.", before=run_form, sidebar=sidebar)
+    if shown is None:
+        return
+    results, modes = shown.results, shown.modes
+    draw_scatter(results, modes, shown.options["colour"], shown.options["axis"])
+    draw_curves(shown, "Error against size over the corpus", "Mean total variation over the prompts (line) and "
+                "its inter-quartile range (band), for the s-trace and the random and inverse controls of the same "
+                "size. The trace should sit well below the random control in the construction phase.")
+    draw_recovery(results, modes)
+    draw_frequency(results, modes)
+    downloads(results, modes)
+
+
+if __name__ == "__main__":
+    main()

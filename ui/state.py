@@ -1,0 +1,220 @@
+"""Streamlit-side state shared by the pages: the app's configuration, the process-wide model cache, the
+store of computed sweeps (:class:`explorer.sweep_cache.SweepStore`, one per process, shared by every
+session) with the progress bar drawn while one is computed, the page sections, the widget values a page
+keeps across visits to other pages, and the debug panel.
+
+The work itself is done by :mod:`explorer`; only ``app.py`` and the ``ui`` package import Streamlit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from typing import cast
+
+import streamlit as st
+
+from explorer.config import AppConfig, current_config
+from explorer.errors import ExplorerError
+from explorer.options import DEVICES, DTYPES, Mode
+from explorer.results import Settings
+from explorer.sweep_cache import Sweep, SweepRequest, SweepStore
+
+# ---------------------------------------------------------------------------------------- configuration
+
+
+@st.cache_resource(show_spinner=False)
+def _config_or_error() -> tuple[AppConfig | None, str | None]:
+    try:
+        cfg = current_config(sys.argv[1:])
+    except ExplorerError as exc:
+        return None, str(exc)
+    if cfg.cache_dir:
+        os.environ["STRACE_CACHE"] = os.path.expanduser(cfg.cache_dir)
+    return cfg, None
+
+
+def app_config() -> AppConfig:
+    """The process's configuration (``--config PATH`` after ``--``, or ``$STRACE_CONFIG``); a bad file
+    stops the page with its message."""
+    cfg, error = _config_or_error()
+    if error:
+        st.error(f"Configuration error: {error}")
+        st.stop()
+    assert cfg is not None
+    return cfg
+
+
+def demo_banner(cfg: AppConfig) -> None:
+    """In demo mode, the banner that says what the demo allows."""
+    if cfg.demo:
+        st.info(f"**Demo**: the models {', '.join(cfg.models)}, prompts of at most {cfg.max_prompt_tokens} tokens, "
+                f"corpus runs of at most {cfg.corpus_max_prompts} prompts. Run it on your own machine for more.",
+                icon=":material/science:")
+
+
+def device_options(cfg: AppConfig) -> list[str]:
+    """The devices offered: :data:`explorer.options.DEVICES`, and the configured one (``cuda:1``) as itself."""
+    return list(DEVICES) + ([cfg.device] if cfg.device not in DEVICES else [])
+
+
+def dtype_options() -> list[str]:
+    """The dtypes offered: ``auto`` and :data:`explorer.options.DTYPES` (the configuration's is one of them)."""
+    return ["auto", *DTYPES]
+
+
+# ---------------------------------------------------------------------------------------- models, sweeps
+
+LOADED: dict[str, float] = {}  # what cached_model holds, for the debug panel: model (device, dtype) -> load time
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def cached_model(model_id: str, device: str, dtype: str, revision: str | None, trust_remote_code: bool = False):
+    """The model, loaded once per process (per id, device, dtype and revision) and shared by every
+    session; and the load time. Concurrent sessions asking for the same model wait for one load."""
+    from explorer.models.loading import load_model
+
+    start = time.perf_counter()
+    lm = load_model(model_id, device=device, dtype=dtype, revision=revision, trust_remote_code=trust_remote_code)
+    name = model_id + (f"@{revision}" if revision else "")
+    LOADED[f"{name} ({device}, {dtype})"] = time.perf_counter() - start
+    return lm, time.perf_counter() - start
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def sweep_store() -> SweepStore:
+    """One store per process, shared by every session."""
+    cfg = app_config()
+    return SweepStore(max_entries=cfg.cache_max_entries, max_bytes=cfg.cache_max_mb << 20)
+
+
+def sweep_request(model_id: str, device: str, dtype: str, revision: str | None, prompt: str, weighting: str,
+                  mode: str, controls: bool, compare_modes: bool, gold: str | None = None) -> SweepRequest:
+    """The request of a page's inputs under the configuration (its token cap and remote-code rule)."""
+    cfg = app_config()
+    settings = Settings(weighting=weighting, mode=cast(Mode, mode), controls=controls, compare_modes=compare_modes,
+                        max_tokens=cfg.max_prompt_tokens)
+    return SweepRequest(model=model_id, device=device, dtype=dtype, revision=revision, prompt=prompt,
+                        settings=settings, gold=gold, trust_remote_code=cfg.trust_remote_code)
+
+
+def compute_sweep(request: SweepRequest, progress=None) -> Sweep:
+    """The whole size sweep of one request, computed once for all sessions. The configuration's model
+    list applies."""
+    app_config().check_model(request.model)
+    report = progress or (lambda frac, msg: None)
+
+    def compute() -> Sweep:
+        from explorer.trace import trace_prompt
+
+        report(0.0, "loading the model")
+        lm, load_s = cached_model(request.model, request.device, request.dtype, request.revision,
+                                  request.trust_remote_code)
+        start = time.perf_counter()
+        trace = trace_prompt(lm, request.prompt, request.settings, gold=request.gold,
+                             progress=lambda f, m: report(0.05 + 0.85 * f, m))
+        return Sweep(trace, load_s, time.perf_counter() - start)
+
+    return sweep_store().get_or_compute(request, compute,
+                                        on_wait=lambda: report(0.0, "waiting: another session is tracing this prompt"))
+
+
+def sweep_with_progress(progress_text=None, **inputs) -> Sweep | None:
+    """The sweep of the inputs (:func:`sweep_request`'s arguments) under a progress bar; a failure is shown
+    as an error and gives ``None``. ``progress_text(fraction, message)`` words the bar (default: the
+    message)."""
+    bar = st.progress(0.0, text="starting")
+    word = progress_text or (lambda frac, message: message)
+    try:
+        sweep = compute_sweep(sweep_request(**inputs),
+                              progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=word(f, m)))
+    except ExplorerError as exc:
+        bar.empty()
+        st.error(str(exc))
+        return None
+    except Exception as exc:  # noqa: BLE001 - the page must stay usable
+        bar.empty()
+        st.error(f"Unexpected error while tracing: {exc}")
+        with st.expander("Details"):
+            st.code(traceback.format_exc())
+        return None
+    bar.empty()
+    return sweep
+
+
+# ---------------------------------------------------------------------------------------- page sections
+
+
+def section(title: str, caption: str, draw, *args, **kwargs) -> None:
+    """Draw one section under a subheader and caption; an unexpected failure shows a message in place of
+    the section instead of breaking the page."""
+    st.subheader(title)
+    st.caption(caption)
+    try:
+        draw(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        st.error(f"This view could not be drawn: {exc}")
+
+
+def view(title: str, caption: str):
+    """Decorator: the function draws a :func:`section`."""
+    def wrap(draw):
+        def run(*args, **kwargs):
+            section(title, caption, draw, *args, **kwargs)
+        return run
+    return wrap
+
+
+def restore_widgets(slot: str) -> None:
+    """Put back the widget values a page saved with :func:`remember_widgets` and Streamlit dropped while
+    another page was shown."""
+    for key, value in st.session_state.get(slot, {}).items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def remember_widgets(slot: str, keys) -> None:
+    st.session_state[slot] = {k: st.session_state[k] for k in keys if k in st.session_state}
+
+
+# ---------------------------------------------------------------------------------------- debug panel
+
+
+def process_memory_mb() -> float:
+    """Resident memory of this process in MiB (Linux ``/proc``; 0 where unavailable)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def debug_panel(sweep: Sweep | None = None) -> None:
+    """Per-stage timings, memory and the caches' contents, when the configuration turns it on."""
+    if not app_config().debug_panel:
+        return
+    import torch
+
+    with st.expander("Debug", expanded=False):
+        if sweep is not None:
+            st.markdown("**Timings of this sweep (s)**")
+            st.json({k: round(v, 4) for k, v in sweep.trace.timings.items()} | {"model load": round(sweep.load_s, 3)})
+        mem = {"process RSS (MiB)": round(process_memory_mb(), 1)}
+        if torch.cuda.is_available():
+            mem["GPU allocated (MiB)"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+            mem["GPU peak (MiB)"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        st.markdown("**Memory**")
+        st.json(mem)
+        store = sweep_store()
+        st.markdown(f"**Sweep cache**: {len(store.items)} of {store.max_entries} entries, "
+                    f"{store.nbytes / 2**20:.1f} of {store.max_bytes / 2**20:.0f} MiB")
+        st.dataframe([{"model": r.model, "prompt": r.prompt[:60], "weights": r.settings.weighting,
+                       "mode": r.settings.mode, "MiB": round(s.nbytes / 2**20, 2)}
+                      for r, s in list(store.items.items())], hide_index=True)
+        st.markdown("**Models loaded**")
+        st.json({name: f"{seconds:.1f} s" for name, seconds in LOADED.items()})
