@@ -146,6 +146,23 @@ class EdgeLayout:
         """Id of the RESIDUAL_ATTN, RESIDUAL_MLP or MLP edge into token ``target``'s node of ``layer``."""
         return self.offset(kind) + layer * self.n_tokens + target
 
+    def translate(self, ids: torch.Tensor, to: EdgeLayout) -> torch.Tensor:
+        """The same edges' ids in layout ``to``, of the same model on at least as many tokens (a prefix's
+        edges in the whole text's layout): ``[M]`` int64 tensor -> ``[M]`` on the same device."""
+        import torch
+
+        assert (to.n_layers, to.n_heads, to.parallel) == (self.n_layers, self.n_heads, self.parallel)
+        assert to.n_tokens >= self.n_tokens
+        L, T, U = self.n_layers, self.n_tokens, to.n_tokens
+        ids = ids.long()
+        is_attn = ids < self.n_attention_ids
+        lh, t, s = ids // (T * T), (ids // T) % T, ids % T
+        attention = (lh * U + t) * U + s
+        rest = (ids - self.n_attention_ids).clamp_min(0)
+        block, layer, target = rest // (L * T), (rest % (L * T)) // T, rest % T
+        blocks = to.n_attention_ids + block * (L * U) + layer * U + target
+        return torch.where(is_attn, attention, blocks)
+
     def counts_by_kind(self) -> dict[str, int]:
         """The graph's ``E`` edges by kind, from its shape alone: ``H`` per source token into every
         attention node, one residual edge into every node, one MLP edge into every MLP node; in the last

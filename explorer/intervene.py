@@ -144,9 +144,12 @@ def masked_logits(
     ranks: EdgeRanks,
     specs: list[MaskSpec],
     batch_size: int,
+    positions: list[int] | None = None,
 ) -> torch.Tensor:
-    """Last-position logits of each subgraph in ``specs``: ``input_ids [1, T]`` -> ``[len(specs), V]``
-    float32, evaluated ``batch_size`` subgraphs per forward pass."""
+    """Logits of each subgraph in ``specs`` at its position: ``input_ids [1, T]`` -> ``[len(specs), V]``
+    float32, evaluated ``batch_size`` subgraphs per forward pass. ``positions`` (one per spec, default the
+    last, ``T - 1``): where each subgraph's output node is; the model is causal, so the tokens after a
+    position change nothing there."""
     model = inst.adapter.model
     dtype = next(model.parameters()).dtype
     out = []
@@ -155,7 +158,14 @@ def masked_logits(
             chunk = specs[start: start + batch_size]
             inst.masks = RankMasks(ranks, chunk, dtype)
             ids = input_ids.expand(len(chunk), -1)
-            out.append(model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[:, -1].float())
+            if positions is None:
+                out.append(model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[:, -1].float())
+                continue
+            at = positions[start: start + batch_size]
+            kept = sorted(set(at))
+            logits = model(input_ids=ids, logits_to_keep=torch.tensor(kept, device=ids.device), use_cache=False).logits
+            column = torch.tensor([kept.index(t) for t in at], device=logits.device)
+            out.append(logits[torch.arange(len(chunk), device=logits.device), column].float())
     finally:
         inst.masks = None
     return torch.cat(out)

@@ -49,6 +49,16 @@ def is_device_name(device: str) -> bool:
     return device in DEVICES or (device.startswith("cuda:") and device[5:].isdigit())
 
 
+def check_modes(modes) -> tuple[Mode, ...]:
+    """``modes``, each checked to be one of :data:`MODES` (else :class:`~explorer.errors.BadSetting`)."""
+    checked: list[Mode] = []
+    for mode in modes:
+        if mode not in MODES:
+            raise BadSetting(f"unknown ablation mode '{mode}'; choose one of {', '.join(MODES)}")
+        checked.append(mode)
+    return tuple(checked)
+
+
 def check_sizes(sizes) -> tuple[float, ...]:
     """Validate a size grid: each ``0 < s <= 1``; returned sorted, without repeats."""
     out = sorted({float(s) for s in sizes})

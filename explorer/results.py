@@ -65,7 +65,9 @@ class TokenProb:
 class Output:
     """A next-token distribution's summary: top tokens, entropy (nats), and error against the full model
     (``tv``, ``shared_nucleus``; 0 for the full model itself) and gold-token cross-entropy if given.
-    ``full_top_probs``: this distribution's probability of each of the full model's top tokens."""
+    ``full_top_probs``: this distribution's probability of each of the full model's top tokens.
+    ``target_prob``, ``foil_prob``: its probability of the trace's target and foil token, and
+    ``target_logit_diff`` the target's logit minus the foil's (``log q_target - log q_foil``)."""
 
     top: list[TokenProb]
     entropy: float
@@ -73,6 +75,9 @@ class Output:
     shared_nucleus: int = 99
     gold_ce: float | None = None
     full_top_probs: list[float] = field(default_factory=list)
+    target_prob: float | None = None
+    foil_prob: float | None = None
+    target_logit_diff: float | None = None
 
 
 @dataclass
@@ -94,8 +99,13 @@ class Stratum:
 
 @dataclass
 class Trace:
-    """s-Trace of one prompt. ``order`` holds the ``E`` edge ids in greedy order (ids as in
-    :class:`explorer.graph.EdgeLayout`), ``order_weights`` their weights."""
+    """s-Trace of the prediction after token ``position`` of ``prompt``: the graph rooted at the output
+    node ``(2L, position)``, the same as tracing the text cut after that token. ``tokens`` and
+    ``token_ids`` are the traced tokens ``0..position``; ``next_token`` the text's actual next token, if it
+    has one. ``order`` holds the ``E`` edge ids in greedy order (ids as in :class:`explorer.edges.EdgeLayout`),
+    ``order_weights`` their weights. ``target`` (default: the actual next token, else the full model's
+    top-1) and ``foil`` are followed across sizes (:attr:`Output.target_prob`); the greedy order does not
+    depend on them."""
 
     model_id: str
     revision: str | None
@@ -112,6 +122,14 @@ class Trace:
     timings: dict[str, float]
     order: np.ndarray = field(repr=False)
     order_weights: np.ndarray = field(repr=False)
+    position: int = -1
+    next_token: str | None = None
+    target: str | None = None
+    foil: str | None = None
+
+    def __post_init__(self):
+        if self.position < 0:
+            self.position = len(self.tokens) - 1
 
     @property
     def n_edges(self) -> int:
@@ -135,7 +153,11 @@ class Trace:
             "prompt": self.prompt,
             "tokens": self.tokens,
             "token_ids": self.token_ids,
+            "position": self.position,
+            "next_token": self.next_token,
             "gold": self.gold,
+            "target": self.target,
+            "foil": self.foil,
             "settings": settings,
             "graph": {
                 "layers": self.layout.n_layers,
@@ -181,9 +203,92 @@ def table_rows(trace: Trace) -> list[dict]:
             "gold_ce": s.trace.gold_ce,
             **{f"{k}_edges": v for k, v in s.kinds.items()},
         }
+        if trace.target is not None:
+            row["target_prob"] = s.trace.target_prob
+        if trace.foil is not None:
+            row["foil_prob"] = s.trace.foil_prob
+            row["target_logit_diff"] = s.trace.target_logit_diff
         for variant, out in s.outputs.items():
             if variant != "trace":
                 row[f"tv_{variant}"] = out.tv
                 row[f"shared_nucleus_{variant}"] = out.shared_nucleus
         rows.append(row)
     return rows
+
+
+@dataclass
+class PositionSummary:
+    """One position ``t`` of a text traced by :func:`explorer.text.trace_text`: the prediction after token
+    ``t``. ``next_token`` is the text's actual next token (``None`` after the last), with its probability
+    and rank (1 = the top) under the full model; ``entropy``, ``top1`` are the full model's; ``density``
+    and ``density_linear`` integrate the trace's TV over ``log10(s)`` and ``s``; ``recovery`` the first
+    size whose shared nucleus reaches each level; ``generated``: whether the next token was generated."""
+
+    position: int
+    token: str
+    next_token: str | None
+    next_token_prob: float | None
+    next_token_rank: int | None
+    entropy: float
+    top1: str
+    top1_prob: float
+    density: float
+    density_linear: float
+    recovery: dict[int, float | None]
+    generated: bool = False
+
+
+@dataclass
+class TextTrace:
+    """Many positions of one text, traced together (:func:`explorer.text.trace_text`). ``tokens`` are the
+    whole text's; ``positions`` one summary per traced position, in order; ``traces`` the whole
+    :class:`Trace` of each position when kept. ``generated_from``: the index of the first generated token
+    when the text is a prompt and the model's continuation, else ``None``."""
+
+    model_id: str
+    revision: str | None
+    text: str
+    tokens: list[str]
+    token_ids: list[int]
+    settings: Settings
+    positions: list[PositionSummary]
+    traces: dict[int, Trace] = field(default_factory=dict, repr=False)
+    generated_from: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def rows(self) -> list[dict]:
+        """One row per traced position (the :class:`PositionSummary` fields, recovery as ``top1_kept_at``
+        and ``nucleus{k}_at``)."""
+        rows = []
+        for p in self.positions:
+            row = asdict(p)
+            recovery = row.pop("recovery")
+            row["top1_kept_at"] = recovery.get(1)
+            row.update({f"nucleus{k}_at": v for k, v in recovery.items() if k != 1})
+            rows.append(row)
+        return rows
+
+    def to_frame(self):
+        """:meth:`rows` as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows())
+
+    def to_dict(self) -> dict:
+        """Everything but the per-position traces' edge orders, as plain JSON-ready values."""
+        settings = asdict(self.settings)
+        settings["sizes"] = list(self.settings.sizes)
+        return {
+            "model": {"id": self.model_id, "revision": self.revision},
+            "text": self.text,
+            "tokens": self.tokens,
+            "token_ids": self.token_ids,
+            "generated_from": self.generated_from,
+            "settings": settings,
+            "positions": self.rows(),
+            "traces": {str(t): trace.to_dict() for t, trace in self.traces.items()},
+            "timings": self.timings,
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)

@@ -1,5 +1,5 @@
-"""The pipeline: :func:`trace_prompt` computes the :class:`explorer.results.Trace` of one prompt by tying
-the steps together:
+"""The pipeline: :func:`trace_prompt` computes the :class:`explorer.results.Trace` of the prediction at one
+position of a prompt (default: after its last token) by tying the steps together:
 
 1. one recorded forward pass (full logits, attention, per-layer terms);
 2. edge weights (:mod:`explorer.graph`);
@@ -8,25 +8,29 @@ the steps together:
 4. strata, controls and (optionally) the other ablation mode, evaluated in batched masked passes
    (:mod:`explorer.intervene`);
 5. metrics and density (:mod:`explorer.metrics`), moved to the host once.
+
+Steps 4-5 take any number of positions of one text (:class:`Searched`, one per position), so that
+:func:`explorer.text.trace_text` shares them: the masked passes of every position go through the same
+batches, each read at its own position.
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from explorer.errors import BadPrompt, BadSetting, OutOfMemory
 from explorer.density import density, recovery_sizes
-from explorer.edges import stratum_counts
-from explorer.graph import build_graph, layout_for
+from explorer.edges import EdgeLayout, stratum_counts
+from explorer.graph import TokenGraph, build_graph, layout_for
 from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
 from explorer.metrics import entropy, shared_nucleus, total_variation
 from explorer.models.loading import LoadedModel
-from explorer.options import MODES, Mode, Variant
+from explorer.options import MODES, Mode, Variant, check_modes
 from explorer.orders import greedy_search, start_random_control
 from explorer.results import Output, Settings, Stratum, TokenProb, Trace
 from explorer.search import strata_edges
@@ -47,6 +51,7 @@ def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
     """``[1, T]`` input ids, with the tokenizer's BOS where it adds one."""
     check_prompt_text(prompt)
     ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    assert isinstance(ids, torch.Tensor)
     if ids.shape[1] > max_tokens:
         raise BadPrompt(f"the prompt has {ids.shape[1]} tokens; the limit is {max_tokens}")
     if ids.shape[1] < 2:
@@ -54,7 +59,27 @@ def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
     return ids.to(lm.device)
 
 
-def _token_text(lm: LoadedModel, token_id: int) -> str:
+def resolve_position(position: int | None, n_tokens: int) -> int:
+    """A position of a text of ``n_tokens`` tokens: ``None`` is the last, negative counts from the end.
+    The first token has nothing before it to trace (its graph is one embedding), so positions start at 1."""
+    t = n_tokens - 1 if position is None else position + n_tokens if position < 0 else position
+    if not 1 <= t < n_tokens:
+        raise BadSetting(f"position {position} is outside the text's {n_tokens} tokens (1 to {n_tokens - 1}, "
+                         f"or -1 to -{n_tokens - 1} from the end)")
+    return t
+
+
+def first_token_id(lm: LoadedModel, text: str | None, what: str) -> int | None:
+    """The id of the first token of ``text`` (a gold, target or foil token), without special tokens."""
+    if not text:
+        return None
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise BadSetting(f"the {what} '{text}' has no tokens")
+    return int(ids[0])
+
+
+def token_text(lm: LoadedModel, token_id: int) -> str:
     """The text of one token."""
     text = lm.tokenizer.decode([token_id])
     assert isinstance(text, str)  # decode returns a list only for a batch of sequences
@@ -62,7 +87,7 @@ def _token_text(lm: LoadedModel, token_id: int) -> str:
 
 
 @contextmanager
-def _memory_message():
+def memory_message():
     """Out of memory becomes one message."""
     try:
         yield
@@ -71,33 +96,46 @@ def _memory_message():
 
 
 @contextmanager
-def _holding(lm: LoadedModel, report):
+def holding(lm: LoadedModel, report):
     """Hold the model's lock (saying so when another trace has it); out of memory becomes one message."""
     if not lm.lock.acquire(blocking=False):
         report(0.0, "waiting: another trace is using the model")
         lm.lock.acquire()
     try:
-        with _memory_message():
+        with memory_message():
             yield
     finally:
         lm.lock.release()
 
 
-def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, gold_id: int | None, k: int) -> list[Output]:
+@dataclass
+class Probes:
+    """Token ids measured in every output besides TV: ``gold`` (cross-entropy), ``target`` and ``foil``."""
+
+    gold: int | None = None
+    target: int | None = None
+    foil: int | None = None
+
+
+def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, probes: Probes, k: int) -> list[Output]:
     """Summaries of ``q [B, V]`` against ``p [V]``, computed on the device and moved to the host in one
-    transfer (a float64 table ``[B, 4 + 3k]``; token ids are exact in float64)."""
+    transfer (a float64 table ``[B, 7 + 3k]``; token ids are exact in float64)."""
     top_p, top_i = q.topk(k, dim=-1)
-    ce = -torch.log(q[:, gold_id].clamp_min(1e-45)) if gold_id is not None else torch.full_like(q[:, 0], float("nan"))
-    columns = [total_variation(p, q), shared_nucleus(p, q), entropy(q), ce]
+    at = lambda i: q[:, i].double() if i is not None else torch.full_like(q[:, 0], float("nan"), dtype=torch.float64)
+    columns = [total_variation(p, q), shared_nucleus(p, q), entropy(q), -torch.log(at(probes.gold).clamp_min(1e-45)),
+               at(probes.target), at(probes.foil),
+               torch.log(at(probes.target).clamp_min(1e-300)) - torch.log(at(probes.foil).clamp_min(1e-300))]
     table = torch.cat([torch.stack([c.double() for c in columns], 1), top_p.double(), top_i.double(),
                        q[:, p.topk(k).indices].double()], 1).cpu().numpy()
-    tv, nuc, ent, ce = table[:, :4].T
-    top_p, top_i, at_full_top = table[:, 4: 4 + k], table[:, 4 + k: 4 + 2 * k].astype(np.int64), table[:, 4 + 2 * k:]
-    text = {i: _token_text(lm, i) for i in set(top_i.ravel().tolist())}  # subgraphs share most
+    tv, nuc, ent, ce, target, foil, diff = table[:, :7].T
+    top_p, top_i, at_full_top = table[:, 7: 7 + k], table[:, 7 + k: 7 + 2 * k].astype(np.int64), table[:, 7 + 2 * k:]
+    text = {i: token_text(lm, i) for i in set(top_i.ravel().tolist())}  # subgraphs share most
+    given = lambda i, x: None if i is None else float(x)
     return [
         Output([TokenProb(text[i], i, float(pr)) for i, pr in zip(top_i[b].tolist(), top_p[b])],
-               float(ent[b]), float(tv[b]), int(nuc[b]), None if gold_id is None else float(ce[b]),
-               [float(x) for x in at_full_top[b]])
+               float(ent[b]), float(tv[b]), int(nuc[b]), given(probes.gold, ce[b]),
+               [float(x) for x in at_full_top[b]], given(probes.target, target[b]), given(probes.foil, foil[b]),
+               given(probes.foil if probes.target is not None else None, diff[b]))
         for b in range(len(table))
     ]
 
@@ -108,18 +146,26 @@ def trace_prompt(
     settings: Settings | None = None,
     gold: str | None = None,
     progress=None,
+    position: int | None = None,
+    target: str | None = None,
+    foil: str | None = None,
 ) -> Trace:
-    """Compute the s-Trace of ``prompt`` over ``settings.sizes``.
+    """Compute the s-Trace of the prediction after token ``position`` of ``prompt`` (default: the last;
+    negative counts from the end) over ``settings.sizes``: the same as tracing the prompt's tokens cut
+    after that one.
 
-    ``gold``: the true next token's text (its first token is used) for cross-entropy. ``progress``:
-    optional callable ``(fraction, message)``.
+    ``gold``: the true next token's text (its first token is used) for cross-entropy. ``target`` /
+    ``foil``: tokens whose probability (and logit difference) each subgraph is measured on; the target
+    defaults to the text's actual next token, else the full model's top-1. ``progress``: optional callable
+    ``(fraction, message)``.
     """
     settings = settings or Settings()
-    return trace_modes(lm, prompt, settings, (settings.mode,), gold, progress)[0]
+    return trace_modes(lm, prompt, settings, (settings.mode,), gold, progress, position, target, foil)[0]
 
 
 def _variants(settings: Settings, mode: Mode, n: int) -> list[tuple[Variant, MaskSpec]]:
-    """The masked passes of one stratum of ``n`` edges in one ablation mode."""
+    """The masked passes of one stratum of ``n`` edges in one ablation mode (order 0: the greedy order,
+    1: the random control's)."""
     keep_attn = mode == "attention-kept"
     out: list[tuple[Variant, MaskSpec]] = [("trace", MaskSpec(n, keep_attention=keep_attn))]
     if settings.compare_modes:
@@ -130,6 +176,123 @@ def _variants(settings: Settings, mode: Mode, n: int) -> list[tuple[Variant, Mas
     return out
 
 
+@dataclass
+class Searched:
+    """One position's graph after the search: what its masked passes and its :class:`Trace` need.
+    ``orders``: ``[E]`` edge ids on the device (the greedy order, then the random control's, if any),
+    in ``layout`` (the position's own, ``position + 1`` tokens); ``logits [V]``: the full model there."""
+
+    position: int
+    layout: EdgeLayout
+    orders: list[torch.Tensor]
+    order: np.ndarray
+    order_weights: np.ndarray
+    logits: torch.Tensor
+    probes: Probes
+
+
+def search_position(graph: TokenGraph, finish_search, position: int, logits: torch.Tensor, probes: Probes,
+                    random_order, device) -> Searched:
+    """Finish the greedy search of one position's graph (``finish_search``, from
+    :func:`explorer.orders.greedy_search`: on the host, outside the model's lock) and gather its orders on
+    ``device``. ``random_order``: a future of the random control's order, or ``None``."""
+    order = finish_search()
+    with memory_message():
+        host = [order] + ([random_order.result()] if random_order is not None else [])
+    orders = [torch.tensor(o, device=device) for o in host]
+    weights = graph.flat_weights()[orders[0]].cpu().numpy()
+    return Searched(position, graph.layout, orders, order, weights, logits, probes)
+
+
+def evaluate(lm: LoadedModel, input_ids: torch.Tensor, items: list[Searched], settings: Settings,
+             modes: tuple[Mode, ...]) -> list[list[Stratum]]:
+    """Every stratum, control and mode of every position in ``items`` in shared batched masked passes over
+    ``input_ids [1, T]`` (``T`` at least each position + 1; each pass read at its own position), with
+    their metrics: one list of strata per item and mode, ``[item][mode]`` flattened item-major."""
+    layout = layout_for(lm.adapter, input_ids.shape[1])
+    orders = [o if item.layout == layout else item.layout.translate(o, layout) for item in items for o in item.orders]
+    ranks = EdgeRanks.from_orders(layout, orders, lm.device)
+    specs: list[tuple[int, Mode, int, Variant, MaskSpec]] = []
+    strata = [strata_edges(settings.sizes, item.layout.n_edges) for item in items]
+    first = 0
+    for k, item in enumerate(items):
+        for mode in modes:
+            for i, (_, n) in enumerate(strata[k]):
+                for variant, spec in _variants(settings, mode, n):
+                    specs.append((k, mode, i, variant, replace(spec, order_index=first + spec.order_index)))
+        first += len(item.orders)
+    positions = [items[k].position for k, *_ in specs]
+    last = all(t == input_ids.shape[1] - 1 for t in positions)
+    q_logits = masked_logits(lm.instrumentation, input_ids, ranks, [s for *_, s in specs], settings.batch_size,
+                             None if last else positions)
+    del ranks
+    q_all = torch.softmax(q_logits, -1)
+    result = []
+    for k, item in enumerate(items):
+        rows = [j for j, spec in enumerate(specs) if spec[0] == k]
+        p = torch.softmax(item.logits.float(), -1)
+        outs = dict(zip(rows, _outputs(lm, p, q_all[rows], item.probes, settings.top_k)))
+        n_keeps = [n for _, n in strata[k]]
+        comps, kinds = stratum_counts(item.layout, item.orders[0], n_keeps)
+        names = item.layout.component_names()
+        for mode in modes:
+            result.append([
+                Stratum(
+                    size=size,
+                    n_edges=n,
+                    outputs={specs[j][3]: outs[j] for j in rows if specs[j][1] == mode and specs[j][2] == i},
+                    kinds={"attention": int(kinds[i, 0]), "mlp": int(kinds[i, 1]), "residual": int(kinds[i, 2])},
+                    components={names[c]: int(comps[i, c]) for c in np.nonzero(comps[i])[0]},
+                )
+                for i, (size, n) in enumerate(strata[k])
+            ])
+    return result
+
+
+def full_output(lm: LoadedModel, item: Searched, k: int) -> Output:
+    """The full model's own output at ``item``'s position."""
+    p = torch.softmax(item.logits.float(), -1)
+    return _outputs(lm, p, p[None], item.probes, k)[0]
+
+
+def make_trace(lm: LoadedModel, prompt: str, token_ids: list[int], item: Searched, full: Output,
+               strata: list[Stratum], settings: Settings, gold: str | None, timings: dict[str, float]) -> Trace:
+    """The :class:`Trace` of one position and mode from its evaluated strata."""
+    t = item.position
+    sizes = [s.size for s in strata]
+    text = lambda i: None if i is None else token_text(lm, i)
+    return Trace(
+        model_id=lm.model_id,
+        revision=lm.revision,
+        prompt=prompt,
+        tokens=[token_text(lm, i) for i in token_ids[: t + 1]],
+        token_ids=token_ids[: t + 1],
+        gold=gold,
+        settings=settings,
+        layout=item.layout,
+        full=full,
+        strata=strata,
+        density=density(sizes, [s.trace.tv for s in strata], settings.density_axis),
+        recovery=recovery_sizes(sizes, [s.trace.shared_nucleus for s in strata]),
+        timings=dict(timings),
+        order=item.order,
+        order_weights=item.order_weights,
+        position=t,
+        next_token=text(token_ids[t + 1]) if t + 1 < len(token_ids) else None,
+        target=text(item.probes.target),
+        foil=text(item.probes.foil),
+    )
+
+
+def probes_for(lm: LoadedModel, token_ids: list[int], position: int, logits: torch.Tensor, gold: str | None,
+               target: str | None, foil: str | None) -> Probes:
+    """The probes of one position: the target defaults to the text's next token, else the full top-1."""
+    target_id = first_token_id(lm, target, "target")
+    if target_id is None:
+        target_id = token_ids[position + 1] if position + 1 < len(token_ids) else int(logits.argmax())
+    return Probes(first_token_id(lm, gold, "gold token"), target_id, first_token_id(lm, foil, "foil"))
+
+
 @torch.no_grad()
 def trace_modes(
     lm: LoadedModel,
@@ -138,6 +301,9 @@ def trace_modes(
     modes: tuple[Mode, ...] = MODES,
     gold: str | None = None,
     progress=None,
+    position: int | None = None,
+    target: str | None = None,
+    foil: str | None = None,
 ) -> list[Trace]:
     """The s-Trace of ``prompt`` in each ablation mode of ``modes`` (one :class:`Trace` each, whose
     ``settings.mode`` is that mode). The greedy order does not depend on the mode, so the forward pass,
@@ -146,9 +312,7 @@ def trace_modes(
     report = progress or (lambda frac, msg: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    for mode in modes:
-        if mode not in MODES:
-            raise BadSetting(f"unknown ablation mode '{mode}'; choose one of {', '.join(MODES)}")
+    check_modes(modes)
 
     def lap(name: str) -> None:
         nonlocal clock
@@ -160,85 +324,36 @@ def trace_modes(
     check_prompt_text(prompt)
     # The model's lock is held for the device work only: while this trace's search runs on the host,
     # another thread's trace (a second session, the next prompt of a corpus) may use the model.
-    with _holding(lm, report):
+    with holding(lm, report):
         clock = time.perf_counter()
-        input_ids = tokenize(lm, prompt, settings.max_tokens)
-        gold_id = None
-        if gold:
-            gold_ids = lm.tokenizer(gold, add_special_tokens=False)["input_ids"]
-            gold_id = gold_ids[0] if gold_ids else None
-        inst = lm.instrumentation
+        text_ids = tokenize(lm, prompt, settings.max_tokens)
+        t = resolve_position(position, text_ids.shape[1])
+        input_ids = text_ids[:, : t + 1]  # the text cut after the traced token
+        token_ids = text_ids[0].tolist()
         random_order = None
         if settings.controls:
-            random_order = start_random_control(layout_for(lm.adapter, input_ids.shape[1]), settings.seed, lm.device)
+            random_order = start_random_control(layout_for(lm.adapter, t + 1), settings.seed, lm.device)
         report(0.05, "forward pass")
-        logits, records = inst.recorded_forward(input_ids, logits_to_keep=1)
+        logits, records = lm.instrumentation.recorded_forward(input_ids, logits_to_keep=1)
         logits = logits[0, -1].float()
+        probes = probes_for(lm, token_ids, t, logits, gold, target, foil)
         graph = build_graph(lm.adapter, records, settings.weighting)
         del records
         lap("graph")
         report(0.25, "greedy search")
         finish_search = greedy_search(graph)
-    order = finish_search()  # on the host, outside the model's lock
-    with _memory_message():
-        orders = [order] + ([random_order.result()] if random_order is not None else [])
+    item = search_position(graph, finish_search, t, logits, probes, random_order, lm.device)
     lap("search")
-    with _holding(lm, report):
+    with holding(lm, report):
         clock = time.perf_counter()  # waiting for the lock is not part of any stage
-        layout = graph.layout
-        on_device = [torch.tensor(o, device=lm.device) for o in orders]  # [E] edge ids each
-        ranks = EdgeRanks.from_orders(layout, on_device, lm.device)
-
         report(0.4, "masked forward passes")
-        strata = strata_edges(settings.sizes, layout.n_edges)
-        specs: list[tuple[Mode, int, Variant, MaskSpec]] = [
-            (mode, i, variant, spec)
-            for mode in modes for i, (_, n) in enumerate(strata) for variant, spec in _variants(settings, mode, n)
-        ]
-        q_logits = masked_logits(inst, input_ids, ranks, [s for *_, s in specs], settings.batch_size)
+        strata = evaluate(lm, input_ids, [item], settings, modes)
+        full = full_output(lm, item, settings.top_k)
         lap("evaluate")
-
-        p = torch.softmax(logits, -1)
-        q = torch.softmax(q_logits, -1)
-        full = _outputs(lm, p, p[None], gold_id, settings.top_k)[0]
-        outs = _outputs(lm, p, q, gold_id, settings.top_k)
-        n_keeps = [n for _, n in strata]
-        comps, kinds = stratum_counts(layout, on_device[0], n_keeps)
-        names = layout.component_names()
-        weights = graph.flat_weights()[on_device[0]].cpu().numpy()
-        lap("metrics")
     report(1.0, "done")
     timings["total"] = sum(timings.values())
-    tokens = [_token_text(lm, i) for i in input_ids[0].tolist()]
-    traces = []
-    for mode in modes:
-        result_strata = []
-        for i, (size, n) in enumerate(strata):
-            nz = np.nonzero(comps[i])[0]
-            result_strata.append(Stratum(
-                size=size,
-                n_edges=n,
-                outputs={variant: outs[j] for j, (m, si, variant, _) in enumerate(specs) if m == mode and si == i},
-                kinds={"attention": int(kinds[i, 0]), "mlp": int(kinds[i, 1]), "residual": int(kinds[i, 2])},
-                components={names[c]: int(comps[i, c]) for c in nz},
-            ))
-        sizes = [s.size for s in result_strata]
-        mode_settings = settings if mode == settings.mode else replace(settings, mode=mode)
-        traces.append(Trace(
-            model_id=lm.model_id,
-            revision=lm.revision,
-            prompt=prompt,
-            tokens=tokens,
-            token_ids=input_ids[0].tolist(),
-            gold=gold,
-            settings=mode_settings,
-            layout=layout,
-            full=full,
-            strata=result_strata,
-            density=density(sizes, [s.trace.tv for s in result_strata], settings.density_axis),
-            recovery=recovery_sizes(sizes, [s.trace.shared_nucleus for s in result_strata]),
-            timings=dict(timings),
-            order=order,
-            order_weights=weights,
-        ))
-    return traces
+    return [
+        make_trace(lm, prompt, token_ids, item, full, mode_strata,
+                   settings if mode == settings.mode else replace(settings, mode=mode), gold, timings)
+        for mode, mode_strata in zip(modes, strata)
+    ]

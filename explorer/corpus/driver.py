@@ -32,11 +32,11 @@ from explorer.corpus.frequency import FILE as FREQUENCY_FILE
 from explorer.corpus.frequency import Frequencies, count_tokens
 from explorer.corpus.sources import Corpus, Prompt, Skipped, read_source
 from explorer.corpus.store import ResultsStore, RunInfo
-from explorer.errors import BadSource
+from explorer.errors import BadSource, UnsupportedArchitecture
 from explorer.results import Settings
 
 if TYPE_CHECKING:
-    from explorer.models.loading import LoadedModel
+    from explorer.models.loading import LoadedModel, Tokenizer
 
 FAILED_FILE = "failed.jsonl"
 
@@ -85,7 +85,15 @@ class ModelInfo:
     @classmethod
     def of(cls, lm: LoadedModel, host: str = "", pid: int = 0) -> ModelInfo:
         return cls(lm.model_id, lm.revision, str(lm.dtype).removeprefix("torch."), str(lm.device),
-                   int(lm.model.get_output_embeddings().weight.shape[0]), host, pid)
+                   n_outputs(lm), host, pid)
+
+
+def n_outputs(lm: LoadedModel) -> int:
+    """The number of output logits of ``lm`` (its output embeddings' rows)."""
+    head = lm.model.get_output_embeddings()
+    if head is None:  # transformers' answer for a model without an LM head; a causal LM always has one
+        raise UnsupportedArchitecture(f"{lm.model_id} has no output embeddings")
+    return int(head.weight.shape[0])
 
 
 @dataclass(frozen=True)
@@ -134,25 +142,31 @@ class Tracer(Protocol):
     @property
     def workers(self) -> int:
         """Prompts traced at once: threads of a local run, actors started at first by a Ray run."""
+        ...
 
     @property
     def deaths(self) -> int:
         """Workers that died during the run (a local run's never do)."""
+        ...
 
-    def tokenizer(self):
+    def tokenizer(self) -> Tokenizer:
         """The model's tokenizer, for counting token frequencies (before :meth:`load`)."""
+        ...
 
     def load(self, notify: Callable[[str], None]) -> ModelInfo:
         """Make the model ready (load it, or start actors and wait for the first to load it); ``notify``
         takes progress messages meanwhile."""
+        ...
 
     def trace(self, jobs: list[Job], frequencies: Frequencies | None) -> Generator[Event, None, None]:
         """Trace ``jobs``, yielding one :class:`Traced` or :class:`Failed` per job (in any order, as they
         finish) and any :class:`Notice`; the rows' ``*_freq`` columns use ``frequencies``. Closing the
         generator early stops the work."""
+        ...
 
     def close(self) -> None:
         """Release what :meth:`load` started (idempotent)."""
+        ...
 
 
 @dataclass

@@ -16,8 +16,18 @@ from pathlib import Path
 import torch
 
 from explorer.corpus import rows
-from explorer.corpus.driver import Event, Failed, Job, ModelInfo, Progress, RunSummary, Traced, drive, \
-    source_frequencies
+from explorer.corpus.driver import (
+    Event,
+    Failed,
+    Job,
+    ModelInfo,
+    Progress,
+    RunSummary,
+    Traced,
+    drive,
+    n_outputs,
+    source_frequencies,
+)
 from explorer.corpus.frequency import Frequencies
 from explorer.corpus.sources import Corpus
 from explorer.errors import BadPrompt, BadSetting, OutOfMemory
@@ -78,8 +88,7 @@ class LocalTracer:
 
 def corpus_frequencies(lm: LoadedModel, spec: str, column: str = "text") -> Frequencies:
     """:func:`explorer.corpus.driver.source_frequencies` of ``spec`` under ``lm``'s tokenizer."""
-    n_outputs = lm.model.get_output_embeddings().weight.shape[0]
-    return source_frequencies(lm.tokenizer, n_outputs, lm.model_id, spec, column)
+    return source_frequencies(lm.tokenizer, n_outputs(lm), lm.model_id, spec, column)
 
 
 def run_corpus(lm: LoadedModel, corpus: Corpus, folder: Path | str, settings: Settings,

@@ -26,16 +26,24 @@ from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal
 
 from explorer.corpus.cluster import ActorPlan, RayOptions, actor_fault, connect, fault_kills, plan
-from explorer.corpus.driver import Event, Failed, Job, ModelInfo, ModelSpec, Notice, Progress, RunSummary, \
-    Traced, drive
+from explorer.corpus.driver import Event, Failed, Job, ModelInfo, ModelSpec, Notice, Progress, RunSummary, Traced, drive
 from explorer.corpus.frequency import Frequencies
 from explorer.corpus.sources import Corpus, Prompt
 from explorer.errors import BadPrompt, BadSetting, ExplorerError
-from explorer.models.loading import EMBEDDED, model_source
+from explorer.models.loading import EMBEDDED, LoadedModel, model_source
 from explorer.options import MODES
 from explorer.results import Settings
+
+ActorHandle = Any
+"""A :class:`PromptActor` started by ``ray.remote(PromptActor).remote(...)``, called as
+``handle.trace.remote(...)``: Ray's types cannot describe the remote methods of a class wrapped at run
+time, hence ``Any``."""
+
+Outcome = tuple[Literal["done"], list[dict]] | tuple[Literal["bad", "error"], str]
+"""What :meth:`PromptActor.trace` returns for a prompt."""
 
 
 class PromptActor:
@@ -47,7 +55,8 @@ class PromptActor:
 
         torch.set_num_threads(max(1, threads))
         self.settings, self.modes, self.fault, self.n_done = settings, modes, fault, 0
-        self.lm, self.error = None, None
+        self.lm: LoadedModel | None = None
+        self.error: ExplorerError | None = None
         try:
             self.lm = model.load()
         except ExplorerError as exc:  # reported by info(): the driver raises it as the run's error
@@ -56,15 +65,17 @@ class PromptActor:
     def info(self) -> ModelInfo | ExplorerError:
         if self.error is not None:
             return self.error
+        assert self.lm is not None  # the constructor either loaded the model or kept the error
         return ModelInfo.of(self.lm, socket.gethostname(), os.getpid())
 
-    def trace(self, index: int, prompt: Prompt, freq: Frequencies | None) -> tuple[str, object]:
+    def trace(self, index: int, prompt: Prompt, freq: Frequencies | None) -> Outcome:
         """``("done", rows)``, ``("bad", reason)`` (the model cannot take the prompt) or ``("error", reason)``."""
         from explorer.corpus.rows import trace_rows
 
         if fault_kills(self.fault, self.n_done, prompt.text):
             os.kill(os.getpid(), signal.SIGKILL)
         try:
+            assert self.lm is not None  # prompts go only to an actor whose info() reported the model
             rows = trace_rows(self.lm, prompt, index, self.settings, self.modes, freq)
         except BadPrompt as exc:
             return "bad", str(exc)
@@ -85,7 +96,7 @@ class _Slot:
     """One actor's place: the actor now in it, whether it has loaded, and the prompts queued on it."""
 
     number: int
-    actor: object = None
+    actor: ActorHandle | None = None
     ready: bool = False
     generation: int = 0
     load_failures: int = 0
@@ -106,7 +117,7 @@ class RayTracer:
                  options: RayOptions | None = None):
         self.model, self.settings, self.modes = model, settings, tuple(modes)
         self.opts = options or RayOptions()
-        self.ray, self.started = None, False
+        self._ray, self.started = None, False  # the ray module once load() has connected (see ray)
         self.plan: ActorPlan | None = None  # set by load(), with the actors' model spec and class
         self.spec: ModelSpec | None = None
         self.actor_cls = None
@@ -117,6 +128,13 @@ class RayTracer:
         self._deaths = 0
         self.last_reason = "no worker started"
         self.freq_ref = None
+
+    @property
+    def ray(self):
+        """The ``ray`` module, connected by :meth:`load`."""
+        if self._ray is None:
+            raise RuntimeError("RayTracer.load() has not connected to Ray yet")
+        return self._ray
 
     @property
     def workers(self) -> int:
@@ -135,7 +153,7 @@ class RayTracer:
         """Start the actors and wait until one has loaded the model (or raise why none could)."""
         if self.model.model_id in EMBEDDED:  # converted once, here, not by several actors at once
             model_source(self.model.model_id)
-        self.ray, self.started = connect(self.opts.address)
+        self._ray, self.started = connect(self.opts.address)
         self.plan = plan(self.ray, self.model.device, self.opts.workers)
         self.spec = replace(self.model, device=self.plan.device)
         self.actor_cls = self.ray.remote(PromptActor)
@@ -146,7 +164,9 @@ class RayTracer:
         while self.waiting:
             info = self._step(first=True)
             while self.events:
-                notify(self.events.popleft().message)  # only notices before any prompt is sent
+                notice = self.events.popleft()
+                assert isinstance(notice, Notice)  # only notices before any prompt is sent
+                notify(notice.message)
             if info is not None:
                 return info
         raise BadSetting(f"no Ray worker could load {self.model.model_id}: {self.last_reason}")
@@ -179,12 +199,14 @@ class RayTracer:
     # actors -----------------------------------------------------------------------------------------
 
     def _start(self, slot: _Slot) -> None:
+        assert self.plan is not None and self.actor_cls is not None  # load() sets them before any actor starts
         fault = actor_fault(self.opts.fault, slot.number, slot.generation)
-        slot.actor = self.actor_cls.options(**self.plan.resources).remote(self.spec, self.settings, self.modes,
-                                                                          self.plan.threads, fault)
+        actor: ActorHandle = self.actor_cls.options(**self.plan.resources).remote(self.spec, self.settings,
+                                                                                  self.modes, self.plan.threads, fault)
+        slot.actor = actor
         slot.ready = False
         slot.generation += 1
-        self.waiting[slot.actor.info.remote()] = (slot, None)
+        self.waiting[actor.info.remote()] = (slot, None)
 
     def _retire(self, slot: _Slot, reason: str, loaded: bool) -> None:
         """``slot``'s actor is dead (or unusable): kill it, requeue its prompts, start another or give up."""
@@ -231,16 +253,15 @@ class RayTracer:
     def _fail(self, item: _Item, reason: str) -> None:
         self.events.append(Failed(item.job, reason))
 
-    def _handle(self, item: _Item, outcome: tuple[str, object]) -> None:
-        kind, value = outcome
-        if kind == "done":
-            self.events.append(Traced(item.job, value))
-        elif kind == "bad":
-            self._fail(item, value)
+    def _handle(self, item: _Item, outcome: Outcome) -> None:
+        if outcome[0] == "done":
+            self.events.append(Traced(item.job, outcome[1]))
+        elif outcome[0] == "bad":
+            self._fail(item, outcome[1])
         else:
             item.attempts += 1
             if item.attempts > self.opts.max_retries:
-                self._fail(item, f"failed {item.attempts} times; last: {value}")
+                self._fail(item, f"failed {item.attempts} times; last: {outcome[1]}")
             else:
                 self.pending.appendleft(item)
 

@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING
 
 from explorer.corpus.frequency import Frequencies
 from explorer.corpus.sources import Prompt
+from explorer.options import RECOVERY_LEVELS, check_modes
 from explorer.results import Settings, Trace
 from explorer.trace import trace_modes
 
 if TYPE_CHECKING:
     from explorer.models.loading import LoadedModel
-
-RECOVERY_KS = (1, 10, 50, 90)  # the recovery_k columns of the store's schema
-
 
 def _opt(x):
     return None if x is None else float(x)
@@ -47,7 +45,7 @@ def prompt_rows(traces: list[Trace], prompt: Prompt, index: int, freq: Frequenci
             "full_top1_prob": full_top.prob,
             "full_top1_freq": float(freq.per_million([full_top.id])[0]) if freq else None,
             "full_gold_ce": _opt(tr.full.gold_ce),
-            **{f"recovery_{k}": _opt(tr.recovery.get(k)) for k in RECOVERY_KS},
+            **{f"recovery_{k}": _opt(tr.recovery.get(k)) for k in RECOVERY_LEVELS},
             "seconds": seconds,
         }
         top1_freq = freq.per_million([s.trace.top[0].id for s in tr.strata]) if freq else [None] * len(sizes)
@@ -74,5 +72,5 @@ def trace_rows(lm: LoadedModel, prompt: Prompt, index: int, settings: Settings, 
     ``seconds`` column is the time the traces took). Raises what :func:`explorer.trace.trace_modes`
     raises (:class:`~explorer.errors.BadPrompt` for a prompt the model cannot take)."""
     t0 = time.perf_counter()
-    traces = trace_modes(lm, prompt.text, settings, tuple(modes), gold=prompt.gold)
+    traces = tracecheck_modes(lm, prompt.text, settings, check_modes(modes), gold=prompt.gold)
     return prompt_rows(traces, prompt, index, freq, time.perf_counter() - t0)

@@ -28,6 +28,7 @@ import subprocess
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 from explorer.errors import BadSource
 
@@ -206,7 +207,8 @@ def _hf_rows(spec: str, column: str) -> tuple[list[_Row], list[Skipped]]:
     base = f"datasets/{name}@~parquet"
     try:
         if config is None:
-            configs = [p.rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)]
+            names = cast("list[str]", fs.ls(base, detail=False))  # detail=False lists paths, not info dicts
+            configs = [p.rsplit("/", 1)[-1] for p in names]
             if not configs:
                 raise BadSource(f"the dataset {name} has no Parquet conversion on the hub")
             config = "default" if "default" in configs else configs[0]

@@ -70,6 +70,7 @@ def _tracer(request: CorpusRequest) -> Tracer:
     if request.ray is not None:
         from explorer.corpus.ray_tracer import RayTracer
 
+        assert isinstance(model, ModelSpec)  # CorpusRequest refuses a loaded model with ray
         return RayTracer(model, request.settings, request.modes, request.ray)
     from explorer.corpus.local import LocalTracer
 

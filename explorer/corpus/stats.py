@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from typing import cast
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from explorer.corpus.store import Results
+from explorer.options import RECOVERY_LEVELS
 
 VARIANT_COLUMNS = {"trace": "tv", "random": "tv_random", "inverse": "tv_inverse"}
-RECOVERY_KS = (1, 10, 50, 90)
 
 
 @dataclass(frozen=True)
@@ -35,18 +36,20 @@ def spearman(x, y) -> Correlation:
     if ok.sum() < 3:
         return Correlation(float("nan"), float("nan"), int(ok.sum()))
     res = stats.spearmanr(x[ok], y[ok])
-    return Correlation(float(res.statistic), float(res.pvalue), int(ok.sum()))
+    # scipy builds its SignificanceResult class at run time (_make_tuple_bunch): pyright sees neither field
+    rho, p = res.statistic, res.pvalue  # pyright: ignore[reportAttributeAccessIssue]
+    return Correlation(float(rho), float(p), int(ok.sum()))
 
 
 def prompts_of(results: Results, mode: str) -> pd.DataFrame:
     """Per-prompt rows of one ablation mode."""
     df = results.prompts
-    return df[df["mode"] == mode].reset_index(drop=True)
+    return cast(pd.DataFrame, df[df["mode"] == mode]).reset_index(drop=True)  # a boolean mask selects rows
 
 
 def strata_of(results: Results, mode: str) -> pd.DataFrame:
     df = results.strata
-    return df[df["mode"] == mode].reset_index(drop=True)
+    return cast(pd.DataFrame, df[df["mode"] == mode]).reset_index(drop=True)
 
 
 def density_entropy(results: Results, mode: str, axis: str = "log") -> Correlation:
@@ -74,7 +77,7 @@ def nucleus_recovery(results: Results, mode: str) -> pd.DataFrame:
     and the median and quartiles of the smallest such size over those prompts."""
     df = prompts_of(results, mode)
     rows = []
-    for k in RECOVERY_KS:
+    for k in RECOVERY_LEVELS:
         v = df[f"recovery_{k}"].dropna().to_numpy(dtype=float)
         q = np.percentile(v, [25, 50, 75]) if len(v) else [np.nan] * 3
         rows.append({"k": k, "recovered": len(v) / max(len(df), 1), "q25": q[0], "median": q[1], "q75": q[2]})
@@ -90,14 +93,15 @@ def frequency_by_size(results: Results, mode: str) -> pd.DataFrame:
     rows = []
     for size, g in df.groupby("size"):
         sub, full = g["top1_freq"].astype(float), g["full_top1_freq"].astype(float)
+        same = cast(pd.Series, g["top1_id"] == g["full_top1_id"])  # two columns compared
         rows.append({"size": size, "trace_mean": sub.mean(), "full_mean": full.mean(),
                      "trace_mean_log": np.log10(1 + sub).mean(), "full_mean_log": np.log10(1 + full).mean(),
-                     "same_top1": float((g["top1_id"] == g["full_top1_id"]).mean())})
+                     "same_top1": float(same.mean())})
     return pd.DataFrame(rows)
 
 
 def _key(df: pd.DataFrame) -> pd.Series:
-    return df["text"] + "\x00" + df["gold"].fillna("")
+    return cast(pd.Series, df["text"] + "\x00" + df["gold"].fillna(""))  # two columns joined
 
 
 def paired_density(a: Results, b: Results, mode: str) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import pyarrow as pa
@@ -99,6 +100,14 @@ def _parts(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if PART_RE.match(p.name))
 
 
+def _part_number(path: Path) -> int:
+    """The number ``N`` of a part ``part-N.parquet`` (as :func:`_parts` lists them)."""
+    match = PART_RE.match(path.name)
+    if match is None:
+        raise BadResults(f"{path} is not a result part")
+    return int(match.group(1))
+
+
 def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
     """One part, checked: a clear :class:`BadResults` if it is unreadable or not an s-Trace results file."""
     try:
@@ -157,7 +166,7 @@ class ResultsStore:
             return None
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         parts = _parts(self.folder)
-        n = int(PART_RE.match(parts[-1].name).group(1)) + 1 if parts else 0
+        n = _part_number(parts[-1]) + 1 if parts else 0
         path = self.folder / f"part-{n:05d}.parquet"
         _write_table(path, table)
         return path
@@ -168,7 +177,7 @@ class ResultsStore:
         parts = _parts(self.folder)
         if len(parts) <= 1:
             return
-        n = int(PART_RE.match(parts[-1].name).group(1)) + 1
+        n = _part_number(parts[-1]) + 1
         merged = self.folder / f"part-{n:05d}.parquet"
         _write_table(merged, _dedup(pa.concat_tables([read_part(p) for p in parts])))
         for p in parts:
@@ -207,13 +216,14 @@ class Results:
     def prompts(self) -> pd.DataFrame:
         """One row per (prompt, mode): the per-prompt columns (built once; treat as read-only)."""
         cols = PROMPT_FIELDS.names
-        return self.table.drop_duplicates(["prompt_id", "mode"])[cols].reset_index(drop=True)
+        rows = cast(pd.DataFrame, self.table.drop_duplicates(["prompt_id", "mode"])[cols])  # a list of columns
+        return rows.reset_index(drop=True)
 
     @cached_property
     def strata(self) -> pd.DataFrame:
         """One row per (prompt, mode, size): the per-size columns, keyed by prompt id and mode (built
         once; treat as read-only)."""
-        return self.table[["prompt_id", "prompt_index", "mode"] + STRATUM_FIELDS.names]
+        return cast(pd.DataFrame, self.table[["prompt_id", "prompt_index", "mode"] + STRATUM_FIELDS.names])
 
 
 def load_results(folder: Path | str) -> Results:

@@ -33,12 +33,12 @@ def index_of(trace: Trace, size: float | None = None) -> int:
     return labels.default_stratum(trace) if size is None else labels.closest_stratum(trace, size)
 
 
-def distribution(trace: Trace, size: float | None = None) -> alt.Chart:
+def distribution(trace: Trace, size: float | None = None) -> alt.HConcatChart:
     """The "Output distribution" view: the full model's top tokens beside the subgraph's."""
     return _distribution.chart(trace, index_of(trace, size))
 
 
-def curves(trace: Trace, size: float | None = None) -> alt.Chart:
+def curves(trace: Trace, size: float | None = None) -> alt.HConcatChart:
     """The "Error against size" view: TV and shared nucleus of the trace and its controls, ``size`` marked."""
     return _curves.chart(trace, index_of(trace, size))
 

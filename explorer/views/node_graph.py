@@ -108,9 +108,9 @@ def build(trace: Trace, index: int, size_by: str = "edges") -> nx.DiGraph:
     node_of: dict[int, str] = {int(i): names[i] for i in present}
     node_of[n_comp] = EMB
     rows, cols = np.nonzero(flow[:, :n_comp])
-    pairs = [(flow[r, c], node_of.get(r), node_of.get(c)) for r, c in zip(rows, cols)]
+    pairs = [(flow[r, c], node_of.get(r), node_of.get(c)) for r, c in zip(rows.tolist(), cols.tolist())]
     out_col = flow[:, n_comp]  # column n_comp doubles as "reaches the output"
-    pairs += [(out_col[r], node_of.get(r), OUT) for r in np.nonzero(out_col)[0]]
+    pairs += [(out_col[r], node_of.get(r), OUT) for r in np.nonzero(out_col)[0].tolist()]
     pairs = sorted((p for p in pairs if p[1] and p[2] and p[1] != p[2]), key=lambda p: -p[0])[:MAX_FLOWS]
     top_flow = max((p[0] for p in pairs), default=1.0)
     for links, a, b in pairs:

@@ -63,7 +63,7 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
     points = (event.selection or {}).get(scatter.SELECTION) if event else None
     row = ct.selected_row(df, points, scatter.PAIR_FIELDS)
     c = selected_prompt(row, "ablation: {mode}")
-    if c is None:
+    if c is None or row is None:  # c is None exactly when row is
         return
     c[0].metric(f"Density, {x}", f"{row['density_a']:.2f}")
     c[1].metric(f"Density, {y}", f"{row['density_b']:.2f}")

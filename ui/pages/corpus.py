@@ -9,6 +9,8 @@ shown apart or overlaid. The URL's query parameters (``results``, repeated, and 
 
 from __future__ import annotations
 
+from typing import cast
+
 import pandas as pd
 import streamlit as st
 
@@ -48,7 +50,7 @@ def sidebar() -> dict:
 def draw_scatter(results: list[Results], modes: list[str], colour: str, axis: str) -> None:
     table = ct.prompt_table(results, modes)
     points = ct.scatter_frame(table, axis)
-    if colour == "frequency" and points["freq_log"].isna().all():
+    if colour == "frequency" and cast(pd.Series, points["freq_log"]).isna().all():
         st.info("These results hold no token frequencies; points are coloured by model.")
         colour = "model"
     event = st.altair_chart(scatter.density_entropy(points, colour, axis), on_select="rerun", key="corpus_scatter",
@@ -62,7 +64,7 @@ def draw_scatter(results: list[Results], modes: list[str], colour: str, axis: st
 
 def show_selected(row: dict | None) -> None:
     c = selected_prompt(row, "{model} · ablation: {mode}")
-    if c is None:
+    if c is None or row is None:  # c is None exactly when row is
         return
     c[0].metric("Density", f"{row['density']:.2f}")
     c[1].metric("Entropy (nats)", f"{row['entropy']:.2f}")
@@ -91,7 +93,8 @@ def draw_frequency(results: list[Results], modes: list[str]) -> None:
     if df.empty:
         st.info("These results hold no token frequencies (a run counts them when asked to).")
         return
-    sources = {r.model_id: r.frequencies.source for r in results if ct.has_frequencies(r)}
+    sources = {r.model_id: r.frequencies.source for r in results
+               if r.frequencies is not None and ct.has_frequencies(r)}
     st.caption("Frequencies from: " + "; ".join(f"{m}: {s}" for m, s in sources.items()))
     st.altair_chart(corpus_curves.frequency(df), width="content")
     if len(modes) > 1:

@@ -4,6 +4,9 @@ the Trace page that shows the same thing."""
 
 from __future__ import annotations
 
+from typing import TypedDict, cast
+
+import pandas as pd
 import streamlit as st
 
 from explorer import DEFAULT_MODEL
@@ -12,10 +15,21 @@ from ui.nav import open_in_trace_page
 from ui.state import app_config, sweep_with_progress
 
 DEFAULT_PROMPT = "The capital of France is"
+
+
+class SweepSettings(TypedDict):
+    model_id: str
+    revision: str | None
+    weighting: str
+    mode: str
+    controls: bool
+    compare_modes: bool
+
+
 # The sweep the page explains: the method's defaults, with both controls and the other ablation mode, on the
 # embedded model (the device and dtype are the configuration's, as the Trace page starts with).
-SETTINGS = dict(model_id=DEFAULT_MODEL, revision=None, weighting="l1", mode="all", controls=True,
-                compare_modes=True)
+SETTINGS = SweepSettings(model_id=DEFAULT_MODEL, revision=None, weighting="l1", mode="all", controls=True,
+                         compare_modes=True)
 
 
 def open_trace(prompt: str) -> None:
@@ -83,7 +97,8 @@ def first_steps(tr) -> str:
     lead = method.first_edges(tr, first["rank"] if first else 0)
     if not first:
         return ""
-    residual, mlp = int((lead["kind"] == "residual").sum()), int((lead["kind"] == "mlp").sum())
+    kinds = cast(pd.Series, lead["kind"])
+    residual, mlp = int((kinds == "residual").sum()), int((kinds == "mlp").sum())
     return (f" Here its first {first['rank']} edges are {residual} residual and {mlp} MLP edges, before its first "
             f"attention edge: **{first['component']}** reading `{first['source']}` into `{first['target']}` "
             f"(rank {first['rank']}). The first 100 edges:")
@@ -184,7 +199,7 @@ def section_phases(tr, prompt: str, index: int) -> None:
     st.subheader("8. Construction and refinement")
     kept = tr.recovery.get(1)
     phases = method.phase_frame(tr)
-    late = phases[phases.measure != "attention edges"]["share"].iloc[0]
+    late = cast(pd.DataFrame, phases[phases.measure != "attention edges"])["share"].iloc[0]
     text = ("The papers call sizes 1e-4 to 1e-2 the **construction** phase and 1e-2 to 1 the **refinement** "
             "phase: on large models a small subgraph of mostly early-layer edges already gives the head of the "
             "distribution, and later, increasingly attention, edges refine the rest. The figure shows the share "
@@ -215,7 +230,7 @@ def main() -> None:
     st.title("How the s-trace works")
     st.caption("How much of a model's computation does a prompt need? Each figure below is computed live, on "
                f"the embedded model ({DEFAULT_MODEL}), for the prompt in the box: change it and they change.")
-    last = st.session_state.get("method_last_prompt", DEFAULT_PROMPT)  # kept across visits to other pages
+    last: str = st.session_state.get("method_last_prompt", DEFAULT_PROMPT)  # kept across visits to other pages
     prompt = st.text_input("Prompt (short: a few tokens)", value=last, key="method_prompt")
     st.session_state.method_last_prompt = prompt
     sweep = sweep_for(prompt)

@@ -150,7 +150,7 @@ def draw_node_graph(sweep: Sweep, index: int) -> None:
                        format_func=lambda s: "edge count" if s == "edges" else "summed weight")
     graph = node_graph.build(sweep.trace, index, size_by)
     st.iframe(node_graph.to_html(graph, height=620), height=640)
-    names = [n for n, a in graph.nodes(data=True) if a["kind"] in ("head", "mlp")]
+    names: list[str] = [n for n, a in graph.nodes(data=True) if a["kind"] in ("head", "mlp")]
     names.sort(key=lambda n: -graph.nodes[n]["edges"])
     if not names:
         st.caption("Only residual edges at this size: no head or MLP is in the trace yet.")

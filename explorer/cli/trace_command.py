@@ -1,0 +1,75 @@
+"""``trace``: one prompt (or one position of it) over all sizes, printed as a table; ``--json`` writes it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from explorer.cli.common import add_model_arguments, add_trace_arguments, fmt, load, sizes
+from explorer.options import MODES
+
+
+def add_arguments(t: argparse.ArgumentParser) -> None:
+    add_model_arguments(t)
+    add_trace_arguments(t)
+    t.add_argument("--prompt", required=True, help="the prompt text")
+    t.add_argument("--mode", default="all", choices=MODES, help="ablation mode (default: %(default)s)")
+    t.add_argument("--compare-modes", action="store_true", help="also evaluate the trace in the other mode")
+    t.add_argument("--controls", action="store_true", help="also evaluate the inverse and random controls")
+    t.add_argument("--gold", default=None, help="the true next token, for cross-entropy")
+    t.add_argument("--position", type=int, default=None,
+                   help="trace the prediction after this token (0-based; negative from the end; default: the last)")
+    t.add_argument("--target", default=None, help="a token followed across sizes (default: the next token, else the top-1)")
+    t.add_argument("--foil", default=None, help="a second token: the target-minus-foil logit difference per size")
+    t.add_argument("--linear-density", action="store_true", help="integrate TV over linear s (withdrawn paper)")
+    t.add_argument("--json", dest="json_path", default=None, help="write the whole trace as JSON to this file")
+
+
+def print_table(trace, out=None) -> None:
+    """The per-size table: size, edges, TV, shared nucleus, top-1 token, and the other variants' TV."""
+    out = out or sys.stdout
+    extra = [v for v in ("other_mode", "inverse", "random") if any(v in s.outputs for s in trace.strata)]
+    label = {"other_mode": f"TV[{trace.settings.other_mode}]", "inverse": "TV[inverse]", "random": "TV[random]"}
+    head = f"{'size':>9} {'edges':>9} {'TV':>7} {'nucleus':>7}  {'top-1':<16}" + "".join(f" {label[v]:>20}" for v in extra)
+    print(head, file=out)
+    for s in trace.strata:
+        tok = repr(s.trace.top[0].token)[:16]
+        row = f"{s.size:>9.2g} {s.n_edges:>9d} {s.trace.tv:>7.4f} {s.trace.shared_nucleus:>7d}  {tok:<16}"
+        row += "".join(f" {fmt(s.outputs[v].tv if v in s.outputs else None):>20}" for v in extra)
+        print(row, file=out)
+    rec = ", ".join(f"{k}: {'-' if v is None else f'{v:g}'}" for k, v in trace.recovery.items())
+    print(f"model {trace.model_id}, {len(trace.tokens)} tokens (position {trace.position}), E = {trace.n_edges} edges, "
+          f"weights {trace.settings.weighting}, mode {trace.settings.mode}", file=out)
+    print(f"full model top-1 {trace.full.top[0].token!r} (p = {trace.full.top[0].prob:.3f}), "
+          f"entropy {trace.full.entropy:.3f} nats", file=out)
+    print(f"density ({trace.settings.density_axis} s) {trace.density:.4f}; smallest size with shared nucleus >= k: {rec}",
+          file=out)
+    if trace.target is not None:
+        last = trace.strata[-1].trace
+        foil = f", foil {trace.foil!r}: target - foil logit {fmt(last.target_logit_diff)} at s = 1" if trace.foil else ""
+        print(f"target {trace.target!r}: p = {fmt(trace.full.target_prob)} in the full model{foil}", file=out)
+    print(f"time {trace.timings['total']:.2f} s", file=out)
+
+
+def run(args) -> int:
+    from explorer.results import DEFAULT_MAX_TOKENS, Settings
+    from explorer.trace import check_prompt_text, trace_prompt
+
+    settings = Settings(
+        weighting=args.weights, mode=args.mode, controls=args.controls, compare_modes=args.compare_modes,
+        seed=args.seed, density_axis="linear" if args.linear_density else "log",
+        max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS, batch_size=args.batch_size, **sizes(args.sizes),
+    )
+    check_prompt_text(args.prompt)
+    lm = load(args)
+    trace = trace_prompt(lm, args.prompt, settings, gold=args.gold, position=args.position, target=args.target,
+                         foil=args.foil)
+    print_table(trace)
+    if args.json_path:
+        from explorer.export import write_json
+
+        write_json(trace, args.json_path)
+        print(f"wrote {args.json_path}")
+    return 0
+
+
