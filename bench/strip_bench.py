@@ -92,8 +92,9 @@ def main() -> None:
     ap.add_argument("--embedded", default="", help="an embedded model key instead")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
-    settings = Settings(max_tokens=4096)
+    settings = Settings(max_tokens=4096, batch_size=args.batch_size)
     if args.embedded:
         lm = load_model(args.embedded, device=args.device, dtype="float32")
         ids = lm.tokenizer(PROMPT)["input_ids"][: args.tokens]
@@ -104,7 +105,7 @@ def main() -> None:
         dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
         lm = build(name, args.device, dtype)
         text = random_prompts(1, args.tokens, lm.adapter.config.vocab_size)[0]
-        print(name, args.tokens, "tokens", run(lm, text, settings, args.device), flush=True)
+        print(name, args.tokens, "tokens, batch", args.batch_size, run(lm, text, settings, args.device), flush=True)
         del lm
         torch.cuda.empty_cache() if args.device.startswith("cuda") else None
 

@@ -105,7 +105,8 @@ def _check_type(name: str, value):
 
 
 def parse_config(data: dict, source: str = "<dict>") -> AppConfig:
-    """An :class:`AppConfig` from a mapping (a TOML table): unknown keys and bad values are errors."""
+    """An :class:`AppConfig` from a mapping (a TOML table): unknown keys and bad values are errors. With
+    ``demo = true``, the fields it does not set are :data:`DEMO`'s (demo mode's limits), else :data:`LOCAL`'s."""
     if "explorer" in data and isinstance(data["explorer"], dict) and len(data) == 1:
         data = data["explorer"]
     unknown = sorted(set(data) - set(_TYPES))
@@ -113,19 +114,23 @@ def parse_config(data: dict, source: str = "<dict>") -> AppConfig:
         raise BadConfig(f"{source}: unknown setting {', '.join(unknown)} (known: {', '.join(_TYPES)})")
     values = {k: _check_type(k, v) for k, v in data.items()}
     try:
-        return replace(LOCAL, **values, source=source)
+        return replace(DEMO if values.get("demo") is True else LOCAL, **values, source=source)
     except BadConfig as exc:
         raise BadConfig(f"{source}: {exc}") from None
 
 
 def load_config(path: str | os.PathLike) -> AppConfig:
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise BadConfig(f"{path} is a folder, not a configuration file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadConfig(f"no configuration file at {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadConfig(f"{path} is not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise BadConfig(f"the configuration file {path} cannot be read ({exc.strerror or exc})") from None
     return parse_config(data, str(path))
 
 

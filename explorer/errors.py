@@ -6,11 +6,18 @@ class ExplorerError(Exception):
 
 
 class BadPrompt(ExplorerError):
-    """Empty prompt, or one longer than the configured token cap."""
+    """Empty prompt, one that is not text (bytes, a number, a lone surrogate), or one longer than the
+    configured token cap or the model's context."""
 
 
 class ModelNotFound(ExplorerError):
     """Unknown model id or folder, no network without a cached copy, or a gated model without a token."""
+
+
+class BadModel(ModelNotFound):
+    """A model that is there but cannot be used: a local folder with a broken or unknown ``config.json``, no
+    weights, weights only as a pickle (``pytorch_model.bin``: never unpickled), no tokenizer, or one that
+    needs its own code without ``trust_remote_code``."""
 
 
 class UnsupportedArchitecture(ExplorerError):
@@ -18,7 +25,7 @@ class UnsupportedArchitecture(ExplorerError):
 
 
 class BadSetting(ExplorerError):
-    """An option out of range: weights, ablation mode, sizes, device, dtype."""
+    """An option out of range or of the wrong type: weights, ablation mode, sizes, seed, top-k, device, dtype."""
 
 
 class OutOfMemory(ExplorerError):

@@ -4,7 +4,13 @@ devices and dtypes a model can be loaded on."""
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
+from collections.abc import Iterable
 from typing import Literal, get_args
+
+import numpy as np
 
 from explorer.errors import BadSetting
 
@@ -43,25 +49,64 @@ DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 """Model dtypes; ``auto`` picks bfloat16 on a GPU, float32 on the CPU."""
 
 
-def is_device_name(device: str) -> bool:
-    """Whether ``device`` is one of :data:`DEVICES` or ``cuda:N`` (whether it exists here is another
-    question: :func:`explorer.models.loading.resolve_device`)."""
-    return device in DEVICES or (device.startswith("cuda:") and device[5:].isdigit())
+def is_device_name(device) -> bool:
+    """Whether ``device`` is one of :data:`DEVICES` or ``cuda:N`` (``N`` in ASCII digits; whether it exists
+    here is another question: :func:`explorer.models.loading.resolve_device`)."""
+    return isinstance(device, str) and (device in DEVICES or re.fullmatch(r"cuda:[0-9]+", device) is not None)
 
 
 def check_modes(modes) -> tuple[Mode, ...]:
-    """``modes``, each checked to be one of :data:`MODES` (else :class:`~explorer.errors.BadSetting`)."""
+    """``modes``, each checked to be one of :data:`MODES`, at least one and none twice (else
+    :class:`~explorer.errors.BadSetting`)."""
+    if isinstance(modes, str):
+        raise BadSetting(f"ablation modes must be a sequence of mode names, got the string {modes!r}")
     checked: list[Mode] = []
     for mode in modes:
         if mode not in MODES:
             raise BadSetting(f"unknown ablation mode '{mode}'; choose one of {', '.join(MODES)}")
+        if mode in checked:
+            raise BadSetting(f"ablation mode '{mode}' is given twice")
         checked.append(mode)
+    if not checked:
+        raise BadSetting(f"give at least one ablation mode ({', '.join(MODES)})")
     return tuple(checked)
 
 
 def check_sizes(sizes) -> tuple[float, ...]:
-    """Validate a size grid: each ``0 < s <= 1``; returned sorted, without repeats."""
-    out = sorted({float(s) for s in sizes})
-    if not out or out[0] <= 0 or out[-1] > 1:
-        raise BadSetting("sizes must be numbers with 0 < s <= 1")
-    return tuple(out)
+    """Validate a size grid: a sequence of at least one real number, each ``0 < s <= 1`` (NaN is not);
+    returned sorted, without repeats."""
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+        raise BadSetting(f"sizes must be a sequence of numbers with 0 < s <= 1, got {sizes!r}")
+    out: set[float] = set()
+    for s in sizes:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Real) or not 0 < float(s) <= 1:
+            raise BadSetting(f"sizes must be numbers with 0 < s <= 1, got {s!r}")
+        out.add(float(s))
+    if not out:
+        raise BadSetting("sizes must be numbers with 0 < s <= 1: give at least one")
+    return tuple(sorted(out))
+
+
+def smallest_size(n_edges: int) -> str:
+    """The smallest size, written with 3 significant digits, that keeps at least one of ``n_edges`` edges
+    (a size ``s`` keeps ``floor(s * E)``: :func:`explorer.search.strata_edges`)."""
+    x = 1.0 / n_edges
+    step = 10.0 ** (math.floor(math.log10(x)) - 2)
+    k = max(1, math.floor(x / step))
+    while math.floor(float(text := f"{k * step:.3g}") * n_edges) < 1:
+        k += 1
+    return text
+
+
+def check_sizes_give_edges(sizes, n_edges: int, where: str = "this prompt") -> None:
+    """Refuse a size grid of which no size keeps an edge of a graph of ``n_edges`` edges (every stratum
+    would be empty), saying which size is the smallest that would."""
+    if not any(math.floor(s * n_edges) >= 1 for s in check_sizes(sizes)):
+        raise BadSetting(f"the sizes give no edge on {where}: its graph has E = {n_edges} edges and a size s "
+                         f"keeps floor(s * E) of them; the smallest size that keeps one is {smallest_size(n_edges)}")
+
+
+def check_top_k(top_k: int, vocab_size: int) -> None:
+    """Refuse a top-k larger than the model's vocabulary."""
+    if top_k > vocab_size:
+        raise BadSetting(f"top_k is {top_k}, but the model's vocabulary has only {vocab_size} tokens")

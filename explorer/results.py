@@ -8,6 +8,7 @@ torch.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -16,7 +17,14 @@ from explorer.density import density
 from explorer.edges import EdgeLayout
 from explorer.errors import BadSetting
 from explorer.options import (
-    DEFAULT_SIZES, DENSITY_AXES, MODES, WEIGHTINGS, DensityAxis, Mode, Variant, check_sizes,
+    DEFAULT_SIZES,
+    DENSITY_AXES,
+    MODES,
+    WEIGHTINGS,
+    DensityAxis,
+    Mode,
+    Variant,
+    check_sizes,
 )
 
 DEFAULT_MAX_TOKENS = 256
@@ -25,7 +33,9 @@ DEFAULT_MAX_TOKENS = 256
 @dataclass(frozen=True)
 class Settings:
     """How a trace is computed. ``mode`` is the ablation mode (METHOD.md section 4); ``compare_modes``
-    also evaluates the trace in the other mode; ``controls`` adds the inverse and random controls."""
+    also evaluates the trace in the other mode; ``controls`` adds the inverse and random controls. Every
+    field is checked (type and range; a bad one raises :class:`~explorer.errors.BadSetting`); ``top_k``
+    against the model's vocabulary when tracing."""
 
     weighting: str = "l1"
     mode: Mode = "all"
@@ -45,8 +55,18 @@ class Settings:
             raise BadSetting(f"unknown ablation mode '{self.mode}'; choose one of {', '.join(MODES)}")
         if self.density_axis not in DENSITY_AXES:
             raise BadSetting(f"unknown density axis '{self.density_axis}'; choose log or linear")
-        if self.batch_size < 1 or self.top_k < 1 or self.max_tokens < 1:
-            raise BadSetting("batch_size, top_k and max_tokens must be positive")
+        for name in ("controls", "compare_modes"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise BadSetting(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
+        for name, least in (("seed", 0), ("top_k", 1), ("max_tokens", 1), ("batch_size", 1)):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                raise BadSetting(f"{name} must be a whole number, got {value!r}")
+            if value < least:
+                raise BadSetting(f"{name} must be at least {least}, got {value}")
+            object.__setattr__(self, name, int(value))
         object.__setattr__(self, "sizes", check_sizes(self.sizes))
 
     @property

@@ -7,12 +7,15 @@ recorded forward pass over the whole text serves every position: position ``t``'
 first ``t + 1`` tokens of each layer's record. The searches run per position; the masked passes of the
 positions of a group go through the same batches over the group's longest prefix, each read at its own
 position. Groups are cut so that their rank tables and graphs take about what the longest position alone
-would (:func:`plan_groups`).
+would (:func:`plan_groups`), and one group's host searches run (on a thread pool) while the previous
+group's masked passes run on the device.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import torch
@@ -72,15 +75,17 @@ def _prefix(record: LayerRecord, n: int) -> LayerRecord:
     )
 
 
-def plan_groups(positions: list[int], cost) -> list[list[int]]:
+def plan_groups(positions: list[int], cost, fill: float = 0.9) -> list[list[int]]:
     """Positions (ascending) cut into groups evaluated together, from the longest down: a group over the
     prefix of its longest position ``u`` takes ``cost(u, k)`` bytes for ``k`` positions; each group stays
-    within twice what the longest position of the text alone takes."""
-    budget = 2 * cost(positions[-1], 1)
+    within what the longest position of the text alone takes (two groups are alive at a time: one
+    searched, one evaluated), and holds positions whose own prefix is
+    at least ``fill`` of the group's (the masked passes of a group run over its longest prefix)."""
+    budget = cost(positions[-1], 1)
     groups, rest = [], sorted(positions, reverse=True)
     while rest:
         longest, k = rest[0], 1
-        while k < len(rest) and cost(longest, k + 1) <= budget:
+        while k < len(rest) and cost(longest, k + 1) <= budget and rest[k] + 1 >= fill * (longest + 1):
             k += 1
         groups.append(sorted(rest[:k]))
         rest = rest[k:]
@@ -159,36 +164,46 @@ def trace_text(
     traces: dict[int, Trace] = {}
     summaries = []
     done = 0
-    for group in plan_groups(wanted, cost):
+
+    def prepare(group: list[int]) -> list[Future]:
+        """Build the group's graphs and their searches' device part (under the model's lock); the host
+        searches run on the pool (numba releases the GIL), beside the previous group's masked passes."""
         with holding(lm, report):
             clock = time.perf_counter()
-            pending = []
+            futures = []
             for t in group:
                 probes = probes_for(lm, all_ids, t, logits[t], None, None, None)
                 random_order = (start_random_control(layout_for(lm.adapter, t + 1), settings.seed, lm.device)
                                 if settings.controls else None)
                 graph = build_graph(lm.adapter, [_prefix(r, t + 1) for r in records], settings.weighting)
-                pending.append((graph, greedy_search(graph), t, probes, random_order))
+                futures.append(pool.submit(search_position, graph, greedy_search(graph), t, logits[t], probes,
+                                           random_order, lm.device))
             timings["graph"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        items = [search_position(g, finish, t, logits[t], probes, rnd, lm.device)
-                 for g, finish, t, probes, rnd in pending]
-        del pending
-        timings["search"] += time.perf_counter() - clock
-        with holding(lm, report):
+        return futures
+
+    groups = plan_groups(wanted, cost)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        upcoming = prepare(groups[0])
+        for k, group in enumerate(groups):
+            searching, upcoming = upcoming, (prepare(groups[k + 1]) if k + 1 < len(groups) else [])
             clock = time.perf_counter()
-            strata = evaluate(lm, ids[:, : group[-1] + 1], items, settings, (settings.mode,))
-            for item, item_strata in zip(items, strata):
-                trace = make_trace(lm, text, all_ids, item, full_output(lm, item, settings.top_k), item_strata,
-                                   settings, None, {})
-                probs = torch.softmax(logits[item.position], -1)
-                generated = generated_from is not None and item.position + 1 >= generated_from
-                summaries.append(_summary(lm, trace, all_ids, probs, generated))
-                if keep_traces:
-                    traces[item.position] = trace
-            timings["evaluate"] += time.perf_counter() - clock
-        done += len(group)
-        report(0.05 + 0.95 * done / len(wanted), f"{done} of {len(wanted)} positions")
+            items = [f.result() for f in searching]  # the wait for the host searches, not their sum
+            timings["search"] += time.perf_counter() - clock
+            with holding(lm, report):
+                clock = time.perf_counter()
+                strata = evaluate(lm, ids[:, : group[-1] + 1], items, settings, (settings.mode,))
+                for item, item_strata in zip(items, strata):
+                    trace = make_trace(lm, text, all_ids, item, full_output(lm, item, settings.top_k),
+                                       item_strata, settings, None, {})
+                    probs = torch.softmax(logits[item.position], -1)
+                    generated = generated_from is not None and item.position + 1 >= generated_from
+                    summaries.append(_summary(lm, trace, all_ids, probs, generated))
+                    if keep_traces:
+                        traces[item.position] = trace
+                timings["evaluate"] += time.perf_counter() - clock
+            del items
+            done += len(group)
+            report(0.05 + 0.95 * done / len(wanted), f"{done} of {len(wanted)} positions")
     timings["total"] = sum(timings.values())
     summaries.sort(key=lambda s: s.position)
     return TextTrace(

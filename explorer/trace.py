@@ -16,6 +16,7 @@ batches, each read at its own position.
 
 from __future__ import annotations
 
+import numbers
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -23,13 +24,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from explorer.errors import BadPrompt, BadSetting, OutOfMemory
 from explorer.density import density, recovery_sizes
 from explorer.edges import EdgeLayout, stratum_counts
+from explorer.errors import BadPrompt, BadSetting, OutOfMemory
 from explorer.graph import TokenGraph, build_graph, layout_for
 from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
 from explorer.metrics import entropy, shared_nucleus, total_variation
-from explorer.models.loading import LoadedModel
+from explorer.models.loading import LoadedModel, effective_max_tokens
 from explorer.options import MODES, Mode, Variant, check_modes
 from explorer.orders import greedy_search, start_random_control
 from explorer.results import Output, Settings, Stratum, TokenProb, Trace
@@ -41,19 +42,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def check_prompt_text(prompt: str) -> None:
-    """Reject an empty prompt before anything is loaded."""
-    if not prompt or not prompt.strip():
+def _text_problem(text: object, what: str) -> str | None:
+    """Why ``text`` is not text a tokenizer can take (not a ``str``, or holding a lone surrogate, which has
+    no UTF-8 form: a byte that is not UTF-8 in a command-line argument becomes one), else ``None``."""
+    if not isinstance(text, str):
+        return f"the {what} must be text (a str), got {type(text).__name__}"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"the {what} is not valid text: character {exc.start} is a lone surrogate "
+                f"(U+{ord(text[exc.start]):04X}), which has no UTF-8 form; a byte that is not UTF-8 in a "
+                "command-line argument becomes one")
+    return None
+
+
+def check_prompt_text(prompt: object) -> None:
+    """Reject, before anything is loaded, a prompt that is not text (:func:`_text_problem`) or is empty."""
+    problem = _text_problem(prompt, "prompt")
+    if problem:
+        raise BadPrompt(problem)
+    if not str(prompt).strip():
         raise BadPrompt("the prompt is empty")
 
 
 def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
-    """``[1, T]`` input ids, with the tokenizer's BOS where it adds one."""
+    """``[1, T]`` input ids, with the tokenizer's BOS where it adds one; at most ``max_tokens`` and the
+    model's context (:func:`explorer.models.loading.effective_max_tokens`), else :class:`BadPrompt` saying
+    which limit applied."""
     check_prompt_text(prompt)
     ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"]
     assert isinstance(ids, torch.Tensor)
-    if ids.shape[1] > max_tokens:
-        raise BadPrompt(f"the prompt has {ids.shape[1]} tokens; the limit is {max_tokens}")
+    cap, reason = effective_max_tokens(lm, max_tokens)
+    if ids.shape[1] > cap:
+        raise BadPrompt(f"the prompt has {ids.shape[1]} tokens; the limit is {cap}, {reason}")
     if ids.shape[1] < 2:
         raise BadPrompt("the prompt needs at least 2 tokens")
     return ids.to(lm.device)
@@ -62,7 +83,9 @@ def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
 def resolve_position(position: int | None, n_tokens: int) -> int:
     """A position of a text of ``n_tokens`` tokens: ``None`` is the last, negative counts from the end.
     The first token has nothing before it to trace (its graph is one embedding), so positions start at 1."""
-    t = n_tokens - 1 if position is None else position + n_tokens if position < 0 else position
+    if position is not None and (isinstance(position, (bool, np.bool_)) or not isinstance(position, numbers.Integral)):
+        raise BadSetting(f"position must be a whole number, got {position!r}")
+    t = n_tokens - 1 if position is None else int(position) + n_tokens if position < 0 else int(position)
     if not 1 <= t < n_tokens:
         raise BadSetting(f"position {position} is outside the text's {n_tokens} tokens (1 to {n_tokens - 1}, "
                          f"or -1 to -{n_tokens - 1} from the end)")
@@ -71,8 +94,11 @@ def resolve_position(position: int | None, n_tokens: int) -> int:
 
 def first_token_id(lm: LoadedModel, text: str | None, what: str) -> int | None:
     """The id of the first token of ``text`` (a gold, target or foil token), without special tokens."""
-    if not text:
+    if text is None or text == "":
         return None
+    problem = _text_problem(text, what)
+    if problem:
+        raise BadSetting(problem)
     ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise BadSetting(f"the {what} '{text}' has no tokens")

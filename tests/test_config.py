@@ -29,7 +29,11 @@ def test_presets_load_and_match_the_built_in_ones():
     ({"default_model": "gpt2", "models": ["smollm2-135m"]}, "default_model"),
     ({"device": "tpu"}, "device"),
     ({"dtype": "int8"}, "dtype"),
-    ({"demo": True}, "demo"),
+    ({"demo": True, "allow_uploads": True}, "demo"),  # demo = true alone takes demo mode's limits (below)
+    ({"demo": True, "allow_local_paths": True}, "demo"),
+    ({"device": "cuda:banana"}, "device"),
+    ({"device": "cuda:²"}, "device"),
+    ({"device": "meta"}, "device"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_values_name_the_field(data, field):
@@ -64,3 +68,20 @@ def test_demo_refuses_other_models_and_local_paths(tmp_path):
     with pytest.raises(BadConfig, match="local folders"):
         no_paths.check_model(str(tmp_path))
     no_paths.check_model("org/some-model")
+
+
+def test_a_folder_is_not_a_configuration_file(tmp_path):
+    with pytest.raises(BadConfig, match="is a folder, not a configuration file"):
+        load_config(tmp_path)
+
+
+def test_demo_alone_takes_demo_modes_limits_unless_the_file_sets_them(tmp_path):
+    (tmp_path / "d.toml").write_text("demo = true\n")
+    demo = load_config(tmp_path / "d.toml")
+    assert demo == DEMO and demo.source == str(tmp_path / "d.toml")
+    assert demo.models == ("smollm2-135m", "gemma3-270m") and demo.max_prompt_tokens == 64
+    assert demo.corpus_max_prompts == 10 and not (demo.allow_local_paths or demo.allow_uploads)
+    assert not demo.allow_other_models and not demo.trust_remote_code
+    tuned = parse_config({"demo": True, "max_prompt_tokens": 128, "models": ["smollm2-135m"]})
+    assert tuned.max_prompt_tokens == 128 and tuned.models == ("smollm2-135m",) and tuned.corpus_max_prompts == 10
+    assert parse_config({"demo": False}) == LOCAL

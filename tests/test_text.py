@@ -141,3 +141,14 @@ def test_the_embedded_model_traces_a_position_as_the_cut_text(smollm):
         assert (trace.order != cut.order).mean() < 0.01
         for a, b in zip(trace.strata, cut.strata):
             assert a.n_edges == b.n_edges and abs(a.trace.tv - b.trace.tv) < 2e-5
+
+
+def test_groups_stay_within_memory_and_padding():
+    from explorer.text import plan_groups
+
+    cost = lambda longest, k: k * (longest + 1) ** 2
+    groups = plan_groups(list(range(1, 64)), cost)
+    assert sorted(t for g in groups for t in g) == list(range(1, 64))
+    for g in groups:
+        assert cost(g[-1], len(g)) <= cost(63, 1) and g[0] + 1 >= 0.9 * (g[-1] + 1)
+    assert max(len(g) for g in groups) > 1  # neighbouring positions share batches

@@ -1,8 +1,8 @@
 """The app's pages for ``st.navigation``, and the hand-off that opens a prompt on the Trace page from
-another page (a point of a corpus scatter, a section of the Method page).
+another page (a point of a corpus scatter, a section of the Method page, a token of a text strip).
 
 Each page keeps the address it had as a file under ``pages/``: ``/`` (Trace a prompt), ``/Corpus``,
-``/Compare`` and ``/Method``; query parameters on them reproduce a view.
+``/Compare`` and ``/Method``; the Text strip is at ``/Strip``. Query parameters on them reproduce a view.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ TRACE = PageSpec("ui/pages/trace.py", "Trace a prompt", "trace")
 CORPUS = PageSpec("ui/pages/corpus.py", "Corpus", "Corpus")
 COMPARE = PageSpec("ui/pages/compare.py", "Compare", "Compare")
 METHOD = PageSpec("ui/pages/method.py", "Method", "Method")
-PAGES = (TRACE, CORPUS, COMPARE, METHOD)
+STRIP = PageSpec("ui/pages/strip.py", "Text strip", "Strip")
+PAGES = (TRACE, CORPUS, COMPARE, METHOD, STRIP)
 
 
 def page(spec: PageSpec) -> st.Page:
@@ -40,9 +41,12 @@ def pages() -> list[st.Page]:
     return [page(spec) for spec in PAGES]
 
 
-def open_in_trace_page(model: str, prompt: str, mode: str | None = None, weighting: str | None = None) -> None:
-    """Switch to the Trace page showing ``prompt`` on ``model`` (and the given mode and weighting)."""
-    st.session_state[OPEN_REQUEST] = {"model": model, "prompt": prompt, "mode": mode, "weighting": weighting}
+def open_in_trace_page(model: str, prompt: str, mode: str | None = None, weighting: str | None = None,
+                       position: int | None = None, target: str | None = None, foil: str | None = None) -> None:
+    """Switch to the Trace page showing ``prompt`` on ``model`` (and the given mode and weighting), traced
+    at ``position`` (``None``: the last) with ``target`` and ``foil`` (``None``: the defaults)."""
+    st.session_state[OPEN_REQUEST] = {"model": model, "prompt": prompt, "mode": mode, "weighting": weighting,
+                                      "position": position, "target": target, "foil": foil}
     st.switch_page(page(TRACE))
 
 

@@ -20,7 +20,7 @@ from explorer.config import AppConfig, current_config
 from explorer.errors import ExplorerError
 from explorer.options import DEVICES, DTYPES, Mode
 from explorer.results import Settings
-from explorer.sweep_cache import Sweep, SweepRequest, SweepStore
+from explorer.sweep_cache import Strip, StripRequest, Sweep, SweepRequest, SweepStore
 
 # ---------------------------------------------------------------------------------------- configuration
 
@@ -84,20 +84,54 @@ def cached_model(model_id: str, device: str, dtype: str, revision: str | None, t
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
-def sweep_store() -> SweepStore:
+def sweep_store() -> SweepStore[SweepRequest, Sweep]:
     """One store per process, shared by every session."""
     cfg = app_config()
     return SweepStore(max_entries=cfg.cache_max_entries, max_bytes=cfg.cache_max_mb << 20)
 
 
-def sweep_request(model_id: str, device: str, dtype: str, revision: str | None, prompt: str, weighting: str,
-                  mode: str, controls: bool, compare_modes: bool, gold: str | None = None) -> SweepRequest:
-    """The request of a page's inputs under the configuration (its token cap and remote-code rule)."""
+@st.cache_resource(max_entries=1, show_spinner=False)
+def strip_store() -> SweepStore[StripRequest, Strip]:
+    """The Text strip page's computed strips: one store per process, bounded like the sweeps'."""
     cfg = app_config()
-    settings = Settings(weighting=weighting, mode=cast(Mode, mode), controls=controls, compare_modes=compare_modes,
-                        max_tokens=cfg.max_prompt_tokens)
+    return SweepStore(max_entries=cfg.cache_max_entries, max_bytes=cfg.cache_max_mb << 20)
+
+
+def settings_for(weighting: str, mode: str, controls: bool = False, compare_modes: bool = False) -> Settings:
+    """A page's trace settings under the configuration (its token cap)."""
+    return Settings(weighting=weighting, mode=cast(Mode, mode), controls=controls, compare_modes=compare_modes,
+                    max_tokens=app_config().max_prompt_tokens)
+
+
+def sweep_request(model_id: str, device: str, dtype: str, revision: str | None, prompt: str, weighting: str,
+                  mode: str, controls: bool, compare_modes: bool, gold: str | None = None,
+                  position: int | None = None, target: str | None = None, foil: str | None = None) -> SweepRequest:
+    """The request of a page's inputs under the configuration (its token cap and remote-code rule); an
+    empty target or foil is the default."""
+    cfg = app_config()
     return SweepRequest(model=model_id, device=device, dtype=dtype, revision=revision, prompt=prompt,
-                        settings=settings, gold=gold, trust_remote_code=cfg.trust_remote_code)
+                        settings=settings_for(weighting, mode, controls, compare_modes), gold=gold,
+                        trust_remote_code=cfg.trust_remote_code, position=position, target=target or None,
+                        foil=foil or None)
+
+
+def prompt_tokens(model_id: str, device: str, dtype: str, revision: str | None, prompt: str) -> list[str] | None:
+    """The prompt's tokens as the model's tokenizer cuts them (the texts a trace names them by), loading
+    the model if need be; ``None`` where there is nothing to show (no model, a model the configuration
+    refuses or that fails to load, an empty or over-long prompt): the sweep then says what is wrong."""
+    cfg = app_config()
+    if not model_id or not prompt.strip():
+        return None
+    try:
+        cfg.check_model(model_id)
+        with st.spinner("loading the model"):
+            lm, _ = cached_model(model_id, device, dtype, revision, cfg.trust_remote_code)
+        ids = list(lm.tokenizer(prompt)["input_ids"])
+    except Exception:  # noqa: BLE001 - the sweep shows the error
+        return None
+    if len(ids) > cfg.max_prompt_tokens:
+        return None
+    return [str(lm.tokenizer.decode([i])) for i in ids]
 
 
 def compute_sweep(request: SweepRequest, progress=None) -> Sweep:
@@ -114,22 +148,21 @@ def compute_sweep(request: SweepRequest, progress=None) -> Sweep:
                                   request.trust_remote_code)
         start = time.perf_counter()
         trace = trace_prompt(lm, request.prompt, request.settings, gold=request.gold,
-                             progress=lambda f, m: report(0.05 + 0.85 * f, m))
+                             progress=lambda f, m: report(0.05 + 0.85 * f, m), position=request.position,
+                             target=request.target, foil=request.foil)
         return Sweep(trace, load_s, time.perf_counter() - start)
 
     return sweep_store().get_or_compute(request, compute,
                                         on_wait=lambda: report(0.0, "waiting: another session is tracing this prompt"))
 
 
-def sweep_with_progress(progress_text=None, **inputs) -> Sweep | None:
-    """The sweep of the inputs (:func:`sweep_request`'s arguments) under a progress bar; a failure is shown
-    as an error and gives ``None``. ``progress_text(fraction, message)`` words the bar (default: the
-    message)."""
+def with_progress(compute, progress_text=None):
+    """``compute(progress)`` under a progress bar; a failure is shown as an error and gives ``None``.
+    ``progress_text(fraction, message)`` words the bar (default: the message)."""
     bar = st.progress(0.0, text="starting")
     word = progress_text or (lambda frac, message: message)
     try:
-        sweep = compute_sweep(sweep_request(**inputs),
-                              progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=word(f, m)))
+        result = compute(lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=word(f, m)))
     except ExplorerError as exc:
         bar.empty()
         st.error(str(exc))
@@ -141,7 +174,41 @@ def sweep_with_progress(progress_text=None, **inputs) -> Sweep | None:
             st.code(traceback.format_exc())
         return None
     bar.empty()
-    return sweep
+    return result
+
+
+def sweep_with_progress(progress_text=None, **inputs) -> Sweep | None:
+    """The sweep of the inputs (:func:`sweep_request`'s arguments) under a progress bar; a failure is shown
+    as an error and gives ``None``. ``progress_text(fraction, message)`` words the bar (default: the
+    message)."""
+    return with_progress(lambda report: compute_sweep(sweep_request(**inputs), progress=report), progress_text)
+
+
+def compute_strip(request: StripRequest, progress=None) -> Strip:
+    """The strip of one request (:func:`explorer.text.trace_text` of the text, or
+    :func:`explorer.text.trace_continuation` of the prompt), computed once for all sessions."""
+    app_config().check_model(request.model)
+    report = progress or (lambda frac, msg: None)
+
+    def compute() -> Strip:
+        from explorer.text import trace_continuation, trace_text
+
+        report(0.0, "loading the model")
+        lm, load_s = cached_model(request.model, request.device, request.dtype, request.revision,
+                                  request.trust_remote_code)
+        start = time.perf_counter()
+        step = lambda f, m: report(0.02 + 0.97 * f, m)
+        gen = request.generation
+        if gen is None:
+            text = trace_text(lm, request.text, request.settings, progress=step)
+        else:
+            report(0.01, f"generating {gen.n_tokens} tokens")
+            text = trace_continuation(lm, request.text, gen.n_tokens, request.settings, temperature=gen.temperature,
+                                      top_p=gen.top_p, greedy=gen.greedy, seed=gen.seed, progress=step)
+        return Strip.of(text, load_s, time.perf_counter() - start)
+
+    return strip_store().get_or_compute(request, compute,
+                                        on_wait=lambda: report(0.0, "waiting: another session is tracing this text"))
 
 
 # ---------------------------------------------------------------------------------------- page sections

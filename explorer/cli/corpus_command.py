@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.cli.common import add_model_arguments, add_trace_arguments, sizes
+from explorer.cli.common import add_model_arguments, add_trace_arguments, load, settings_from
 from explorer.errors import BadSetting
-from explorer.options import MODES
+from explorer.options import MODES, check_modes
 
 
 def add_arguments(c: argparse.ArgumentParser) -> None:
@@ -54,32 +54,52 @@ def progress_bar(total: int, desc: str, unit: str = "prompt"):
     return bar, progress
 
 
+def parse_modes(text: str) -> tuple[str, ...]:
+    """``--modes``: comma-separated ablation modes, each known, none twice."""
+    modes = tuple(m.strip() for m in text.split(","))
+    if "" in modes:
+        raise BadSetting(f"--modes: '{text}' holds an empty mode name; choose from {', '.join(MODES)}")
+    try:
+        return check_modes(modes)
+    except BadSetting as exc:
+        raise BadSetting(f"--modes: {exc}") from None
+
+
+def shortest_prompt(lm, corpus, max_tokens: int) -> int | None:
+    """The fewest tokens of a prompt of ``corpus`` that the model takes (2 tokens or more, within the cap)."""
+    from explorer.models.loading import effective_max_tokens
+
+    cap, _ = effective_max_tokens(lm, max_tokens)
+    lengths = [n for p in corpus.prompts if 2 <= (n := len(lm.tokenizer(p.text)["input_ids"])) <= cap]
+    return min(lengths, default=None)
+
+
 def run(args) -> int:
     """The corpus run (:func:`explorer.corpus.start.start_corpus_run`), locally or on Ray (``--ray``)."""
     from explorer.corpus.cluster import RayOptions
     from explorer.corpus.driver import ModelSpec
     from explorer.corpus.sources import read_source
     from explorer.corpus.start import CorpusRequest, start_corpus_run
-    from explorer.results import DEFAULT_MAX_TOKENS, Settings
+    from explorer.models.loading import check_settings
 
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise BadSetting(f"--modes: choose from {', '.join(MODES)}")
-    settings = Settings(weighting=args.weights, controls=not args.no_controls, seed=args.seed,
-                        max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS, batch_size=args.batch_size,
-                        **sizes(args.sizes))
+    modes = parse_modes(args.modes)
+    settings = settings_from(args, controls=not args.no_controls)
     on_ray = args.ray is not None
     options = RayOptions(address=args.ray, workers=args.ray_workers, max_retries=args.max_retries) if on_ray else None
     corpus = read_source(args.source, limit=args.limit, window=args.window, column=args.column)
     for s in corpus.skipped:
         print(f"skipped {args.source} {s.where}: {s.reason}", file=sys.stderr)
+    model = ModelSpec(args.model, args.device, args.dtype, args.revision, args.trust_remote_code)
+    if not on_ray:  # loaded here (the run would load it here too) to check the settings against it first
+        model = load(args)
+        shortest = shortest_prompt(model, corpus, settings.max_tokens)
+        check_settings(model, settings, shortest, f"the corpus's shortest prompt ({shortest} tokens)")
     freq_source = args.freq_source or args.source
     desc = f"{args.model} on {args.source}" + (" (Ray)" if on_ray else "")
     bar, progress = progress_bar(len(corpus.prompts), desc)
     try:
         summary = start_corpus_run(CorpusRequest(
-            model=ModelSpec(args.model, args.device, args.dtype, args.revision, args.trust_remote_code),
+            model=model,
             source=corpus, out=args.out, settings=settings, modes=modes, limit=args.limit, window=args.window,
             column=args.column, frequencies=freq_source,
             freq_column=args.column if freq_source == args.source else "text", overwrite=args.overwrite,

@@ -9,7 +9,7 @@ import argparse
 import re
 import sys
 
-from explorer.cli.common import add_model_arguments, add_trace_arguments, fmt, load, sizes
+from explorer.cli.common import add_model_arguments, add_trace_arguments, fmt, load, n_tokens, settings_from
 from explorer.errors import BadSetting
 from explorer.options import MODES
 
@@ -49,6 +49,24 @@ def _check(args) -> None:
         raise BadSetting("strip: --positions goes with --text; --generate traces every generated token")
 
 
+def check_for_model(lm, args, settings) -> None:
+    """Refuse, once the model is loaded and before any work, a text or prompt it cannot take: too long
+    (with the tokens to generate, for the model's context), or sizes that keep no edge of the shortest
+    traced position's graph."""
+    from explorer.models.loading import check_settings, effective_max_tokens
+    from explorer.text import parse_positions
+
+    if args.generate is None:
+        first = parse_positions(args.positions, n_tokens(lm, args.text, settings.max_tokens))[0]
+        check_settings(lm, settings, first + 1, f"the text's first traced position ({first})")
+        return
+    n = n_tokens(lm, args.prompt, settings.max_tokens)
+    cap, reason = effective_max_tokens(lm, settings.max_tokens)
+    if n + args.generate > cap:
+        raise BadSetting(f"the prompt's {n} tokens and {args.generate} to generate exceed the limit of {cap}, {reason}")
+    check_settings(lm, settings, n, "the prompt's last token, the first traced position")
+
+
 def print_rows(strip, out=None) -> None:
     """One row per traced position."""
     out = out or sys.stdout
@@ -66,16 +84,14 @@ def print_rows(strip, out=None) -> None:
 
 def run(args) -> int:
     from explorer.atomic import atomic_write_text
-    from explorer.results import DEFAULT_MAX_TOKENS, Settings
     from explorer.text import trace_continuation, trace_text
     from explorer.trace import check_prompt_text
 
     _check(args)
-    settings = Settings(weighting=args.weights, mode=args.mode, controls=args.controls, seed=args.seed,
-                        max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS, batch_size=args.batch_size,
-                        **sizes(args.sizes))
+    settings = settings_from(args, mode=args.mode, controls=args.controls)
     check_prompt_text(args.text if args.generate is None else args.prompt)
     lm = load(args)
+    check_for_model(lm, args, settings)
     from tqdm import tqdm
 
     bar = tqdm(total=100, unit="%", desc="strip", file=sys.stderr)

@@ -13,6 +13,11 @@ turns jobs into a stream of :data:`Event`: a prompt's rows (:class:`Traced`), a 
 (:class:`Failed`), or a message for the progress callback (:class:`Notice`). The rows themselves are
 built by :func:`explorer.corpus.rows.prompt_rows`, wherever the prompt was traced.
 
+The folder's write lock (:class:`~explorer.corpus.lock.WriterLock`) is taken before the model loads, so
+a second writer is refused at once, and held until the run ends. A prompt that fails is recorded with its
+reason and the run goes on; the token cap is the smaller of ``max_tokens`` and the model's context
+(:mod:`explorer.corpus.context`), said once at the start.
+
 Which tracer a run uses, and the model and source it reads, is decided by
 :func:`explorer.corpus.start.start_corpus_run`, the entry point of the command line and the Corpus page.
 """
@@ -28,22 +33,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from explorer.atomic import atomic_write_text
+from explorer.corpus.context import context_length, token_cap
 from explorer.corpus.frequency import FILE as FREQUENCY_FILE
 from explorer.corpus.frequency import Frequencies, count_tokens
+from explorer.corpus.lock import WriterLock
+from explorer.corpus.runinfo import prompts_digest
 from explorer.corpus.sources import Corpus, Prompt, Skipped, read_source
-from explorer.corpus.store import ResultsStore, RunInfo
+from explorer.corpus.store import FAILED_FILE, ResultsStore, RunInfo
 from explorer.errors import BadSource, UnsupportedArchitecture
 from explorer.results import Settings
 
 if TYPE_CHECKING:
     from explorer.models.loading import LoadedModel, Tokenizer
 
-FAILED_FILE = "failed.jsonl"
-
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, message)``: prompts finished (stored before, traced or failed) out of the
 corpus, and what just happened (``"starting"``, ``"resuming"``, a prompt id, ``"failed ID: reason"``,
-``"worker ..."``, or what the run is loading)."""
+``"worker ..."``, ``"token cap: ..."``, ``"results: ..."`` (what the store found and repaired), or what
+the run is loading)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,8 @@ class ModelSpec:
 @dataclass(frozen=True)
 class ModelInfo:
     """What a run records of the loaded model (``run.json``), its number of output logits (the
-    frequency table's size), and where it runs (``host``, ``pid``: a Ray actor's)."""
+    frequency table's size), where it runs (``host``, ``pid``: a Ray actor's), and its context length
+    (``None``: its config declares none)."""
 
     model_id: str
     revision: str | None
@@ -81,11 +89,12 @@ class ModelInfo:
     n_outputs: int
     host: str = ""
     pid: int = 0
+    context: int | None = None
 
     @classmethod
     def of(cls, lm: LoadedModel, host: str = "", pid: int = 0) -> ModelInfo:
         return cls(lm.model_id, lm.revision, str(lm.dtype).removeprefix("torch."), str(lm.device),
-                   n_outputs(lm), host, pid)
+                   n_outputs(lm), host, pid, context_length(getattr(lm.model, "config", None)))
 
 
 def n_outputs(lm: LoadedModel) -> int:
@@ -173,7 +182,9 @@ class Tracer(Protocol):
 class RunSummary:
     """What a run did: prompts traced now, found already stored, and failed (id, reason); the source's
     skipped rows; the seconds of the whole call and of tracing once the model was loaded; the workers
-    (threads, or Ray actors started at first) and how many died."""
+    (threads, or Ray actors started at first) and how many died; the token cap and which limit it is;
+    ``kept_old``: an ``overwrite`` that stored no prompt, so the run already in the folder is kept (and
+    its ``failed.jsonl``: this run's failures are only in :attr:`failed`); what the store repaired."""
 
     folder: Path
     traced: int = 0
@@ -184,17 +195,27 @@ class RunSummary:
     workers: int = 1
     deaths: int = 0
     trace_seconds: float = 0.0
+    token_cap: int = 0
+    token_cap_by: str = ""
+    kept_old: bool = False
+    notices: list[str] = field(default_factory=list)
 
 
 def run_info(model: ModelInfo, corpus: Corpus, settings: Settings, modes, window: int | None = None,
-             column: str = "text", limit: int | None = None) -> RunInfo:
-    """The :class:`RunInfo` of a run of ``corpus`` on ``model`` (how many workers ran it is not part)."""
+             column: str = "text", limit: int | None = None, frequencies: Frequencies | None = None) -> RunInfo:
+    """The :class:`RunInfo` of a run of ``corpus`` on ``model`` with ``frequencies``: its identity (the
+    batch size included: it changes the numbers in the 6th digit) and the content hash of the prompts
+    used (how many workers ran it is not part)."""
     s = asdict(settings)
     s["sizes"] = list(settings.sizes)
-    for k in ("mode", "compare_modes", "batch_size"):  # the modes are listed apart; batching changes nothing
+    for k in ("mode", "compare_modes"):  # the modes are listed apart
         s.pop(k)
+    path = Path(corpus.source).expanduser()
+    ids = [p.id for p in corpus.prompts]
     return RunInfo(model_id=model.model_id, revision=model.revision, dtype=model.dtype, source=corpus.source,
-                   window=window, column=column, modes=list(modes), settings=s, device=model.device, limit=limit)
+                   window=window, column=column, modes=list(modes), settings=s, device=model.device, limit=limit,
+                   source_path=str(path.resolve()) if path.is_file() else None, source_prompts=len(ids),
+                   source_sha256=prompts_digest(ids), frequencies=frequencies.label() if frequencies else None)
 
 
 def source_frequencies(tokenizer, n_outputs: int, model_id: str, spec: str, column: str = "text") -> Frequencies:
@@ -239,21 +260,39 @@ def drive(tracer: Tracer, corpus: Corpus, folder: Path | str, frequencies: Frequ
     ``frequencies``: token counts for the ``*_freq`` columns, or the source (or saved
     ``frequency.parquet``) to count them from with the model's tokenizer (its ``freq_column``), or
     ``None``. ``window``, ``column``, ``limit``: how ``corpus`` was read, recorded in ``run.json``. A
-    folder holding a run with other model, source or settings is refused unless ``overwrite``.
-    ``progress``: see :data:`Progress`. The tracer is closed on return, also on error.
+    folder holding a run with other model, source (content), settings or frequencies is refused unless
+    ``overwrite`` (the old run is kept until this one stores its first prompt); one that another run is
+    writing is refused. ``progress``: see :data:`Progress`. The tracer is closed and the folder's lock
+    given back on return, also on error.
     """
     start = time.perf_counter()
     total = len(corpus.prompts)
     report = progress or (lambda done, total, message: None)
     summary = RunSummary(Path(folder), source_skipped=list(corpus.skipped))
+    lock = WriterLock(folder)
+
+    def notify(message: str) -> None:
+        summary.notices.append(message)
+        report(done(), total, message)
+
+    def done() -> int:
+        return summary.already + summary.traced + len(summary.failed)
+
     try:
+        lock.acquire()  # before the model loads: a second writer is refused at once
         tokenizer = tracer.tokenizer() if isinstance(frequencies, str) else None
         info = tracer.load(lambda message: report(0, total, message))
         if isinstance(frequencies, str):
             report(0, total, f"counting token frequencies in {frequencies}")
             frequencies = source_frequencies(tokenizer, info.n_outputs, info.model_id, frequencies, freq_column)
-        store = ResultsStore(folder, run_info(info, corpus, tracer.settings, tracer.modes, window, column, limit),
-                             overwrite)
+        summary.token_cap, summary.token_cap_by = token_cap(tracer.settings.max_tokens, info.context)
+        run = run_info(info, corpus, tracer.settings, tracer.modes, window, column, limit, frequencies)
+        run.notes["token_cap"] = f"{summary.token_cap} ({summary.token_cap_by})"
+        store = ResultsStore(folder, run, overwrite, lock=lock, prompts=corpus.prompts)
+        for message in store.notices:
+            notify(message)
+        store.notices.clear()
+        report(0, total, f"token cap: {summary.token_cap} tokens ({summary.token_cap_by})")
         if frequencies is not None:
             store.save_frequencies(frequencies)
         stored = store.done_ids()
@@ -262,10 +301,6 @@ def drive(tracer: Tracer, corpus: Corpus, folder: Path | str, frequencies: Frequ
         report(summary.already, total, "resuming" if summary.already else "starting")
         traced_from = time.perf_counter()
         written: set[str] = set()
-
-        def done() -> int:
-            return summary.already + summary.traced + len(summary.failed)
-
         with closing(tracer.trace(jobs, frequencies)) as events:
             for event in events:
                 if isinstance(event, Notice):
@@ -277,12 +312,22 @@ def drive(tracer: Tracer, corpus: Corpus, folder: Path | str, frequencies: Frequ
                     written.add(event.job.prompt.id)
                     store.append(event.rows)
                     summary.traced += 1
+                    for message in store.notices:
+                        notify(message)
+                    store.notices.clear()
                     report(done(), total, event.job.prompt.id)
         store.compact()
         summary.trace_seconds = time.perf_counter() - traced_from
         summary.workers, summary.deaths = tracer.workers, tracer.deaths
-        write_failed(folder, summary.failed, corpus)
+        if store.pending:
+            summary.kept_old = True
+            notify(f"results: no prompt was stored, so the run already in {folder} is kept")
+        else:
+            write_failed(folder, summary.failed, corpus)
     finally:
-        tracer.close()
+        try:
+            tracer.close()
+        finally:
+            lock.release()
     summary.seconds = time.perf_counter() - start
     return summary

@@ -4,6 +4,7 @@ whether small subgraphs predict frequent tokens (METHOD.md section 7)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from explorer.atomic import atomic_write
 from explorer.errors import BadResults
 
 FILE = "frequency.parquet"
@@ -36,16 +38,21 @@ class Frequencies:
         out[inside] = self.counts[ids[inside]] * (1e6 / max(self.total, 1))
         return out
 
+    def label(self) -> str:
+        """What ``run.json`` records of these counts: their source and the SHA-256 of the counts."""
+        digest = hashlib.sha256(f"{self.tokenizer}\x00{len(self.counts)}\x00".encode())
+        digest.update(np.ascontiguousarray(self.counts, dtype=np.int64).tobytes())
+        return f"{self.source} (sha256 {digest.hexdigest()[:16]})"
+
     def save(self, folder: Path) -> Path:
-        """Write ``frequency.parquet`` in ``folder`` atomically (non-zero counts only)."""
+        """Write ``frequency.parquet`` in ``folder`` atomically and durably (non-zero counts only, with
+        page checksums)."""
         nz = np.nonzero(self.counts)[0]
         table = pa.table({"token_id": pa.array(nz, pa.int64()), "count": pa.array(self.counts[nz], pa.int64())})
         table = table.replace_schema_metadata({"source": self.source, "tokenizer": self.tokenizer,
                                                "vocab": str(len(self.counts))})
         path = Path(folder) / FILE
-        tmp = path.with_name(f".{FILE}.tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp, write_page_checksum=True), durable=True)
         return path
 
     @classmethod
@@ -55,7 +62,7 @@ class Frequencies:
         if not path.exists():
             return None
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path, page_checksum_verification=True)
         except Exception as exc:  # noqa: BLE001 - any read failure is a corrupt file
             raise BadResults(f"{path} is not a readable Parquet file ({exc})") from exc
         meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
@@ -77,8 +84,8 @@ def count_tokens(tokenizer, texts, vocab_size: int, source: str, tokenizer_name:
 
     def flush():
         if batch:
-            ids = np.concatenate([np.asarray(x, dtype=np.int64)
-                                  for x in tokenizer(batch, add_special_tokens=False)["input_ids"]] + [np.zeros(0, np.int64)])
+            encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+            ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in encoded] + [np.zeros(0, np.int64)])
             counts[:] += np.bincount(ids[(ids >= 0) & (ids < vocab_size)], minlength=vocab_size)
             batch.clear()
 

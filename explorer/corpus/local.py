@@ -30,16 +30,25 @@ from explorer.corpus.driver import (
 )
 from explorer.corpus.frequency import Frequencies
 from explorer.corpus.sources import Corpus
-from explorer.errors import BadPrompt, BadSetting, OutOfMemory
+from explorer.errors import BadSetting, ExplorerError
 from explorer.models.loading import LoadedModel
 from explorer.options import MODES
 from explorer.results import Settings
 
 
+def failure_reason(exc: Exception) -> str:
+    """One line for a prompt's failure: an explorer error's own message, else the exception's class and
+    message (``IndexError: index out of range in self``)."""
+    if isinstance(exc, ExplorerError):
+        return str(exc)
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}"[:300]
+
+
 class LocalTracer:
     """Traces prompts on ``lm`` in this process, ``workers`` at a time (threads sharing the model). A
-    prompt the model cannot take (too long, too short, out of memory) fails at once; any other error
-    stops the run."""
+    prompt that raises anything (too long for the token cap or the model's context, too short, out of
+    memory, any other error) fails with the reason and the run goes on; only an interrupt stops it."""
 
     def __init__(self, lm: LoadedModel, settings: Settings, modes: tuple[str, ...] = MODES, workers: int = 1):
         if workers < 1:
@@ -63,10 +72,11 @@ class LocalTracer:
     def _one(self, job: Job, freq: Frequencies | None) -> Event:
         try:
             return Traced(job, rows.trace_rows(self.lm, job.prompt, job.index, self.settings, self.modes, freq))
-        except (BadPrompt, OutOfMemory) as exc:  # this prompt cannot be traced here; the others may
+        except Exception as exc:  # noqa: BLE001 - this prompt failed (too long, out of memory, any error); the
+            # others may not: recorded in failed.jsonl with the reason. KeyboardInterrupt still stops the run.
             if self.lm.device.type == "cuda":
                 torch.cuda.empty_cache()
-            return Failed(job, str(exc))
+            return Failed(job, failure_reason(exc))
 
     def trace(self, jobs: list[Job], frequencies: Frequencies | None) -> Generator[Event, None, None]:
         if self._workers == 1:

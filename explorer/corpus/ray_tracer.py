@@ -239,8 +239,10 @@ class RayTracer:
         self._start(slot)
 
     def _finished(self, ref):
-        """The outcome of a task already finished, or ``None`` if it did not finish."""
-        ready, _ = self.ray.wait([ref], timeout=0)
+        """The outcome of a task of a killed actor that finished, or ``None`` if it did not finish. Every
+        task of a killed actor resolves at once (a result, or the actor's death), so waiting a little does
+        not stall: it lets a result still on its way count as finished, not charge its prompt a death."""
+        ready, _ = self.ray.wait([ref], timeout=10)
         if not ready:
             return None
         try:

@@ -13,7 +13,10 @@ A source spec is one of:
 
 With ``window=N`` each text is cut into consecutive windows of ``N`` words, each followed by its next word
 as the gold target (the papers used 40); texts shorter than ``N + 1`` words give no window. Malformed rows
-are reported in :attr:`Corpus.skipped` and left out, never fatal.
+are reported in :attr:`Corpus.skipped` and left out, never fatal: a JSONL line that is not JSON or holds a
+lone surrogate (``"\\ud800"``, not Unicode text), a CSV row with the wrong number of fields or an unclosed
+quote (reported on its line; the lines it would have swallowed are read as rows of their own). A UTF-8
+byte order mark at the start of a .txt, .csv or .jsonl file is dropped.
 """
 
 from __future__ import annotations
@@ -79,6 +82,17 @@ def prompt_id(index: int, text: str, gold: str | None) -> str:
     return f"{index:06d}-{digest}"
 
 
+def _not_unicode(value) -> bool:
+    """Whether ``value`` is a string that UTF-8 cannot encode (a lone surrogate from a JSON escape)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _clean(value) -> str | None:
     """A non-blank string as it is; anything else (missing, blank, not text) as ``None``."""
     return value if isinstance(value, str) and value.strip() else None
@@ -95,6 +109,11 @@ def _record_rows(records, column: str) -> tuple[list[_Row], list[Skipped]]:
             skipped.append(Skipped(where, "not an object with named fields"))
             continue
         text = rec.get(column)
+        bad = [k for k in (column, "gold", "category") if _not_unicode(rec.get(k))]
+        if bad:
+            skipped.append(Skipped(where, f"'{bad[0]}' holds a lone surrogate (an escape such as \\ud800): "
+                                          "not Unicode text"))
+            continue
         if not isinstance(text, str) or not text.strip():
             skipped.append(Skipped(where, f"no text in column '{column}'"))
             continue
@@ -107,7 +126,8 @@ def _record_rows(records, column: str) -> tuple[list[_Row], list[Skipped]]:
 
 
 def _jsonl_records(text: str):
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):  # JSON strings may hold U+2028 and the like: not line ends
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -116,29 +136,82 @@ def _jsonl_records(text: str):
             yield f"line {n}", f"not valid JSON ({exc.msg})"
 
 
+def _csv_record(lines: list[str], start: int) -> tuple[list[str] | None, int, str | None]:
+    """The CSV record that begins on physical line ``start`` of ``lines`` (each with its line end): its
+    fields (``None`` at the end), the number of lines it spans, and the error if it is malformed."""
+    used = 0
+
+    def feed():
+        nonlocal used
+        for line in lines[start:]:
+            used += 1
+            yield line
+
+    try:
+        fields = next(csv.reader(feed(), strict=True))
+    except StopIteration:
+        return None, used, None
+    except csv.Error as exc:
+        return None, max(used, 1), str(exc)
+    return fields, used, None
+
+
+def _looks_like_rows(lines: list[str], n_fields: int) -> bool:
+    """Whether the inner lines of a quoted field spanning lines each parse as a row of ``n_fields`` fields
+    (a quote left open swallowed them)."""
+    if n_fields < 2 or not lines:
+        return False
+    for line in lines:
+        fields, _, error = _csv_record([line], 0)
+        if error is not None or fields is None or len(fields) != n_fields:
+            return False
+    return True
+
+
 def _csv_records(text: str, column: str, path: str):
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None or column not in reader.fieldnames:
-        found = ", ".join(reader.fieldnames or []) or "none"
-        raise BadSource(f"{path} has no '{column}' column (columns: {found})")
-    n_fields = len(reader.fieldnames)
-    while True:
-        try:
-            rec = next(reader)
-        except StopIteration:
+    """``(where, record or error)`` for each row of a CSV ``text``. A record is parsed from its first
+    physical line on; a malformed one (a bad or unclosed quote, the wrong number of fields, a quoted field
+    whose inner lines look like rows) is reported on that line, and parsing resumes on the next line, so
+    a quote left open never swallows the rows after it."""
+    lines = list(io.StringIO(text, newline=""))
+    header, i, error = _csv_record(lines, 0)
+    while header == [] and error is None:  # blank lines before the header
+        header, used, error = _csv_record(lines, i)
+        i += used
+    if error is not None or header is None or column not in header:
+        found = ", ".join(header or []) or "none"
+        raise BadSource(f"{path} has no '{column}' column (columns: {found})"
+                        + (f"; its header is malformed ({error})" if error else ""))
+    n_fields = len(header)
+    while i < len(lines):
+        fields, used, error = _csv_record(lines, i)
+        where = f"line {i + 1}"
+        if error is not None:
+            yield where, f"malformed CSV ({error}); reading on from the next line"
+            i += 1
+            continue
+        if fields is None:
             return
-        except csv.Error as exc:
-            yield f"line {reader.line_num}", f"malformed CSV ({exc})"
+        if fields == []:  # a blank line
+            i += used
             continue
-        if None in rec or any(v is None for v in rec.values()):
-            yield f"line {reader.line_num}", f"expected {n_fields} fields"
+        if used > 2 and _looks_like_rows(lines[i + 1:i + used - 1], n_fields):
+            yield where, f"a quote opened on this line runs over lines {i + 1}-{i + used}, whose lines look " \
+                         "like rows: an unclosed quote? reading on from the next line"
+            i += 1
             continue
-        yield f"line {reader.line_num}", rec
+        if len(fields) != n_fields:
+            yield where, f"expected {n_fields} fields, found {len(fields)}" + \
+                ("; reading on from the next line" if used > 1 else "")
+            i += 1 if used > 1 else used
+            continue
+        yield where, dict(zip(header, fields))
+        i += used
 
 
 def _read_file(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte order mark at the start is dropped
     except FileNotFoundError as exc:
         raise BadSource(f"no such corpus file: {path}") from exc
     except UnicodeDecodeError as exc:

@@ -1,33 +1,66 @@
-"""The results store of a corpus run: a folder holding ``run.json`` (what was run: model, source, settings,
-modes) and Parquet parts with one row per (prompt, ablation mode, size), plus ``frequency.parquet``.
+"""The results store of a corpus run: a folder holding ``run.json`` (what was run: model, source and its
+content hash, settings, modes; :mod:`explorer.corpus.runinfo`), Parquet parts with one row per (prompt,
+ablation mode, size) and their ``manifest.jsonl`` (:mod:`explorer.corpus.parts`), ``frequency.parquet``,
+and the writer's lock (:mod:`explorer.corpus.lock`).
 
-Every write is atomic (a temporary file, then a rename), and each part holds whole prompts, so an
-interrupted run loses nothing it wrote and a rerun skips the prompts already there. Reading checks each
-file and names the one that is corrupt or foreign.
+One writer at a time: :class:`ResultsStore` holds the folder's lock from opening to :meth:`~ResultsStore.close`.
+Every write is atomic and durable, each part holds whole prompts and carries page checksums and a SHA-256
+in the manifest, so an interrupted run loses nothing it wrote, a rerun skips the prompts already there
+after reading them back (a damaged part is moved to ``damaged/`` and its prompts traced again), and a
+reader (:func:`load_results`) verifies every part and names the one that is damaged, corrupt or foreign.
+Folders written before manifests were kept (the shipped results) read as unverified legacy parts: their
+page checksums, where they have them, and their schema are still checked.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from explorer.atomic import atomic_write, atomic_write_text
+from explorer.atomic import fsync_folder
+from explorer.corpus.frequency import FILE as FREQUENCY_FILE
 from explorer.corpus.frequency import Frequencies
+from explorer.corpus.lock import WriterLock
+from explorer.corpus.parts import (
+    MANIFEST,
+    Manifest,
+    PartEntry,
+    check_part,
+    link_part,
+    part_number,
+    part_paths,
+    part_run,
+    sha256_file,
+    write_part,
+)
+from explorer.corpus.runinfo import (
+    RUN_FILE,
+    SCHEMA_VERSION,
+    RunInfo,
+    identity_change,
+    merge_source,
+    new_run_id,
+    source_change,
+)
 from explorer.errors import BadResults
 
-SCHEMA_VERSION = 1
-RUN_FILE = "run.json"
-PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
+if TYPE_CHECKING:
+    from explorer.corpus.sources import Prompt
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "RUN_FILE", "RunInfo", "ResultsStore", "Results", "load_results",
+           "read_part", "find_results", "shipped_root"]
+
 MARK = {b"s-trace": b"results", b"schema": str(SCHEMA_VERSION).encode()}
+FAILED_FILE = "failed.jsonl"
+DAMAGED_DIR = "damaged"
+COMPACT_PROMPTS = 256
+"""Prompts per part after compaction: a damaged part loses at most this many (they are traced again)."""
 
 PROMPT_FIELDS = pa.schema([
     ("prompt_id", pa.string()), ("prompt_index", pa.int32()), ("text", pa.string()), ("gold", pa.string()),
@@ -50,142 +83,12 @@ SCHEMA = pa.schema(list(PROMPT_FIELDS) + list(STRATUM_FIELDS), metadata=MARK)
 KEY = ["prompt_id", "mode", "size"]
 
 
-@dataclass
-class RunInfo:
-    """What a results folder holds. Two runs may share a folder (resume) only if :meth:`identity` agrees."""
-
-    model_id: str
-    revision: str | None
-    dtype: str
-    source: str
-    window: int | None
-    column: str
-    modes: list[str]
-    settings: dict
-    device: str = ""
-    limit: int | None = None
-    schema: int = SCHEMA_VERSION
-    notes: dict = field(default_factory=dict)
-
-    def identity(self) -> dict:
-        d = asdict(self)
-        for k in ("device", "limit", "notes"):
-            d.pop(k)
-        return d
-
-    def write(self, folder: Path) -> None:
-        atomic_write_text(Path(folder) / RUN_FILE, json.dumps(asdict(self), indent=1))
-
-    @classmethod
-    def read(cls, folder: Path) -> RunInfo:
-        path = Path(folder) / RUN_FILE
-        if not path.exists():
-            raise BadResults(f"{folder} holds no s-Trace results ({RUN_FILE} is missing)")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            info = cls(**data)
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
-            raise BadResults(f"{path} is corrupt or not an s-Trace run file ({exc})") from exc
-        if info.schema != SCHEMA_VERSION:
-            raise BadResults(f"{path} has results schema {info.schema}; this version reads {SCHEMA_VERSION}")
-        return info
-
-
-def _write_table(path: Path, table: pa.Table) -> None:
-    """Write ``table`` to ``path`` as zstd Parquet, atomically (:func:`explorer.atomic.atomic_write`)."""
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
-
-
-def _parts(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if PART_RE.match(p.name))
-
-
-def _part_number(path: Path) -> int:
-    """The number ``N`` of a part ``part-N.parquet`` (as :func:`_parts` lists them)."""
-    match = PART_RE.match(path.name)
-    if match is None:
-        raise BadResults(f"{path} is not a result part")
-    return int(match.group(1))
-
-
-def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """One part, checked: a clear :class:`BadResults` if it is unreadable or not an s-Trace results file."""
-    try:
-        schema = pq.read_schema(path)
-    except Exception as exc:  # noqa: BLE001 - any read failure is a corrupt file
-        raise BadResults(f"{path} is not a readable Parquet file ({exc})") from exc
-    meta = schema.metadata or {}
-    if meta.get(b"s-trace") != b"results":
-        raise BadResults(f"{path} is not an s-Trace results file")
-    if meta.get(b"schema") != MARK[b"schema"]:
-        raise BadResults(f"{path} has results schema {meta.get(b'schema', b'?').decode()}; "
-                         f"this version reads {SCHEMA_VERSION}")
-    missing = [f.name for f in SCHEMA if f.name not in schema.names]
-    if missing:
-        raise BadResults(f"{path} lacks the columns {', '.join(missing)}")
-    try:
-        return pq.read_table(path, columns=columns)
-    except Exception as exc:  # noqa: BLE001
-        raise BadResults(f"{path} is corrupt ({exc})") from exc
-
-
-class ResultsStore:
-    """Writes one run's results into ``folder``: creates it with ``run.json``, or checks that the run
-    already there is the same one (then :meth:`done_ids` says what to skip)."""
-
-    def __init__(self, folder: Path | str, run: RunInfo, overwrite: bool = False):
-        self.folder = Path(folder)
-        self.run = run
-        if self.folder.exists() and not self.folder.is_dir():
-            raise BadResults(f"{self.folder} exists and is not a folder")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if (self.folder / RUN_FILE).exists():
-            if overwrite:
-                for p in _parts(self.folder):
-                    p.unlink()
-            else:
-                old = RunInfo.read(self.folder)
-                if old.identity() != run.identity():
-                    diff = [k for k, v in run.identity().items() if old.identity().get(k) != v]
-                    raise BadResults(f"{self.folder} holds a run with other {', '.join(diff)}; "
-                                     "give another output folder, or --overwrite to replace it")
-        elif _parts(self.folder):
-            raise BadResults(f"{self.folder} holds result parts but no {RUN_FILE}; give another output folder")
-        run.write(self.folder)
-
-    def done_ids(self) -> set[str]:
-        """Ids of the prompts already stored (a part always holds all modes and sizes of its prompts)."""
-        done: set[str] = set()
-        for p in _parts(self.folder):
-            done.update(read_part(p, ["prompt_id"])["prompt_id"].to_pylist())
-        return done
-
-    def append(self, rows: list[dict]) -> Path | None:
-        """Write ``rows`` (dicts with every column of :data:`SCHEMA`) as the next part, atomically."""
-        if not rows:
-            return None
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
-        parts = _parts(self.folder)
-        n = _part_number(parts[-1]) + 1 if parts else 0
-        path = self.folder / f"part-{n:05d}.parquet"
-        _write_table(path, table)
-        return path
-
-    def compact(self) -> None:
-        """Merge the parts into ``part-00000.parquet`` (rows sorted by prompt, mode and size). A crash in
-        between leaves duplicate rows, which reading drops."""
-        parts = _parts(self.folder)
-        if len(parts) <= 1:
-            return
-        n = _part_number(parts[-1]) + 1
-        merged = self.folder / f"part-{n:05d}.parquet"
-        _write_table(merged, _dedup(pa.concat_tables([read_part(p) for p in parts])))
-        for p in parts:
-            p.unlink()
-        os.replace(merged, self.folder / "part-00000.parquet")
-
-    def save_frequencies(self, freq: Frequencies) -> None:
-        freq.save(self.folder)
+def read_part(path: Path, columns: list[str] | None = None, entry: PartEntry | None = None,
+              run_id: str | None = None) -> pa.Table:
+    """One part, checked (:func:`explorer.corpus.parts.check_part`): a clear :class:`BadResults` naming
+    it if it is unreadable, not an s-Trace results file, of another run, or not what its manifest
+    ``entry`` recorded."""
+    return check_part(Path(path), SCHEMA, SCHEMA_VERSION, run_id, entry, columns)
 
 
 def _dedup(table: pa.Table) -> pa.Table:
@@ -193,6 +96,215 @@ def _dedup(table: pa.Table) -> pa.Table:
     keys = table.select(KEY + ["prompt_index"]).to_pandas()
     keep = keys.drop_duplicates(KEY, keep="first").sort_values(["prompt_index", "mode", "size"], kind="stable")
     return table.take(pa.array(keep.index.to_numpy()))
+
+
+def _chunks(table: pa.Table, per_part: int) -> list[pa.Table]:
+    """``table`` (sorted by prompt) cut into tables of at most ``per_part`` whole prompts."""
+    ids = table["prompt_id"].to_pylist()
+    starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+    cuts = starts[::per_part] + [len(ids)]
+    return [table.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+class ResultsStore:
+    """Writes one run's results into ``folder``, holding its lock (``lock``, or one it takes) until
+    :meth:`close`. A new folder gets ``run.json``; a folder holding the same run is read back and checked
+    (:attr:`notices` says what was repaired, :meth:`done_ids` what to skip); one holding another run is
+    refused, or with ``overwrite`` replaced once the new run stores its first prompt (:attr:`pending`
+    until then: the old run stays whole and loadable). ``prompts``: the source as read now, checked
+    against the run's (``None``: not checked)."""
+
+    def __init__(self, folder: Path | str, run: RunInfo, overwrite: bool = False, lock: WriterLock | None = None,
+                 prompts: list[Prompt] | None = None):
+        self.folder = Path(folder)
+        self.lock = lock or WriterLock(self.folder)
+        self.lock.acquire()
+        self.run = replace(run)
+        self.notices: list[str] = []
+        self.pending = False
+        self.replaced = False
+        self._done: set[str] = set()
+        self._old_parts: list[Path] = []
+        self._frequencies: Frequencies | None = None
+        self._changed = False
+        try:
+            self._open(overwrite, prompts)
+        except BaseException:
+            self.close()
+            raise
+
+    # opening ----------------------------------------------------------------------------------------
+
+    def _open(self, overwrite: bool, prompts: list[Prompt] | None) -> None:
+        for tmp in self.folder.glob(".*.tmp"):  # temporaries of a writer that was killed: none is alive
+            tmp.unlink(missing_ok=True)
+        if (self.folder / RUN_FILE).exists():
+            if overwrite:
+                self.pending = True
+                self._old_parts = part_paths(self.folder)
+                self.run.run_id = new_run_id()
+                self.manifest = Manifest(self.folder, self.run.run_id)
+                return
+            old = RunInfo.read(self.folder)
+            change = identity_change(old, self.run)
+            if change:
+                raise BadResults(f"{self.folder} holds a run with other {change}; give another output folder, "
+                                 "or --overwrite to replace it")
+            self.run.run_id = old.run_id
+            self.manifest = Manifest(self.folder, old.run_id)
+            stored = self._scan()
+            if prompts is not None:
+                why = source_change(old, prompts, stored)
+                if why:
+                    raise BadResults(f"{self.folder} holds a run of another version of its source "
+                                     f"{self.run.source}: {why}; give another output folder, or --overwrite "
+                                     "to replace the run")
+                merge_source(old, self.run)
+            else:
+                self.run.source_prompts, self.run.source_sha256 = old.source_prompts, old.source_sha256
+        elif part_paths(self.folder):
+            raise BadResults(f"{self.folder} holds result parts but no {RUN_FILE}; give another output folder")
+        else:
+            self.run.run_id = new_run_id()
+            self.manifest = Manifest(self.folder, self.run.run_id)
+            self.manifest.rewrite()  # a manifest without run.json is of no run: start it empty
+        self.run.write(self.folder)
+
+    def _scan(self) -> dict[int, tuple[str, str]]:
+        """Read back every part of this run: a damaged one is moved to ``damaged/`` (its prompts are traced
+        again), a part this run's manifest does not list is verified and listed, a listed one that is missing
+        is reported, and the parts of a run replaced by ``--overwrite`` are removed. Returns the stored
+        prompts, ``prompt_index -> (prompt_id, text)``."""
+        stored: dict[int, tuple[str, str]] = {}
+        listed = dict(self.manifest.entries)
+        for path in part_paths(self.folder):
+            owner = part_run(path)
+            if owner is not None and owner != self.run.run_id:
+                path.unlink()  # left by a run that --overwrite replaced (its clean-up was cut short)
+                self._changed = True
+                continue
+            entry = listed.pop(path.name, None)
+            try:
+                cols = ["prompt_id", "prompt_index", "text"] if entry else None  # unlisted: read every page
+                table = read_part(path, cols, entry, self.run.run_id)
+            except BadResults as exc:
+                moved = self._quarantine(path)
+                self.manifest.remove(path.name)
+                self.notices.append(f"results: {exc}; moved to {moved.relative_to(self.folder)}, "
+                                    "its prompts will be traced again")
+                self._changed = True
+                continue
+            if entry is None and self.manifest.exists:
+                self.manifest.add(PartEntry(path.name, sha256_file(path), table.num_rows, self.run.run_id))
+            for pid, index, text in zip(*(table[c].to_pylist() for c in ("prompt_id", "prompt_index", "text"))):
+                stored[index] = (pid, text)
+                self._done.add(pid)
+        for name, entry in listed.items():
+            self.notices.append(f"results: {name} ({entry.rows} rows) is listed in {MANIFEST} but missing; "
+                                "its prompts will be traced again")
+            self.manifest.remove(name)
+        return stored
+
+    def _quarantine(self, path: Path) -> Path:
+        folder = self.folder / DAMAGED_DIR
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}"
+        n = 1
+        while target.exists():
+            target = folder / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{n}{path.suffix}"
+            n += 1
+        path.replace(target)
+        fsync_folder(self.folder)
+        return target
+
+    # writing ----------------------------------------------------------------------------------------
+
+    def done_ids(self) -> set[str]:
+        """Ids of the prompts already stored and read back (a part holds all modes and sizes of its prompts)."""
+        return set(self._done)
+
+    def append(self, rows: list[dict]) -> Path | None:
+        """Write ``rows`` (dicts with every column of :data:`SCHEMA`) as the next part, atomically; the first
+        one of an ``overwrite`` replaces the old run."""
+        if not rows:
+            return None
+        path = part_paths(self.folder)
+        path = self.folder / f"part-{(part_number(path[-1]) + 1) if path else 0:05d}.parquet"
+        entry = write_part(path, pa.Table.from_pylist(rows, schema=SCHEMA), self.run.run_id)
+        if self.pending:
+            self._commit(entry)
+        else:
+            self.manifest.add(entry)
+        self._done.update(r["prompt_id"] for r in rows)
+        self._changed = True
+        return path
+
+    def _commit(self, entry: PartEntry) -> None:
+        """The new run's first part is stored: switch ``run.json`` to it (from here on, readers see the new
+        run and ignore the old run's parts), then remove the old run's files."""
+        self.run.write(self.folder)
+        self.manifest.entries = {entry.part: entry}
+        self.manifest.rewrite()
+        for path in self._old_parts:
+            path.unlink(missing_ok=True)
+        (self.folder / FAILED_FILE).unlink(missing_ok=True)
+        if self._frequencies is not None:
+            self._frequencies.save(self.folder)
+        else:
+            (self.folder / FREQUENCY_FILE).unlink(missing_ok=True)
+        fsync_folder(self.folder)
+        self.pending, self.replaced = False, True
+        self.notices.append(f"results: the run that was in {self.folder} is replaced")
+
+    def compact(self) -> None:
+        """Merge the parts into parts of :data:`COMPACT_PROMPTS` prompts, ``part-00000.parquet`` on, rows
+        sorted by prompt, mode and size. The merged parts are written and verified under new names before
+        any old part is removed; a crash in between leaves duplicate rows, which reading drops."""
+        parts = part_paths(self.folder)
+        if self.pending or not self._changed or len(parts) <= 1:
+            return
+        merged = _dedup(pa.concat_tables([read_part(p, entry=self.manifest.entries.get(p.name),
+                                                    run_id=self.run.run_id) for p in parts]))
+        if merged.num_rows == 0:
+            return
+        first = part_number(parts[-1]) + 1
+        new = []
+        for i, chunk in enumerate(_chunks(merged, COMPACT_PROMPTS)):
+            entry = write_part(self.folder / f"part-{first + i:05d}.parquet", chunk, self.run.run_id)
+            self.manifest.add(entry)
+            new.append(entry)
+        if sum(e.rows for e in new) != merged.num_rows:
+            raise BadResults(f"{self.folder}: the merged parts lack rows; the old parts are kept")
+        for path in parts:
+            self.manifest.remove(path.name)
+            path.unlink()
+        fsync_folder(self.folder)
+        for i, entry in enumerate(new):
+            src, dst = self.folder / entry.part, self.folder / f"part-{i:05d}.parquet"
+            if src != dst:
+                link_part(src, dst)
+                self.manifest.add(replace(entry, part=dst.name))
+                self.manifest.remove(src.name)
+                src.unlink()
+        fsync_folder(self.folder)
+        self.manifest.rewrite()
+
+    def save_frequencies(self, freq: Frequencies) -> None:
+        """Write ``frequency.parquet`` (for an ``overwrite``, once the new run has replaced the old)."""
+        if self.pending:
+            self._frequencies = freq
+        else:
+            freq.save(self.folder)
+
+    def close(self) -> None:
+        """Give the folder's lock back (idempotent)."""
+        self.lock.release()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
@@ -227,16 +339,33 @@ class Results:
 
 
 def load_results(folder: Path | str) -> Results:
-    """Read a results folder written by :class:`ResultsStore` (or shipped with the package)."""
+    """Read a results folder written by :class:`ResultsStore` (or shipped with the package), verified: each
+    part against its SHA-256 and row count in ``manifest.jsonl`` and its page checksums; a part the
+    manifest does not list (a folder written before manifests were kept, or a crash between a part's
+    rename and its manifest line) is read as an unverified legacy part (schema and page checksums, where
+    it has them); parts of a run that ``--overwrite`` replaced are ignored. A damaged, corrupt or missing
+    part raises :class:`BadResults` naming it: no rows are returned rather than wrong ones."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BadResults(f"no results folder at {folder}")
     run = RunInfo.read(folder)
-    parts = _parts(folder)
-    if not parts:
+    listed = dict(Manifest(folder, run.run_id).entries)
+    tables = []
+    for path in part_paths(folder):
+        owner = part_run(path)
+        if owner is not None and owner != run.run_id:
+            continue
+        tables.append(read_part(path, entry=listed.pop(path.name, None), run_id=run.run_id))
+    if listed:
+        raise BadResults(f"{folder}: {', '.join(sorted(listed))} listed in {MANIFEST} but missing (rows lost); "
+                         "rerun the same command to trace its prompts again")
+    if not tables:
         raise BadResults(f"{folder} holds no results yet")
-    table = _dedup(pa.concat_tables([read_part(p) for p in parts])).to_pandas()
-    return Results(folder, run, table, Frequencies.load(folder))
+    freq = Frequencies.load(folder)
+    if run.frequencies is not None and (freq is None or freq.label() != run.frequencies):
+        raise BadResults(f"{folder / FREQUENCY_FILE} is not the frequency table {RUN_FILE} records "
+                         f"({run.frequencies}); rerun the same command to write it again")
+    return Results(folder, run, _dedup(pa.concat_tables(tables)).to_pandas(), freq)
 
 
 def shipped_root() -> Path:

@@ -8,6 +8,7 @@ folder (``$STRACE_CACHE``, default ``~/.cache/s-trace-explorer``), later loads r
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -19,13 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from explorer.errors import BadSetting, ModelNotFound
+from explorer.errors import BadModel, BadSetting, ExplorerError, ModelNotFound, OutOfMemory
 from explorer.models.adapters import Adapter, adapter_for, family_for
 from explorer.models.hooks import Instrumentation, instrument
-from explorer.options import DTYPES
+from explorer.options import DEVICES, DTYPES, check_sizes_give_edges, check_top_k, is_device_name
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
+
+    from explorer.results import Settings
 
 
 @dataclass(frozen=True)
@@ -94,19 +97,23 @@ def cache_dir() -> Path:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else Apple MPS, else CPU."""
+    """``auto``: CUDA when present, else Apple MPS, else CPU. Any other name (:data:`DEVICES`, ``cuda:N``)
+    must exist on this machine (else :class:`BadSetting`)."""
+    if not is_device_name(device):
+        raise BadSetting(f"unknown device {device!r}; choose one of {', '.join(DEVICES)} or cuda:N")
     if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise BadSetting(f"unknown device '{device}'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadSetting("device 'cuda' asked for, but no CUDA GPU is available")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available()
+                            else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadSetting(f"device '{device}' asked for, but no CUDA GPU is available")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise BadSetting(f"device '{device}' asked for, but this machine has {count} CUDA GPU(s): "
+                             f"cuda:0 to cuda:{count - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise BadSetting(f"device '{device}' asked for, but Apple MPS is not available here")
     return dev
 
 
@@ -174,6 +181,9 @@ def _hub_error(model_id: str, exc: Exception) -> ModelNotFound:
     text = str(exc)
     if "gated" in text.lower() or "401" in text or "403" in text:
         return ModelNotFound(f"model '{model_id}' is gated: accept its licence on the hub and set HF_TOKEN")
+    if "safetensors" in text:
+        return BadModel(f"model '{model_id}' has no safetensors weights; the explorer loads no others (pickled "
+                        "pytorch_model.bin files can run code when loaded)")
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower()
     if offline:
         return ModelNotFound(f"model '{model_id}' is not cached and the hub cannot be reached (no network)")
@@ -184,11 +194,74 @@ def model_source(model_id: str) -> str:
     """The folder or hub id that ``model_id`` (embedded key, folder or hub id) loads from."""
     if model_id in EMBEDDED:
         return str(embedded_folder(model_id))
-    if os.path.isdir(model_id):
-        return model_id
+    if os.path.isdir(os.path.expanduser(model_id)):
+        return os.path.expanduser(model_id)
     if model_id.startswith((".", "/", "~")) or os.sep + os.sep in model_id:
         raise ModelNotFound(f"no model folder at '{model_id}'")
     return model_id
+
+
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+"""Weight files that are pickles (loading one can run code): refused, never opened."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model",
+                   "vocab.txt")
+
+
+def check_folder(folder: Path, trust_remote_code: bool = False) -> None:
+    """Refuse a local model folder whose ``config.json`` is missing, not JSON, names no or an unknown
+    ``model_type``, or needs the model's own code without ``trust_remote_code`` (before transformers reads
+    it: its messages would not say what is wrong with the folder)."""
+    from transformers import CONFIG_MAPPING
+
+    file = folder / "config.json"
+    if not file.is_file():
+        raise BadModel(f"model folder '{folder}' has no config.json")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadModel(f"model folder '{folder}': config.json is not valid JSON ({exc})") from None
+    data = data if isinstance(data, dict) else {}
+    model_type = data.get("model_type")
+    if (isinstance(model_type, str) and model_type in CONFIG_MAPPING) or (trust_remote_code and "auto_map" in data):
+        return
+    if "auto_map" in data:
+        raise BadModel(f"model folder '{folder}' needs its own code to load (config.json has an auto_map): allow "
+                       "remote code (--trust-remote-code, trust_remote_code=True) only if you trust that code")
+    if not isinstance(model_type, str) or not model_type:
+        raise BadModel(f"model folder '{folder}': config.json names no model_type")
+    raise BadModel(f"model folder '{folder}': config.json names model_type '{model_type}', which this version of "
+                   "transformers does not know")
+
+
+def check_folder_files(folder: Path) -> None:
+    """Refuse a local model folder without safetensors weights (pickled weights alone are refused, never
+    unpickled) or without a tokenizer."""
+    if not any(folder.glob("*.safetensors")):
+        pickles = sorted({p.name for pattern in PICKLES for p in folder.glob(pattern)})
+        if pickles:
+            more = f" (and {len(pickles) - 1} more)" if len(pickles) > 1 else ""
+            raise BadModel(f"model folder '{folder}' holds its weights only as {pickles[0]}{more}, a pickle, which "
+                           "can run code when loaded: the explorer loads safetensors only and never unpickles; "
+                           "convert the weights where you trust them (transformers' save_pretrained writes "
+                           "model.safetensors)")
+        raise BadModel(f"model folder '{folder}' has no weights: no model.safetensors (or safetensors shards)")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise BadModel(f"model folder '{folder}' has no tokenizer (tokenizer.json or tokenizer_config.json)")
+
+
+def _load_error(model_id: str, source: str, what: str, exc: Exception) -> ExplorerError:
+    """What failed, said of the folder when ``source`` is a local folder, else of the hub id."""
+    if isinstance(exc, ExplorerError):
+        return exc
+    if isinstance(exc, torch.OutOfMemoryError):
+        return OutOfMemory(f"out of memory loading model '{model_id}': try a smaller dtype or another device")
+    local = os.path.isdir(source)
+    if not local and isinstance(exc, (OSError, ValueError)):
+        return _hub_error(model_id, exc)
+    said = " ".join(str(exc).split())
+    said = said if len(said) <= 300 else said[:297] + "..."
+    where = f"model folder '{source}'" if local else f"model '{model_id}'"
+    return BadModel(f"{where}: its {what} cannot be loaded ({said or type(exc).__name__})")
 
 
 RANDOM = "random:"
@@ -198,8 +271,6 @@ def random_model(spec: str, device: torch.device, dtype: torch.dtype, seed: int 
     """``random:PATH``: a model with random weights (seeded, so every process builds the same one) from
     a config file (``PATH`` a ``config.json``, or a folder holding one) for speed and scale benchmarks.
     Its tokenizer: the folder's own if it has one, else the default embedded model's."""
-    import json
-
     from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(spec[len(RANDOM):]).expanduser()
@@ -226,11 +297,14 @@ def load_tokenizer(model_id: str, revision: str | None = None, trust_remote_code
         path = Path(model_id[len(RANDOM):]).expanduser()
         own = path.is_dir() and (path / "tokenizer.json").exists()
         return AutoTokenizer.from_pretrained(str(path) if own else str(embedded_folder(DEFAULT_MODEL)))
+    source = model_source(model_id)
+    if os.path.isdir(source):
+        check_folder(Path(source), trust_remote_code)
+        check_folder_files(Path(source))
     try:
-        return AutoTokenizer.from_pretrained(model_source(model_id), revision=revision,
-                                             trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _hub_error(model_id, exc) from exc
+        return AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - a folder's or the hub's failure becomes one message
+        raise _load_error(model_id, source, "tokenizer", exc) from exc
 
 
 def load_model(
@@ -240,7 +314,9 @@ def load_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
 ) -> LoadedModel:
-    """Load, check the architecture, move to ``device`` in ``dtype``, and instrument."""
+    """Load, check the architecture, move to ``device`` in ``dtype``, and instrument. Weights are read from
+    safetensors only (a pickled ``pytorch_model.bin`` is refused); a local folder that cannot be used is
+    reported as what is wrong with it (:class:`~explorer.errors.BadModel`)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -250,19 +326,27 @@ def load_model(
     if model_id.startswith(RANDOM):
         return random_model(model_id, dev, dt)
     source = model_source(model_id)
+    local = os.path.isdir(source)
+    if local:
+        check_folder(Path(source), trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _hub_error(model_id, exc) from exc
+    except Exception as exc:  # noqa: BLE001 - a folder's or the hub's failure becomes one message
+        raise _load_error(model_id, source, "config.json", exc) from exc
     family_for(config.model_type)  # unsupported architectures fail before any weights load
+    if local:
+        check_folder_files(Path(source))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001
+        raise _load_error(model_id, source, "tokenizer", exc) from exc
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source, revision=revision, dtype=dt, attn_implementation="eager",
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=trust_remote_code, use_safetensors=True,
         )
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _hub_error(model_id, exc) from exc
+    except Exception as exc:  # noqa: BLE001
+        raise _load_error(model_id, source, "weights", exc) from exc
     return prepare_model(model, tokenizer, model_id=model_id, revision=revision, device=dev)
 
 
@@ -283,3 +367,39 @@ def prepare_model(model, tokenizer, model_id: str, revision: str | None = None, 
         device=dev,
         dtype=next(model.parameters()).dtype,
     )
+
+
+def model_context(lm: LoadedModel) -> int | None:
+    """The model's context length (``max_position_embeddings``; GPT-2's ``n_positions``), if it has one."""
+    config = getattr(lm.model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def effective_max_tokens(lm: LoadedModel, max_tokens: int) -> tuple[int, str]:
+    """``(cap, reason)``: the prompt length cap, the smaller of ``max_tokens`` (``reason``: "the configured
+    limit") and the model's context (:func:`model_context`; "the model's context")."""
+    context = model_context(lm)
+    if context is not None and context < max_tokens:
+        return context, "the model's context"
+    return max_tokens, "the configured limit"
+
+
+def vocab_size(lm: LoadedModel) -> int:
+    """The number of the model's output logits (its output embeddings' rows, else the config's vocabulary)."""
+    weight = getattr(lm.model.get_output_embeddings(), "weight", None)
+    return int(weight.shape[0] if isinstance(weight, torch.Tensor) else lm.model.config.vocab_size)
+
+
+def check_settings(lm: LoadedModel, settings: Settings, n_tokens: int | None = None,
+                   where: str = "this prompt") -> None:
+    """Refuse settings that the model cannot take: a ``top_k`` above its vocabulary, and (given the number
+    of tokens of the graph to trace) sizes of which none keeps an edge of that graph."""
+    from explorer.graph import layout_for
+
+    check_top_k(settings.top_k, vocab_size(lm))
+    if n_tokens is not None:
+        check_sizes_give_edges(settings.sizes, layout_for(lm.adapter, n_tokens).n_edges, where)

@@ -37,6 +37,8 @@ ENTRY_PALETTE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89
 
 FULL_COLOUR, SUBGRAPH_COLOUR = "#9d9d9d", TRACE_COLOUR
 """The full model's distribution (grey) and the subgraph's (the s-trace's colour)."""
+TARGET_COLOUR, FOIL_COLOUR = TRACE_COLOUR, "#e45756"
+"""A trace's target token (the s-trace's colour) and its foil, across sizes."""
 NOT_KEPT_COLOUR = "#9d9d9d"
 REFERENCE_COLOUR = "#9d9d9d"  # reference lines, such as the diagonal y = x
 FALLBACK_COLOUR = "#54a24b"

@@ -1,8 +1,10 @@
 """s-Trace Explorer: the "Trace a prompt" page (the app's default page, ``/``).
 
-Pick a model and a prompt in the sidebar; the whole size sweep is computed once and cached, and the
-slider moves over the evaluated sizes, re-drawing the linked views. The URL's query parameters
-(``model``, ``prompt``, ``size``) reproduce a view.
+Pick a model and a prompt in the sidebar, and the prompt's token after which the prediction is traced
+(default: the last); the whole size sweep is computed once and cached, and the slider moves over the
+evaluated sizes, re-drawing the linked views. A target token (and a foil) is followed across sizes beside
+TV (:mod:`ui.trace_target`). The URL's query parameters (``model``, ``prompt``, ``size``, ``position``,
+``target``, ``foil``) reproduce a view.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from explorer.examples import EXAMPLES
 from explorer.export import to_csv, to_json
 from explorer.results import Trace, table_rows
 from explorer.sweep_cache import Sweep
-from explorer.views import composition, curves, distribution, labels, node_graph, token_graph
+from explorer.views import composition, distribution, labels, node_graph, target, token_graph
+from ui import trace_target
 from ui.nav import take_open_request
 from ui.state import (
     app_config,
     debug_panel,
     device_options,
     dtype_options,
+    prompt_tokens,
     remember_widgets,
     restore_widgets,
     sweep_with_progress,
@@ -39,7 +43,7 @@ MODES = labels.MODE_LABELS
 
 LAST = "last_widgets"
 WIDGETS = ("preset", "model_text", "device", "dtype", "revision", "prompt", "weighting", "mode", "compare",
-           "controls")
+           "controls", "position", "target", "foil")
 
 
 def set_model(model: str) -> None:
@@ -51,9 +55,9 @@ def set_model(model: str) -> None:
 
 
 def init_state() -> None:
-    """Fill the sidebar's state: on a session's first run from the URL (model, prompt, size); when another
-    page asked to open a prompt, from that request; after a visit to another page (which drops this
-    page's widget state), from the inputs of this page's last run."""
+    """Fill the page's state: on a session's first run from the URL (model, prompt, size, position, target,
+    foil); when another page asked to open a prompt, from that request; after a visit to another page
+    (which drops this page's widget state), from the inputs of this page's last run."""
     state = st.session_state
     if "initialised" not in state:
         state.initialised = True
@@ -64,6 +68,7 @@ def init_state() -> None:
             state.url_size = float(qp["size"]) if "size" in qp else None
         except ValueError:
             state.url_size = None
+        trace_target.init_target_state(qp)
     else:
         restore_widgets(LAST)
     state.setdefault("device", app_config().device)
@@ -78,6 +83,7 @@ def init_state() -> None:
         for key in ("mode", "weighting"):
             if request.get(key):
                 state[key] = request[key]
+        trace_target.take_request(request)
 
 
 def use_example() -> None:
@@ -173,9 +179,11 @@ def draw_distribution(sweep: Sweep, index: int) -> None:
 
 
 @view("Error against size", "Each line: how far the subgraph's prediction is from the full model's as it grows; "
-      "the s-trace should sit well below the random control. Red dashes: the slider's size.")
+      "the s-trace should sit well below the random control. Red dashes: the slider's size. "
+      + trace_target.CAPTION)
 def draw_curves(sweep: Sweep, index: int) -> None:
-    st.altair_chart(curves.chart(sweep.trace, index), width="content")
+    trace_target.draw_target(sweep, index)
+    st.altair_chart(target.beside_curves(sweep.trace, index), width="content")
 
 
 @view("Composition", "Share of this size's edges by kind and by quarter of the model's depth.")
@@ -206,8 +214,12 @@ def size_slider(trace: Trace, key: str) -> int:
 def header(sweep: Sweep, index: int) -> None:
     tr = sweep.trace
     s = tr.strata[index]
-    st.markdown(f"**{tr.model_id}** · {len(tr.tokens)} tokens · {tr.n_edges:,} edges · "
+    st.markdown(f"**{tr.model_id}** · {len(tr.tokens)} tokens traced · {tr.n_edges:,} edges · "
                 f"{tr.settings.weighting} weights · ablation: {tr.settings.mode}")
+    nxt = "none (the end of the prompt)" if tr.next_token is None else trace_target.quoted(tr.next_token)
+    st.markdown(f"Traced: the prediction after token {tr.position}, {trace_target.quoted(tr.tokens[-1])}; "
+                f"the text's next token: {nxt}; target: {trace_target.quoted(tr.target)}"
+                + (f", foil: {trace_target.quoted(tr.foil)}" if tr.foil is not None else ""))
     c = st.columns(5)
     c[0].metric("Size", labels.format_size(s.size), f"{s.n_edges:,} edges", delta_color="off", delta_arrow="off")
     c[1].metric("Top-1 here", repr(s.trace.top[0].token), f"full: {tr.full.top[0].token!r}", delta_color="off",
@@ -236,15 +248,23 @@ def main() -> None:
                "subgraphs, of growing size s, that reproduce the next-token distribution.")
     init_state()
     inputs = sidebar(cfg)
+    tokens = prompt_tokens(inputs["model_id"], inputs["device"], inputs["dtype"], inputs["revision"],
+                           inputs["prompt"])
+    position = trace_target.choose_position(tokens, (inputs["model_id"], inputs["prompt"]))
     remember_widgets(LAST, WIDGETS)
-    sweep = run_sweep(inputs)
+    target, foil = trace_target.target_and_foil()
+    last = tokens is not None and position == len(tokens) - 1
+    sweep = run_sweep(inputs | dict(position=None if last else position, target=target, foil=foil))
     if sweep is None:
         return
     tr = sweep.trace
-    key = f"size-{abs(hash((tr.model_id, tr.prompt, tr.settings)))}"
+    key = f"size-{abs(hash((tr.model_id, tr.prompt, tr.settings, tr.position)))}"
     index = size_slider(tr, key)
+    for name in ("target", "foil"):
+        if name in st.query_params:
+            del st.query_params[name]
     st.query_params.update({"model": inputs["model_id"], "prompt": inputs["prompt"],
-                            "size": labels.format_size(tr.strata[index].size)})
+                            "size": labels.format_size(tr.strata[index].size)} | trace_target.url_params(tr))
     st.session_state.url_size = tr.strata[index].size
     header(sweep, index)
     left, right = st.columns([1, 1], gap="large")
