@@ -93,19 +93,20 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="random-weight models on a GPU")
     args = ap.parse_args()
     settings = Settings(max_tokens=4096, batch_size=args.batch_size)
     if args.embedded:
         lm = load_model(args.embedded, device=args.device, dtype="float32")
         ids = lm.tokenizer(PROMPT)["input_ids"][: args.tokens]
-        text = lm.tokenizer.decode(ids)
+        text = str(lm.tokenizer.decode(ids))
         ids = lm.tokenizer(text)["input_ids"]
         print(args.embedded, len(ids), "tokens", run(lm, text, settings, args.device))
     for name in filter(None, args.models.split(",")):
-        dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+        dtype = getattr(torch, args.dtype) if args.device.startswith("cuda") else torch.float32
         lm = build(name, args.device, dtype)
         text = random_prompts(1, args.tokens, lm.adapter.config.vocab_size)[0]
-        print(name, args.tokens, "tokens, batch", args.batch_size, run(lm, text, settings, args.device), flush=True)
+        print(name, args.tokens, "tokens, batch", args.batch_size, args.dtype, run(lm, text, settings, args.device), flush=True)
         del lm
         torch.cuda.empty_cache() if args.device.startswith("cuda") else None
 

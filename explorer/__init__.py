@@ -32,7 +32,10 @@ _EXPORTS = {
     "trace_prompt": "explorer.trace",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_MODEL", "EMBEDDED", "EXAMPLES", "Example", "ExplorerError", "LoadedModel", "Settings", "Stratum",
+    "Trace", "load_model", "trace_prompt",
+]
 
 if TYPE_CHECKING:
     from explorer.errors import ExplorerError

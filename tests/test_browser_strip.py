@@ -29,11 +29,8 @@ def test_strip_page_opens_a_token_on_the_trace_page(server, page, tmp_path):
     shot = shoot_whole(page, tmp_path, "strip_page")
     assert shot.stat().st_size > 20_000
 
-    index = next(i for i, label in enumerate(labels) if "token: ' France'" in label)
-    page.evaluate("document.addEventListener('mousedown', e => { window._hit = [e.clientX, e.clientY, (e.target.getAttribute('aria-label')||'').slice(0,50)]; }, true)")
-    print(chips.nth(index).bounding_box())
+    index = next(i for i, label in enumerate(labels) if "; token: ' France';" in label)  # not "next token: ..."
     chips.nth(index).click()
-    print(page.evaluate("window._hit"))
     page.wait_for_url(lambda u: "/Strip" not in u, timeout=TIMEOUT_MS)
     page.get_by_text("Traced: the prediction after token 3, ' France'").wait_for(timeout=TIMEOUT_MS)
     prompt = page.locator('[data-testid="stSidebar"] textarea[aria-label="Prompt"]')

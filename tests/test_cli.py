@@ -134,7 +134,8 @@ def test_bad_positions_and_strips_give_one_line(args, message, capsys):
 ])
 def test_bad_settings_give_one_line_before_any_work(args, message, tmp_path, capsys):
     out = tmp_path / "run"
-    code, _, err = _run(args + (["--out", str(out)] if args[0] == "corpus" else []), capsys)
+    corpus = ["--out", str(out)] + ([] if "--limit" in args else ["--limit", "1"])  # short, were it run
+    code, _, err = _run(args + (corpus if args[0] == "corpus" else []), capsys)
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert not out.exists()  # a refused corpus run writes nothing
 

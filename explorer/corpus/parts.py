@@ -71,27 +71,36 @@ def sha256_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
+def _line(exc: Exception) -> str:
+    """An exception's message on one line (pyarrow's end in newlines)."""
+    return " ".join(str(exc).split())
+
+
 def check_part(path: Path, schema: pa.Schema, schema_version: int, run_id: str | None = None,
                entry: PartEntry | None = None, columns: list[str] | None = None) -> pa.Table:
     """Read ``path`` (``columns``, default all), checked: a readable Parquet file with the s-Trace mark, the
     schema version and every column of ``schema``; then, given ``run_id``, of that run; then, given its
     manifest ``entry``, of the recorded SHA-256 and row count; and its page checksums, where it has them.
     Raises a :class:`~explorer.errors.BadResults` naming the file for the first check that fails."""
+    def bad(problem: str) -> BadResults:  # a listed part whose bytes changed is said to be damaged
+        damaged = entry is not None and sha256_file(path) != entry.sha256
+        return BadResults(f"{path} {problem}" + (f"; it is damaged: its SHA-256 is not the one {MANIFEST} "
+                                                   "recorded" if damaged else ""))
+
     try:
         found = pq.read_schema(path)
     except Exception as exc:  # noqa: BLE001 - any read failure is a corrupt file
-        raise BadResults(f"{path} is not a readable Parquet file ({exc})") from exc
+        raise bad(f"is not a readable Parquet file ({_line(exc)})") from exc
     meta = found.metadata or {}
     if meta.get(MARK_KEY) != b"results":
-        raise BadResults(f"{path} is not an s-Trace results file")
+        raise bad("is not an s-Trace results file")
     if meta.get(SCHEMA_KEY) != str(schema_version).encode():
-        raise BadResults(f"{path} has results schema {meta.get(SCHEMA_KEY, b'?').decode()}; "
-                         f"this version reads {schema_version}")
+        raise bad(f"has results schema {meta.get(SCHEMA_KEY, b'?').decode()}; this version reads {schema_version}")
     missing = [f.name for f in schema if f.name not in found.names]
     if missing:
-        raise BadResults(f"{path} lacks the columns {', '.join(missing)}")
+        raise bad(f"lacks the columns {', '.join(missing)}")
     if run_id is not None and meta.get(RUN_KEY, b"").decode() != run_id:
-        raise BadResults(f"{path} belongs to another run than the folder's run.json")
+        raise bad("belongs to another run than the folder's run.json")
     if entry is not None:
         digest = sha256_file(path)
         if digest != entry.sha256:
@@ -100,7 +109,7 @@ def check_part(path: Path, schema: pa.Schema, schema_version: int, run_id: str |
     try:
         table = pq.read_table(path, columns=columns, page_checksum_verification=True)
     except Exception as exc:  # noqa: BLE001
-        raise BadResults(f"{path} is corrupt ({exc})") from exc
+        raise BadResults(f"{path} is corrupt ({_line(exc)})") from exc
     if entry is not None and table.num_rows != entry.rows:
         raise BadResults(f"{path} holds {table.num_rows} rows; {MANIFEST} recorded {entry.rows}")
     return table

@@ -11,10 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from explorer.corpus.context import context_length, length_problem
 from explorer.corpus.frequency import Frequencies
 from explorer.corpus.sources import Prompt
-from explorer.errors import BadPrompt
 from explorer.options import RECOVERY_LEVELS, check_modes
 from explorer.results import Settings, Trace
 from explorer.trace import trace_modes
@@ -73,13 +71,9 @@ def trace_rows(lm: LoadedModel, prompt: Prompt, index: int, settings: Settings, 
                freq: Frequencies | None) -> list[dict]:
     """Trace ``prompt`` on ``lm`` in every mode of ``modes`` and return its :func:`prompt_rows` (whose
     ``seconds`` column is the time the traces took). Raises what :func:`explorer.trace.trace_modes`
-    raises (:class:`~explorer.errors.BadPrompt` for a prompt the model cannot take), and
-    :class:`~explorer.errors.BadPrompt` for a prompt longer than the token cap: the smaller of
-    ``settings.max_tokens`` and the model's context length (:mod:`explorer.corpus.context`)."""
+    raises (:class:`~explorer.errors.BadPrompt` for a prompt the model cannot take: too short, or longer
+    than the smaller of ``settings.max_tokens`` and the model's context,
+    :func:`explorer.models.loading.effective_max_tokens`)."""
     t0 = time.perf_counter()
-    ids = lm.tokenizer(prompt.text, return_tensors="pt")["input_ids"]  # as explorer.trace.tokenize counts them
-    problem = length_problem(int(ids.shape[1]), settings.max_tokens, context_length(lm.model.config))
-    if problem:
-        raise BadPrompt(problem)
     traces = trace_modes(lm, prompt.text, settings, check_modes(modes), gold=prompt.gold)
     return prompt_rows(traces, prompt, index, freq, time.perf_counter() - t0)

@@ -187,7 +187,8 @@ def _csv_records(text: str, column: str, path: str):
         fields, used, error = _csv_record(lines, i)
         where = f"line {i + 1}"
         if error is not None:
-            yield where, f"malformed CSV ({error}); reading on from the next line"
+            quote = "; an unclosed or misplaced quote on this line?" if '"' in lines[i] else ""
+            yield where, f"malformed CSV ({error}){quote}; reading on from the next line"
             i += 1
             continue
         if fields is None:

@@ -29,6 +29,7 @@ from explorer.corpus.frequency import Frequencies
 from explorer.corpus.lock import WriterLock
 from explorer.corpus.parts import (
     MANIFEST,
+    PART_RE,
     Manifest,
     PartEntry,
     check_part,
@@ -53,8 +54,8 @@ from explorer.errors import BadResults
 if TYPE_CHECKING:
     from explorer.corpus.sources import Prompt
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "RUN_FILE", "RunInfo", "ResultsStore", "Results", "load_results",
-           "read_part", "find_results", "shipped_root"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "RUN_FILE", "PART_RE", "MANIFEST", "RunInfo", "ResultsStore", "Results",
+           "load_results", "read_part", "find_results", "shipped_root"]
 
 MARK = {b"s-trace": b"results", b"schema": str(SCHEMA_VERSION).encode()}
 FAILED_FILE = "failed.jsonl"
@@ -261,7 +262,8 @@ class ResultsStore:
         sorted by prompt, mode and size. The merged parts are written and verified under new names before
         any old part is removed; a crash in between leaves duplicate rows, which reading drops."""
         parts = part_paths(self.folder)
-        if self.pending or not self._changed or len(parts) <= 1:
+        compact = [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(len(parts))]
+        if self.pending or not parts or (compact and (len(parts) == 1 or not self._changed)):
             return
         merged = _dedup(pa.concat_tables([read_part(p, entry=self.manifest.entries.get(p.name),
                                                     run_id=self.run.run_id) for p in parts]))

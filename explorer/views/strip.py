@@ -41,9 +41,10 @@ class Quantity:
     are drawn light (``reverse``: a low next-token probability is the dark, surprising end)."""
 
     title: str
+    short: str
     log: bool = False
     reverse: bool = False
-    domain: tuple[float, float] | None = None  # fixed; else 0 to the text's largest value
+    domain: tuple[float, float] | None = None  # fixed; else the text's smallest to largest value
     fmt: str = ".3f"
 
 
@@ -51,16 +52,18 @@ def quantity(key: str, size: float | None = None, density_axis: str = "log") -> 
     """The drawing of quantity ``key`` (``size``: the size of ``tv``)."""
     if key == "density":
         over = "log10 s" if density_axis == "log" else "linear s"
-        return Quantity(f"density (TV integrated over {over})")
+        return Quantity(f"density (TV integrated over {over})", "density")
     if key == "entropy":
-        return Quantity("full model's entropy (nats)", fmt=".2f")
+        return Quantity("full model's entropy (nats)", "entropy (nats)", fmt=".2f")
     if key == "next_token_prob":
-        return Quantity("probability of the next token", reverse=True, domain=(0.0, 1.0))
+        return Quantity("probability of the next token (dark: unlikely)", "P(next token)", reverse=True,
+                        domain=(0.0, 1.0))
     if key == "tv":
-        return Quantity(f"TV at s = {format_size(size) if size else '?'}", domain=(0.0, 1.0))
+        at = f"TV at s = {format_size(size) if size else '?'}"
+        return Quantity(at, at, domain=(0.0, 1.0))
     if key == "top1_back":
-        return Quantity("size s at which the top-1 comes back", log=True, domain=(style.SMALLEST_SHOWN / 10, 1.0),
-                        fmt=".1e")
+        return Quantity("size s at which the full model's top-1 comes back", "top-1 back at s", log=True,
+                        domain=(style.SMALLEST_SHOWN / 10, 1.0), fmt=".1e")
     raise ValueError(f"unknown quantity '{key}'; choose one of {', '.join(QUANTITIES)}")
 
 
@@ -92,6 +95,17 @@ def values(text: TextTrace, key: str, size: float | None = None,
         else:
             out[p.position] = p.recovery.get(1)
     return out
+
+
+def value_domain(q: Quantity, known) -> tuple[float, float]:
+    """The colour scale's ends: the quantity's fixed ones, else the text's smallest and largest values."""
+    known = [float(v) for v in known if math.isfinite(v)]
+    if q.domain:
+        return q.domain
+    if not known:
+        return (0.0, 1.0)
+    lo, hi = min(known), max(known)
+    return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
 
 def _fraction(value: float, q: Quantity, domain: tuple[float, float]) -> float:
@@ -170,8 +184,7 @@ def frame(text: TextTrace, key: str = "density", size: float | None = None,
     ``next_prob``, ``rank``, ``entropy``, ``density``, ``top1``, ``top1_back``."""
     q = quantity(key, size, text.settings.density_axis)
     vals = values(text, key, size, tv)
-    known = [v for v in vals.values() if v is not None and math.isfinite(v)]
-    domain = q.domain or (0.0, max(known) if known else 1.0)
+    domain = value_domain(q, [v for v in vals.values() if v is not None])
     summary = {p.position: p for p in text.positions}
     df = layout(text.tokens, width)
     extra: dict[str, list[Any]] = {c: [] for c in ("token", "traced", "value", "shown", "frac", "ink", "generated",
@@ -207,6 +220,7 @@ def frame(text: TextTrace, key: str = "density", size: float | None = None,
 # ------------------------------------------------------------------------------------------ charts
 
 SCHEME = "yelloworangered"
+AUTOSIZE = alt.AutoSizeParams(type="pad", contains="padding")  # the chart's size plus its legend and axes
 TOOLTIP = [("token", "token"), ("position", "position"), ("shown", None), ("next_token", "next token"),
            ("next_prob", "its probability"), ("rank", "its rank"), ("top1", "full model's top-1"),
            ("entropy", "entropy (nats)"), ("density", "density"), ("top1_back", "top-1 comes back at")]
@@ -237,8 +251,7 @@ def chart(df: pd.DataFrame, key: str = "density", size: float | None = None, den
     its legend (untraced tokens grey), its text on top, generated tokens underlined; hovering shows the
     position's numbers, and clicking a traced chip selects its ``position`` (:data:`SELECTION`)."""
     q = quantity(key, size, density_axis)
-    known = df.loc[df["value"].notna(), "value"]
-    domain = q.domain or (0.0, float(known.max()) if len(known) else 1.0)
+    domain = value_domain(q, df["value"].dropna().tolist())
     height = (int(df["line"].to_numpy().max()) + 1) * ROW if len(df) else ROW
     x, x2, y, y2 = _px_x("x"), alt.X2("x2:Q"), _px_y("y"), alt.Y2("y2:Q")
     base = alt.Chart(df)
@@ -248,7 +261,7 @@ def chart(df: pd.DataFrame, key: str = "density", size: float | None = None, den
         x=x, x2=x2, y=y, y2=y2,
         fill=alt.Fill("value:Q", title=q.title, scale=colour_scale(q, domain),
                         legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=320,
-                                          titleLimit=400, format=q.fmt if not q.log else "~e")))
+                                          titleLimit=400, format="~g" if not q.log else "~e")))
     underline = base.transform_filter("datum.generated").transform_calculate(u="datum.y2 + 2").mark_rule(
         color=DARK_TEXT, strokeWidth=1.5).encode(x=x, x2=x2, y=_px_y("u"))
     words = base.transform_calculate(xc="(datum.x + datum.x2) / 2", yc="(datum.y + datum.y2) / 2").mark_text(
@@ -262,7 +275,7 @@ def chart(df: pd.DataFrame, key: str = "density", size: float | None = None, den
         x=x, x2=x2, y=y, y2=y2, tooltip=_tooltip(q),
         strokeWidth=alt.condition(hover, alt.value(2.0), alt.value(0.0))).add_params(pick, hover)
     layers = alt.layer(untraced, traced, underline, words, hit).resolve_scale(color="independent", fill="independent")
-    layers = cast(alt.LayerChart, layers.properties(width=width, height=height,
+    layers = cast(alt.LayerChart, layers.properties(width=width, height=height, autosize=AUTOSIZE,
                                                     usermeta={"embedOptions": {"renderer": "svg"}}))
     return layers.configure_view(strokeWidth=0)
 
@@ -279,12 +292,12 @@ def line(df: pd.DataFrame, key: str = "density", size: float | None = None, dens
               axis=alt.Axis(tickMinStep=1, format="d"))
     lines = alt.Chart(part).mark_line(point=alt.OverlayMarkDef(size=30), strokeWidth=1.6,
                                       color=style.TRACE_COLOUR).encode(
-        x=x, y=alt.Y("value:Q", title=q.title, scale=y_scale),
-        tooltip=[alt.Tooltip("position:Q"), alt.Tooltip("token:N"), alt.Tooltip("shown:N", title=q.title),
+        x=x, y=alt.Y("value:Q", title=q.short, scale=y_scale),
+        tooltip=[alt.Tooltip("position:Q"), alt.Tooltip("token:N"), alt.Tooltip("shown:N", title=q.short),
                  alt.Tooltip("next_token:N", title="next token")])
     layers: list[Any] = [lines]
     if generated_from is not None:
         shade = alt.Chart(pd.DataFrame({"start": [generated_from - 0.5], "end": [n + 0.5], "part": ["generated"]}))
         layers.insert(0, shade.mark_rect(color="#eeeeee", opacity=0.8).encode(
             x=alt.X("start:Q", scale=alt.Scale(domain=[0, n])), x2="end:Q", tooltip=["part:N"]))
-    return cast(alt.LayerChart, alt.layer(*layers).properties(width=WIDTH - 80, height=200))
+    return cast(alt.LayerChart, alt.layer(*layers).properties(width=WIDTH - 80, height=200, autosize=AUTOSIZE))
