@@ -24,6 +24,7 @@ from explorer.density import density
 from explorer.errors import BadSetting
 from explorer.graph import build_graph, layout_for
 from explorer.models.hooks import LayerRecord
+from explorer.models.limits import check_settings, effective_max_tokens
 from explorer.models.loading import LoadedModel
 from explorer.orders import greedy_search, start_random_control
 from explorer.results import PositionSummary, Settings, TextTrace, Trace
@@ -141,8 +142,9 @@ def trace_text(
         if token_ids is None:
             ids = tokenize(lm, text, settings.max_tokens)
         else:
-            if len(token_ids) > settings.max_tokens:
-                raise BadSetting(f"the text has {len(token_ids)} tokens; the limit is {settings.max_tokens}")
+            cap, reason = effective_max_tokens(lm, settings.max_tokens)
+            if len(token_ids) > cap:
+                raise BadSetting(f"the text has {len(token_ids)} tokens; the limit is {cap}, {reason}")
             ids = torch.tensor([token_ids], device=lm.device)
         all_ids = ids[0].tolist()
         n_tokens = len(all_ids)
@@ -150,6 +152,7 @@ def trace_text(
             wanted = parse_positions(positions, n_tokens)
         else:
             wanted = sorted({resolve_position(p, n_tokens) for p in positions})
+        check_settings(lm, settings, wanted[0] + 1)
         report(0.02, "forward pass")
         logits, records = lm.instrumentation.recorded_forward(ids)
         logits = logits[0].float()  # [T, V]
@@ -225,11 +228,11 @@ def generate(lm: LoadedModel, prompt: str, n_tokens: int, *, temperature: float 
     if not greedy and not (temperature > 0 and 0 < top_p <= 1):
         raise BadSetting("generate: temperature must be above 0 and top-p in (0, 1]")
     check_prompt_text(prompt)
-    cap = max_tokens or Settings().max_tokens
+    cap, reason = effective_max_tokens(lm, max_tokens or Settings().max_tokens)
     with holding(lm, lambda *_: None):
         ids = tokenize(lm, prompt, cap)
         if ids.shape[1] + n_tokens > cap:
-            raise BadSetting(f"the prompt's {ids.shape[1]} tokens and {n_tokens} generated exceed the limit of {cap}")
+            raise BadSetting(f"the prompt's {ids.shape[1]} tokens and {n_tokens} generated exceed the limit of {cap}, {reason}")
         eos = getattr(lm.model.generation_config, "eos_token_id", None)
         stop = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         rng = torch.Generator().manual_seed(seed)

@@ -30,7 +30,8 @@ from explorer.errors import BadPrompt, BadSetting, OutOfMemory
 from explorer.graph import TokenGraph, build_graph, layout_for
 from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
 from explorer.metrics import entropy, shared_nucleus, total_variation
-from explorer.models.loading import LoadedModel, effective_max_tokens
+from explorer.models.limits import check_settings, effective_max_tokens
+from explorer.models.loading import LoadedModel
 from explorer.options import MODES, Mode, Variant, check_modes
 from explorer.orders import greedy_search, start_random_control
 from explorer.results import Output, Settings, Stratum, TokenProb, Trace
@@ -354,6 +355,7 @@ def trace_modes(
         clock = time.perf_counter()
         text_ids = tokenize(lm, prompt, settings.max_tokens)
         t = resolve_position(position, text_ids.shape[1])
+        check_settings(lm, settings, t + 1)
         input_ids = text_ids[:, : t + 1]  # the text cut after the traced token
         token_ids = text_ids[0].tolist()
         random_order = None

@@ -176,7 +176,7 @@ def test_probe_tokens_that_are_not_text_are_refused(tiny, field, value):
 
 
 def test_top_k_and_sizes_are_checked_against_the_model(tiny):
-    from explorer.models.loading import check_settings, vocab_size
+    from explorer.models.limits import check_settings, vocab_size
 
     assert vocab_size(tiny) == 256
     check_settings(tiny, Settings(top_k=256), n_tokens=4)
@@ -188,9 +188,6 @@ def test_top_k_and_sizes_are_checked_against_the_model(tiny):
         trace_prompt(tiny, "hello there", SETTINGS, position=1.5)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, raises=(RuntimeError, ValueError),
-                   reason="explorer.trace.trace_modes does not call explorer.models.loading.check_settings yet "
-                          "(outside this change's files): topk / torch.cat fail late with a RuntimeError or ValueError")
 @pytest.mark.parametrize("fields", [{"top_k": 10_000}, {"sizes": (1e-9,)}])
 def test_trace_prompt_checks_settings_against_the_model(tiny, fields):
     with pytest.raises(BadSetting):

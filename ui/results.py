@@ -26,13 +26,15 @@ class ResultsPage:
     """A results page's sidebar state: widget keys start with ``prefix`` (``{prefix}_results``,
     ``{prefix}_folders``, ``{prefix}_mode``, and the page's own ``widgets``); ``default(offered names)``
     picks the results of a first visit without any in the URL; ``need`` results are required, else
-    ``missing`` is said."""
+    ``missing`` is said; ``positions``: whether the page shows all-positions runs (others leave them out,
+    saying so)."""
 
     prefix: str
     widgets: tuple[str, ...]
     default: Callable[[list[str]], list[str]]
     need: int
     missing: str
+    positions: bool = False
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -169,6 +171,11 @@ def results_page(cfg: AppConfig, page: ResultsPage, title: str, caption: str, be
     chosen = chosen_results(cfg, page.prefix)
     share_results_in_url(chosen, mode)
     results = load_chosen(chosen)
+    if not page.positions:
+        for r in (r for r in results if r.all_positions):
+            st.info(f"{r.folder} is an all-positions run (one row per position of each text): the Corpus page "
+                    "shows it.")
+        results = [r for r in results if not r.all_positions]
     if len(results) < page.need:
         if not chosen or page.need > 1:  # else every chosen folder failed, and said why
             st.info(page.missing)

@@ -8,6 +8,7 @@ The work itself is done by :mod:`explorer`; only ``app.py`` and the ``ui`` packa
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -17,10 +18,14 @@ from typing import cast
 import streamlit as st
 
 from explorer.config import AppConfig, current_config
-from explorer.errors import ExplorerError
-from explorer.options import DEVICES, DTYPES, Mode
+from explorer.errors import BadPrompt, BadSetting, ExplorerError
+from explorer.options import DTYPES, Mode
 from explorer.results import Settings
 from explorer.sweep_cache import Strip, StripRequest, Sweep, SweepRequest, SweepStore
+from ui.safe import plain
+
+LOG = logging.getLogger("s_trace_explorer.ui")
+CHARS_PER_TOKEN = 16  # a prompt longer than max_prompt_tokens * this is refused before it is tokenised
 
 # ---------------------------------------------------------------------------------------- configuration
 
@@ -41,7 +46,7 @@ def app_config() -> AppConfig:
     stops the page with its message."""
     cfg, error = _config_or_error()
     if error:
-        st.error(f"Configuration error: {error}")
+        st.error(f"Configuration error: {plain(error)}")
         st.stop()
     assert cfg is not None
     return cfg
@@ -55,14 +60,74 @@ def demo_banner(cfg: AppConfig) -> None:
                 icon=":material/science:")
 
 
+def host_devices() -> list[str]:
+    """The devices this host has: ``auto``, ``cpu``, and ``cuda`` (each GPU as ``cuda:N`` where there are
+    several) and ``mps`` where torch finds them."""
+    import torch
+
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        out += ["cuda"] + ([f"cuda:{i}" for i in range(count)] if count > 1 else [])
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
 def device_options(cfg: AppConfig) -> list[str]:
-    """The devices offered: :data:`explorer.options.DEVICES`, and the configured one (``cuda:1``) as itself."""
-    return list(DEVICES) + ([cfg.device] if cfg.device not in DEVICES else [])
+    """The devices offered. In demo mode the configured one (``cuda:1`` as itself) and ``auto`` (which
+    resolves to a device the host has); else the devices this host has (:func:`host_devices`) and the
+    configured one."""
+    if cfg.demo:
+        return [cfg.device] + (["auto"] if cfg.device != "auto" else [])
+    here = host_devices()
+    return here + ([cfg.device] if cfg.device not in here else [])
 
 
-def dtype_options() -> list[str]:
-    """The dtypes offered: ``auto`` and :data:`explorer.options.DTYPES` (the configuration's is one of them)."""
+def dtype_options(cfg: AppConfig | None = None) -> list[str]:
+    """The dtypes offered: in demo mode only the configured one; else ``auto`` and
+    :data:`explorer.options.DTYPES` (the configuration's is one of them)."""
+    if cfg is not None and cfg.demo:
+        return [cfg.dtype]
     return ["auto", *DTYPES]
+
+
+_ERROR_DETAILS = st.get_option("client.showErrorDetails")  # as Streamlit was started
+
+
+def show_error_details(cfg: AppConfig) -> None:
+    """Streamlit's own report of an uncaught exception: in demo mode its type only, no message or
+    traceback (Streamlit logs those on the server); else what Streamlit was started with."""
+    st.set_option("client.showErrorDetails", "type" if cfg.demo else _ERROR_DETAILS)
+
+
+
+def unexpected_error(what: str, exc: BaseException) -> None:
+    """An unexpected failure ``what`` ("while tracing"): the traceback goes to the server's log; the page
+    shows one line, and outside demo mode the message and the traceback under "Details"."""
+    LOG.error("unexpected error %s", what, exc_info=exc)
+    if app_config().demo:
+        st.error(f"Unexpected error {what} ({type(exc).__name__}); the details are in the server's log.")
+        return
+    st.error(f"Unexpected error {what}: {plain(str(exc))}")
+    with st.expander("Details"):
+        st.code("".join(traceback.format_exception(exc)))
+
+
+def max_prompt_chars(cfg: AppConfig) -> int:
+    """The most characters of a prompt or text: :data:`CHARS_PER_TOKEN` per token of the cap."""
+    return cfg.max_prompt_tokens * CHARS_PER_TOKEN
+
+
+def check_prompt_chars(text: str, what: str = "prompt") -> None:
+    """Refuse (:class:`BadPrompt`) a text longer than :func:`max_prompt_chars`, before it is tokenised (a
+    long one would hold the model's lock while it is)."""
+    cfg = app_config()
+    limit = max_prompt_chars(cfg)
+    if len(text) > limit:
+        raise BadPrompt(f"the {what} has {len(text):,} characters; the limit here is {limit:,} characters "
+                        f"({cfg.max_prompt_tokens} tokens): shorten it")
 
 
 # ---------------------------------------------------------------------------------------- models, sweeps
@@ -109,6 +174,9 @@ def sweep_request(model_id: str, device: str, dtype: str, revision: str | None, 
     """The request of a page's inputs under the configuration (its token cap and remote-code rule); an
     empty target or foil is the default."""
     cfg = app_config()
+    if device not in device_options(cfg) or dtype not in dtype_options(cfg):
+        raise BadSetting(f"the device {device!r} with dtype {dtype!r} is not offered here; choose one "
+                         f"of {', '.join(device_options(cfg))} and {', '.join(dtype_options(cfg))}")
     return SweepRequest(model=model_id, device=device, dtype=dtype, revision=revision, prompt=prompt,
                         settings=settings_for(weighting, mode, controls, compare_modes), gold=gold,
                         trust_remote_code=cfg.trust_remote_code, position=position, target=target or None,
@@ -120,7 +188,7 @@ def prompt_tokens(model_id: str, device: str, dtype: str, revision: str | None, 
     the model if need be; ``None`` where there is nothing to show (no model, a model the configuration
     refuses or that fails to load, an empty or over-long prompt): the sweep then says what is wrong."""
     cfg = app_config()
-    if not model_id or not prompt.strip():
+    if not model_id or not prompt.strip() or len(prompt) > max_prompt_chars(cfg):
         return None
     try:
         cfg.check_model(model_id)
@@ -136,7 +204,8 @@ def prompt_tokens(model_id: str, device: str, dtype: str, revision: str | None, 
 
 def compute_sweep(request: SweepRequest, progress=None) -> Sweep:
     """The whole size sweep of one request, computed once for all sessions. The configuration's model
-    list applies."""
+    list and the prompt's length in characters apply."""
+    check_prompt_chars(request.prompt)
     app_config().check_model(request.model)
     report = progress or (lambda frac, msg: None)
 
@@ -165,13 +234,11 @@ def with_progress(compute, progress_text=None):
         result = compute(lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=word(f, m)))
     except ExplorerError as exc:
         bar.empty()
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         return None
     except Exception as exc:  # noqa: BLE001 - the page must stay usable
         bar.empty()
-        st.error(f"Unexpected error while tracing: {exc}")
-        with st.expander("Details"):
-            st.code(traceback.format_exc())
+        unexpected_error("while tracing", exc)
         return None
     bar.empty()
     return result
@@ -186,7 +253,9 @@ def sweep_with_progress(progress_text=None, **inputs) -> Sweep | None:
 
 def compute_strip(request: StripRequest, progress=None) -> Strip:
     """The strip of one request (:func:`explorer.text.trace_text` of the text, or
-    :func:`explorer.text.trace_continuation` of the prompt), computed once for all sessions."""
+    :func:`explorer.text.trace_continuation` of the prompt), computed once for all sessions. The text's
+    length in characters is checked first."""
+    check_prompt_chars(request.text, "text" if request.generation is None else "prompt")
     app_config().check_model(request.model)
     report = progress or (lambda frac, msg: None)
 
@@ -222,7 +291,9 @@ def section(title: str, caption: str, draw, *args, **kwargs) -> None:
     try:
         draw(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001
-        st.error(f"This view could not be drawn: {exc}")
+        LOG.error("the view %r could not be drawn", title, exc_info=exc)
+        st.error(f"This view could not be drawn: {plain(str(exc))}"
+                 if not app_config().demo else f"This view could not be drawn ({type(exc).__name__}).")
 
 
 def view(title: str, caption: str):

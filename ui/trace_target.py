@@ -15,15 +15,7 @@ import streamlit as st
 from explorer.results import Trace
 from explorer.sweep_cache import Sweep
 from explorer.views.strip import chip_text
-
-ZERO_WIDTH = "\u200b"
-_MARKDOWN = set("\\`*_{}[]()#+-.!|<>~$=^")
-
-
-def escape_markdown(text: str) -> str:
-    """``text`` shown as itself where Streamlit renders Markdown (labels, captions): Markdown punctuation
-    escaped, and directives (``:emoji:``, ``:red[...]``) broken by a zero-width space after each colon."""
-    return "".join("\\" + ch if ch in _MARKDOWN else ch + ZERO_WIDTH if ch == ":" else ch for ch in text)
+from ui.safe import ZERO_WIDTH, escape_md
 
 
 def token_labels(tokens: list[str]) -> list[str]:
@@ -32,7 +24,7 @@ def token_labels(tokens: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
     for token in tokens:
-        label = escape_markdown(chip_text(token))
+        label = escape_md(chip_text(token))
         n = seen.get(label, 0)
         seen[label] = n + 1
         out.append(label + ZERO_WIDTH * n)
@@ -41,7 +33,7 @@ def token_labels(tokens: list[str]) -> list[str]:
 
 def quoted(token: str | None) -> str:
     """A token in a caption: its ``repr``, escaped."""
-    return "none" if token is None else escape_markdown(repr(token))
+    return "none" if token is None else escape_md(repr(token))
 
 
 def choose_position(tokens: list[str] | None, prompt_key) -> int | None:
@@ -66,7 +58,7 @@ def choose_position(tokens: list[str] | None, prompt_key) -> int | None:
     st.pills("Trace the prediction after the token", list(range(1, n)), format_func=lambda t: labels[t],
              key="position", required=True,
              help=f"Click a token: the trace explains the model's prediction after it (of the token that follows). "
-                  f"The first token, {repr(tokens[0])}, has nothing before it to trace. Default: the last token.")
+                  f"The first token, {quoted(tokens[0])}, has nothing before it to trace. Default: the last token.")
     return int(state.position)
 
 

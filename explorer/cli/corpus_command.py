@@ -23,6 +23,9 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--column", default="text", help="the text column of a CSV / JSONL / dataset source")
     c.add_argument("--modes", default=",".join(MODES), help="ablation modes, comma-separated (default: both)")
     c.add_argument("--no-controls", action="store_true", help="skip the inverse and random controls")
+    c.add_argument("--all-positions", action="store_true",
+                   help="trace every position of each text and store one row per position and mode (the "
+                        "position's density, entropy, next token's probability, rank and frequency); no controls")
     c.add_argument("--freq-source", default=None,
                    help="corpus for unigram token frequencies (default: the source itself)")
     c.add_argument("--workers", type=int, default=1,
@@ -69,7 +72,7 @@ def parse_modes(text: str) -> tuple[str, ...]:
 
 def shortest_prompt(lm, corpus, max_tokens: int) -> int | None:
     """The fewest tokens of a prompt of ``corpus`` that the model takes (2 tokens or more, within the cap)."""
-    from explorer.models.loading import effective_max_tokens
+    from explorer.models.limits import effective_max_tokens
 
     cap, _ = effective_max_tokens(lm, max_tokens)
     lengths = [n for p in corpus.prompts if 2 <= (n := len(lm.tokenizer(p.text)["input_ids"])) <= cap]
@@ -83,10 +86,10 @@ def run(args) -> int:
     from explorer.corpus.lock import check_free
     from explorer.corpus.sources import read_source
     from explorer.corpus.start import CorpusRequest, start_corpus_run
-    from explorer.models.loading import check_settings
+    from explorer.models.limits import check_settings
 
     modes = parse_modes(args.modes)
-    settings = settings_from(args, controls=not args.no_controls)
+    settings = settings_from(args, controls=not (args.no_controls or args.all_positions))
     on_ray = args.ray is not None
     options = RayOptions(address=args.ray, workers=args.ray_workers, max_retries=args.max_retries) if on_ray else None
     corpus = read_source(args.source, limit=args.limit, window=args.window, column=args.column)
@@ -107,7 +110,7 @@ def run(args) -> int:
             source=corpus, out=args.out, settings=settings, modes=modes, limit=args.limit, window=args.window,
             column=args.column, frequencies=freq_source,
             freq_column=args.column if freq_source == args.source else "text", overwrite=args.overwrite,
-            workers=args.workers, ray=options, progress=progress))
+            workers=args.workers, all_positions=args.all_positions, ray=options, progress=progress))
     finally:
         bar.close()
     if summary.kept_old:

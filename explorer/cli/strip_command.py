@@ -53,7 +53,7 @@ def check_for_model(lm, args, settings) -> None:
     """Refuse, once the model is loaded and before any work, a text or prompt it cannot take: too long
     (with the tokens to generate, for the model's context), or sizes that keep no edge of the shortest
     traced position's graph."""
-    from explorer.models.loading import check_settings, effective_max_tokens
+    from explorer.models.limits import check_settings, effective_max_tokens
     from explorer.text import parse_positions
 
     if args.generate is None:

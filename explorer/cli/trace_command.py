@@ -55,7 +55,7 @@ def print_table(trace, out=None) -> None:
 
 
 def run(args) -> int:
-    from explorer.models.loading import check_settings
+    from explorer.models.limits import check_settings
     from explorer.trace import check_prompt_text, resolve_position, trace_prompt
 
     settings = settings_from(args, mode=args.mode, controls=args.controls, compare_modes=args.compare_modes,

@@ -11,7 +11,9 @@ in this process, optionally several prompts in flight on threads) or
 :class:`explorer.corpus.ray_tracer.RayTracer` (Ray actors, with retries and actor replacement). A tracer
 turns jobs into a stream of :data:`Event`: a prompt's rows (:class:`Traced`), a prompt that failed for good
 (:class:`Failed`), or a message for the progress callback (:class:`Notice`). The rows themselves are
-built by :func:`explorer.corpus.rows.prompt_rows`, wherever the prompt was traced.
+built by :func:`explorer.corpus.rows.prompt_rows`, wherever the prompt was traced; a tracer whose
+``all_positions`` is set traces every position of each text instead (:func:`explorer.corpus.rows.position_rows`,
+one row per position and mode), and the run records it in ``run.json``.
 
 The folder's write lock (:class:`~explorer.corpus.lock.WriterLock`) is taken before the model loads, so
 a second writer is refused at once, and held until the run ends. A prompt that fails is recorded with its
@@ -39,7 +41,7 @@ from explorer.corpus.lock import WriterLock
 from explorer.corpus.runinfo import prompts_digest
 from explorer.corpus.sources import Corpus, Prompt, Skipped, read_source
 from explorer.corpus.store import FAILED_FILE, ResultsStore, RunInfo
-from explorer.errors import BadSource, UnsupportedArchitecture
+from explorer.errors import BadSetting, BadSource, UnsupportedArchitecture
 from explorer.results import Settings
 
 if TYPE_CHECKING:
@@ -92,7 +94,7 @@ class ModelInfo:
 
     @classmethod
     def of(cls, lm: LoadedModel, host: str = "", pid: int = 0) -> ModelInfo:
-        from explorer.models.loading import model_context
+        from explorer.models.limits import model_context
 
         return cls(lm.model_id, lm.revision, str(lm.dtype).removeprefix("torch."), str(lm.device),
                    n_outputs(lm), host, pid, model_context(lm))
@@ -148,6 +150,8 @@ class Tracer(Protocol):
 
     settings: Settings
     modes: tuple[str, ...]
+    all_positions: bool
+    """Whether each prompt's rows are one per position and mode (every position of the text traced)."""
 
     @property
     def workers(self) -> int:
@@ -212,11 +216,19 @@ def token_cap(max_tokens: int, context: int | None) -> tuple[int, str]:
     return max_tokens, f"the configured limit; {ctx}"
 
 
+def check_all_positions(settings: Settings, all_positions: bool) -> None:
+    """An all-positions run stores each position's summary, which holds no control: refuse to trace them."""
+    if all_positions and settings.controls:
+        raise BadSetting("an all-positions run stores no control (each position's summary holds none): trace it "
+                         "without controls (--no-controls is the default with --all-positions)")
+
+
 def run_info(model: ModelInfo, corpus: Corpus, settings: Settings, modes, window: int | None = None,
-             column: str = "text", limit: int | None = None, frequencies: Frequencies | None = None) -> RunInfo:
+             column: str = "text", limit: int | None = None, frequencies: Frequencies | None = None,
+             all_positions: bool = False) -> RunInfo:
     """The :class:`RunInfo` of a run of ``corpus`` on ``model`` with ``frequencies``: its identity (the
-    batch size included: it changes the numbers in the 6th digit) and the content hash of the prompts
-    used (how many workers ran it is not part)."""
+    batch size included: it changes the numbers in the 6th digit; whether every position is traced) and
+    the content hash of the prompts used (how many workers ran it is not part)."""
     s = asdict(settings)
     s["sizes"] = list(settings.sizes)
     for k in ("mode", "compare_modes"):  # the modes are listed apart
@@ -226,7 +238,8 @@ def run_info(model: ModelInfo, corpus: Corpus, settings: Settings, modes, window
     return RunInfo(model_id=model.model_id, revision=model.revision, dtype=model.dtype, source=corpus.source,
                    window=window, column=column, modes=list(modes), settings=s, device=model.device, limit=limit,
                    source_path=str(path.resolve()) if path.is_file() else None, source_prompts=len(ids),
-                   source_sha256=prompts_digest(ids), frequencies=frequencies.label() if frequencies else None)
+                   source_sha256=prompts_digest(ids), frequencies=frequencies.label() if frequencies else None,
+                   all_positions=all_positions)
 
 
 def source_frequencies(tokenizer, n_outputs: int, model_id: str, spec: str, column: str = "text") -> Frequencies:
@@ -297,7 +310,8 @@ def drive(tracer: Tracer, corpus: Corpus, folder: Path | str, frequencies: Frequ
             report(0, total, f"counting token frequencies in {frequencies}")
             frequencies = source_frequencies(tokenizer, info.n_outputs, info.model_id, frequencies, freq_column)
         summary.token_cap, summary.token_cap_by = token_cap(tracer.settings.max_tokens, info.context)
-        run = run_info(info, corpus, tracer.settings, tracer.modes, window, column, limit, frequencies)
+        run = run_info(info, corpus, tracer.settings, tracer.modes, window, column, limit, frequencies,
+                       tracer.all_positions)
         run.notes["token_cap"] = f"{summary.token_cap} ({summary.token_cap_by})"
         store = ResultsStore(folder, run, overwrite, lock=lock, prompts=corpus.prompts)
         for message in store.notices:

@@ -24,6 +24,7 @@ from explorer.corpus.driver import (
     Progress,
     RunSummary,
     Traced,
+    check_all_positions,
     drive,
     n_outputs,
     source_frequencies,
@@ -48,12 +49,17 @@ def failure_reason(exc: Exception) -> str:
 class LocalTracer:
     """Traces prompts on ``lm`` in this process, ``workers`` at a time (threads sharing the model). A
     prompt that raises anything (too long for the token cap or the model's context, too short, out of
-    memory, any other error) fails with the reason and the run goes on; only an interrupt stops it."""
+    memory, any other error) fails with the reason and the run goes on; only an interrupt stops it.
+    ``all_positions``: trace every position of each text (:func:`explorer.corpus.rows.trace_position_rows`;
+    without controls, which its rows do not hold)."""
 
-    def __init__(self, lm: LoadedModel, settings: Settings, modes: tuple[str, ...] = MODES, workers: int = 1):
+    def __init__(self, lm: LoadedModel, settings: Settings, modes: tuple[str, ...] = MODES, workers: int = 1,
+                 all_positions: bool = False):
         if workers < 1:
             raise BadSetting("workers must be at least 1")
+        check_all_positions(settings, all_positions)
         self.lm, self.settings, self.modes, self._workers = lm, settings, tuple(modes), workers
+        self.all_positions = all_positions
 
     @property
     def workers(self) -> int:
@@ -71,7 +77,8 @@ class LocalTracer:
 
     def _one(self, job: Job, freq: Frequencies | None) -> Event:
         try:
-            return Traced(job, rows.trace_rows(self.lm, job.prompt, job.index, self.settings, self.modes, freq))
+            trace = rows.trace_position_rows if self.all_positions else rows.trace_rows
+            return Traced(job, trace(self.lm, job.prompt, job.index, self.settings, self.modes, freq))
         except Exception as exc:  # noqa: BLE001 - this prompt failed (too long, out of memory, any error); the
             # others may not: recorded in failed.jsonl with the reason. KeyboardInterrupt still stops the run.
             if self.lm.device.type == "cuda":
@@ -104,8 +111,9 @@ def corpus_frequencies(lm: LoadedModel, spec: str, column: str = "text") -> Freq
 def run_corpus(lm: LoadedModel, corpus: Corpus, folder: Path | str, settings: Settings,
                modes: tuple[str, ...] = MODES, frequencies: Frequencies | None = None, overwrite: bool = False,
                window: int | None = None, column: str = "text", limit: int | None = None,
-               progress: Progress | None = None, workers: int = 1) -> RunSummary:
+               progress: Progress | None = None, workers: int = 1, all_positions: bool = False) -> RunSummary:
     """Trace every prompt of ``corpus`` not yet in ``folder`` on ``lm`` and store its rows there: the
-    run of :func:`explorer.corpus.driver.drive` with a :class:`LocalTracer` (see both)."""
-    return drive(LocalTracer(lm, settings, modes, workers), corpus, folder, frequencies=frequencies,
+    run of :func:`explorer.corpus.driver.drive` with a :class:`LocalTracer` (see both; ``all_positions``:
+    every position of each text, one row per position and mode)."""
+    return drive(LocalTracer(lm, settings, modes, workers, all_positions), corpus, folder, frequencies=frequencies,
                  overwrite=overwrite, window=window, column=column, limit=limit, progress=progress)

@@ -113,6 +113,8 @@ class RayTracer:
     """Traces prompts on Ray actors (see the module's docstring). :meth:`load` connects to Ray and starts
     the actors; :meth:`close` kills them, and shuts Ray down if :meth:`load` started it."""
 
+    all_positions = False  # every position of each text: local runs only (CorpusRequest refuses it on Ray)
+
     def __init__(self, model: ModelSpec, settings: Settings, modes: tuple[str, ...] = MODES,
                  options: RayOptions | None = None):
         self.model, self.settings, self.modes = model, settings, tuple(modes)

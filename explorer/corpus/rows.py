@@ -1,20 +1,26 @@
 """One prompt's rows in a corpus run's results, built in one place for every way of tracing prompts.
 
 :func:`prompt_rows` turns a prompt's traces (one per ablation mode, as :func:`explorer.trace.trace_modes`
-returns them) into rows with every column of :data:`explorer.corpus.store.SCHEMA`: one row per mode and
+returns them) into rows with every column of :data:`explorer.corpus.schema.SCHEMA`: one row per mode and
 size, the per-prompt columns repeated on each. :func:`trace_rows` traces a prompt and builds its rows;
 the local tracer calls it in this process, each Ray actor on its own node.
+
+An all-positions run (``corpus --all-positions``) traces every position of each text instead
+(:func:`explorer.text.trace_text`, once per mode) and stores one row per position and mode
+(:func:`position_rows`, the columns of :data:`explorer.corpus.schema.POSITIONS_SCHEMA`).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from explorer.corpus.frequency import Frequencies
 from explorer.corpus.sources import Prompt
 from explorer.options import RECOVERY_LEVELS, check_modes
-from explorer.results import Settings, Trace
+from explorer.results import Settings, TextTrace, Trace
+from explorer.text import trace_text
 from explorer.trace import trace_modes
 
 if TYPE_CHECKING:
@@ -27,7 +33,7 @@ def _opt(x):
 
 def prompt_rows(traces: list[Trace], prompt: Prompt, index: int, freq: Frequencies | None,
                 seconds: float) -> list[dict]:
-    """Rows (one per mode and size, every column of :data:`explorer.corpus.store.SCHEMA`) of one prompt's
+    """Rows (one per mode and size, every column of :data:`explorer.corpus.schema.SCHEMA`) of one prompt's
     traces, one trace per mode as :func:`explorer.trace.trace_modes` returns them. ``index``: the prompt's
     place in the corpus; ``freq``: the token frequencies of the ``*_freq`` columns (``None``: null);
     ``seconds``: the time the traces took."""
@@ -77,3 +83,44 @@ def trace_rows(lm: LoadedModel, prompt: Prompt, index: int, settings: Settings, 
     t0 = time.perf_counter()
     traces = trace_modes(lm, prompt.text, settings, check_modes(modes), gold=prompt.gold)
     return prompt_rows(traces, prompt, index, freq, time.perf_counter() - t0)
+
+
+def position_rows(texts: list[TextTrace], prompt: Prompt, index: int, freq: Frequencies | None,
+                  seconds: list[float]) -> list[dict]:
+    """Rows (one per mode and traced position, every column of
+    :data:`explorer.corpus.schema.POSITIONS_SCHEMA`) of one text traced at every position, one
+    :class:`~explorer.results.TextTrace` per mode (``seconds``: the time of each). A position's row is its
+    :class:`~explorer.results.PositionSummary`, with ``n_context = position + 1`` and the next token's id
+    and frequency per million in ``freq`` (``None``: null)."""
+    rows = []
+    for text, took in zip(texts, seconds):
+        ids = text.token_ids
+        next_ids = [ids[p.position + 1] if p.position + 1 < len(ids) else None for p in text.positions]
+        known = [i for i in next_ids if i is not None]
+        per_million = iter(freq.per_million(known).tolist() if freq and known else [])
+        for p, nxt in zip(text.positions, next_ids):
+            rows.append({
+                "prompt_id": prompt.id, "prompt_index": index, "text": prompt.text, "gold": prompt.gold,
+                "category": prompt.category, "mode": text.settings.mode, "n_tokens": len(ids),
+                "position": p.position, "n_context": p.position + 1, "token": p.token, "next_token": p.next_token,
+                "next_token_id": nxt, "next_token_prob": _opt(p.next_token_prob), "next_token_rank": p.next_token_rank,
+                "next_token_freq": next(per_million) if freq and nxt is not None else None,
+                "entropy": p.entropy, "top1": p.top1, "top1_prob": p.top1_prob, "density": p.density,
+                "density_linear": p.density_linear,
+                **{f"recovery_{k}": _opt(p.recovery.get(k)) for k in RECOVERY_LEVELS},
+                "seconds": took,
+            })
+    return rows
+
+
+def trace_position_rows(lm: LoadedModel, prompt: Prompt, index: int, settings: Settings, modes: tuple[str, ...],
+                        freq: Frequencies | None) -> list[dict]:
+    """Trace every position of ``prompt`` (from 1, :func:`explorer.text.trace_text`) in each mode of
+    ``modes`` and return its :func:`position_rows`. Raises what ``trace_text`` raises
+    (:class:`~explorer.errors.BadPrompt` for a text the model cannot take)."""
+    texts, seconds = [], []
+    for mode in check_modes(modes):
+        t0 = time.perf_counter()
+        texts.append(trace_text(lm, prompt.text, replace(settings, mode=mode), keep_traces=False))
+        seconds.append(time.perf_counter() - t0)
+    return position_rows(texts, prompt, index, freq, seconds)

@@ -2,9 +2,10 @@
 
 A run's identity is everything that changes its numbers: the model (id, revision, dtype), the source (its
 spec, window and column, and the content of its prompts), the ablation modes, every setting of the trace
-(``batch_size`` included: batching changes the numbers in the 6th digit) and the token frequencies of the
-``*_freq`` columns. A rerun in the same folder resumes only if its identity agrees
-(:func:`identity_change`) and its source gives the same prompts (:func:`source_change`). What does not
+(``batch_size`` included: batching changes the numbers in the 6th digit), the token frequencies of the
+``*_freq`` columns, and whether the run traced every position of its texts (``all_positions``). A rerun
+in the same folder resumes only if its identity agrees (:func:`identity_change`) and its source gives the
+same prompts (:func:`source_change`). What does not
 change the numbers is recorded but not compared: the device, ``--limit`` (a longer limit extends a run),
 the run's id, notes.
 
@@ -39,7 +40,10 @@ _UNSET = object()
 class RunInfo:
     """What a results folder holds. Two runs may share a folder (resume) only if :meth:`identity` agrees
     and the source gives the same prompts. ``run_id``: set by the store, written into every part (so
-    the parts of a run replaced by ``--overwrite`` are told apart); ``""`` in folders written before."""
+    the parts of a run replaced by ``--overwrite`` are told apart); ``""`` in folders written before.
+    ``all_positions``: the parts hold one row per (text, position, mode) (``corpus --all-positions``,
+    :mod:`explorer.corpus.schema`) rather than one per (prompt, mode, size); false in folders written
+    before. It is part of the identity: a resume with or without it is refused."""
 
     model_id: str
     revision: str | None
@@ -58,6 +62,7 @@ class RunInfo:
     source_prompts: int | None = None
     source_sha256: str | None = None
     frequencies: str | None = None
+    all_positions: bool = False
 
     def identity(self) -> dict:
         d = asdict(self)

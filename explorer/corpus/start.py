@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from explorer.corpus.cluster import RayOptions, import_ray
-from explorer.corpus.driver import ModelSpec, Progress, RunSummary, Tracer, drive
+from explorer.corpus.driver import ModelSpec, Progress, RunSummary, Tracer, check_all_positions, drive
 from explorer.corpus.frequency import Frequencies
 from explorer.corpus.sources import Corpus, read_source
 from explorer.errors import BadSetting
@@ -36,7 +36,9 @@ class CorpusRequest:
     token counts fill the ``*_freq`` columns, counted over its ``freq_column`` with the model's tokenizer;
     or counts already made; or ``None``. ``overwrite``: replace a run with other settings in ``out``.
     ``workers``: prompts in flight on threads sharing the model (a local run's; a Ray run's actors are set
-    by ``ray.workers``). ``ray``: run on Ray actors (see :mod:`explorer.corpus.ray_tracer`).
+    by ``ray.workers``). ``all_positions``: trace every position of each text
+    (:func:`explorer.text.trace_text`) and store one row per position and mode (a local run, without
+    controls). ``ray``: run on Ray actors (see :mod:`explorer.corpus.ray_tracer`).
     ``progress``: ``(done, total, message)`` (:data:`explorer.corpus.driver.Progress`).
     """
 
@@ -52,6 +54,7 @@ class CorpusRequest:
     freq_column: str = "text"
     overwrite: bool = False
     workers: int = 1
+    all_positions: bool = False
     ray: RayOptions | None = None
     progress: Progress | None = None
 
@@ -63,6 +66,9 @@ class CorpusRequest:
             raise BadSetting("workers must be at least 1")
         if self.ray is not None and not isinstance(self.model, (str, ModelSpec)):
             raise BadSetting("a Ray run loads the model on its workers: give the model's id, not a loaded model")
+        if self.all_positions and self.ray is not None:
+            raise BadSetting("--all-positions runs locally only, not on Ray")
+        check_all_positions(self.settings, self.all_positions)
 
 
 def _tracer(request: CorpusRequest) -> Tracer:
@@ -75,7 +81,7 @@ def _tracer(request: CorpusRequest) -> Tracer:
     from explorer.corpus.local import LocalTracer
 
     lm = model.load() if isinstance(model, ModelSpec) else model
-    return LocalTracer(lm, request.settings, request.modes, request.workers)
+    return LocalTracer(lm, request.settings, request.modes, request.workers, request.all_positions)
 
 
 def start_corpus_run(request: CorpusRequest) -> RunSummary:

@@ -1,6 +1,12 @@
 """Corpus statistics (METHOD.md sections 6-7) over loaded results: density against entropy, the mean error
 curve with its inter-quartile band, nucleus recovery, top-1 token frequency per size, and density across
-models. Pure functions of :class:`explorer.corpus.store.Results`, returning small DataFrames."""
+models. Pure functions of :class:`explorer.corpus.store.Results`, returning small DataFrames.
+
+For an all-positions run (:attr:`Results.positions <explorer.corpus.store.Results.positions>`, one row per
+text, position and mode): density against the position's context length and against the next token's log
+unigram frequency (:func:`density_position`, :func:`density_next_frequency`, :func:`position_correlations`),
+and the mean density per context length (:func:`density_by_position`). These take the positions table
+itself, so that any table with its columns (a synthetic one, a filtered one) can be given."""
 
 from __future__ import annotations
 
@@ -120,3 +126,63 @@ def cross_model(results: list[Results], mode: str) -> pd.DataFrame:
         c = spearman(pair["density_a"], pair["density_b"])
         rows.append({"model_a": a.model_id, "model_b": b.model_id, "rho": c.rho, "p": c.p, "n": c.n})
     return pd.DataFrame(rows, columns=["model_a", "model_b", "rho", "p", "n"])
+
+
+# all positions ------------------------------------------------------------------------------------
+
+POSITION_AGAINST = {"position": "context length (tokens)", "next_frequency": "next token's log frequency"}
+
+
+def positions_in(positions: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """The rows of one ablation mode of a positions table (:attr:`Results.positions`)."""
+    return cast(pd.DataFrame, positions[positions["mode"] == mode]).reset_index(drop=True)
+
+
+def next_freq_log(positions: pd.DataFrame) -> pd.Series:
+    """log10(1 + the next token's unigram frequency per million) per row (NaN where it has none: after the
+    last token of a text, or a run without frequencies)."""
+    return cast(pd.Series, np.log10(1.0 + positions["next_token_freq"].astype(float)))
+
+
+def _density(df: pd.DataFrame, axis: str) -> pd.Series:
+    return cast(pd.Series, df["density" if axis == "log" else "density_linear"])
+
+
+def density_position(positions: pd.DataFrame, mode: str, axis: str = "log") -> Correlation:
+    """Spearman rho of density against the context length (``n_context = position + 1``), over every
+    position of every text in ``mode``."""
+    df = positions_in(positions, mode)
+    return spearman(df["n_context"], _density(df, axis))
+
+
+def density_next_frequency(positions: pd.DataFrame, mode: str, axis: str = "log") -> Correlation:
+    """Spearman rho of density against the next token's log unigram frequency, over the positions of
+    ``mode`` that have one (ranks: the same as against the frequency itself)."""
+    df = positions_in(positions, mode)
+    return spearman(next_freq_log(df), _density(df, axis))
+
+
+def position_correlations(positions: pd.DataFrame, modes: list[str] | None = None, axis: str = "log") -> pd.DataFrame:
+    """Per mode (default: every mode of the table) and per quantity (``position``, ``next_frequency``):
+    Spearman rho of density against it, its p-value and the number of positions; columns ``mode,
+    against, rho, p, n``."""
+    modes = list(dict.fromkeys(positions["mode"])) if modes is None else modes
+    rows = []
+    for mode in modes:
+        for against, fn in (("position", density_position), ("next_frequency", density_next_frequency)):
+            c = fn(positions, mode, axis)
+            rows.append({"mode": mode, "against": against, "rho": c.rho, "p": c.p, "n": c.n})
+    return pd.DataFrame(rows, columns=["mode", "against", "rho", "p", "n"])
+
+
+def density_by_position(positions: pd.DataFrame, mode: str, axis: str = "log") -> pd.DataFrame:
+    """Per context length: the mean density over the texts, its 25th and 75th percentiles and the number
+    of texts; columns ``n_context, mean, q25, q75, n``."""
+    df = positions_in(positions, mode)
+    out = []
+    for n_context, vals in _density(df, axis).groupby(df["n_context"]):
+        v = vals.dropna().to_numpy(dtype=float)
+        if len(v):
+            out.append({"n_context": int(cast(int, n_context)), "mean": v.mean(), "q25": np.percentile(v, 25),
+                        "q75": np.percentile(v, 75), "n": len(v)})
+    return pd.DataFrame(out, columns=["n_context", "mean", "q25", "q75", "n"])

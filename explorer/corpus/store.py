@@ -1,7 +1,8 @@
 """The results store of a corpus run: a folder holding ``run.json`` (what was run: model, source and its
 content hash, settings, modes; :mod:`explorer.corpus.runinfo`), Parquet parts with one row per (prompt,
-ablation mode, size) and their ``manifest.jsonl`` (:mod:`explorer.corpus.parts`), ``frequency.parquet``,
-and the writer's lock (:mod:`explorer.corpus.lock`).
+ablation mode, size), or for an all-positions run one per (text, position, mode) (the columns:
+:mod:`explorer.corpus.schema`), and their ``manifest.jsonl`` (:mod:`explorer.corpus.parts`),
+``frequency.parquet``, and the writer's lock (:mod:`explorer.corpus.lock`).
 
 One writer at a time: :class:`ResultsStore` holds the folder's lock from opening to :meth:`~ResultsStore.close`.
 Every write is atomic and durable, each part holds whole prompts and carries page checksums and a SHA-256
@@ -49,53 +50,35 @@ from explorer.corpus.runinfo import (
     new_run_id,
     source_change,
 )
+from explorer.corpus.schema import KEY, POSITIONS_SCHEMA, PROMPT_FIELDS, SCHEMA, STRATUM_FIELDS, layout
 from explorer.errors import BadResults
 
 if TYPE_CHECKING:
     from explorer.corpus.sources import Prompt
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "RUN_FILE", "PART_RE", "MANIFEST", "RunInfo", "ResultsStore", "Results",
-           "load_results", "read_part", "find_results", "shipped_root"]
+__all__ = ["SCHEMA", "POSITIONS_SCHEMA", "SCHEMA_VERSION", "RUN_FILE", "PART_RE", "MANIFEST", "RunInfo",
+           "ResultsStore", "Results", "load_results", "read_part", "find_results", "shipped_root"]
 
-MARK = {b"s-trace": b"results", b"schema": str(SCHEMA_VERSION).encode()}
 FAILED_FILE = "failed.jsonl"
 DAMAGED_DIR = "damaged"
 COMPACT_PROMPTS = 256
 """Prompts per part after compaction: a damaged part loses at most this many (they are traced again)."""
 
-PROMPT_FIELDS = pa.schema([
-    ("prompt_id", pa.string()), ("prompt_index", pa.int32()), ("text", pa.string()), ("gold", pa.string()),
-    ("category", pa.string()), ("mode", pa.string()), ("n_tokens", pa.int32()), ("n_edges", pa.int64()),
-    ("density", pa.float64()), ("density_linear", pa.float64()), ("density_random", pa.float64()),
-    ("entropy", pa.float64()), ("full_top1_id", pa.int64()), ("full_top1_token", pa.string()),
-    ("full_top1_prob", pa.float64()), ("full_top1_freq", pa.float64()), ("full_gold_ce", pa.float64()),
-    ("recovery_1", pa.float64()), ("recovery_10", pa.float64()), ("recovery_50", pa.float64()),
-    ("recovery_90", pa.float64()), ("seconds", pa.float64()),
-])
-STRATUM_FIELDS = pa.schema([
-    ("size", pa.float64()), ("stratum_edges", pa.int64()), ("tv", pa.float64()), ("shared_nucleus", pa.int32()),
-    ("stratum_entropy", pa.float64()), ("top1_id", pa.int64()), ("top1_token", pa.string()),
-    ("top1_freq", pa.float64()), ("top_ids", pa.list_(pa.int64())), ("top_tokens", pa.list_(pa.string())),
-    ("top_probs", pa.list_(pa.float64())), ("gold_ce", pa.float64()), ("tv_inverse", pa.float64()),
-    ("tv_random", pa.float64()), ("nucleus_inverse", pa.int32()), ("nucleus_random", pa.int32()),
-    ("attention_edges", pa.int64()), ("mlp_edges", pa.int64()), ("residual_edges", pa.int64()),
-])
-SCHEMA = pa.schema(list(PROMPT_FIELDS) + list(STRATUM_FIELDS), metadata=MARK)
-KEY = ["prompt_id", "mode", "size"]
-
 
 def read_part(path: Path, columns: list[str] | None = None, entry: PartEntry | None = None,
-              run_id: str | None = None) -> pa.Table:
+              run_id: str | None = None, schema: pa.Schema = SCHEMA) -> pa.Table:
     """One part, checked (:func:`explorer.corpus.parts.check_part`): a clear :class:`BadResults` naming
-    it if it is unreadable, not an s-Trace results file, of another run, or not what its manifest
-    ``entry`` recorded."""
-    return check_part(Path(path), SCHEMA, SCHEMA_VERSION, run_id, entry, columns)
+    it if it is unreadable, not an s-Trace results file, of another run, not of ``schema`` (an
+    all-positions run's parts are of :data:`POSITIONS_SCHEMA`), or not what its manifest ``entry``
+    recorded."""
+    return check_part(Path(path), schema, SCHEMA_VERSION, run_id, entry, columns)
 
 
-def _dedup(table: pa.Table) -> pa.Table:
-    """The rows of ``table`` with duplicates of (prompt, mode, size) dropped, sorted by prompt, mode, size."""
-    keys = table.select(KEY + ["prompt_index"]).to_pandas()
-    keep = keys.drop_duplicates(KEY, keep="first").sort_values(["prompt_index", "mode", "size"], kind="stable")
+def _dedup(table: pa.Table, key: list[str] = KEY) -> pa.Table:
+    """The rows of ``table`` with duplicates of ``key`` (prompt, mode, and size or position) dropped, sorted
+    by prompt, mode, and size or position."""
+    keys = table.select(key + ["prompt_index"]).to_pandas()
+    keep = keys.drop_duplicates(key, keep="first").sort_values(["prompt_index", "mode", key[-1]], kind="stable")
     return table.take(pa.array(keep.index.to_numpy()))
 
 
@@ -121,6 +104,7 @@ class ResultsStore:
         self.lock = lock or WriterLock(self.folder)
         self.lock.acquire()
         self.run = replace(run)
+        self.schema, self.key = layout(run.all_positions)
         self.notices: list[str] = []
         self.pending = False
         self.replaced = False
@@ -187,7 +171,7 @@ class ResultsStore:
             entry = listed.pop(path.name, None)
             try:
                 cols = ["prompt_id", "prompt_index", "text"] if entry else None  # unlisted: read every page
-                table = read_part(path, cols, entry, self.run.run_id)
+                table = read_part(path, cols, entry, self.run.run_id, self.schema)
             except BadResults as exc:
                 moved = self._quarantine(path)
                 self.manifest.remove(path.name)
@@ -225,13 +209,14 @@ class ResultsStore:
         return set(self._done)
 
     def append(self, rows: list[dict]) -> Path | None:
-        """Write ``rows`` (dicts with every column of :data:`SCHEMA`) as the next part, atomically; the first
-        one of an ``overwrite`` replaces the old run."""
+        """Write ``rows`` (dicts with every column of the run's schema: :data:`SCHEMA`, or
+        :data:`POSITIONS_SCHEMA` for an all-positions run) as the next part, atomically; the first one of an
+        ``overwrite`` replaces the old run."""
         if not rows:
             return None
         path = part_paths(self.folder)
         path = self.folder / f"part-{(part_number(path[-1]) + 1) if path else 0:05d}.parquet"
-        entry = write_part(path, pa.Table.from_pylist(rows, schema=SCHEMA), self.run.run_id)
+        entry = write_part(path, pa.Table.from_pylist(rows, schema=self.schema), self.run.run_id)
         if self.pending:
             self._commit(entry)
         else:
@@ -259,14 +244,15 @@ class ResultsStore:
 
     def compact(self) -> None:
         """Merge the parts into parts of :data:`COMPACT_PROMPTS` prompts, ``part-00000.parquet`` on, rows
-        sorted by prompt, mode and size. The merged parts are written and verified under new names before
+        sorted by prompt, mode and size (or position). The merged parts are written and verified under new names before
         any old part is removed; a crash in between leaves duplicate rows, which reading drops."""
         parts = part_paths(self.folder)
         compact = [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(len(parts))]
         if self.pending or not parts or (compact and (len(parts) == 1 or not self._changed)):
             return
         merged = _dedup(pa.concat_tables([read_part(p, entry=self.manifest.entries.get(p.name),
-                                                    run_id=self.run.run_id) for p in parts]))
+                                                    run_id=self.run.run_id, schema=self.schema) for p in parts]),
+                        self.key)
         if merged.num_rows == 0:
             return
         first = part_number(parts[-1]) + 1
@@ -311,7 +297,9 @@ class ResultsStore:
 
 @dataclass
 class Results:
-    """A loaded results folder. ``table``: one row per (prompt, mode, size), columns of :data:`SCHEMA`."""
+    """A loaded results folder. ``table``: one row per (prompt, mode, size), columns of :data:`SCHEMA`; or,
+    for an all-positions run (:attr:`all_positions`), one row per (text, position, mode), columns of
+    :data:`POSITIONS_SCHEMA` (:attr:`positions`)."""
 
     folder: Path
     run: RunInfo
@@ -326,9 +314,28 @@ class Results:
     def modes(self) -> list[str]:
         return sorted(self.table["mode"].unique().tolist(), key=lambda m: (m != "all", m))
 
+    @property
+    def all_positions(self) -> bool:
+        """Whether the run traced every position of its texts (``corpus --all-positions``)."""
+        return self.run.all_positions
+
+    @property
+    def positions(self) -> pd.DataFrame:
+        """One row per (text, position, mode) of an all-positions run (:data:`POSITIONS_SCHEMA`; treat as
+        read-only), sorted by text, mode and position."""
+        if not self.all_positions:
+            raise BadResults(f"{self.folder} holds one row per prompt and size, not every position (a run "
+                             "with --all-positions does)")
+        return self.table
+
+    def _per_prompt(self) -> None:
+        if self.all_positions:
+            raise BadResults(f"{self.folder} is an all-positions run: its rows are Results.positions")
+
     @cached_property
     def prompts(self) -> pd.DataFrame:
         """One row per (prompt, mode): the per-prompt columns (built once; treat as read-only)."""
+        self._per_prompt()
         cols = PROMPT_FIELDS.names
         rows = cast(pd.DataFrame, self.table.drop_duplicates(["prompt_id", "mode"])[cols])  # a list of columns
         return rows.reset_index(drop=True)
@@ -337,6 +344,7 @@ class Results:
     def strata(self) -> pd.DataFrame:
         """One row per (prompt, mode, size): the per-size columns, keyed by prompt id and mode (built
         once; treat as read-only)."""
+        self._per_prompt()
         return cast(pd.DataFrame, self.table[["prompt_id", "prompt_index", "mode"] + STRATUM_FIELDS.names])
 
 
@@ -346,18 +354,20 @@ def load_results(folder: Path | str) -> Results:
     manifest does not list (a folder written before manifests were kept, or a crash between a part's
     rename and its manifest line) is read as an unverified legacy part (schema and page checksums, where
     it has them); parts of a run that ``--overwrite`` replaced are ignored. A damaged, corrupt or missing
-    part raises :class:`BadResults` naming it: no rows are returned rather than wrong ones."""
+    part raises :class:`BadResults` naming it: no rows are returned rather than wrong ones. An
+    all-positions run's rows are :attr:`Results.positions`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BadResults(f"no results folder at {folder}")
     run = RunInfo.read(folder)
+    schema, key = layout(run.all_positions)
     listed = dict(Manifest(folder, run.run_id).entries)
     tables = []
     for path in part_paths(folder):
         owner = part_run(path)
         if owner is not None and owner != run.run_id:
             continue
-        tables.append(read_part(path, entry=listed.pop(path.name, None), run_id=run.run_id))
+        tables.append(read_part(path, entry=listed.pop(path.name, None), run_id=run.run_id, schema=schema))
     if listed:
         raise BadResults(f"{folder}: {', '.join(sorted(listed))} listed in {MANIFEST} but missing (rows lost); "
                          "rerun the same command to trace its prompts again")
@@ -367,7 +377,7 @@ def load_results(folder: Path | str) -> Results:
     if run.frequencies is not None and (freq is None or freq.label() != run.frequencies):
         raise BadResults(f"{folder / FREQUENCY_FILE} is not the frequency table {RUN_FILE} records "
                          f"({run.frequencies}); rerun the same command to write it again")
-    return Results(folder, run, _dedup(pa.concat_tables(tables)).to_pandas(), freq)
+    return Results(folder, run, _dedup(pa.concat_tables(tables), key).to_pandas(), freq)
 
 
 def shipped_root() -> Path:

@@ -23,12 +23,11 @@ import torch
 from explorer.errors import BadModel, BadSetting, ExplorerError, ModelNotFound, OutOfMemory
 from explorer.models.adapters import Adapter, adapter_for, family_for
 from explorer.models.hooks import Instrumentation, instrument
-from explorer.options import DEVICES, DTYPES, check_sizes_give_edges, check_top_k, is_device_name
+from explorer.options import DEVICES, DTYPES, is_device_name
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from explorer.results import Settings
 
 
 @dataclass(frozen=True)
@@ -233,10 +232,10 @@ def check_folder(folder: Path, trust_remote_code: bool = False) -> None:
                    "transformers does not know")
 
 
-def check_folder_files(folder: Path) -> None:
-    """Refuse a local model folder without safetensors weights (pickled weights alone are refused, never
-    unpickled) or without a tokenizer."""
-    if not any(folder.glob("*.safetensors")):
+def check_folder_files(folder: Path, weights: bool = True) -> None:
+    """Refuse a local model folder without safetensors weights (with ``weights``; pickled weights alone are
+    refused, never unpickled) or without a tokenizer."""
+    if weights and not any(folder.glob("*.safetensors")):
         pickles = sorted({p.name for pattern in PICKLES for p in folder.glob(pattern)})
         if pickles:
             more = f" (and {len(pickles) - 1} more)" if len(pickles) > 1 else ""
@@ -300,7 +299,7 @@ def load_tokenizer(model_id: str, revision: str | None = None, trust_remote_code
     source = model_source(model_id)
     if os.path.isdir(source):
         check_folder(Path(source), trust_remote_code)
-        check_folder_files(Path(source))
+        check_folder_files(Path(source), weights=False)
     try:
         return AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - a folder's or the hub's failure becomes one message
@@ -367,39 +366,3 @@ def prepare_model(model, tokenizer, model_id: str, revision: str | None = None, 
         device=dev,
         dtype=next(model.parameters()).dtype,
     )
-
-
-def model_context(lm: LoadedModel) -> int | None:
-    """The model's context length (``max_position_embeddings``; GPT-2's ``n_positions``), if it has one."""
-    config = getattr(lm.model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def effective_max_tokens(lm: LoadedModel, max_tokens: int) -> tuple[int, str]:
-    """``(cap, reason)``: the prompt length cap, the smaller of ``max_tokens`` (``reason``: "the configured
-    limit") and the model's context (:func:`model_context`; "the model's context")."""
-    context = model_context(lm)
-    if context is not None and context < max_tokens:
-        return context, "the model's context"
-    return max_tokens, "the configured limit"
-
-
-def vocab_size(lm: LoadedModel) -> int:
-    """The number of the model's output logits (its output embeddings' rows, else the config's vocabulary)."""
-    weight = getattr(lm.model.get_output_embeddings(), "weight", None)
-    return int(weight.shape[0] if isinstance(weight, torch.Tensor) else lm.model.config.vocab_size)
-
-
-def check_settings(lm: LoadedModel, settings: Settings, n_tokens: int | None = None,
-                   where: str = "this prompt") -> None:
-    """Refuse settings that the model cannot take: a ``top_k`` above its vocabulary, and (given the number
-    of tokens of the graph to trace) sizes of which none keeps an edge of that graph."""
-    from explorer.graph import layout_for
-
-    check_top_k(settings.top_k, vocab_size(lm))
-    if n_tokens is not None:
-        check_sizes_give_edges(settings.sizes, layout_for(lm.adapter, n_tokens).n_edges, where)

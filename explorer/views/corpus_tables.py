@@ -71,12 +71,14 @@ def signature(folder: Path | str) -> tuple:
 
 
 def summary(results: list[Results]) -> pd.DataFrame:
-    """One row per results folder: model, source, prompts, modes, sizes, weighting, controls, folder."""
+    """One row per results folder: model, source, prompts, rows (per prompt, or every position), modes,
+    sizes, weighting, controls, folder."""
     rows = []
     for label, r in zip(labels(results), results):
         s = r.run.settings
-        prompt_ids = cast(pd.Series, r.prompts["prompt_id"])
+        prompt_ids = cast(pd.Series, r.table["prompt_id"])
         rows.append({"model": label, "source": r.run.source, "prompts": int(prompt_ids.nunique()),
+                     "rows": "every position" if r.all_positions else "per prompt",
                      "modes": ", ".join(r.modes), "sizes": len(s.get("sizes", [])),
                      "weighting": s.get("weighting", "?"), "controls": bool(s.get("controls", False)),
                      "frequencies": r.frequencies.source if r.frequencies else "none", "folder": str(r.folder)})
@@ -225,3 +227,64 @@ def to_parquet(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------- all positions
+
+POSITION_COLUMNS = ["model", "model_id", "mode", "prompt_id", "prompt_index", "category", "position", "n_context",
+                    "token", "next_token", "next_token_prob", "next_token_rank", "next_token_freq", "freq_log",
+                    "entropy", "density"]
+
+
+def position_runs(results: list[Results]) -> tuple[list[Results], list[Results]]:
+    """``results`` split into the normal runs and the all-positions runs, each in order."""
+    return [r for r in results if not r.all_positions], [r for r in results if r.all_positions]
+
+
+def position_frame(results: list[Results], modes: list[str], axis: str = "log") -> pd.DataFrame:
+    """The positions of every all-positions run in ``modes``, one row per (text, position, mode), with
+    ``model`` and ``model_id`` in front: ``density`` over log10 s (``axis="log"``) or over linear s;
+    ``freq_log`` is log10(1 + the next token's frequency per million). The text itself is left out (the
+    points of a chart carry its index and the position's token)."""
+    parts = []
+    for label, r in zip(labels(results), results):
+        df = r.positions
+        df = cast(pd.DataFrame, df[df["mode"].isin(modes)]).copy()
+        if axis == "linear":
+            df["density"] = df["density_linear"]
+        df["freq_log"] = stats.next_freq_log(df)
+        df["model"], df["model_id"] = label, r.model_id
+        parts.append(cast(pd.DataFrame, df[POSITION_COLUMNS]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=POSITION_COLUMNS)
+
+
+def position_means(results: list[Results], modes: list[str], axis: str = "log") -> pd.DataFrame:
+    """:func:`stats.density_by_position` of every all-positions run and mode: ``model, mode, n_context,
+    mean, q25, q75, n``."""
+    return _per_mode(results, modes, lambda r, mode: stats.density_by_position(r.positions, mode, axis))
+
+
+def position_correlations(results: list[Results], modes: list[str], axis: str = "log") -> pd.DataFrame:
+    """:func:`stats.position_correlations` of every all-positions run, per mode: ``model, mode, against,
+    rho, p, n`` (``against``: context length, or the next token's log frequency)."""
+    parts = []
+    for label, r in zip(labels(results), results):
+        df = stats.position_correlations(r.positions, [m for m in modes if m in r.modes], axis)
+        df["against"] = [stats.POSITION_AGAINST[a] for a in df["against"]]
+        df.insert(0, "model", label)
+        parts.append(df)
+    cols = ["model", "mode", "against", "rho", "p", "n"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def position_table(results: list[Results], modes: list[str]) -> pd.DataFrame:
+    """Every row of the all-positions runs in ``modes`` (text included), with ``model`` and ``model_id`` in
+    front (the table the page offers for download)."""
+    parts = []
+    for label, r in zip(labels(results), results):
+        df = r.positions
+        df = cast(pd.DataFrame, df[df["mode"].isin(modes)]).copy()
+        df.insert(0, "model_id", r.model_id)
+        df.insert(0, "model", label)
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "model_id"])

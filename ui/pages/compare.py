@@ -18,6 +18,7 @@ from explorer.views import corpus_tables as ct
 from explorer.views import scatter
 from ui.nav import open_in_trace_page
 from ui.results import ResultsPage, correlation_table, draw_curves, results_page, selected_prompt
+from ui.safe import plain
 from ui.state import app_config, view
 
 
@@ -55,7 +56,7 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
     a, b = results[names.index(x)], results[names.index(y)]
     df = ct.pair_frame(a, b, x, y, modes)
     if df.empty:
-        st.info(f"{x} and {y} share no prompt in these modes.")
+        st.info(f"{plain(x)} and {plain(y)} share no prompt in these modes.")
         return
     st.caption(f"{df['text'].nunique()} shared prompts.")
     event = st.altair_chart(scatter.density_pair(df), on_select="rerun", key="compare_scatter",
@@ -65,12 +66,12 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
     c = selected_prompt(row, "ablation: {mode}")
     if c is None or row is None:  # c is None exactly when row is
         return
-    c[0].metric(f"Density, {x}", f"{row['density_a']:.2f}")
-    c[1].metric(f"Density, {y}", f"{row['density_b']:.2f}")
+    c[0].metric(f"Density, {plain(x)}", f"{row['density_a']:.2f}")
+    c[1].metric(f"Density, {plain(y)}", f"{row['density_b']:.2f}")
     weights = {id(r): r.run.settings.get("weighting") for r in (a, b)}
-    if c[2].button(f"Open with {x} on the Trace page", key="compare_open_a"):
+    if c[2].button(f"Open with {plain(x)} on the Trace page", key="compare_open_a"):
         open_in_trace_page(row["model_id_a"], row["text"], row["mode"], weights[id(a)])
-    if c[3].button(f"Open with {y} on the Trace page", key="compare_open_b"):
+    if c[3].button(f"Open with {plain(y)} on the Trace page", key="compare_open_b"):
         open_in_trace_page(row["model_id_b"], row["text"], row["mode"], weights[id(b)])
 
 

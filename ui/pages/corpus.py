@@ -3,8 +3,11 @@
 Load corpus results (the shipped ones, a results folder, or a corpus run from this page) and see, over
 the prompts: density against the full model's entropy (one point per prompt; click one to open it on the
 Trace page) with Spearman's rho; the mean error curve with its inter-quartile band, trace against the
-controls; nucleus recovery; and whether small subgraphs predict frequent tokens. Both ablation modes can be
-shown apart or overlaid. The URL's query parameters (``results``, repeated, and ``mode``) reproduce a view.
+controls; nucleus recovery; and whether small subgraphs predict frequent tokens. An all-positions run
+(``corpus --all-positions``) shows instead, over every position of every text, density against the
+position's context length and against the next token's unigram frequency, with Spearman's rho. Both
+ablation modes can be shown apart or overlaid. The URL's query parameters (``results``, repeated, and
+``mode``) reproduce a view.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import pandas as pd
 import streamlit as st
 
 from explorer import DEFAULT_MODEL
+from explorer.corpus import stats
 from explorer.corpus.store import Results
-from explorer.views import corpus_curves, scatter
+from explorer.views import corpus_curves, positions, scatter
 from explorer.views import corpus_tables as ct
 from ui.corpus_run import run_form
 from ui.nav import open_in_trace_page
-from ui.results import ResultsPage, correlation_table, draw_curves, results_page, selected_prompt
+from ui.results import ResultsPage, Shown, correlation_table, draw_curves, results_page, selected_prompt
+from ui.safe import plain
 from ui.state import app_config, view
 
 COLOUR_BY = scatter.COLOUR_BY
@@ -32,7 +37,7 @@ def default_results(offered: list[str]) -> list[str]:
 
 
 PAGE = ResultsPage("corpus", ("corpus_colour", "corpus_axis"), default_results, need=1,
-                   missing="Choose results in the sidebar, or run a corpus above.")
+                   missing="Choose results in the sidebar, or run a corpus above.", positions=True)
 
 
 def sidebar() -> dict:
@@ -68,7 +73,7 @@ def show_selected(row: dict | None) -> None:
         return
     c[0].metric("Density", f"{row['density']:.2f}")
     c[1].metric("Entropy (nats)", f"{row['entropy']:.2f}")
-    c[2].metric("Full model's top-1", repr(row["full_top1_token"]))
+    c[2].metric("Full model's top-1", plain(repr(row["full_top1_token"])))
     rec = row["recovery_1"]
     c[3].metric("Top-1 kept from", f"s = {rec:.1e}" if pd.notna(rec) else "never")
     if st.button("Open on the Trace page", key="corpus_open", type="primary"):
@@ -95,10 +100,43 @@ def draw_frequency(results: list[Results], modes: list[str]) -> None:
         return
     sources = {r.model_id: r.frequencies.source for r in results
                if r.frequencies is not None and ct.has_frequencies(r)}
-    st.caption("Frequencies from: " + "; ".join(f"{m}: {s}" for m, s in sources.items()))
+    st.caption("Frequencies from: " + "; ".join(f"{plain(m)}: {plain(s)}" for m, s in sources.items()))
     st.altair_chart(corpus_curves.frequency(df), width="content")
     if len(modes) > 1:
         st.caption(corpus_curves.DASH_NOTE)
+
+
+@view("Density along the context", "Every position of every text of an all-positions run: how much of the graph "
+      "the prediction after that token needs (density) against how many tokens it sees. The line is the mean "
+      "over the texts at each context length.")
+def draw_positions(results: list[Results], modes: list[str], points: pd.DataFrame, axis: str) -> None:
+    st.altair_chart(positions.density_position(points, ct.position_means(results, modes, axis), axis),
+                    width="content")
+    corr = ct.position_correlations(results, modes, axis)
+    st.markdown("**Spearman's rho, density against context length**")
+    correlation_table(corr[corr["against"] == stats.POSITION_AGAINST["position"]].reset_index(drop=True))
+
+
+@view("Density and the next token's frequency", "The same positions: density against the unigram frequency "
+      "of the token that follows (counted in the run's frequency corpus with the model's tokenizer). The last "
+      "position of a text has no next token and is left out.")
+def draw_position_frequency(results: list[Results], modes: list[str], points: pd.DataFrame, axis: str) -> None:
+    if cast(pd.Series, points["freq_log"]).isna().all():
+        st.info("These results hold no token frequencies (a run counts them when asked to).")
+        return
+    st.altair_chart(positions.density_frequency(points, axis), width="content")
+    corr = ct.position_correlations(results, modes, axis)
+    st.markdown("**Spearman's rho, density against the next token's log frequency**")
+    correlation_table(corr[corr["against"] == stats.POSITION_AGAINST["next_frequency"]].reset_index(drop=True))
+
+
+def position_downloads(results: list[Results], modes: list[str]) -> None:
+    st.subheader("Per-position table")
+    table = ct.position_table(results, modes)
+    c1, c2, _ = st.columns([1, 1, 3])
+    c1.download_button("Per-position CSV", ct.to_csv(table), file_name="s-trace-positions.csv", mime="text/csv")
+    c2.download_button("Per-position Parquet", ct.to_parquet(table), file_name="s-trace-positions.parquet",
+                       mime="application/vnd.apache.parquet")
 
 
 def downloads(results: list[Results], modes: list[str]) -> None:
@@ -119,6 +157,19 @@ def main() -> None:
         "graph? Load shipped or saved results, or run a small corpus here.", before=run_form, sidebar=sidebar)
     if shown is None:
         return
+    per_prompt, every = ct.position_runs(shown.results)
+    if per_prompt:
+        draw_per_prompt(Shown(per_prompt, shown.modes, shown.options))
+    if every:  # all-positions runs: density along the context and against the next token's frequency
+        modes, axis = shown.modes, shown.options["axis"]
+        points = ct.position_frame(every, modes, axis)
+        draw_positions(every, modes, points, axis)
+        draw_position_frequency(every, modes, points, axis)
+        position_downloads(every, modes)
+
+
+def draw_per_prompt(shown: Shown) -> None:
+    """The views of normal runs: one row per prompt, mode and size."""
     results, modes = shown.results, shown.modes
     draw_scatter(results, modes, shown.options["colour"], shown.options["axis"])
     draw_curves(shown, "Error against size over the corpus", "Mean total variation over the prompts (line) and "
@@ -127,7 +178,6 @@ def main() -> None:
     draw_recovery(results, modes)
     draw_frequency(results, modes)
     downloads(results, modes)
-
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ import streamlit as st
 from explorer import DEFAULT_MODEL
 from explorer.views import distribution, labels, method
 from ui.nav import open_in_trace_page
+from ui.safe import code, escape_md
 from ui.state import app_config, sweep_with_progress
 
 DEFAULT_PROMPT = "The capital of France is"
@@ -86,7 +87,7 @@ def section_weights(tr, prompt: str) -> None:
     df = method.node_weights_frame(tr, layer)
     top = df.sort_values("weight", ascending=False).iloc[0]
     st.caption(f"Weights into the last token's state after layer {layer}'s attention: {len(df)} edges, summing to "
-               f"{df['weight'].sum():.3f}; the heaviest is {top['edge']} from {top['source']} ({top['weight']:.2f}).")
+               f"{df['weight'].sum():.3f}; the heaviest is {top['edge']} from {code(top['source'])} ({top['weight']:.2f}).")
     st.altair_chart(method.node_weights_chart(tr, layer), width="stretch")
     see_on_trace_page("Components (inspect a component's edges and their weights)", prompt, "weights")
 
@@ -100,7 +101,7 @@ def first_steps(tr) -> str:
     kinds = cast(pd.Series, lead["kind"])
     residual, mlp = int((kinds == "residual").sum()), int((kinds == "mlp").sum())
     return (f" Here its first {first['rank']} edges are {residual} residual and {mlp} MLP edges, before its first "
-            f"attention edge: **{first['component']}** reading `{first['source']}` into `{first['target']}` "
+            f"attention edge: **{first['component']}** reading {code(first['source'])} into {code(first['target'])} "
             f"(rank {first['rank']}). The first 100 edges:")
 
 
@@ -237,9 +238,9 @@ def main() -> None:
     if sweep is None:
         return
     tr = sweep.trace
-    st.markdown(f"**{len(tr.tokens)} tokens**: " + " · ".join(f"`{labels.token_label(tr, t)}`"
+    st.markdown(f"**{len(tr.tokens)} tokens**: " + " · ".join(code(labels.token_label(tr, t))
                                                               for t in range(len(tr.tokens)))
-                + f" · the full model's top-1 next token: **{tr.full.top[0].token!r}** "
+                + f" · the full model's top-1 next token: **{escape_md(repr(tr.full.top[0].token))}** "
                 f"({tr.full.top[0].prob:.0%})")
     section_graph(tr, prompt)
     section_weights(tr, prompt)

@@ -21,10 +21,12 @@ from explorer.results import TextTrace
 from explorer.sweep_cache import Generation, Strip, StripRequest
 from explorer.views import labels, strip
 from ui.nav import open_in_trace_page
+from ui.safe import plain
 from ui.state import (
     app_config,
     cached_model,
     compute_strip,
+    max_prompt_chars,
     remember_widgets,
     restore_widgets,
     settings_for,
@@ -122,7 +124,8 @@ def text_form(method: dict) -> StripRequest | None:
         generation = None
         if source == "text":
             text = st.text_area("Text", key="strip_text", height=110,
-                                help=f"Every token is traced (at most {cfg.max_prompt_tokens} tokens).")
+                                help=f"Every token is traced (at most {cfg.max_prompt_tokens} tokens, "
+                                f"{max_prompt_chars(cfg):,} characters).")
         else:
             text = st.text_area("Prompt", key="strip_prompt", height=80)
             c = st.columns([1, 1, 1, 1, 1])
@@ -173,7 +176,7 @@ def trace_page_view(request: StripRequest, text: TextTrace, t: int) -> tuple[str
 def draw_strip(result: Strip, request: StripRequest) -> None:
     state = st.session_state
     text = result.text
-    st.markdown(f"**{text.model_id}** · {len(text.tokens)} tokens · {len(text.positions)} positions traced · "
+    st.markdown(f"**{plain(text.model_id)}** · {len(text.tokens)} tokens · {len(text.positions)} positions traced · "
                 f"{text.settings.weighting} weights · ablation: {text.settings.mode} · {result.trace_s:.1f} s")
     c1, c2 = st.columns([3, 2])
     colour = c1.radio("Colour by", list(strip.QUANTITIES), format_func=strip.QUANTITIES.get, key="strip_colour",

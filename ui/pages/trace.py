@@ -24,6 +24,7 @@ from explorer.sweep_cache import Sweep
 from explorer.views import composition, distribution, labels, node_graph, target, token_graph
 from ui import trace_target
 from ui.nav import take_open_request
+from ui.safe import plain
 from ui.state import (
     app_config,
     debug_panel,
@@ -110,15 +111,19 @@ def sidebar(cfg: AppConfig) -> dict:
         st.session_state.preset = cfg.default_model
         if refused:
             st.warning(f"This app offers only these models: {', '.join(cfg.models)}; showing {cfg.default_model} "
-                       f"instead of {refused}.")
+                       f"instead of {plain(refused)}.")
     preset = sb.selectbox("Model", options, key="preset", label_visibility="collapsed")
     model_id = preset
     if preset == OTHER:
         hint = "org/name or /path" if cfg.allow_local_paths else "org/name"
         model_id = sb.text_input("Hub id or local folder", key="model_text", placeholder=hint).strip()
     c1, c2 = sb.columns(2)
-    device = c1.selectbox("Device", device_options(cfg), key="device")
-    dtype = c2.selectbox("Dtype", dtype_options(), key="dtype")
+    devices, dtypes = device_options(cfg), dtype_options(cfg)
+    for key, offered in (("device", devices), ("dtype", dtypes)):
+        if st.session_state.get(key) not in offered:
+            st.session_state[key] = offered[0]
+    device = c1.selectbox("Device", devices, key="device", disabled=len(devices) == 1)
+    dtype = c2.selectbox("Dtype", dtypes, key="dtype", disabled=len(dtypes) == 1)
     revision = None
     if not cfg.demo:
         revision = sb.text_input("Revision (optional)", key="revision", placeholder="main").strip() or None
@@ -214,7 +219,7 @@ def size_slider(trace: Trace, key: str) -> int:
 def header(sweep: Sweep, index: int) -> None:
     tr = sweep.trace
     s = tr.strata[index]
-    st.markdown(f"**{tr.model_id}** · {len(tr.tokens)} tokens traced · {tr.n_edges:,} edges · "
+    st.markdown(f"**{plain(tr.model_id)}** · {len(tr.tokens)} tokens traced · {tr.n_edges:,} edges · "
                 f"{tr.settings.weighting} weights · ablation: {tr.settings.mode}")
     nxt = "none (the end of the prompt)" if tr.next_token is None else trace_target.quoted(tr.next_token)
     st.markdown(f"Traced: the prediction after token {tr.position}, {trace_target.quoted(tr.tokens[-1])}; "
@@ -222,8 +227,8 @@ def header(sweep: Sweep, index: int) -> None:
                 + (f", foil: {trace_target.quoted(tr.foil)}" if tr.foil is not None else ""))
     c = st.columns(5)
     c[0].metric("Size", labels.format_size(s.size), f"{s.n_edges:,} edges", delta_color="off", delta_arrow="off")
-    c[1].metric("Top-1 here", repr(s.trace.top[0].token), f"full: {tr.full.top[0].token!r}", delta_color="off",
-                delta_arrow="off")
+    c[1].metric("Top-1 here", plain(repr(s.trace.top[0].token)), f"full: {plain(repr(tr.full.top[0].token))}",
+                delta_color="off", delta_arrow="off")
     c[2].metric("Density", f"{tr.density:.2f}", help="integral of TV over log10 s: high means the prompt needs "
                 "much of the graph")
     rec = tr.recovery.get(1)
