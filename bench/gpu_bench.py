@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.support import build, random_prompts
 from explorer.graph import build_graph
 from explorer.intervene import MaskSpec, masked_logits
 from explorer.orders import random_control_order, search_graph
 from explorer.results import Settings
 from explorer.trace import trace_prompt
 
-from bench.support import CONFIGS, build, random_prompts
 
 def time_model(lm, length: int, n_prompts: int, settings: Settings) -> dict:
     """Median stage times over ``n_prompts`` prompts of one length after a warm-up, and ``cold``: the total
@@ -70,7 +68,8 @@ def reference_pipeline(lm, prompt: str, settings: Settings) -> float:
     def heap_order(weight_of):
         heap, counter, reached, order = [], 0, {sg.root}, []
         for _, _, k, d in g.in_edges(sg.root, keys=True, data=True):
-            heapq.heappush(heap, (-weight_of(k, d), counter, k)); counter += 1
+            heapq.heappush(heap, (-weight_of(k, d), counter, k))
+            counter += 1
         while heap:
             _, _, k = heapq.heappop(heap)
             order.append(k)
@@ -78,7 +77,8 @@ def reference_pipeline(lm, prompt: str, settings: Settings) -> float:
             if u not in reached:
                 reached.add(u)
                 for _, _, k2, d2 in g.in_edges(u, keys=True, data=True):
-                    heapq.heappush(heap, (-weight_of(k2, d2), counter, k2)); counter += 1
+                    heapq.heappush(heap, (-weight_of(k2, d2), counter, k2))
+                    counter += 1
         return np.array(order)
 
     order = edge_ids[heap_order(lambda k, d: d["weight"])]

@@ -26,14 +26,17 @@ def main() -> None:
     dev = torch.device(args.device)
     g = TokenGraph(EdgeLayout(L, H, T), "l1", torch.rand(L, H, T, T, device=dev), torch.rand(L, T, device=dev),
                    torch.rand(L, T, device=dev), torch.rand(L, T, device=dev))
-    for rep in range(3):
+    for _ in range(3):
         times = {}
         sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
         t = time.perf_counter()
-        ptr, src, w, ids = g.csr(); sync()
-        times["csr"] = time.perf_counter() - t; t = time.perf_counter()
+        ptr, src, w, ids = g.csr()
+        sync()
+        times["csr"] = time.perf_counter() - t
+        t = time.perf_counter()
         job = prepare_search(ptr, src, w, ids, g.layout.output_node)
-        times["sort, rank, to host"] = time.perf_counter() - t; t = time.perf_counter()
+        times["sort, rank, to host"] = time.perf_counter() - t
+        t = time.perf_counter()
         order = run_search(job)
         times["loop"] = time.perf_counter() - t
         print(f"E = {len(order)}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items()))

@@ -14,11 +14,10 @@ import time
 import numpy as np
 import torch
 
+from bench.support import build
 from explorer.chain_search import chain_order
 from explorer.graph import build_graph
 from explorer.search import prepare_search, run_search
-
-from bench.support import build
 
 
 def timed(fn, repeats: int):

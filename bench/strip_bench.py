@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from bench.support import build, random_prompts
-from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
 from explorer.graph import layout_for
+from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
 from explorer.models.loading import load_model
 from explorer.results import Settings
 from explorer.search import strata_edges

@@ -18,10 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-import numpy as np
 import torch
 
-from explorer.edges import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
+from explorer.edges import EdgeLayout
 from explorer.errors import BadSetting
 from explorer.models.adapters import Adapter
 from explorer.models.hooks import LayerRecord

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explorer.edges import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
+from explorer.edges import MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
 from explorer.models.hooks import Instrumentation
+
 
 @dataclass(frozen=True)
 class MaskSpec:
@@ -49,7 +50,7 @@ class EdgeRanks:
     mlp: torch.Tensor
 
     @classmethod
-    def from_orders(cls, layout: EdgeLayout, orders: Sequence[np.ndarray | torch.Tensor], device) -> "EdgeRanks":
+    def from_orders(cls, layout: EdgeLayout, orders: Sequence[np.ndarray | torch.Tensor], device) -> EdgeRanks:
         """``orders``: edge ids (arrays, or tensors already on ``device``), each a permutation of the
         graph's ``E`` edges."""
         L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens

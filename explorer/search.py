@@ -21,6 +21,7 @@ import torch
 
 from explorer.options import check_sizes
 
+
 @dataclass(frozen=True)
 class SearchGraph:
     """A graph in CSR form by target node.

@@ -232,7 +232,8 @@ def generate(lm: LoadedModel, prompt: str, n_tokens: int, *, temperature: float 
     with holding(lm, lambda *_: None):
         ids = tokenize(lm, prompt, cap)
         if ids.shape[1] + n_tokens > cap:
-            raise BadSetting(f"the prompt's {ids.shape[1]} tokens and {n_tokens} generated exceed the limit of {cap}, {reason}")
+            raise BadSetting(f"the prompt's {ids.shape[1]} tokens and {n_tokens} generated exceed the limit of "
+                             f"{cap}, {reason}")
         eos = getattr(lm.model.generation_config, "eos_token_id", None)
         stop = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         rng = torch.Generator().manual_seed(seed)

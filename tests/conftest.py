@@ -24,7 +24,8 @@ _FILE_MARKS = {"test_browser": "browser", "test_ray": "ray"}
 
 def pytest_collection_modifyitems(items):
     """Markers by where a test lives and what it needs (``make test-fast`` deselects them): browser tests,
-    Ray tests, and ``slow`` for tests of the real embedded model (its first load converts it, a minute)."""
+    Ray tests, ``app`` for Streamlit pages run with AppTest, and ``slow`` for tests of the real embedded model
+    (its first load converts it, a minute)."""
     for item in items:
         name = item.path.stem
         for prefix, mark in _FILE_MARKS.items():
@@ -32,3 +33,6 @@ def pytest_collection_modifyitems(items):
                 item.add_marker(getattr(pytest.mark, mark))
         if "smollm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+        module = getattr(item, "module", None)
+        if module is not None and "AppTest" in vars(module) and (name != "test_fuzz" or "page" in item.name):
+            item.add_marker(pytest.mark.app)

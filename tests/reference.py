@@ -5,7 +5,6 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
-
 import torch
 
 from explorer.graph import attention_scale, head_vectors
@@ -49,7 +48,7 @@ def llama_masked_forward(model, input_ids, keep_attn, keep_res_attn, keep_res_ml
     import torch
 
     cfg = model.config
-    L, H, KVH = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads
+    H, KVH = cfg.num_attention_heads, cfg.num_key_value_heads
     d = cfg.hidden_size
     Dh = getattr(cfg, "head_dim", None) or d // H
     T = input_ids.shape[1]

@@ -7,7 +7,14 @@ import os
 import shutil
 
 from tests.browser_support import (
-    PROMPT, ROOT, SLIDER, assert_no_exception, needs_chromium, shoot, slider_value, wait_for_views,
+    PROMPT,
+    ROOT,
+    SLIDER,
+    assert_no_exception,
+    needs_chromium,
+    shoot,
+    slider_value,
+    wait_for_views,
 )
 
 pytestmark = needs_chromium

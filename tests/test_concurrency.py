@@ -9,6 +9,7 @@ import time
 import pytest
 
 import explorer.trace as trace_module
+from explorer.errors import BadPrompt
 from explorer.results import Settings
 from explorer.trace import trace_prompt
 from tests.helpers import tiny_loaded
@@ -64,6 +65,6 @@ def test_concurrent_traces_equal_sequential_and_never_overlap(monkeypatch):
 
 def test_lock_is_released_after_a_failure():
     lm = tiny_loaded("llama")[0]
-    with pytest.raises(Exception):
+    with pytest.raises(BadPrompt):
         trace_prompt(lm, "x" * 400, Settings(max_tokens=32))
     assert not lm.lock.locked()

@@ -16,7 +16,7 @@ from scipy import stats as scipy_stats
 from explorer.corpus import stats
 from explorer.corpus.frequency import Frequencies, count_tokens
 from explorer.corpus.local import run_corpus
-from explorer.corpus.sources import Corpus, Prompt, read_source, windows, _Row
+from explorer.corpus.sources import Corpus, Prompt, _Row, read_source, windows
 from explorer.corpus.store import ResultsStore, RunInfo, load_results, read_part
 from explorer.errors import BadResults, BadSource
 from explorer.results import Settings

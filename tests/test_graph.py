@@ -9,9 +9,8 @@ import torch
 from explorer.edges import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP
 from explorer.graph import build_graph
 from explorer.orders import search_graph
+from tests.helpers import IDS, TINY_CONFIGS, record, tiny_loaded
 from tests.reference import attention_terms
-from tests.helpers import TINY_CONFIGS, tiny_loaded
-from tests.helpers import IDS, record
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3", "olmo2", "gpt2", "pythia"])

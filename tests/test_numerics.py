@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.models.adapters import adapter_for
-from explorer.intervene import EdgeRanks, MaskSpec, RankMasks, masked_logits
 from explorer.edges import EdgeLayout
+from explorer.intervene import EdgeRanks, MaskSpec, RankMasks, masked_logits
+from explorer.models.adapters import adapter_for
 from tests.helpers import IDS, TINY_CONFIGS, record, tiny_loaded
 from tests.reference import attention_terms, llama_masked_forward
 
@@ -47,8 +47,8 @@ def _full_specs(n_edges):
 
 
 def _random_order(layout, seed=0):
-    from explorer.orders import search_graph
     from explorer.graph import TokenGraph
+    from explorer.orders import search_graph
 
     rng = np.random.default_rng(seed)
     L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens

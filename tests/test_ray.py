@@ -20,8 +20,8 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -
 from explorer.__main__ import main  # noqa: E402
 from explorer.corpus.cluster import RayOptions  # noqa: E402
 from explorer.corpus.driver import ModelSpec  # noqa: E402
-from explorer.corpus.ray_tracer import run_corpus_ray  # noqa: E402
 from explorer.corpus.local import corpus_frequencies, run_corpus  # noqa: E402
+from explorer.corpus.ray_tracer import run_corpus_ray  # noqa: E402
 from explorer.corpus.sources import Corpus, Prompt, read_source  # noqa: E402
 from explorer.corpus.store import ResultsStore, RunInfo, load_results  # noqa: E402
 from explorer.options import MODES  # noqa: E402

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from explorer.chain_search import NotSettled, chain_order
 from explorer.graph import build_graph
 from explorer.options import DEFAULT_SIZES
-from explorer.search import SearchGraph, greedy_order, random_priorities, run_search, strata_edges
-from explorer.chain_search import NotSettled, chain_order
 from explorer.orders import greedy_search, random_control_order, search_graph
-from tests.helpers import tiny_loaded
+from explorer.search import SearchGraph, greedy_order, random_priorities, strata_edges
+from tests.helpers import record, tiny_loaded
 from tests.reference import heap_greedy_order
-from tests.helpers import record
 
 
 def random_dag(rng, n_nodes, max_in, n_weight_levels=None):

@@ -1,26 +1,31 @@
 """The Corpus page's run form: a small corpus traced on the page, with a progress bar; its results folder
 joins this session's runs and is shown. The configuration decides the models, uploads, output folder and
-size. :func:`start_corpus_run` is the one call into the corpus driver."""
+size, the token cap of the run's prompts, and the word window's longest; prompts longer than
+:func:`ui.state.max_prompt_chars` characters are left out before anything is tokenised. In demo mode a run
+goes to a folder of the session's own (:mod:`ui.runs`) and nothing is replaced; the shipped results are
+never written to. :func:`start_corpus_run` is the one call into the corpus driver."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
-import traceback
 from pathlib import Path
 
 import streamlit as st
 
 from explorer.config import AppConfig
-from explorer.corpus.sources import BIBLE, FORTUNES, PROJECT, read_source
+from explorer.corpus.sources import BIBLE, FORTUNES, PROJECT, Corpus, Skipped, read_source
 from explorer.corpus.start import CorpusRequest, start_corpus_run
 from explorer.errors import BadSource, ExplorerError
 from explorer.models.loading import cache_dir
 from explorer.options import DEFAULT_SIZES, MODES, WEIGHTINGS
 from explorer.results import Settings
 from ui.results import RUNS
-from ui.state import cached_model
+from ui.runs import is_shipped, run_name, runs_folder, short_paths
+from ui.safe import plain
+from ui.state import cached_model, max_prompt_chars, unexpected_error
 
 UPLOAD = "upload"
 SOURCES = {PROJECT: "the project's prompt set", BIBLE: "the King James Bible (Debian bible-kjv)",
@@ -29,6 +34,12 @@ UPLOAD_TYPES = ["txt", "csv", "jsonl"]
 QUICK_SIZES = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
 GRIDS = {"full": f"the {len(DEFAULT_SIZES)}-size grid (the method)",
          "quick": f"quick: {len(QUICK_SIZES)} sizes (coarse densities)"}
+
+
+def max_window(cfg: AppConfig) -> int:
+    """The longest word window: about what keeps a window under the token cap (English runs to about 1.3
+    tokens a word), at most 200 words."""
+    return max(1, min(200, cfg.max_prompt_tokens * 3 // 4))
 
 
 def slug(text: str) -> str:
@@ -71,9 +82,11 @@ def run_form(cfg: AppConfig) -> None:
             limit = c2.number_input("Prompts (the first N)", min_value=1, max_value=cfg.corpus_max_prompts,
                                     value=min(10, cfg.corpus_max_prompts), step=1, key="run_limit",
                                     help="a CPU traces a prompt in seconds; a GPU much faster")
-            window = c2.number_input("Word window (0: whole texts)", min_value=0, value=0, step=1, key="run_window",
+            window = c2.number_input("Word window (0: whole texts)", min_value=0, max_value=max_window(cfg), value=0,
+                                     step=1, key="run_window",
                                      help="cut texts into windows of N words, the next word as the gold target "
-                                     "(the papers: 40)")
+                                     f"(the papers: 40; here at most {max_window(cfg)}, prompts of at most "
+                                     f"{cfg.max_prompt_tokens} tokens)")
             grid = c3.radio("Sizes", list(GRIDS), format_func=GRIDS.get, key="run_grid")
             weighting = c3.selectbox("Edge weight", WEIGHTINGS, key="run_weighting")
             c1, c2, c3 = st.columns(3)
@@ -84,7 +97,9 @@ def run_form(cfg: AppConfig) -> None:
             if cfg.allow_local_paths:
                 out = c3.text_input("Output folder", key="run_out",
                                     placeholder=str(cache_dir() / "runs" / "<model>-<source>-<N>"))
-            overwrite = c3.checkbox("Replace a different run in that folder", key="run_overwrite")
+            overwrite = False  # a demo replaces nothing: its runs go to the session's own folder
+            if not cfg.demo:
+                overwrite = c3.checkbox("Replace a different run in that folder", key="run_overwrite")
             submitted = st.form_submit_button("Run", type="primary")
         if submitted:
             st.session_state.corpus_run_open = True
@@ -94,7 +109,28 @@ def run_form(cfg: AppConfig) -> None:
                          overwrite=overwrite))
         message = st.session_state.get("corpus_run_message")
         if message:
-            st.success(message)
+            st.success(message)  # made of plain() parts
+
+
+def drop_long(corpus: Corpus, limit: int) -> Corpus:
+    """The corpus without its prompts of more than ``limit`` characters (listed as skipped rows), before
+    anything tokenises them; refused when none is left."""
+    long = [q for q in corpus.prompts if len(q.text) > limit]
+    if not long:
+        return corpus
+    if len(long) == len(corpus.prompts):
+        raise BadSource(f"every prompt of this source is longer than {limit:,} characters, the limit here")
+    skipped = [Skipped(f"prompt {q.id}", f"{len(q.text):,} characters; the limit here is {limit:,}") for q in long]
+    return Corpus(corpus.source, [q for q in corpus.prompts if len(q.text) <= limit], [*corpus.skipped, *skipped])
+
+
+def run_folder_name(p: dict, name: str) -> str:
+    """The folder name of a run without an output folder: its model, source, size and grid, and a hash of
+    its other settings (so that a run with other settings never meets this one's folder)."""
+    window = f"-w{p['window']}" if p["window"] else ""
+    rest = json.dumps([p["weighting"], sorted(p["modes"]), p["controls"], p["count"], p["column"]])
+    digest = hashlib.sha1(rest.encode()).hexdigest()[:8]
+    return slug(f"{p['model']}-{name}-{p['limit']}{window}-{p['grid']}") + "-" + digest
 
 
 def run_now(cfg: AppConfig, p: dict) -> None:
@@ -109,48 +145,53 @@ def run_now(cfg: AppConfig, p: dict) -> None:
 
     def progress(done: int, total: int, message: str) -> None:
         bar.progress(min(done / max(total, 1), 1.0),
-                     text=f"{done}/{total} prompts · {message} ({time.perf_counter() - start:.0f} s)")
+                     text=f"{done}/{total} prompts · {plain(message)} ({time.perf_counter() - start:.0f} s)")
 
     try:
         cfg.check_model(p["model"])
         if p["limit"] > cfg.corpus_max_prompts:
             raise BadSource(f"runs here take at most {cfg.corpus_max_prompts} prompts")
+        if p["window"] is not None and p["window"] > max_window(cfg):
+            raise BadSource(f"word windows here are at most {max_window(cfg)} words")
+        folder = Path(p["out"]).expanduser() if p["out"] and not cfg.demo else None
+        if folder is not None and is_shipped(folder):
+            raise BadSource("the shipped results are read-only: give another output folder")
         if p["source"] == UPLOAD:
             if p["upload"] is None:
                 raise BadSource("choose a file to upload, or another source")
             spec, name = save_upload(p["upload"]), Path(p["upload"].name).stem
         else:
             spec, name = p["source"], p["source"]
-        corpus = read_source(spec, limit=p["limit"], window=p["window"], column=p["column"])
-        bar.progress(0.0, text=f"loading {p['model']}")
+        corpus = drop_long(read_source(spec, limit=p["limit"], window=p["window"], column=p["column"]),
+                           max_prompt_chars(cfg))
+        bar.progress(0.0, text=f"loading {plain(p['model'])}")
         lm, _ = cached_model(p["model"], cfg.device, cfg.dtype, None, cfg.trust_remote_code)
         sizes = QUICK_SIZES if p["grid"] == "quick" else DEFAULT_SIZES
-        settings = Settings(weighting=p["weighting"], controls=p["controls"], sizes=sizes)
-        window = f"-w{p['window']}" if p["window"] else ""
-        folder = Path(p["out"]).expanduser() if p["out"] else \
-            cache_dir() / "runs" / slug(f"{p['model']}-{name}-{p['limit']}{window}-{p['grid']}")
+        settings = Settings(weighting=p["weighting"], controls=p["controls"], sizes=sizes,
+                            max_tokens=cfg.max_prompt_tokens)
+        folder = folder or runs_folder(cfg) / run_folder_name(p, name)
         summary = start_corpus_run(CorpusRequest(
             model=lm, source=corpus, out=folder, settings=settings, modes=tuple(p["modes"]), limit=p["limit"],
             window=p["window"], column=p["column"], frequencies=spec if p["count"] else None,
-            freq_column=p["column"], overwrite=p["overwrite"], progress=progress))
+            freq_column=p["column"], overwrite=p["overwrite"] and not cfg.demo, progress=progress))
     except ExplorerError as exc:
         bar.empty()
-        st.error(str(exc))
+        st.error(plain(short_paths(str(exc))))
         return
     except Exception as exc:  # noqa: BLE001 - the page must stay usable
         bar.empty()
-        st.error(f"Unexpected error during the corpus run: {exc}")
-        with st.expander("Details"):
-            st.code(traceback.format_exc())
+        unexpected_error("during the corpus run", exc)
         return
     bar.empty()
-    failed = f", {len(summary.failed)} skipped ({summary.failed[0][1]})" if summary.failed else ""
+    name = run_name(summary.folder)
+    failed = f", {len(summary.failed)} skipped ({plain(summary.failed[0][1])})" if summary.failed else ""
+    left = summary.source_skipped
+    left_out = f"; {len(left)} rows of the source left out ({plain(left[0].reason)})" if left else ""
     st.session_state.corpus_run_message = (
-        f"Traced {summary.traced} prompts ({summary.already} already there{failed}) in {summary.seconds:.1f} s; "
-        f"results in {summary.folder}, now among the results shown.")
-    folder = str(summary.folder)
+        f"Traced {summary.traced} prompts ({summary.already} already there{failed}) in {summary.seconds:.1f} s"
+        f"{left_out}; results in {plain(name)}, now among the results shown.")
     runs = st.session_state.setdefault(RUNS, [])
-    if folder not in runs:
-        runs.append(folder)
-    if folder not in st.session_state.get("corpus_results", []):
-        st.session_state.corpus_results = [*st.session_state.get("corpus_results", []), folder]
+    if name not in runs:
+        runs.append(name)
+    if name not in st.session_state.get("corpus_results", []):
+        st.session_state.corpus_results = [*st.session_state.get("corpus_results", []), name]

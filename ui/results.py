@@ -16,9 +16,11 @@ from explorer.corpus.store import Results, find_results, load_results, shipped_r
 from explorer.errors import ExplorerError
 from explorer.views import corpus_curves
 from explorer.views import corpus_tables as ct
-from ui.state import remember_widgets, restore_widgets, section
+from ui.runs import display_name, is_run, run_folder, short_paths
+from ui.safe import code, escape_md, plain
+from ui.state import remember_widgets, restore_widgets, section, unexpected_error
 
-RUNS = "corpus_runs"  # this session's runs on the Corpus page: their folders
+RUNS = "corpus_runs"  # this session's runs (on the Corpus page, or from the URL): their names (ui.runs.run_name)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ def init_results_state(cfg: AppConfig, page: ResultsPage) -> None:
         state[f"{prefix}_initialised"] = True
         entries = st.query_params.get_all("results")
         if entries:
+            runs = state.setdefault(RUNS, [])
+            runs += [e for e in dict.fromkeys(entries) if e not in known and is_run(e)]  # runs/... names
+            known = offered_results()
             state[f"{prefix}_results"] = [e for e in entries if e in known]
             if cfg.allow_local_paths:
                 state[f"{prefix}_folders"] = "\n".join(e for e in entries if e not in known)
@@ -116,7 +121,7 @@ def chosen_results(cfg: AppConfig, prefix: str) -> list[tuple[str, Path]]:
     (``{prefix}_folders``, one per line, when the configuration allows local paths)."""
     runs = st.session_state.get(RUNS, [])
     names = st.session_state.get(f"{prefix}_results", [])
-    chosen = [(n, Path(n) if n in runs else shipped_root() / n) for n in names]
+    chosen = [(n, (run_folder(n) or Path(n)) if n in runs else shipped_root() / n) for n in names]
     if cfg.allow_local_paths:
         chosen += [(line.strip(), Path(line.strip()).expanduser())
                    for line in st.session_state.get(f"{prefix}_folders", "").splitlines() if line.strip()]
@@ -136,9 +141,9 @@ def load_chosen(chosen: list[tuple[str, Path]]) -> list[Results]:
         try:
             results.append(cached_results(str(folder), ct.signature(folder)))
         except ExplorerError as exc:
-            st.error(f"Cannot show {name}: {exc}")
+            st.error(f"Cannot show {code(name)}: {plain(short_paths(str(exc)))}")
         except Exception as exc:  # noqa: BLE001 - the page must stay usable
-            st.error(f"Cannot show {name}: unexpected error ({exc})")
+            unexpected_error(f"while reading {code(name)}", exc)
     return results
 
 
@@ -173,8 +178,8 @@ def results_page(cfg: AppConfig, page: ResultsPage, title: str, caption: str, be
     results = load_chosen(chosen)
     if not page.positions:
         for r in (r for r in results if r.all_positions):
-            st.info(f"{r.folder} is an all-positions run (one row per position of each text): the Corpus page "
-                    "shows it.")
+            st.info(f"{plain(display_name(r.folder))} is an all-positions run (one row per position of each text): "
+                    "the Corpus page shows it.")
         results = [r for r in results if not r.all_positions]
     if len(results) < page.need:
         if not chosen or page.need > 1:  # else every chosen folder failed, and said why
@@ -183,7 +188,7 @@ def results_page(cfg: AppConfig, page: ResultsPage, title: str, caption: str, be
     available = sorted({m for r in results for m in r.modes})
     modes = ct.modes_of(mode, available)
     if not modes:
-        st.warning(f"These results hold no '{mode}' rows; they hold: {', '.join(available)}.")
+        st.warning(f"These results hold no {plain(repr(mode))} rows; they hold: {plain(', '.join(available))}.")
         return None
     with st.expander("What these results hold"):
         st.dataframe(ct.summary(results), hide_index=True, width="stretch")
@@ -216,6 +221,6 @@ def selected_prompt(row: dict | None, heading: str) -> list | None:
     if row is None:
         st.caption("No point selected.")
         return None
-    st.markdown("**Selected prompt** · " + heading.format(**row))
+    st.markdown("**Selected prompt** · " + heading.format(**{k: escape_md(str(v)) for k, v in row.items()}))
     st.text(row["text"])
     return list(st.columns(4))

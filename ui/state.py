@@ -204,8 +204,9 @@ def prompt_tokens(model_id: str, device: str, dtype: str, revision: str | None, 
 
 def compute_sweep(request: SweepRequest, progress=None) -> Sweep:
     """The whole size sweep of one request, computed once for all sessions. The configuration's model
-    list and the prompt's length in characters apply."""
-    check_prompt_chars(request.prompt)
+    list and the length in characters of the prompt, target and foil apply."""
+    for what, text in (("prompt", request.prompt), ("target", request.target), ("foil", request.foil)):
+        check_prompt_chars(text or "", what)
     app_config().check_model(request.model)
     report = progress or (lambda frac, msg: None)
 
@@ -231,7 +232,7 @@ def with_progress(compute, progress_text=None):
     bar = st.progress(0.0, text="starting")
     word = progress_text or (lambda frac, message: message)
     try:
-        result = compute(lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=word(f, m)))
+        result = compute(lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=word(f, plain(m))))
     except ExplorerError as exc:
         bar.empty()
         st.error(plain(str(exc)))

@@ -13,13 +13,16 @@ An all-positions run (``corpus --all-positions``) traces every position of each 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from explorer.corpus.frequency import Frequencies
 from explorer.corpus.sources import Prompt
+from explorer.graph import layout_for
 from explorer.options import RECOVERY_LEVELS, check_modes
 from explorer.results import Settings, TextTrace, Trace
+from explorer.search import strata_edges
 from explorer.text import trace_text
 from explorer.trace import trace_modes
 
@@ -86,14 +89,16 @@ def trace_rows(lm: LoadedModel, prompt: Prompt, index: int, settings: Settings, 
 
 
 def position_rows(texts: list[TextTrace], prompt: Prompt, index: int, freq: Frequencies | None,
-                  seconds: list[float]) -> list[dict]:
+                  seconds: list[float], edges: Callable[[int], int]) -> list[dict]:
     """Rows (one per mode and traced position, every column of
     :data:`explorer.corpus.schema.POSITIONS_SCHEMA`) of one text traced at every position, one
     :class:`~explorer.results.TextTrace` per mode (``seconds``: the time of each). A position's row is its
-    :class:`~explorer.results.PositionSummary`, with ``n_context = position + 1`` and the next token's id
-    and frequency per million in ``freq`` (``None``: null)."""
+    :class:`~explorer.results.PositionSummary`, with ``n_context = position + 1``, its graph's edges
+    (``edges(n_context)``) and the sizes evaluated there, and the next token's id and frequency per million
+    in ``freq`` (``None``: null)."""
     rows = []
     for text, took in zip(texts, seconds):
+        n_edges = {p.position: edges(p.position + 1) for p in text.positions}
         ids = text.token_ids
         next_ids = [ids[p.position + 1] if p.position + 1 < len(ids) else None for p in text.positions]
         known = [i for i in next_ids if i is not None]
@@ -102,7 +107,9 @@ def position_rows(texts: list[TextTrace], prompt: Prompt, index: int, freq: Freq
             rows.append({
                 "prompt_id": prompt.id, "prompt_index": index, "text": prompt.text, "gold": prompt.gold,
                 "category": prompt.category, "mode": text.settings.mode, "n_tokens": len(ids),
-                "position": p.position, "n_context": p.position + 1, "token": p.token, "next_token": p.next_token,
+                "position": p.position, "n_context": p.position + 1, "n_edges": n_edges[p.position],
+                "n_sizes": len(strata_edges(text.settings.sizes, n_edges[p.position])),
+                "token": p.token, "next_token": p.next_token,
                 "next_token_id": nxt, "next_token_prob": _opt(p.next_token_prob), "next_token_rank": p.next_token_rank,
                 "next_token_freq": next(per_million) if freq and nxt is not None else None,
                 "entropy": p.entropy, "top1": p.top1, "top1_prob": p.top1_prob, "density": p.density,
@@ -123,4 +130,4 @@ def trace_position_rows(lm: LoadedModel, prompt: Prompt, index: int, settings: S
         t0 = time.perf_counter()
         texts.append(trace_text(lm, prompt.text, replace(settings, mode=mode), keep_traces=False))
         seconds.append(time.perf_counter() - t0)
-    return position_rows(texts, prompt, index, freq, seconds)
+    return position_rows(texts, prompt, index, freq, seconds, lambda n: layout_for(lm.adapter, n).n_edges)

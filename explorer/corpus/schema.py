@@ -40,18 +40,22 @@ KEY = ["prompt_id", "mode", "size"]
 POSITION_FIELDS = pa.schema([
     ("prompt_id", pa.string()), ("prompt_index", pa.int32()), ("text", pa.string()), ("gold", pa.string()),
     ("category", pa.string()), ("mode", pa.string()), ("n_tokens", pa.int32()), ("position", pa.int32()),
-    ("n_context", pa.int32()), ("token", pa.string()), ("next_token", pa.string()), ("next_token_id", pa.int64()),
-    ("next_token_prob", pa.float64()), ("next_token_rank", pa.int64()), ("next_token_freq", pa.float64()),
-    ("entropy", pa.float64()), ("top1", pa.string()), ("top1_prob", pa.float64()), ("density", pa.float64()),
-    ("density_linear", pa.float64()), ("recovery_1", pa.float64()), ("recovery_10", pa.float64()),
-    ("recovery_50", pa.float64()), ("recovery_90", pa.float64()), ("seconds", pa.float64()),
+    ("n_context", pa.int32()), ("n_edges", pa.int64()), ("n_sizes", pa.int32()), ("token", pa.string()),
+    ("next_token", pa.string()), ("next_token_id", pa.int64()), ("next_token_prob", pa.float64()),
+    ("next_token_rank", pa.int64()), ("next_token_freq", pa.float64()), ("entropy", pa.float64()),
+    ("top1", pa.string()), ("top1_prob", pa.float64()), ("density", pa.float64()), ("density_linear", pa.float64()),
+    ("recovery_1", pa.float64()), ("recovery_10", pa.float64()), ("recovery_50", pa.float64()),
+    ("recovery_90", pa.float64()), ("seconds", pa.float64()),
 ])
 """One row per (text, position, mode). ``n_tokens``: the text's tokens; ``n_context``: the tokens the
-position's prediction sees (``position + 1``); ``next_token*``: the text's token after the position (null
-after the last), its probability and rank (1 = the top) under the full model and its unigram frequency per
-million in the run's frequency table (null without one); ``entropy``, ``top1``: the full model's;
-``density``, ``density_linear``: TV integrated over ``log10 s`` and ``s``; ``recovery_k``: the first size
-whose shared nucleus reaches ``k``; ``seconds``: the time of the text's trace in that mode."""
+position's prediction sees (``position + 1``); ``n_edges``: the edges ``E`` of its graph; ``n_sizes``: the
+sizes of the run's grid evaluated there (those with at least one edge, ``floor(s * E) >= 1``: a short
+context skips the smallest sizes, so its density integrates over fewer decades of ``s`` and is smaller);
+``next_token*``: the text's token after the position (null after the last), its probability and rank (1 =
+the top) under the full model and its unigram frequency per million in the run's frequency table (null
+without one); ``entropy``, ``top1``: the full model's; ``density``, ``density_linear``: TV integrated over
+``log10 s`` and ``s``; ``recovery_k``: the first size whose shared nucleus reaches ``k``; ``seconds``: the
+time of the text's trace in that mode."""
 POSITIONS_SCHEMA = pa.schema(list(POSITION_FIELDS), metadata=MARK)
 POSITION_KEY = ["prompt_id", "mode", "position"]
 

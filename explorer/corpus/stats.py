@@ -6,7 +6,10 @@ For an all-positions run (:attr:`Results.positions <explorer.corpus.store.Result
 text, position and mode): density against the position's context length and against the next token's log
 unigram frequency (:func:`density_position`, :func:`density_next_frequency`, :func:`position_correlations`),
 and the mean density per context length (:func:`density_by_position`). These take the positions table
-itself, so that any table with its columns (a synthetic one, a filtered one) can be given."""
+itself, so that any table with its columns (a synthetic one, a filtered one) can be given. A short
+context's graph has few edges, and the sizes whose edge count rounds to 0 are not evaluated, so its
+density integrates over fewer decades of ``s`` (a smaller density): :func:`full_grid` keeps the positions
+that evaluate the whole grid."""
 
 from __future__ import annotations
 
@@ -131,6 +134,15 @@ def cross_model(results: list[Results], mode: str) -> pd.DataFrame:
 # all positions ------------------------------------------------------------------------------------
 
 POSITION_AGAINST = {"position": "context length (tokens)", "next_frequency": "next token's log frequency"}
+
+
+def full_grid(positions: pd.DataFrame, n_sizes: int | None = None) -> pd.DataFrame:
+    """The positions that evaluate ``n_sizes`` sizes (default: the most of any position of the table; the
+    run's grid, ``len(run.settings["sizes"])``, when given): those whose density integrates over the whole
+    grid, not a shorter range that skips the sizes with no edge."""
+    counts = cast(pd.Series, positions["n_sizes"])
+    want = n_sizes if n_sizes is not None else (int(counts.max()) if len(counts) else 0)
+    return cast(pd.DataFrame, positions[counts >= want]).reset_index(drop=True)
 
 
 def positions_in(positions: pd.DataFrame, mode: str) -> pd.DataFrame:

@@ -241,14 +241,36 @@ def position_runs(results: list[Results]) -> tuple[list[Results], list[Results]]
     return [r for r in results if not r.all_positions], [r for r in results if r.all_positions]
 
 
-def position_frame(results: list[Results], modes: list[str], axis: str = "log") -> pd.DataFrame:
+def positions_of(results: Results, full_grid: bool = False) -> pd.DataFrame:
+    """The positions of an all-positions run; with ``full_grid``, only those that evaluate every size of
+    the run's grid (:func:`stats.full_grid`)."""
+    return stats.full_grid(results.positions, len(results.run.settings.get("sizes", []))) if full_grid \
+        else results.positions
+
+
+def grid_note(results: list[Results], modes: list[str]) -> str:
+    """How many positions evaluate the whole size grid, and from which context length on."""
+    notes = []
+    for label, r in zip(labels(results), results):
+        df = r.positions[r.positions["mode"].isin(modes)]
+        full = positions_of(r, True)
+        context = cast(pd.Series, full[full["mode"].isin(modes)]["n_context"])
+        since = f", from {int(context.min())} tokens of context on" if len(context) else ""
+        notes.append(f"{label}: {len(context)} of {len(df)} positions evaluate all {len(r.run.settings['sizes'])} "
+                     f"sizes{since}")
+    return "; ".join(notes)
+
+
+def position_frame(results: list[Results], modes: list[str], axis: str = "log", full_grid: bool = False
+                   ) -> pd.DataFrame:
     """The positions of every all-positions run in ``modes``, one row per (text, position, mode), with
     ``model`` and ``model_id`` in front: ``density`` over log10 s (``axis="log"``) or over linear s;
-    ``freq_log`` is log10(1 + the next token's frequency per million). The text itself is left out (the
-    points of a chart carry its index and the position's token)."""
+    ``freq_log`` is log10(1 + the next token's frequency per million); ``full_grid``: only the positions
+    that evaluate the whole size grid. The text itself is left out (the points of a chart carry its index
+    and the position's token)."""
     parts = []
     for label, r in zip(labels(results), results):
-        df = r.positions
+        df = positions_of(r, full_grid)
         df = cast(pd.DataFrame, df[df["mode"].isin(modes)]).copy()
         if axis == "linear":
             df["density"] = df["density_linear"]
@@ -258,18 +280,21 @@ def position_frame(results: list[Results], modes: list[str], axis: str = "log") 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=POSITION_COLUMNS)
 
 
-def position_means(results: list[Results], modes: list[str], axis: str = "log") -> pd.DataFrame:
+def position_means(results: list[Results], modes: list[str], axis: str = "log", full_grid: bool = False
+                   ) -> pd.DataFrame:
     """:func:`stats.density_by_position` of every all-positions run and mode: ``model, mode, n_context,
     mean, q25, q75, n``."""
-    return _per_mode(results, modes, lambda r, mode: stats.density_by_position(r.positions, mode, axis))
+    return _per_mode(results, modes,
+                     lambda r, mode: stats.density_by_position(positions_of(r, full_grid), mode, axis))
 
 
-def position_correlations(results: list[Results], modes: list[str], axis: str = "log") -> pd.DataFrame:
+def position_correlations(results: list[Results], modes: list[str], axis: str = "log", full_grid: bool = False
+                          ) -> pd.DataFrame:
     """:func:`stats.position_correlations` of every all-positions run, per mode: ``model, mode, against,
     rho, p, n`` (``against``: context length, or the next token's log frequency)."""
     parts = []
     for label, r in zip(labels(results), results):
-        df = stats.position_correlations(r.positions, [m for m in modes if m in r.modes], axis)
+        df = stats.position_correlations(positions_of(r, full_grid), [m for m in modes if m in r.modes], axis)
         df["against"] = [stats.POSITION_AGAINST[a] for a in df["against"]]
         df.insert(0, "model", label)
         parts.append(df)

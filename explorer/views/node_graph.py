@@ -4,7 +4,8 @@ below and the output above. Nodes are sized by edge count or summed weight and c
 which they first entered the trace. A flow edge ``A -> B`` counts how often an edge of ``B`` reads a state
 that ``A`` wrote into, directly or through residual edges of the trace.
 
-Built with networkx; rendered with pyvis with its JavaScript in-lined (no network needed).
+Built with networkx; rendered with pyvis with its JavaScript in-lined (no network needed); :func:`isolated`
+makes that page run in an opaque origin inside the app's iframe.
 """
 
 from __future__ import annotations
@@ -150,6 +151,33 @@ def to_html(graph: nx.DiGraph, height: int = 640) -> str:
                      arrows="to", smooth=False)
     net.toggle_physics(False)
     return strip_cdn(net.generate_html(notebook=False))
+
+
+_ISOLATED = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><style>html, body {{ margin: 0; }}</style></head>
+<body>
+<textarea id="page" hidden>{page}</textarea>
+<script>
+(function () {{
+  var bytes = new TextEncoder().encode(document.getElementById("page").value), text = "";
+  for (var i = 0; i < bytes.length; i += 32768) {{
+    text += String.fromCharCode.apply(null, bytes.subarray(i, i + 32768));
+  }}
+  location.replace("data:text/html;charset=utf-8;base64," + btoa(text));
+}})();
+</script>
+</body></html>
+"""
+
+
+def isolated(page: str) -> str:
+    """``page`` (:func:`to_html`'s) as a document for an iframe's ``srcdoc`` that runs it in an opaque origin.
+
+    Streamlit sandboxes its iframes with both ``allow-scripts`` and ``allow-same-origin``, so a ``srcdoc``
+    page would run with the app's own origin (its cookies, storage and DOM). This document holds ``page``
+    as inert, HTML-escaped text and replaces itself at once with ``page`` as a ``data:`` URL, which always
+    has an opaque origin: the graph's scripts run, but reach nothing of the app."""
+    return _ISOLATED.format(page=html.escape(page, quote=False))
 
 
 def node_edges(trace: Trace, index: int, name: str) -> list[dict]:

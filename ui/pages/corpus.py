@@ -106,13 +106,20 @@ def draw_frequency(results: list[Results], modes: list[str]) -> None:
         st.caption(corpus_curves.DASH_NOTE)
 
 
+GRID_NOTE = ("A short context has few edges, and a size whose edge count rounds to 0 is not evaluated: its density "
+             "integrates over fewer decades of s, so it is lower (the steps at the left). Tick the box above to keep "
+             "only the positions that evaluate every size of the grid.")
+
+
 @view("Density along the context", "Every position of every text of an all-positions run: how much of the graph "
       "the prediction after that token needs (density) against how many tokens it sees. The line is the mean "
       "over the texts at each context length.")
-def draw_positions(results: list[Results], modes: list[str], points: pd.DataFrame, axis: str) -> None:
-    st.altair_chart(positions.density_position(points, ct.position_means(results, modes, axis), axis),
-                    width="content")
-    corr = ct.position_correlations(results, modes, axis)
+def draw_positions(results: list[Results], modes: list[str], points: pd.DataFrame, corr: pd.DataFrame, axis: str,
+                   full_grid: bool) -> None:
+    means = ct.position_means(results, modes, axis, full_grid)
+    st.altair_chart(positions.density_position(points, means, axis), width="content")
+    if not full_grid:
+        st.caption(GRID_NOTE)
     st.markdown("**Spearman's rho, density against context length**")
     correlation_table(corr[corr["against"] == stats.POSITION_AGAINST["position"]].reset_index(drop=True))
 
@@ -120,14 +127,25 @@ def draw_positions(results: list[Results], modes: list[str], points: pd.DataFram
 @view("Density and the next token's frequency", "The same positions: density against the unigram frequency "
       "of the token that follows (counted in the run's frequency corpus with the model's tokenizer). The last "
       "position of a text has no next token and is left out.")
-def draw_position_frequency(results: list[Results], modes: list[str], points: pd.DataFrame, axis: str) -> None:
+def draw_position_frequency(points: pd.DataFrame, corr: pd.DataFrame, axis: str) -> None:
     if cast(pd.Series, points["freq_log"]).isna().all():
         st.info("These results hold no token frequencies (a run counts them when asked to).")
         return
     st.altair_chart(positions.density_frequency(points, axis), width="content")
-    corr = ct.position_correlations(results, modes, axis)
     st.markdown("**Spearman's rho, density against the next token's log frequency**")
     correlation_table(corr[corr["against"] == stats.POSITION_AGAINST["next_frequency"]].reset_index(drop=True))
+
+
+def draw_all_positions(results: list[Results], modes: list[str], axis: str) -> None:
+    """The views of all-positions runs, over every position or only those that evaluate the whole grid."""
+    full_grid = st.checkbox("Only positions that evaluate every size of the grid", key="corpus_full_grid",
+                            help="leaves out the short contexts whose smallest sizes have no edge")
+    st.caption(ct.grid_note(results, modes))
+    points = ct.position_frame(results, modes, axis, full_grid)
+    corr = ct.position_correlations(results, modes, axis, full_grid)
+    draw_positions(results, modes, points, corr, axis, full_grid)
+    draw_position_frequency(points, corr, axis)
+    position_downloads(results, modes)
 
 
 def position_downloads(results: list[Results], modes: list[str]) -> None:
@@ -161,11 +179,7 @@ def main() -> None:
     if per_prompt:
         draw_per_prompt(Shown(per_prompt, shown.modes, shown.options))
     if every:  # all-positions runs: density along the context and against the next token's frequency
-        modes, axis = shown.modes, shown.options["axis"]
-        points = ct.position_frame(every, modes, axis)
-        draw_positions(every, modes, points, axis)
-        draw_position_frequency(every, modes, points, axis)
-        position_downloads(every, modes)
+        draw_all_positions(every, shown.modes, shown.options["axis"])
 
 
 def draw_per_prompt(shown: Shown) -> None:

@@ -87,7 +87,8 @@ def section_weights(tr, prompt: str) -> None:
     df = method.node_weights_frame(tr, layer)
     top = df.sort_values("weight", ascending=False).iloc[0]
     st.caption(f"Weights into the last token's state after layer {layer}'s attention: {len(df)} edges, summing to "
-               f"{df['weight'].sum():.3f}; the heaviest is {top['edge']} from {code(top['source'])} ({top['weight']:.2f}).")
+               f"{df['weight'].sum():.3f}; the heaviest is {top['edge']} from {code(top['source'])} "
+               f"({top['weight']:.2f}).")
     st.altair_chart(method.node_weights_chart(tr, layer), width="stretch")
     see_on_trace_page("Components (inspect a component's edges and their weights)", prompt, "weights")
 

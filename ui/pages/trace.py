@@ -160,7 +160,7 @@ def draw_node_graph(sweep: Sweep, index: int) -> None:
     size_by = st.radio("Node size", node_graph.SIZE_BY, horizontal=True, key="size_by",
                        format_func=lambda s: "edge count" if s == "edges" else "summed weight")
     graph = node_graph.build(sweep.trace, index, size_by)
-    st.iframe(node_graph.to_html(graph, height=620), height=640)
+    st.iframe(node_graph.isolated(node_graph.to_html(graph, height=620)), height=640)
     names: list[str] = [n for n, a in graph.nodes(data=True) if a["kind"] in ("head", "mlp")]
     names.sort(key=lambda n: -graph.nodes[n]["edges"])
     if not names:

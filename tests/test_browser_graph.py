@@ -1,0 +1,43 @@
+"""The Trace page's node graph in a real browser: it renders, a click on a component selects it and hovering
+shows its tooltip, and its page runs in an opaque origin (a ``data:`` URL), reaching nothing of the app
+although Streamlit's iframe allows scripts and the same origin."""
+
+from __future__ import annotations
+
+from tests.browser_support import PROMPT, assert_no_exception, needs_chromium, wait_for_views
+
+pytestmark = needs_chromium
+
+
+def graph_frame(page):
+    """The frame the graph runs in, once its canvas is drawn."""
+    page.frame_locator("iframe").first.locator("canvas").first.wait_for(timeout=60_000)
+    frames = [f for f in page.frames if f.url.startswith("data:text/html")]
+    assert len(frames) == 1, [f.url[:60] for f in page.frames]
+    return frames[0]
+
+
+def test_node_graph_runs_apart_from_the_app_and_answers_clicks(server, page):
+    page.goto(f"{server}/?prompt={PROMPT.replace(' ', '%20')}")
+    wait_for_views(page)
+    assert_no_exception(page)
+    frame = graph_frame(page)
+    # an opaque origin: no access to the app's page, cookies or storage
+    assert frame.evaluate("() => window.origin") == "null"
+    assert frame.evaluate("() => { try { return String(window.parent.document.title); } "
+                          "catch (e) { return e.name; } }") == "SecurityError"
+    assert frame.evaluate("() => { try { return String(document.cookie); } catch (e) { return e.name; } }") \
+        == "SecurityError"
+    # the graph: components drawn, and a click on one selects it
+    heads = frame.evaluate("() => network.body.data.nodes.get().filter(n => n.shape === 'dot').map(n => n.id)")
+    assert heads
+    node = heads[0]
+    at = frame.evaluate("(id) => network.canvasToDOM(network.getPositions([id])[id])", node)
+    canvas = page.frame_locator("iframe").first.locator("canvas").first
+    canvas.click(position={"x": at["x"], "y": at["y"]})  # scrolled into view first
+    frame.wait_for_function("(id) => network.getSelectedNodes().includes(id)", arg=node, timeout=10_000)
+    canvas.hover(position={"x": at["x"] + 1, "y": at["y"]})
+    tooltip = frame.locator("div.vis-tooltip")
+    tooltip.wait_for(state="visible", timeout=10_000)
+    assert node in tooltip.inner_text()
+    assert_no_exception(page)
