@@ -31,8 +31,8 @@ def main() -> None:
     n = 8192
     a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     t = timed(lambda: a @ b)
-    print(f"bf16 matmul {n}x{n}x{n}: {2 * n ** 3 / t / 1e12:.0f} TFLOP/s")
-    src = torch.empty(2 ** 30, dtype=torch.uint8, device="cuda")
+    print(f"bf16 matmul {n}x{n}x{n}: {2 * n**3 / t / 1e12:.0f} TFLOP/s")
+    src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
     t = timed(lambda: dst.copy_(src))
     print(f"device copy of 1 GiB: {2 * src.numel() / t / 1e12:.2f} TB/s (read + write)")

@@ -31,8 +31,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     lm = load_model("smollm2-135m", device="cpu", dtype="float32")
-    print(f"model load {time.perf_counter() - t0:.2f} s; {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"model load {time.perf_counter() - t0:.2f} s; {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     n_tokens = len(lm.tokenizer(PROMPT)["input_ids"])
     for controls in (False, True):
         settings = Settings(controls=controls)
@@ -40,8 +42,10 @@ def main() -> None:
         runs = [trace_prompt(lm, PROMPT, settings).timings for _ in range(args.repeats)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         stages = ", ".join(f"{k} {v:.3f}" for k, v in med.items() if k != "total")
-        print(f"{n_tokens} tokens, controls={controls}: median total {med['total']:.2f} s ({stages}) "
-              f"over {args.repeats} runs")
+        print(
+            f"{n_tokens} tokens, controls={controls}: median total {med['total']:.2f} s ({stages}) "
+            f"over {args.repeats} runs"
+        )
 
 
 if __name__ == "__main__":

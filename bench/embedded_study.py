@@ -45,8 +45,10 @@ def main() -> None:
             (out / f"{mode}-{i:03d}.json").write_text(to_json(tr, indent=None))
             traces.append(tr)
         full_tv = [tr.strata[-1].trace.tv for tr in traces]
-        print(f"\n### {args.model}, mode `{mode}`, weights {args.weights}, {len(traces)} prompts "
-              f"({min(len(t.tokens) for t in traces)}-{max(len(t.tokens) for t in traces)} tokens)\n")
+        print(
+            f"\n### {args.model}, mode `{mode}`, weights {args.weights}, {len(traces)} prompts "
+            f"({min(len(t.tokens) for t in traces)}-{max(len(t.tokens) for t in traces)} tokens)\n"
+        )
         print(f"max TV of the trace at s = 1: {max(full_tv):.2e}\n")
         print("| s | prompts | trace TV | inverse TV | random TV | trace top-1 kept |")
         print("|---|---|---|---|---|---|")
@@ -57,15 +59,21 @@ def main() -> None:
                 continue
             mean = lambda v: float(np.mean([r.outputs[v].tv for r in rows]))
             kept = np.mean([r.trace.shared_nucleus >= 1 for r in rows])
-            print(f"| {size:g} | {len(rows)} | {mean('trace'):.3f} | {mean('inverse'):.3f} | "
-                  f"{mean('random'):.3f} | {kept:.0%} |")
+            print(
+                f"| {size:g} | {len(rows)} | {mean('trace'):.3f} | {mean('inverse'):.3f} | "
+                f"{mean('random'):.3f} | {kept:.0%} |"
+            )
         top1 = [tr.recovery[1] for tr in traces]
         dens = [tr.density for tr in traces]
         dens_rand = [tr.density_of("random") for tr in traces]
-        print(f"\nmedian size at which the top-1 token comes back: {statistics.median(top1):g} "
-              f"(quartiles {np.quantile(top1, 0.25):g} - {np.quantile(top1, 0.75):g})")
-        print(f"density (log s): mean {np.mean(dens):.3f}, median {np.median(dens):.3f}, sd {np.std(dens):.3f}, "
-              f"min {min(dens):.3f}, max {max(dens):.3f}; random control's density mean {np.mean(dens_rand):.3f}")
+        print(
+            f"\nmedian size at which the top-1 token comes back: {statistics.median(top1):g} "
+            f"(quartiles {np.quantile(top1, 0.25):g} - {np.quantile(top1, 0.75):g})"
+        )
+        print(
+            f"density (log s): mean {np.mean(dens):.3f}, median {np.median(dens):.3f}, sd {np.std(dens):.3f}, "
+            f"min {min(dens):.3f}, max {max(dens):.3f}; random control's density mean {np.mean(dens_rand):.3f}"
+        )
         entropies = [tr.full.entropy for tr in traces]
         from scipy.stats import spearmanr
 

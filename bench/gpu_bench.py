@@ -88,7 +88,11 @@ def reference_pipeline(lm, prompt: str, settings: Settings) -> float:
     ranks = EdgeRanks.from_orders(graph.layout, [order, rand], lm.device)
     p = torch.softmax(logits, -1)
     for _, n in strata_edges(settings.sizes, graph.layout.n_edges):
-        for spec in (MaskSpec(n), MaskSpec(n, invert=True, keep_residual=True), MaskSpec(n, order_index=1, keep_residual=True)):
+        for spec in (
+            MaskSpec(n),
+            MaskSpec(n, invert=True, keep_residual=True),
+            MaskSpec(n, order_index=1, keep_residual=True),
+        ):
             q = torch.softmax(masked_logits(inst, ids, ranks, [spec], 1)[0], -1)
             float(0.5 * (q - p).abs().sum())  # one metric and one transfer per subgraph
     torch.cuda.synchronize()
@@ -116,16 +120,21 @@ def correctness() -> None:
         prefix = int(np.argmin(same)) if not same.all() else len(same)
         tv_cpu = np.array([s.trace.tv for s in t_cpu.strata])
         tv_gpu = np.array([s.trace.tv for s in t_gpu.strata])
-        overlap = [len(np.intersect1d(t_cpu.order[:s.n_edges], t_gpu.order[:s.n_edges])) / s.n_edges
-                   for s in t_cpu.strata]
-        print(f"  GPU {str(dtype).split('.')[-1]}: TV at s=1 {t_gpu.strata[-1].trace.tv:.2e} "
-              f"(random control {t_gpu.strata[-1].outputs['random'].tv:.2e}); "
-              f"common prefix of the edge order {prefix} edges; "
-              f"stratum overlap with CPU min {min(overlap):.3f}, at s<=1e-3 "
-              f"{min(o for o, s in zip(overlap, t_cpu.strata) if s.size <= 1e-3):.3f}; "
-              f"max |TV_gpu - TV_cpu| {np.abs(tv_gpu - tv_cpu).max():.4f} (trace), "
-              f"{max(abs(a.outputs[v].tv - b.outputs[v].tv) for a, b in zip(t_cpu.strata, t_gpu.strata) for v in ('inverse', 'random')):.4f} (controls); "
-              f"full model top-1 CPU {t_cpu.full.top[0].id} GPU {t_gpu.full.top[0].id}")
+        overlap = [
+            len(np.intersect1d(t_cpu.order[: s.n_edges], t_gpu.order[: s.n_edges])) / s.n_edges for s in t_cpu.strata
+        ]
+        pairs = zip(t_cpu.strata, t_gpu.strata)
+        control_diff = max(abs(a.outputs[v].tv - b.outputs[v].tv) for a, b in pairs for v in ("inverse", "random"))
+        print(
+            f"  GPU {str(dtype).split('.')[-1]}: TV at s=1 {t_gpu.strata[-1].trace.tv:.2e} "
+            f"(random control {t_gpu.strata[-1].outputs['random'].tv:.2e}); "
+            f"common prefix of the edge order {prefix} edges; "
+            f"stratum overlap with CPU min {min(overlap):.3f}, at s<=1e-3 "
+            f"{min(o for o, s in zip(overlap, t_cpu.strata) if s.size <= 1e-3):.3f}; "
+            f"max |TV_gpu - TV_cpu| {np.abs(tv_gpu - tv_cpu).max():.4f} (trace), "
+            f"{control_diff:.4f} (controls); "
+            f"full model top-1 CPU {t_cpu.full.top[0].id} GPU {t_gpu.full.top[0].id}"
+        )
         p_trace = torch.tensor([tp.prob for tp in t_gpu.full.top])
         p_plain = torch.softmax(plain, -1).topk(len(p_trace)).values.cpu()
         print(f"    instrumented vs plain eager top-10 probs max diff {float((p_trace - p_plain).abs().max()):.2e}")
@@ -151,14 +160,20 @@ def main() -> None:
         lm = build(name, "cuda", torch.bfloat16)
         for length in lengths:
             med = time_model(lm, length, args.prompts, settings)
-            stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in med.items() if k not in ("total", "cold", "peak_gib"))
-            print(f"{name} T={length}: total {med['total'] * 1000:.0f} ms ({stages}); first trace of this length "
-                  f"{med['cold'] * 1000:.0f} ms; peak {med['peak_gib']:.1f} GiB")
+            stages = ", ".join(
+                f"{k} {v * 1000:.0f} ms" for k, v in med.items() if k not in ("total", "cold", "peak_gib")
+            )
+            print(
+                f"{name} T={length}: total {med['total'] * 1000:.0f} ms ({stages}); first trace of this length "
+                f"{med['cold'] * 1000:.0f} ms; peak {med['peak_gib']:.1f} GiB"
+            )
             if args.reference and length == 48:
                 prompt = random_prompts(1, length, lm.adapter.config.vocab_size, seed=9)[0]
                 ref = reference_pipeline(lm, prompt, settings)
-                print(f"{name} T={length}: reference-style pipeline {ref:.2f} s, ratio {ref / med['total']:.0f}x "
-                      f"({ref / med['cold']:.0f}x to a first trace of this length)")
+                print(
+                    f"{name} T={length}: reference-style pipeline {ref:.2f} s, ratio {ref / med['total']:.0f}x "
+                    f"({ref / med['cold']:.0f}x to a first trace of this length)"
+                )
         if args.corpus:
             prompts = random_prompts(args.corpus, 48, lm.adapter.config.vocab_size, seed=11)
             trace_prompt(lm, prompts[0], settings)

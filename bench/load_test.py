@@ -20,8 +20,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"  # Debian's; launched as the browser tests launch it
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SLIDER = '[data-testid="stSlider"] input[type="range"]'
 
 
@@ -32,10 +39,17 @@ def free_port() -> int:
 
 
 PROMPTS = [
-    "The capital of France is", "The Eiffel Tower is located in the city of", "1, 2, 3, 4, 5,",
-    "When Mary and John went to the store, John gave a drink to", "The opposite of hot is",
-    "Once upon a time, there was a", "The keys to the cabinet in the kitchen", "Alice, Bob, Carol, Dave. Alice, Bob,",
-    "def add(a, b):\n    return", "Monday, Tuesday, Wednesday,", "The chemical symbol for gold is",
+    "The capital of France is",
+    "The Eiffel Tower is located in the city of",
+    "1, 2, 3, 4, 5,",
+    "When Mary and John went to the store, John gave a drink to",
+    "The opposite of hot is",
+    "Once upon a time, there was a",
+    "The keys to the cabinet in the kitchen",
+    "Alice, Bob, Carol, Dave. Alice, Bob,",
+    "def add(a, b):\n    return",
+    "Monday, Tuesday, Wednesday,",
+    "The chemical symbol for gold is",
     "She opened the door and",
 ]
 
@@ -56,9 +70,23 @@ def start_server(port: int, config: str | None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     if config:
         env["STRACE_CONFIG"] = config
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
-           str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     import urllib.request
 
@@ -106,13 +134,17 @@ def main() -> None:
             try:
                 page.goto(url)
                 page.wait_for_selector(SLIDER, state="attached", timeout=args.timeout * 1000)
-                page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                                       timeout=args.timeout * 1000)
+                page.wait_for_function(
+                    "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=args.timeout * 1000
+                )
                 metric = page.locator('[data-testid="stMetric"]', has_text="TV").first.inner_text()
                 errors = page.query_selector_all('[data-testid="stException"], [data-testid="stAlertContentError"]')
-                results[i] = {"seconds": time.perf_counter() - start, "tv": metric.split()[-1],
-                              "errors": [e.inner_text()[:200] for e in errors]}
-            except Exception as exc:  # noqa: BLE001 - recorded as a failed session
+                results[i] = {
+                    "seconds": time.perf_counter() - start,
+                    "tv": metric.split()[-1],
+                    "errors": [e.inner_text()[:200] for e in errors],
+                }
+            except Exception as exc:
                 results[i] = {"seconds": time.perf_counter() - start, "tv": None, "errors": [repr(exc)[:200]]}
             finally:
                 browser.close()
@@ -134,8 +166,10 @@ def main() -> None:
         expected = trace_prompt(lm, prompts[i], Settings(controls=True)).strata[-1].trace.tv
         good = r["tv"] == f"{expected:.3f}" and not r["errors"]
         ok += good
-        print(f"  session {i}: {r['seconds']:.1f} s, TV at s=1 {r['tv']} (engine {expected:.3f}) "
-              f"{'ok' if good else 'FAILED ' + str(r['errors'])}  prompt {prompts[i]!r}")
+        print(
+            f"  session {i}: {r['seconds']:.1f} s, TV at s=1 {r['tv']} (engine {expected:.3f}) "
+            f"{'ok' if good else 'FAILED ' + str(r['errors'])}  prompt {prompts[i]!r}"
+        )
     print(f"{ok}/{args.sessions} sessions correct; server peak RSS {max(peak):.0f} MiB (start {peak[0]:.0f} MiB)")
 
 

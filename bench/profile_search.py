@@ -1,6 +1,6 @@
 """Stage-by-stage timing of the edge-order search on a random graph of a given shape.
 
-    python -m bench.profile_search --layers 32 --heads 32 --tokens 128 [--device cuda]
+python -m bench.profile_search --layers 32 --heads 32 --tokens 128 [--device cuda]
 """
 
 from __future__ import annotations
@@ -24,8 +24,14 @@ def main() -> None:
     args = parser.parse_args()
     L, H, T = args.layers, args.heads, args.tokens
     dev = torch.device(args.device)
-    g = TokenGraph(EdgeLayout(L, H, T), "l1", torch.rand(L, H, T, T, device=dev), torch.rand(L, T, device=dev),
-                   torch.rand(L, T, device=dev), torch.rand(L, T, device=dev))
+    g = TokenGraph(
+        EdgeLayout(L, H, T),
+        "l1",
+        torch.rand(L, H, T, T, device=dev),
+        torch.rand(L, T, device=dev),
+        torch.rand(L, T, device=dev),
+        torch.rand(L, T, device=dev),
+    )
     for _ in range(3):
         times = {}
         sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)

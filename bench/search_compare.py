@@ -55,8 +55,11 @@ def main() -> None:
             heap_s, heap = timed(lambda: run_search(prepare_search(ptr, src, w, eid, root)), repeats)
             chain_s, chain = timed(lambda: chain_order(ptr, src, w, eid, levels, root), repeats)
             tied = len(w) - len(torch.unique(w))
-            print(f"{name} T={length}: E = {len(heap)}, {tied} edges share a weight; heap {heap_s * 1000:.0f} ms, "
-                  f"device {chain_s * 1000:.0f} ms; same order: {np.array_equal(heap, chain)}", flush=True)
+            print(
+                f"{name} T={length}: E = {len(heap)}, {tied} edges share a weight; heap {heap_s * 1000:.0f} ms, "
+                f"device {chain_s * 1000:.0f} ms; same order: {np.array_equal(heap, chain)}",
+                flush=True,
+            )
             del graph
         del lm
         if args.device == "cuda":

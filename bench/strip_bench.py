@@ -27,9 +27,11 @@ from explorer.search import strata_edges
 from explorer.text import trace_text
 from explorer.trace import trace_prompt
 
-PROMPT = ("In the beginning God created the heaven and the earth. And the earth was without form, and void; "
-          "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters. "
-          "And God said, Let there be light: and there was light. And God saw the light, that it was good.")
+PROMPT = (
+    "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
+    "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters. "
+    "And God said, Let there be light: and there was light. And God saw the light, that it was good."
+)
 
 
 def sync(device):
@@ -72,18 +74,32 @@ def run(lm, text: str, settings: Settings, device, token_ids=None) -> dict:
     strip_s, strip_peak = time.perf_counter() - start, peak(device)
     peak_reset(device)
     start = time.perf_counter()
-    naive = {p.position: trace_prompt(lm, text, settings, position=p.position) if token_ids is None else None
-             for p in strip.positions}
+    naive = {
+        p.position: trace_prompt(lm, text, settings, position=p.position) if token_ids is None else None
+        for p in strip.positions
+    }
     sync(device)
     naive_s, naive_peak = time.perf_counter() - start, peak(device)
     same_order = all(np.array_equal(strip.traces[t].order, tr.order) for t, tr in naive.items() if tr is not None)
-    max_dtv = max(abs(a.trace.tv - b.trace.tv) for t, tr in naive.items() if tr is not None
-                  for a, b in zip(strip.traces[t].strata, tr.strata))
+    max_dtv = max(
+        abs(a.trace.tv - b.trace.tv)
+        for t, tr in naive.items()
+        if tr is not None
+        for a, b in zip(strip.traces[t].strata, tr.strata)
+    )
     ids = torch.tensor([strip.token_ids], device=device)
-    return {"positions": len(strip.positions), "strip_s": strip_s, "naive_s": naive_s, "speedup": naive_s / strip_s,
-            "stages": {k: round(v, 3) for k, v in strip.timings.items()}, "strip_peak_gib": strip_peak,
-            "naive_peak_gib": naive_peak, "same_order": same_order, "max_tv_diff": max_dtv,
-            "floor_s": floor_seconds(lm, ids, settings, device)}
+    return {
+        "positions": len(strip.positions),
+        "strip_s": strip_s,
+        "naive_s": naive_s,
+        "speedup": naive_s / strip_s,
+        "stages": {k: round(v, 3) for k, v in strip.timings.items()},
+        "strip_peak_gib": strip_peak,
+        "naive_peak_gib": naive_peak,
+        "same_order": same_order,
+        "max_tv_diff": max_dtv,
+        "floor_s": floor_seconds(lm, ids, settings, device),
+    }
 
 
 def main() -> None:
@@ -93,7 +109,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="random-weight models on a GPU")
+    ap.add_argument(
+        "--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="random-weight models on a GPU"
+    )
     args = ap.parse_args()
     settings = Settings(max_tokens=4096, batch_size=args.batch_size)
     if args.embedded:
@@ -106,7 +124,15 @@ def main() -> None:
         dtype = getattr(torch, args.dtype) if args.device.startswith("cuda") else torch.float32
         lm = build(name, args.device, dtype)
         text = random_prompts(1, args.tokens, lm.adapter.config.vocab_size)[0]
-        print(name, args.tokens, "tokens, batch", args.batch_size, args.dtype, run(lm, text, settings, args.device), flush=True)
+        print(
+            name,
+            args.tokens,
+            "tokens, batch",
+            args.batch_size,
+            args.dtype,
+            run(lm, text, settings, args.device),
+            flush=True,
+        )
         del lm
         torch.cuda.empty_cache() if args.device.startswith("cuda") else None
 

@@ -33,8 +33,17 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "DEFAULT_MODEL", "EMBEDDED", "EXAMPLES", "Example", "ExplorerError", "LoadedModel", "Settings", "Stratum",
-    "Trace", "load_model", "trace_prompt",
+    "DEFAULT_MODEL",
+    "EMBEDDED",
+    "EXAMPLES",
+    "Example",
+    "ExplorerError",
+    "LoadedModel",
+    "Settings",
+    "Stratum",
+    "Trace",
+    "load_model",
+    "trace_prompt",
 ]
 
 if TYPE_CHECKING:

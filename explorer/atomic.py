@@ -45,8 +45,13 @@ def fsync_folder(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, durable: bool = False,
-                 check: Callable[[str], None] | None = None) -> None:
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[str], None],
+    *,
+    durable: bool = False,
+    check: Callable[[str], None] | None = None,
+) -> None:
     """Call ``write(tmp_path)`` to fill a temporary file beside ``path``, then ``check(tmp_path)`` if
     given, then rename it over ``path``. The temporary file is removed if ``write`` or ``check`` fails."""
     path = Path(path)

@@ -106,7 +106,7 @@ def _level_plans(src, dst, level) -> list[_LevelPlan]:
     counts = torch.bincount(level[src][by_source]).tolist()
     plans, start = [], counts[0]
     for lv in range(1, len(counts)):
-        e = by_source[start: start + counts[lv]]
+        e = by_source[start : start + counts[lv]]
         start += counts[lv]
         if len(e) == 0:
             continue
@@ -170,7 +170,9 @@ def _trie_positions(key, dst, levels: list[_LevelPlan], root: int, n: int, depth
         smallest = torch.full((n_pairs,), torch.iinfo(torch.long).max, device=dev)
         smallest.scatter_reduce_(0, plan.pair, k_e, "amin")
         first = torch.full((n_pairs,), -1, dtype=torch.long, device=dev)
-        first.scatter_reduce_(0, plan.pair, torch.where(k_e == smallest[plan.pair], torch.arange(len(e), device=dev), -1), "amax")
+        first.scatter_reduce_(
+            0, plan.pair, torch.where(k_e == smallest[plan.pair], torch.arange(len(e), device=dev), -1), "amax"
+        )
         # a tournament among each source's pairs: slot a takes on slot a + step
         pv, pa, pl = plan.pair_target, above[first], reached[plan.pair_target]
         best = torch.arange(n_pairs, device=dev)
@@ -209,7 +211,7 @@ def _preorder(key, parent, depth) -> torch.Tensor:
     # the edges at depth d: by_depth[ends[d + 1]: ends[d + 2]] (edges outside the trie come first)
     by_depth = torch.argsort(depth)
     ends = [0] + torch.cumsum(torch.bincount(depth + 1), 0).tolist()
-    at_depth = [by_depth[ends[d + 1]: ends[d + 2]] for d in range(len(ends) - 2)]
+    at_depth = [by_depth[ends[d + 1] : ends[d + 2]] for d in range(len(ends) - 2)]
     size = in_trie.long()
     for at in reversed(at_depth[1:]):  # subtree sizes, deepest first
         size.index_add_(0, parent[at], size[at])

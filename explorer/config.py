@@ -26,8 +26,7 @@ class AppConfig:
     """``models``: the models offered (empty: any hub id or folder may be typed as well); ``demo``: a
     hosted demo (only ``models``, no local paths or uploads, small corpus runs, a banner)."""
 
-    models: tuple[str, ...] = ("smollm2-135m", "gemma3-270m", "gpt2", "EleutherAI/pythia-160m",
-                               "Qwen/Qwen3-0.6B-Base")
+    models: tuple[str, ...] = ("smollm2-135m", "gemma3-270m", "gpt2", "EleutherAI/pythia-160m", "Qwen/Qwen3-0.6B-Base")
     default_model: str = DEFAULT_MODEL
     demo: bool = False
     allow_other_models: bool = True
@@ -58,11 +57,14 @@ class AppConfig:
             raise BadConfig(f"device: one of {', '.join(DEVICES)} or cuda:N, got '{self.device}'")
         if self.dtype not in ("auto", *DTYPES):
             raise BadConfig(f"dtype: one of auto, {', '.join(DTYPES)}, got '{self.dtype}'")
-        if self.demo and (self.allow_local_paths or self.allow_uploads or self.allow_other_models
-                          or self.trust_remote_code):
-            raise BadConfig("demo: a demo allows no local paths, uploads, other models or remote code; "
-                            "set allow_local_paths, allow_uploads, allow_other_models and trust_remote_code "
-                            "to false")
+        if self.demo and (
+            self.allow_local_paths or self.allow_uploads or self.allow_other_models or self.trust_remote_code
+        ):
+            raise BadConfig(
+                "demo: a demo allows no local paths, uploads, other models or remote code; "
+                "set allow_local_paths, allow_uploads, allow_other_models and trust_remote_code "
+                "to false"
+            )
 
     def check_model(self, model_id: str) -> None:
         """Raise :class:`BadConfig` if this configuration does not let ``model_id`` be loaded."""
@@ -79,9 +81,16 @@ def _looks_local(model_id: str) -> bool:
 
 
 LOCAL = AppConfig()
-DEMO = AppConfig(models=("smollm2-135m", "gemma3-270m"), demo=True, allow_other_models=False,
-                 max_prompt_tokens=64, allow_local_paths=False, allow_uploads=False, corpus_max_prompts=10,
-                 source="demo preset")
+DEMO = AppConfig(
+    models=("smollm2-135m", "gemma3-270m"),
+    demo=True,
+    allow_other_models=False,
+    max_prompt_tokens=64,
+    allow_local_paths=False,
+    allow_uploads=False,
+    corpus_max_prompts=10,
+    source="demo preset",
+)
 
 # Field annotations are strings here (``from __future__ import annotations``).
 _TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(AppConfig) if f.name != "source"}

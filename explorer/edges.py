@@ -208,8 +208,9 @@ class EdgeLayout:
         pos = torch.arange(len(tt), device=dev) - (torch.cumsum(deg, 0) - deg)[tt]
         k = (pos - 1).clamp_min(0)
         head, src_t = k // (tt + 1), torch.where(pos == 0, tt, k % (tt + 1))
-        attn_ids = torch.where(pos == 0, lay.offset(RESIDUAL_ATTN) + layer * T + tt,
-                               ((layer * H + head) * T + tt) * T + src_t)
+        attn_ids = torch.where(
+            pos == 0, lay.offset(RESIDUAL_ATTN) + layer * T + tt, ((layer * H + head) * T + tt) * T + src_t
+        )
         attn_src = 2 * layer * T + src_t
         attn_dst = (2 * layer + 1) * T + tt
         # MLP nodes (2l+2, t): [residual from (2l+1, t), MLP from (2l+1, t) or, parallel, (2l, t)]

@@ -47,8 +47,9 @@ class Example:
 
     @property
     def settings(self) -> Settings:
-        return Settings(weighting=self.weighting, mode=self.mode, controls=self.controls,
-                        compare_modes=self.compare_modes)
+        return Settings(
+            weighting=self.weighting, mode=self.mode, controls=self.controls, compare_modes=self.compare_modes
+        )
 
     @property
     def label(self) -> str:
@@ -66,8 +67,8 @@ EXAMPLES: tuple[Example, ...] = (
         title="A memorised fact",
         prompt="The capital of France is",
         look_for="' Paris' (77%) comes back at s = 0.4 when every edge outside the trace is removed, but "
-                 "already at s = 0.2 when attention is kept (the 's-trace, attention-kept' line in Error against "
-                 "size): the ablation mode changes the answer.",
+        "already at s = 0.2 when attention is kept (the 's-trace, attention-kept' line in Error against "
+        "size): the ablation mode changes the answer.",
         controls=True,
         compare_modes=True,
         gold=" Paris",
@@ -79,8 +80,8 @@ EXAMPLES: tuple[Example, ...] = (
         title="A repeated list the model can copy",
         prompt="Alice, Bob, Carol, Dave. Alice, Bob, Carol,",
         look_for="The model copies ' Dave' (59%) from the first list: inspect head a18.h6 under Components, "
-                 "whose edge from the first ' Dave' into the last token is in the trace from s = 0.004, long "
-                 "before the subgraph itself predicts ' Dave' (s = 0.4; at 0.2 it still says ' Carol').",
+        "whose edge from the first ' Dave' into the last token is in the trace from s = 0.004, long "
+        "before the subgraph itself predicts ' Dave' (s = 0.4; at 0.2 it still says ' Carol').",
         gold=" Dave",
         component="a18.h6",
         component_reads=" Dave",
@@ -93,8 +94,8 @@ EXAMPLES: tuple[Example, ...] = (
         title="Agreement across a phrase",
         prompt="The keys to the cabinet in the kitchen",
         look_for="' are' (27%) agrees with ' keys', six tokens back, not with ' cabinet' or ' kitchen': head "
-                 "a26.h0 (Components) carries ' keys' straight into the last token from s = 0.01, and ' are' "
-                 "is the subgraph's top-1 from s = 0.4.",
+        "a26.h0 (Components) carries ' keys' straight into the last token from s = 0.01, and ' are' "
+        "is the subgraph's top-1 from s = 0.4.",
         gold=" are",
         component="a26.h0",
         component_reads=" keys",
@@ -107,8 +108,8 @@ EXAMPLES: tuple[Example, ...] = (
         title="Arithmetic with a worked example",
         prompt="2 + 2 = 4, 3 + 5 = ",
         look_for="The prompt ends with a space because this tokenizer writes digits as their own tokens; "
-                 "'8' (88%) is kept from s = 0.2 with l2 edge weights but only from s = 0.4 with l1 (switch "
-                 "Edge weight): the weighting decides which edges the search takes first.",
+        "'8' (88%) is kept from s = 0.2 with l2 edge weights but only from s = 0.4 with l1 (switch "
+        "Edge weight): the weighting decides which edges the search takes first.",
         weighting="l2",
         gold="8",
         top1="8",
@@ -119,8 +120,8 @@ EXAMPLES: tuple[Example, ...] = (
         title="An open continuation",
         prompt="Once upon a time, there was a",
         look_for="The full model spreads its bet (' small' has 6%, entropy 5.6 nats): ' small' comes back at "
-                 "s = 0.4, but a 50% shared nucleus needs the whole graph, and the random control stays far "
-                 "above the trace (TV about 0.9 against 0.2 at s = 0.4).",
+        "s = 0.4, but a 50% shared nucleus needs the whole graph, and the random control stays far "
+        "above the trace (TV about 0.9 against 0.2 at s = 0.4).",
         controls=True,
         top1=" small",
         top1_kept_from=0.4,

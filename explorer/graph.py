@@ -50,8 +50,12 @@ class TokenGraph:
     def flat_weights(self) -> torch.Tensor:
         """All weights indexed by edge id, ``[n_ids]``."""
         return torch.cat(
-            [self.attention.reshape(-1), self.residual_attn.reshape(-1),
-             self.residual_mlp.reshape(-1), self.mlp.reshape(-1)]
+            [
+                self.attention.reshape(-1),
+                self.residual_attn.reshape(-1),
+                self.residual_mlp.reshape(-1),
+                self.mlp.reshape(-1),
+            ]
         )
 
     def csr(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

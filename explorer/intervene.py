@@ -58,7 +58,7 @@ class EdgeRanks:
         for i, order in enumerate(orders):
             ids = order.to(device) if torch.is_tensor(order) else torch.tensor(order, device=device)
             ranks[i, ids] = torch.arange(len(order), device=device)
-        block = lambda kind: ranks[:, layout.offset(kind): layout.offset(kind) + L * T].view(-1, L, T)
+        block = lambda kind: ranks[:, layout.offset(kind) : layout.offset(kind) + L * T].view(-1, L, T)
         return cls(
             attention=ranks[:, : layout.n_attention_ids].view(-1, L, H, T, T),
             residual_attn=block(RESIDUAL_ATTN),
@@ -86,8 +86,15 @@ class RankMasks:
         self.keep_attention = column("keep_attention")
         orders = sorted({s.order_index for s in specs})
         # (order, batch positions using it); None when the whole batch uses one order
-        self.groups = [(o, None if len(orders) == 1 else
-                        torch.tensor([b for b, s in enumerate(specs) if s.order_index == o], device=dev)) for o in orders]
+        self.groups = [
+            (
+                o,
+                None
+                if len(orders) == 1
+                else torch.tensor([b for b, s in enumerate(specs) if s.order_index == o], device=dev),
+            )
+            for o in orders
+        ]
         self.all_attention = all(s.keep_attention for s in specs)
         every_layer = slice(None)
         if all(s.keep_residual for s in specs):
@@ -156,13 +163,13 @@ def masked_logits(
     out = []
     try:
         for start in range(0, len(specs), batch_size):
-            chunk = specs[start: start + batch_size]
+            chunk = specs[start : start + batch_size]
             inst.masks = RankMasks(ranks, chunk, dtype)
             ids = input_ids.expand(len(chunk), -1)
             if positions is None:
                 out.append(model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[:, -1].float())
                 continue
-            at = positions[start: start + batch_size]
+            at = positions[start : start + batch_size]
             kept = sorted(set(at))
             logits = model(input_ids=ids, logits_to_keep=torch.tensor(kept, device=ids.device), use_cache=False).logits
             column = torch.tensor([kept.index(t) for t in at], device=logits.device)

@@ -31,8 +31,33 @@ DENSITY_AXES: tuple[DensityAxis, ...] = get_args(DensityAxis)
 """Density integrates TV over ``log10(s)`` (the method) or ``s`` (the withdrawn paper's variant)."""
 
 DEFAULT_SIZES: tuple[float, ...] = (
-    1e-5, 2e-5, 4e-5, 8e-5, 1e-4, 2e-4, 4e-4, 8e-4, 1e-3, 1.2e-3, 1.4e-3, 2e-3, 3e-3, 4e-3, 6e-3,
-    8e-3, 1e-2, 2e-2, 4e-2, 6e-2, 8e-2, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
+    1e-5,
+    2e-5,
+    4e-5,
+    8e-5,
+    1e-4,
+    2e-4,
+    4e-4,
+    8e-4,
+    1e-3,
+    1.2e-3,
+    1.4e-3,
+    2e-3,
+    3e-3,
+    4e-3,
+    6e-3,
+    8e-3,
+    1e-2,
+    2e-2,
+    4e-2,
+    6e-2,
+    8e-2,
+    0.1,
+    0.2,
+    0.4,
+    0.6,
+    0.8,
+    1.0,
 )
 """The size grid ``s`` (fraction of the graph's edges) of a sweep."""
 
@@ -102,8 +127,10 @@ def check_sizes_give_edges(sizes, n_edges: int, where: str = "this prompt") -> N
     """Refuse a size grid of which no size keeps an edge of a graph of ``n_edges`` edges (every stratum
     would be empty), saying which size is the smallest that would."""
     if not any(math.floor(s * n_edges) >= 1 for s in check_sizes(sizes)):
-        raise BadSetting(f"the sizes give no edge on {where}: its graph has E = {n_edges} edges and a size s "
-                         f"keeps floor(s * E) of them; the smallest size that keeps one is {smallest_size(n_edges)}")
+        raise BadSetting(
+            f"the sizes give no edge on {where}: its graph has E = {n_edges} edges and a size s "
+            f"keeps floor(s * E) of them; the smallest size that keeps one is {smallest_size(n_edges)}"
+        )
 
 
 def check_top_k(top_k: int, vocab_size: int) -> None:

@@ -28,7 +28,9 @@ def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
     the plain reference search in the tests and the benchmark's reference-style pipeline
     (``bench/gpu_bench.py``), which both need the graph in the heap search's host form."""
     ptr, src, w, ids = graph.csr()
-    return SearchGraph(ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node), ids.cpu().numpy()
+    return SearchGraph(
+        ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node
+    ), ids.cpu().numpy()
 
 
 # A graph on a GPU with at least this many edges per level (2L + 1 levels) is searched there, level by

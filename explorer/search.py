@@ -87,11 +87,14 @@ def prepare_search(node_ptr, src, weight, label, root: int) -> PreparedSearch:
     node = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=dev), ptr.diff())
     perm = by_weight[torch.sort(node[by_weight], stable=True).indices]
     pos = perm - ptr[node]  # the sort keeps each node's range in place
-    edges = torch.stack([
-        (rank[perm] << 32) | pos,
-        torch.as_tensor(src, device=dev).long()[perm],
-        torch.as_tensor(label, device=dev).long()[perm],
-    ], 1)
+    edges = torch.stack(
+        [
+            (rank[perm] << 32) | pos,
+            torch.as_tensor(src, device=dev).long()[perm],
+            torch.as_tensor(label, device=dev).long()[perm],
+        ],
+        1,
+    )
     return PreparedSearch(ptr.cpu().numpy(), edges.cpu().numpy(), int(root))
 
 

@@ -23,23 +23,13 @@ import torch
 from explorer.density import density
 from explorer.errors import BadSetting
 from explorer.graph import build_graph, layout_for
+from explorer.inputs import check_prompt_text, holding, resolve_position, token_text, tokenize
 from explorer.models.hooks import LayerRecord
 from explorer.models.limits import check_settings, effective_max_tokens
 from explorer.models.loading import LoadedModel
 from explorer.orders import greedy_search, start_random_control
 from explorer.results import PositionSummary, Settings, TextTrace, Trace
-from explorer.trace import (
-    check_prompt_text,
-    evaluate,
-    full_output,
-    holding,
-    make_trace,
-    probes_for,
-    resolve_position,
-    search_position,
-    token_text,
-    tokenize,
-)
+from explorer.trace import evaluate, full_output, make_trace, probes_for, search_position
 
 
 def parse_positions(spec: str | None, n_tokens: int) -> list[int]:
@@ -70,7 +60,10 @@ def _prefix(record: LayerRecord, n: int) -> LayerRecord:
     """The record of the first ``n`` tokens: what the layer computed on the text cut there (causal)."""
     cut = lambda x: None if x is None else x[:n]
     return LayerRecord(
-        x=cut(record.x), attn=cut(record.attn), attn_raw=cut(record.attn_raw), mlp=cut(record.mlp),
+        x=cut(record.x),
+        attn=cut(record.attn),
+        attn_raw=cut(record.attn_raw),
+        mlp=cut(record.mlp),
         probs=None if record.probs is None else record.probs[:, :n, :n],
         values=None if record.values is None else record.values[:, :n],
     )
@@ -93,8 +86,9 @@ def plan_groups(positions: list[int], cost, fill: float = 0.9) -> list[list[int]
     return groups
 
 
-def _summary(lm: LoadedModel, trace: Trace, token_ids: list[int], probs: torch.Tensor, generated: bool
-             ) -> PositionSummary:
+def _summary(
+    lm: LoadedModel, trace: Trace, token_ids: list[int], probs: torch.Tensor, generated: bool
+) -> PositionSummary:
     """The per-position row of :class:`TextTrace` from a position's trace and its full distribution."""
     t = trace.position
     nxt = token_ids[t + 1] if t + 1 < len(token_ids) else None
@@ -176,11 +170,17 @@ def trace_text(
             futures = []
             for t in group:
                 probes = probes_for(lm, all_ids, t, logits[t], None, None, None)
-                random_order = (start_random_control(layout_for(lm.adapter, t + 1), settings.seed, lm.device)
-                                if settings.controls else None)
+                random_order = (
+                    start_random_control(layout_for(lm.adapter, t + 1), settings.seed, lm.device)
+                    if settings.controls
+                    else None
+                )
                 graph = build_graph(lm.adapter, [_prefix(r, t + 1) for r in records], settings.weighting)
-                futures.append(pool.submit(search_position, graph, greedy_search(graph), t, logits[t], probes,
-                                           random_order, lm.device))
+                futures.append(
+                    pool.submit(
+                        search_position, graph, greedy_search(graph), t, logits[t], probes, random_order, lm.device
+                    )
+                )
             timings["graph"] += time.perf_counter() - clock
         return futures
 
@@ -196,8 +196,9 @@ def trace_text(
                 clock = time.perf_counter()
                 strata = evaluate(lm, ids[:, : group[-1] + 1], items, settings, (settings.mode,))
                 for item, item_strata in zip(items, strata):
-                    trace = make_trace(lm, text, all_ids, item, full_output(lm, item, settings.top_k),
-                                       item_strata, settings, None, {})
+                    trace = make_trace(
+                        lm, text, all_ids, item, full_output(lm, item, settings.top_k), item_strata, settings, None, {}
+                    )
                     probs = torch.softmax(logits[item.position], -1)
                     generated = generated_from is not None and item.position + 1 >= generated_from
                     summaries.append(_summary(lm, trace, all_ids, probs, generated))
@@ -210,15 +211,31 @@ def trace_text(
     timings["total"] = sum(timings.values())
     summaries.sort(key=lambda s: s.position)
     return TextTrace(
-        model_id=lm.model_id, revision=lm.revision, text=text, tokens=[token_text(lm, i) for i in all_ids],
-        token_ids=all_ids, settings=settings, positions=summaries, traces=dict(sorted(traces.items())),
-        generated_from=generated_from, timings=timings,
+        model_id=lm.model_id,
+        revision=lm.revision,
+        text=text,
+        tokens=[token_text(lm, i) for i in all_ids],
+        token_ids=all_ids,
+        settings=settings,
+        positions=summaries,
+        traces=dict(sorted(traces.items())),
+        generated_from=generated_from,
+        timings=timings,
     )
 
 
 @torch.no_grad()
-def generate(lm: LoadedModel, prompt: str, n_tokens: int, *, temperature: float = 1.0, top_p: float = 1.0,
-             greedy: bool = False, seed: int = 0, max_tokens: int | None = None) -> list[int]:
+def generate(
+    lm: LoadedModel,
+    prompt: str,
+    n_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    seed: int = 0,
+    max_tokens: int | None = None,
+) -> list[int]:
     """The prompt's token ids followed by up to ``n_tokens`` the model generates (stopping at its end of
     sequence token): greedy (the argmax each step, as ``transformers``' ``generate`` without sampling), or
     sampled at ``temperature`` from the nucleus of mass ``top_p`` with a generator seeded by ``seed``
@@ -232,8 +249,9 @@ def generate(lm: LoadedModel, prompt: str, n_tokens: int, *, temperature: float 
     with holding(lm, lambda *_: None):
         ids = tokenize(lm, prompt, cap)
         if ids.shape[1] + n_tokens > cap:
-            raise BadSetting(f"the prompt's {ids.shape[1]} tokens and {n_tokens} generated exceed the limit of "
-                             f"{cap}, {reason}")
+            raise BadSetting(
+                f"the prompt's {ids.shape[1]} tokens and {n_tokens} generated exceed the limit of {cap}, {reason}"
+            )
         eos = getattr(lm.model.generation_config, "eos_token_id", None)
         stop = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         rng = torch.Generator().manual_seed(seed)
@@ -253,18 +271,44 @@ def generate(lm: LoadedModel, prompt: str, n_tokens: int, *, temperature: float 
     return ids[0].tolist()
 
 
-def trace_continuation(lm: LoadedModel, prompt: str, n_tokens: int, settings: Settings | None = None, *,
-                       temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False, seed: int = 0,
-                       keep_traces: bool = True, progress=None) -> TextTrace:
+def trace_continuation(
+    lm: LoadedModel,
+    prompt: str,
+    n_tokens: int,
+    settings: Settings | None = None,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    seed: int = 0,
+    keep_traces: bool = True,
+    progress=None,
+) -> TextTrace:
     """Generate ``n_tokens`` from ``prompt`` (:func:`generate`), then trace the prediction of every
     generated token: the positions from the prompt's last token to the one before the last generated."""
     settings = settings or Settings()
-    ids = generate(lm, prompt, n_tokens, temperature=temperature, top_p=top_p, greedy=greedy, seed=seed,
-                   max_tokens=settings.max_tokens)
+    ids = generate(
+        lm,
+        prompt,
+        n_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        greedy=greedy,
+        seed=seed,
+        max_tokens=settings.max_tokens,
+    )
     n_prompt = len(lm.tokenizer(prompt)["input_ids"])
     if len(ids) <= n_prompt:
         raise BadSetting("the model generated nothing (its first token ends the sequence)")
     text = lm.tokenizer.decode(ids)
     positions = [t for t in range(n_prompt - 1, len(ids) - 1) if t >= 1]
-    return trace_text(lm, str(text), replace(settings), positions, token_ids=ids, generated_from=n_prompt,
-                      keep_traces=keep_traces, progress=progress)
+    return trace_text(
+        lm,
+        str(text),
+        replace(settings),
+        positions,
+        token_ids=ids,
+        generated_from=n_prompt,
+        keep_traces=keep_traces,
+        progress=progress,
+    )

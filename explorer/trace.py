@@ -16,9 +16,7 @@ batches, each read at its own position.
 
 from __future__ import annotations
 
-import numbers
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,11 +24,19 @@ import torch
 
 from explorer.density import density, recovery_sizes
 from explorer.edges import EdgeLayout, stratum_counts
-from explorer.errors import BadPrompt, BadSetting, OutOfMemory
 from explorer.graph import TokenGraph, build_graph, layout_for
+from explorer.inputs import (
+    check_prompt_text,
+    first_token_id,
+    holding,
+    memory_message,
+    resolve_position,
+    token_text,
+    tokenize,
+)
 from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
 from explorer.metrics import entropy, shared_nucleus, total_variation
-from explorer.models.limits import check_settings, effective_max_tokens
+from explorer.models.limits import check_settings
 from explorer.models.loading import LoadedModel
 from explorer.options import MODES, Mode, Variant, check_modes
 from explorer.orders import greedy_search, start_random_control
@@ -41,98 +47,6 @@ from explorer.search import strata_edges
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _text_problem(text: object, what: str) -> str | None:
-    """Why ``text`` is not text a tokenizer can take (not a ``str``, or holding a lone surrogate, which has
-    no UTF-8 form: a byte that is not UTF-8 in a command-line argument becomes one), else ``None``."""
-    if not isinstance(text, str):
-        return f"the {what} must be text (a str), got {type(text).__name__}"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return (f"the {what} is not valid text: character {exc.start} is a lone surrogate "
-                f"(U+{ord(text[exc.start]):04X}), which has no UTF-8 form; a byte that is not UTF-8 in a "
-                "command-line argument becomes one")
-    return None
-
-
-def check_prompt_text(prompt: object) -> None:
-    """Reject, before anything is loaded, a prompt that is not text (:func:`_text_problem`) or is empty."""
-    problem = _text_problem(prompt, "prompt")
-    if problem:
-        raise BadPrompt(problem)
-    if not str(prompt).strip():
-        raise BadPrompt("the prompt is empty")
-
-
-def tokenize(lm: LoadedModel, prompt: str, max_tokens: int) -> torch.Tensor:
-    """``[1, T]`` input ids, with the tokenizer's BOS where it adds one; at most ``max_tokens`` and the
-    model's context (:func:`explorer.models.loading.effective_max_tokens`), else :class:`BadPrompt` saying
-    which limit applied."""
-    check_prompt_text(prompt)
-    ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"]
-    assert isinstance(ids, torch.Tensor)
-    cap, reason = effective_max_tokens(lm, max_tokens)
-    if ids.shape[1] > cap:
-        raise BadPrompt(f"the prompt has {ids.shape[1]} tokens; the limit is {cap}, {reason}")
-    if ids.shape[1] < 2:
-        raise BadPrompt("the prompt needs at least 2 tokens")
-    return ids.to(lm.device)
-
-
-def resolve_position(position: int | None, n_tokens: int) -> int:
-    """A position of a text of ``n_tokens`` tokens: ``None`` is the last, negative counts from the end.
-    The first token has nothing before it to trace (its graph is one embedding), so positions start at 1."""
-    if position is not None and (isinstance(position, (bool, np.bool_)) or not isinstance(position, numbers.Integral)):
-        raise BadSetting(f"position must be a whole number, got {position!r}")
-    t = n_tokens - 1 if position is None else int(position) + n_tokens if position < 0 else int(position)
-    if not 1 <= t < n_tokens:
-        raise BadSetting(f"position {position} is outside the text's {n_tokens} tokens (1 to {n_tokens - 1}, "
-                         f"or -1 to -{n_tokens - 1} from the end)")
-    return t
-
-
-def first_token_id(lm: LoadedModel, text: str | None, what: str) -> int | None:
-    """The id of the first token of ``text`` (a gold, target or foil token), without special tokens."""
-    if text is None or text == "":
-        return None
-    problem = _text_problem(text, what)
-    if problem:
-        raise BadSetting(problem)
-    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise BadSetting(f"the {what} '{text}' has no tokens")
-    return int(ids[0])
-
-
-def token_text(lm: LoadedModel, token_id: int) -> str:
-    """The text of one token."""
-    text = lm.tokenizer.decode([token_id])
-    assert isinstance(text, str)  # decode returns a list only for a batch of sequences
-    return text
-
-
-@contextmanager
-def memory_message():
-    """Out of memory becomes one message."""
-    try:
-        yield
-    except torch.OutOfMemoryError as exc:
-        raise OutOfMemory("out of memory: try a shorter prompt, a smaller dtype or a smaller batch") from exc
-
-
-@contextmanager
-def holding(lm: LoadedModel, report):
-    """Hold the model's lock (saying so when another trace has it); out of memory becomes one message."""
-    if not lm.lock.acquire(blocking=False):
-        report(0.0, "waiting: another trace is using the model")
-        lm.lock.acquire()
-    try:
-        with memory_message():
-            yield
-    finally:
-        lm.lock.release()
 
 
 @dataclass
@@ -149,20 +63,44 @@ def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, probes: Probes, 
     transfer (a float64 table ``[B, 7 + 3k]``; token ids are exact in float64)."""
     top_p, top_i = q.topk(k, dim=-1)
     at = lambda i: q[:, i].double() if i is not None else torch.full_like(q[:, 0], float("nan"), dtype=torch.float64)
-    columns = [total_variation(p, q), shared_nucleus(p, q), entropy(q), -torch.log(at(probes.gold).clamp_min(1e-45)),
-               at(probes.target), at(probes.foil),
-               torch.log(at(probes.target).clamp_min(1e-300)) - torch.log(at(probes.foil).clamp_min(1e-300))]
-    table = torch.cat([torch.stack([c.double() for c in columns], 1), top_p.double(), top_i.double(),
-                       q[:, p.topk(k).indices].double()], 1).cpu().numpy()
+    columns = [
+        total_variation(p, q),
+        shared_nucleus(p, q),
+        entropy(q),
+        -torch.log(at(probes.gold).clamp_min(1e-45)),
+        at(probes.target),
+        at(probes.foil),
+        torch.log(at(probes.target).clamp_min(1e-300)) - torch.log(at(probes.foil).clamp_min(1e-300)),
+    ]
+    table = (
+        torch.cat(
+            [
+                torch.stack([c.double() for c in columns], 1),
+                top_p.double(),
+                top_i.double(),
+                q[:, p.topk(k).indices].double(),
+            ],
+            1,
+        )
+        .cpu()
+        .numpy()
+    )
     tv, nuc, ent, ce, target, foil, diff = table[:, :7].T
-    top_p, top_i, at_full_top = table[:, 7: 7 + k], table[:, 7 + k: 7 + 2 * k].astype(np.int64), table[:, 7 + 2 * k:]
+    top_p, top_i, at_full_top = table[:, 7 : 7 + k], table[:, 7 + k : 7 + 2 * k].astype(np.int64), table[:, 7 + 2 * k :]
     text = {i: token_text(lm, i) for i in set(top_i.ravel().tolist())}  # subgraphs share most
     given = lambda i, x: None if i is None else float(x)
     return [
-        Output([TokenProb(text[i], i, float(pr)) for i, pr in zip(top_i[b].tolist(), top_p[b])],
-               float(ent[b]), float(tv[b]), int(nuc[b]), given(probes.gold, ce[b]),
-               [float(x) for x in at_full_top[b]], given(probes.target, target[b]), given(probes.foil, foil[b]),
-               given(probes.foil if probes.target is not None else None, diff[b]))
+        Output(
+            [TokenProb(text[i], i, float(pr)) for i, pr in zip(top_i[b].tolist(), top_p[b])],
+            float(ent[b]),
+            float(tv[b]),
+            int(nuc[b]),
+            given(probes.gold, ce[b]),
+            [float(x) for x in at_full_top[b]],
+            given(probes.target, target[b]),
+            given(probes.foil, foil[b]),
+            given(probes.foil if probes.target is not None else None, diff[b]),
+        )
         for b in range(len(table))
     ]
 
@@ -218,8 +156,9 @@ class Searched:
     probes: Probes
 
 
-def search_position(graph: TokenGraph, finish_search, position: int, logits: torch.Tensor, probes: Probes,
-                    random_order, device) -> Searched:
+def search_position(
+    graph: TokenGraph, finish_search, position: int, logits: torch.Tensor, probes: Probes, random_order, device
+) -> Searched:
     """Finish the greedy search of one position's graph (``finish_search``, from
     :func:`explorer.orders.greedy_search`: on the host, outside the model's lock) and gather its orders on
     ``device``. ``random_order``: a future of the random control's order, or ``None``."""
@@ -231,8 +170,9 @@ def search_position(graph: TokenGraph, finish_search, position: int, logits: tor
     return Searched(position, graph.layout, orders, order, weights, logits, probes)
 
 
-def evaluate(lm: LoadedModel, input_ids: torch.Tensor, items: list[Searched], settings: Settings,
-             modes: tuple[Mode, ...]) -> list[list[Stratum]]:
+def evaluate(
+    lm: LoadedModel, input_ids: torch.Tensor, items: list[Searched], settings: Settings, modes: tuple[Mode, ...]
+) -> list[list[Stratum]]:
     """Every stratum, control and mode of every position in ``items`` in shared batched masked passes over
     ``input_ids [1, T]`` (``T`` at least each position + 1; each pass read at its own position), with
     their metrics: one list of strata per item and mode, ``[item][mode]`` flattened item-major."""
@@ -250,8 +190,9 @@ def evaluate(lm: LoadedModel, input_ids: torch.Tensor, items: list[Searched], se
         first += len(item.orders)
     positions = [items[k].position for k, *_ in specs]
     last = all(t == input_ids.shape[1] - 1 for t in positions)
-    q_logits = masked_logits(lm.instrumentation, input_ids, ranks, [s for *_, s in specs], settings.batch_size,
-                             None if last else positions)
+    q_logits = masked_logits(
+        lm.instrumentation, input_ids, ranks, [s for *_, s in specs], settings.batch_size, None if last else positions
+    )
     del ranks
     q_all = torch.softmax(q_logits, -1)
     result = []
@@ -263,16 +204,18 @@ def evaluate(lm: LoadedModel, input_ids: torch.Tensor, items: list[Searched], se
         comps, kinds = stratum_counts(item.layout, item.orders[0], n_keeps)
         names = item.layout.component_names()
         for mode in modes:
-            result.append([
-                Stratum(
-                    size=size,
-                    n_edges=n,
-                    outputs={specs[j][3]: outs[j] for j in rows if specs[j][1] == mode and specs[j][2] == i},
-                    kinds={"attention": int(kinds[i, 0]), "mlp": int(kinds[i, 1]), "residual": int(kinds[i, 2])},
-                    components={names[c]: int(comps[i, c]) for c in np.nonzero(comps[i])[0]},
-                )
-                for i, (size, n) in enumerate(strata[k])
-            ])
+            result.append(
+                [
+                    Stratum(
+                        size=size,
+                        n_edges=n,
+                        outputs={specs[j][3]: outs[j] for j in rows if specs[j][1] == mode and specs[j][2] == i},
+                        kinds={"attention": int(kinds[i, 0]), "mlp": int(kinds[i, 1]), "residual": int(kinds[i, 2])},
+                        components={names[c]: int(comps[i, c]) for c in np.nonzero(comps[i])[0]},
+                    )
+                    for i, (size, n) in enumerate(strata[k])
+                ]
+            )
     return result
 
 
@@ -282,8 +225,17 @@ def full_output(lm: LoadedModel, item: Searched, k: int) -> Output:
     return _outputs(lm, p, p[None], item.probes, k)[0]
 
 
-def make_trace(lm: LoadedModel, prompt: str, token_ids: list[int], item: Searched, full: Output,
-               strata: list[Stratum], settings: Settings, gold: str | None, timings: dict[str, float]) -> Trace:
+def make_trace(
+    lm: LoadedModel,
+    prompt: str,
+    token_ids: list[int],
+    item: Searched,
+    full: Output,
+    strata: list[Stratum],
+    settings: Settings,
+    gold: str | None,
+    timings: dict[str, float],
+) -> Trace:
     """The :class:`Trace` of one position and mode from its evaluated strata."""
     t = item.position
     sizes = [s.size for s in strata]
@@ -311,8 +263,15 @@ def make_trace(lm: LoadedModel, prompt: str, token_ids: list[int], item: Searche
     )
 
 
-def probes_for(lm: LoadedModel, token_ids: list[int], position: int, logits: torch.Tensor, gold: str | None,
-               target: str | None, foil: str | None) -> Probes:
+def probes_for(
+    lm: LoadedModel,
+    token_ids: list[int],
+    position: int,
+    logits: torch.Tensor,
+    gold: str | None,
+    target: str | None,
+    foil: str | None,
+) -> Probes:
     """The probes of one position: the target defaults to the text's next token, else the full top-1."""
     target_id = first_token_id(lm, target, "target")
     if target_id is None:
@@ -381,7 +340,16 @@ def trace_modes(
     report(1.0, "done")
     timings["total"] = sum(timings.values())
     return [
-        make_trace(lm, prompt, token_ids, item, full, mode_strata,
-                   settings if mode == settings.mode else replace(settings, mode=mode), gold, timings)
+        make_trace(
+            lm,
+            prompt,
+            token_ids,
+            item,
+            full,
+            mode_strata,
+            settings if mode == settings.mode else replace(settings, mode=mode),
+            gold,
+            timings,
+        )
         for mode, mode_strata in zip(modes, strata)
     ]

@@ -17,8 +17,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SLIDER = '[data-testid="stSlider"] input[type="range"]'
 PROMPT = "The capital of France is"
 TRACE_TIMEOUT_MS = 300_000
@@ -37,9 +44,23 @@ def server(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -76,9 +97,12 @@ def page(server):
 
 def wait_for_views(page) -> None:
     page.wait_for_selector(SLIDER, state="attached", timeout=TRACE_TIMEOUT_MS)
-    page.wait_for_selector('iframe', timeout=60_000)
-    page.wait_for_function("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, "
-                           "[data-testid=\"stVegaLiteChart\"] svg').length >= 4", timeout=60_000)
+    page.wait_for_selector("iframe", timeout=60_000)
+    page.wait_for_function(
+        'document.querySelectorAll(\'[data-testid="stVegaLiteChart"] canvas, '
+        '[data-testid="stVegaLiteChart"] svg\').length >= 4',
+        timeout=60_000,
+    )
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
     page.wait_for_timeout(800)
 
@@ -103,8 +127,6 @@ def shoot(page, out: Path, name: str, selector: str | None = None) -> Path:
 
 def slider_value(page) -> str:
     return page.locator('[data-testid="stSlider"] [data-testid="stSliderThumbValue"]').first.inner_text()
-
-
 
 
 def shoot_whole(page, out: Path, name: str) -> Path:

@@ -23,8 +23,16 @@ from transformers import (
 from explorer.models.loading import prepare_model
 
 VOCAB = 256
-_COMMON = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
-               num_attention_heads=4, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+_COMMON = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 
 TINY_CONFIGS = {
     "llama": lambda: LlamaConfig(**_COMMON, num_key_value_heads=2),
@@ -35,8 +43,9 @@ TINY_CONFIGS = {
     "gemma2": lambda: Gemma2Config(**_COMMON, num_key_value_heads=2, head_dim=8),
     "gemma3": lambda: Gemma3TextConfig(**_COMMON, num_key_value_heads=2, head_dim=8),
     "olmo2": lambda: Olmo2Config(**_COMMON, num_key_value_heads=2),
-    "gpt2": lambda: GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=3, n_head=4, n_positions=128,
-                               bos_token_id=1, eos_token_id=2),
+    "gpt2": lambda: GPT2Config(
+        vocab_size=VOCAB, n_embd=32, n_layer=3, n_head=4, n_positions=128, bos_token_id=1, eos_token_id=2
+    ),
     "pythia": lambda: GPTNeoXConfig(**_COMMON, use_parallel_residual=True),
     "neox-sequential": lambda: GPTNeoXConfig(**_COMMON, use_parallel_residual=False),
 }

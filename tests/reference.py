@@ -57,7 +57,7 @@ def llama_masked_forward(model, input_ids, keep_attn, keep_res_attn, keep_res_ml
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
     def rotate(x, cos, sin):
-        x1, x2 = x[..., : Dh // 2], x[..., Dh // 2:]
+        x1, x2 = x[..., : Dh // 2], x[..., Dh // 2 :]
         return x * cos + torch.cat([-x2, x1], -1) * sin
 
     x = model.model.embed_tokens(input_ids)[0]  # [T, d]
@@ -80,7 +80,9 @@ def llama_masked_forward(model, input_ids, keep_attn, keep_res_attn, keep_res_ml
         mid = keep_res_attn[l][:, None] * x + a
         mlp = layer.mlp
         h2 = rms(mid, layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
-        m = (torch.nn.functional.silu(h2 @ mlp.gate_proj.weight.T) * (h2 @ mlp.up_proj.weight.T)) @ mlp.down_proj.weight.T
+        m = (
+            torch.nn.functional.silu(h2 @ mlp.gate_proj.weight.T) * (h2 @ mlp.up_proj.weight.T)
+        ) @ mlp.down_proj.weight.T
         x = keep_res_mlp[l][:, None] * mid + keep_mlp[l][:, None] * m
     x = rms(x, model.model.norm.weight, model.model.norm.variance_epsilon)
     return x[-1] @ model.lm_head.weight.T

@@ -15,10 +15,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from explorer import EXAMPLES, Example, Settings, Trace  # noqa: E402
-from explorer.examples import BY_KEY  # noqa: E402
-from explorer.results import table_rows  # noqa: E402
-from explorer.views import charts, curves, distribution, labels, node_graph, token_graph  # noqa: E402
+from explorer import EXAMPLES, Example, Settings, Trace
+from explorer.examples import BY_KEY
+from explorer.results import table_rows
+from explorer.views import charts, curves, distribution, labels, node_graph, token_graph
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -45,7 +45,7 @@ def run(tmp_path_factory):
         out = io.StringIO()
         namespace: dict = {"__name__": "__notebook__"}
         with contextlib.redirect_stdout(out):
-            exec(compile(readme_example(), "README.md", "exec"), namespace)  # noqa: S102
+            exec(compile(readme_example(), "README.md", "exec"), namespace)
     finally:
         os.chdir(cwd)
     return namespace, out.getvalue(), folder

@@ -14,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from explorer import DEFAULT_MODEL, Settings, load_model, trace_prompt  # noqa: E402
-from explorer.views import node_graph  # noqa: E402
+from explorer import DEFAULT_MODEL, Settings, load_model, trace_prompt
+from explorer.views import node_graph
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PROMPT = "The capital of France is"  # the page's first example prompt
@@ -63,7 +63,12 @@ def move(at: AppTest, index: int) -> AppTest:
 
 def test_page_shows_all_views(app):
     assert [s.value for s in app.subheader][:5] == [
-        "Components", "Output distribution", "Composition", "Error against size", "Token graph"]
+        "Components",
+        "Output distribution",
+        "Composition",
+        "Error against size",
+        "Token graph",
+    ]
     assert len(app.get("vega_lite_chart")) == 4
     html = app.get("iframe")[0].proto.srcdoc
     assert "vis.Network" in html or "vis-network" in html

@@ -38,13 +38,16 @@ def test_trace_page_in_browser(server, page, tmp_path):
     wait_for_views(page)
     after = slider_value(page)
     assert after != before and after.startswith("s = 1 ")
-    page.wait_for_function("([t]) => { const m = [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
-                           ".find(e => e.innerText.includes('TV')); return m && m.innerText !== t; }",
-                           arg=[tv_before], timeout=60_000)
+    page.wait_for_function(
+        "([t]) => { const m = [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
+        ".find(e => e.innerText.includes('TV')); return m && m.innerText !== t; }",
+        arg=[tv_before],
+        timeout=60_000,
+    )
     assert_no_exception(page)
     assert "size=1" in page.url
     full = shoot(page, tmp_path, "trace_page_full_size")
-    graph = shoot(page, tmp_path, "node_graph", 'iframe')
+    graph = shoot(page, tmp_path, "node_graph", "iframe")
     charts = page.locator('[data-testid="stVegaLiteChart"]')
     dist = charts.nth(0).screenshot(path=str(tmp_path / "distribution.png"))
     curves = charts.nth(2).screenshot(path=str(tmp_path / "curves.png"))

@@ -34,8 +34,9 @@ def url(server: str, page_name: str, how_many: int) -> str:
 
 
 def wait_for_charts(page, n: int) -> None:
-    page.wait_for_function(f"document.querySelectorAll('{CHARTS} svg, {CHARTS} canvas').length >= {n}",
-                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        f"document.querySelectorAll('{CHARTS} svg, {CHARTS} canvas').length >= {n}", timeout=TIMEOUT_MS
+    )
     page.wait_for_selector(POINTS, state="attached", timeout=TIMEOUT_MS)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS)
     page.wait_for_timeout(800)
@@ -69,7 +70,8 @@ def test_corpus_page_point_opens_the_trace_page(server, page, tmp_path):
         """([sel, text]) => [...document.querySelectorAll(sel)].findIndex(e => {
                const l = e.getAttribute('aria-label');
                return l.includes('prompt: ' + text + ';') && l.includes('ablation mode: all;'); })""",
-        [POINTS, text])
+        [POINTS, text],
+    )
     assert index >= 0, f"no point for {json.dumps(text)}"
     page.locator(POINTS).nth(index).click()
     page.wait_for_selector("text=Selected prompt", timeout=TIMEOUT_MS)

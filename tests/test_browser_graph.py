@@ -24,10 +24,14 @@ def test_node_graph_runs_apart_from_the_app_and_answers_clicks(server, page):
     frame = graph_frame(page)
     # an opaque origin: no access to the app's page, cookies or storage
     assert frame.evaluate("() => window.origin") == "null"
-    assert frame.evaluate("() => { try { return String(window.parent.document.title); } "
-                          "catch (e) { return e.name; } }") == "SecurityError"
-    assert frame.evaluate("() => { try { return String(document.cookie); } catch (e) { return e.name; } }") \
+    assert (
+        frame.evaluate("() => { try { return String(window.parent.document.title); } catch (e) { return e.name; } }")
         == "SecurityError"
+    )
+    assert (
+        frame.evaluate("() => { try { return String(document.cookie); } catch (e) { return e.name; } }")
+        == "SecurityError"
+    )
     # the graph: components drawn, and a click on one selects it
     heads = frame.evaluate("() => network.body.data.nodes.get().filter(n => n.shape === 'dot').map(n => n.id)")
     assert heads

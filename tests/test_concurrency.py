@@ -44,8 +44,7 @@ def test_concurrent_traces_equal_sequential_and_never_overlap(monkeypatch):
 
     def work(i: int):
         barrier.wait()
-        results[i] = trace_prompt(lm, PROMPTS[i % len(PROMPTS)], SETTINGS,
-                                  progress=lambda f, m: messages.append(m))
+        results[i] = trace_prompt(lm, PROMPTS[i % len(PROMPTS)], SETTINGS, progress=lambda f, m: messages.append(m))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(PROMPTS) * 2)]
     for t in threads:

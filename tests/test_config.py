@@ -19,23 +19,26 @@ def test_presets_load_and_match_the_built_in_ones():
     assert demo.demo and not demo.allow_local_paths and not demo.allow_uploads
 
 
-@pytest.mark.parametrize("data, field", [
-    ({"max_prompt_tokens": "many"}, "max_prompt_tokens"),
-    ({"max_prompt_tokens": 0}, "max_prompt_tokens"),
-    ({"max_prompt_tokens": True}, "max_prompt_tokens"),
-    ({"demo": "yes"}, "demo"),
-    ({"models": []}, "models"),
-    ({"models": ["a", 3]}, "models"),
-    ({"default_model": "gpt2", "models": ["smollm2-135m"]}, "default_model"),
-    ({"device": "tpu"}, "device"),
-    ({"dtype": "int8"}, "dtype"),
-    ({"demo": True, "allow_uploads": True}, "demo"),  # demo = true alone takes demo mode's limits (below)
-    ({"demo": True, "allow_local_paths": True}, "demo"),
-    ({"device": "cuda:banana"}, "device"),
-    ({"device": "cuda:²"}, "device"),
-    ({"device": "meta"}, "device"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"max_prompt_tokens": "many"}, "max_prompt_tokens"),
+        ({"max_prompt_tokens": 0}, "max_prompt_tokens"),
+        ({"max_prompt_tokens": True}, "max_prompt_tokens"),
+        ({"demo": "yes"}, "demo"),
+        ({"models": []}, "models"),
+        ({"models": ["a", 3]}, "models"),
+        ({"default_model": "gpt2", "models": ["smollm2-135m"]}, "default_model"),
+        ({"device": "tpu"}, "device"),
+        ({"dtype": "int8"}, "dtype"),
+        ({"demo": True, "allow_uploads": True}, "demo"),  # demo = true alone takes demo mode's limits (below)
+        ({"demo": True, "allow_local_paths": True}, "demo"),
+        ({"device": "cuda:banana"}, "device"),
+        ({"device": "cuda:²"}, "device"),
+        ({"device": "meta"}, "device"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_bad_values_name_the_field(data, field):
     with pytest.raises(BadConfig, match=field):
         parse_config(data)

@@ -44,6 +44,7 @@ def settings():
 
 # sources -------------------------------------------------------------------------------------------
 
+
 def test_text_file_one_prompt_per_line(text_file):
     c = read_source(str(text_file))
     assert [p.text for p in c.prompts] == TEXTS
@@ -54,8 +55,10 @@ def test_text_file_one_prompt_per_line(text_file):
 
 def test_jsonl_with_malformed_lines(tmp_path):
     path = tmp_path / "p.jsonl"
-    path.write_text('{"text": "good one", "gold": " x", "category": "c"}\n{not json\n\n{"text": ""}\n'
-                    '{"other": 1}\n[1, 2]\n{"text": "second", "gold": 5}\n{"text": "third"}\n')
+    path.write_text(
+        '{"text": "good one", "gold": " x", "category": "c"}\n{not json\n\n{"text": ""}\n'
+        '{"other": 1}\n[1, 2]\n{"text": "second", "gold": 5}\n{"text": "third"}\n'
+    )
     c = read_source(str(path))
     assert [(p.text, p.gold, p.category) for p in c.prompts] == [("good one", " x", "c"), ("third", None, None)]
     assert [s.where for s in c.skipped] == ["line 2", "line 4", "line 5", "line 6", "line 7"]
@@ -112,14 +115,17 @@ def test_bible_verses_and_windows():
     assert len(w.prompts[0].text.split()) == 40 and w.prompts[0].gold.startswith(" ")
 
 
-@pytest.mark.skipif(not shutil.which("fortune") and not __import__("os").path.isdir("/usr/share/games/fortunes"),
-                    reason="needs Debian's fortunes")
+@pytest.mark.skipif(
+    not shutil.which("fortune") and not __import__("os").path.isdir("/usr/share/games/fortunes"),
+    reason="needs Debian's fortunes",
+)
 def test_fortunes():
     c = read_source("fortunes", limit=5)
     assert len(c.prompts) == 5 and all("\n%\n" not in p.text and p.text.strip() != "%" for p in c.prompts)
 
 
 # frequencies ---------------------------------------------------------------------------------------
+
 
 def test_frequencies_count_tokens_and_round_trip(tmp_path):
     tok = ByteTokenizer()
@@ -135,6 +141,7 @@ def test_frequencies_count_tokens_and_round_trip(tmp_path):
 
 
 # store ---------------------------------------------------------------------------------------------
+
 
 def _corpus(path) -> Corpus:
     return read_source(str(path))
@@ -178,8 +185,13 @@ def test_rerun_with_other_settings_is_refused(tiny, text_file, tmp_path):
     run_corpus(tiny, Corpus(corpus.source, corpus.prompts[:1]), tmp_path / "r", settings())
     with pytest.raises(BadResults, match="other settings"):
         run_corpus(tiny, corpus, tmp_path / "r", Settings(controls=True, sizes=(0.1, 1.0)))
-    run_corpus(tiny, Corpus(corpus.source, corpus.prompts[:1]), tmp_path / "r", Settings(controls=True, sizes=(0.1, 1.0)),
-               overwrite=True)
+    run_corpus(
+        tiny,
+        Corpus(corpus.source, corpus.prompts[:1]),
+        tmp_path / "r",
+        Settings(controls=True, sizes=(0.1, 1.0)),
+        overwrite=True,
+    )
     assert sorted(load_results(tmp_path / "r").table["size"].unique()) == [0.1, 1.0]
 
 
@@ -234,6 +246,7 @@ def test_store_refuses_parts_without_run_file(tmp_path):
 
 
 # statistics ----------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
@@ -298,12 +311,29 @@ def test_cross_model_spearman_matches_scipy(two_runs):
 
 # command line --------------------------------------------------------------------------------------
 
+
 def test_corpus_command_on_the_embedded_model(tmp_path, text_file):
     from explorer.__main__ import main
 
     out = tmp_path / "out"
-    args = ["corpus", "--source", str(text_file), "--out", str(out), "--limit", "1", "--sizes", "0.1,1",
-            "--modes", "all", "--no-controls", "--dtype", "float32", "--device", "cpu"]
+    args = [
+        "corpus",
+        "--source",
+        str(text_file),
+        "--out",
+        str(out),
+        "--limit",
+        "1",
+        "--sizes",
+        "0.1,1",
+        "--modes",
+        "all",
+        "--no-controls",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     res = load_results(out)
     assert res.model_id == "smollm2-135m" and res.modes == ["all"] and len(res.prompts) == 1
@@ -313,6 +343,7 @@ def test_corpus_command_on_the_embedded_model(tmp_path, text_file):
 
 
 # shipped results -----------------------------------------------------------------------------------
+
 
 def test_shipped_results_hold_both_models_and_modes():
     from explorer.corpus.store import find_results

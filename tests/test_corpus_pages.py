@@ -25,25 +25,30 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from explorer import DEFAULT_MODEL  # noqa: E402
-from explorer.corpus import stats  # noqa: E402
-from explorer.corpus.frequency import count_tokens  # noqa: E402
-from explorer.corpus.local import run_corpus  # noqa: E402
-from explorer.corpus.sources import Corpus, Prompt, prompt_id  # noqa: E402
-from explorer.corpus.store import RunInfo, find_results, load_results  # noqa: E402
-from explorer.models.loading import cache_dir  # noqa: E402
-from explorer.results import Settings  # noqa: E402
-from explorer.views import corpus_tables as cf  # noqa: E402
-from explorer.views.scatter import SELECTION  # noqa: E402
-from tests.helpers import VOCAB, ByteTokenizer, tiny_loaded  # noqa: E402
-from ui import state as app_state  # noqa: E402
+from explorer import DEFAULT_MODEL
+from explorer.corpus import stats
+from explorer.corpus.frequency import count_tokens
+from explorer.corpus.local import run_corpus
+from explorer.corpus.sources import Corpus, Prompt, prompt_id
+from explorer.corpus.store import RunInfo, find_results, load_results
+from explorer.models.loading import cache_dir
+from explorer.results import Settings
+from explorer.views import corpus_tables as cf
+from explorer.views.scatter import SELECTION
+from tests.helpers import VOCAB, ByteTokenizer, tiny_loaded
+from ui import state as app_state
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 CORPUS, COMPARE = "ui/pages/corpus.py", "ui/pages/compare.py"
 TIMEOUT = 600
-FIXTURE_PROMPTS = ["The capital of France is", "1, 2, 3, 4, 5,", "The opposite of hot is",
-                   "When Mary and John went to the store, John gave a drink to", "Once upon a time"]
+FIXTURE_PROMPTS = [
+    "The capital of France is",
+    "1, 2, 3, 4, 5,",
+    "The opposite of hot is",
+    "When Mary and John went to the store, John gave a drink to",
+    "Once upon a time",
+]
 FIXTURE_SIZES = (1e-2, 3e-2, 0.1, 0.3, 1.0)
 PREFERRED = "The capital of France is"  # the Trace page's first example: its sweep is often cached
 
@@ -64,8 +69,9 @@ def fixture_results() -> tuple[Path, ...]:
     folders = []
     for family, seed in (("llama", 0), ("qwen2", 1)):
         lm, _ = tiny_loaded(family, seed)
-        freq = count_tokens(_Batch(), FIXTURE_PROMPTS * 3 + ["the the the of of and"], VOCAB, "fixture prompts",
-                            lm.model_id)
+        freq = count_tokens(
+            _Batch(), FIXTURE_PROMPTS * 3 + ["the the the of of and"], VOCAB, "fixture prompts", lm.model_id
+        )
         folder = root / lm.model_id
         run_corpus(lm, corpus, folder, Settings(controls=True, sizes=FIXTURE_SIZES), frequencies=freq)
         folders.append(folder)
@@ -147,8 +153,9 @@ def charts_with(at: AppTest, column: str) -> pd.DataFrame:
 def select(at: AppTest, key: str, point: dict) -> AppTest:
     """Click a point of a selection chart, as the browser reports it, and rerun."""
     states = at._tree.get_widget_states()
-    states.widgets.append(WidgetState(id=chart(at, key).proto.id,
-                                      string_value=json.dumps({"selection": {SELECTION: [point]}})))
+    states.widgets.append(
+        WidgetState(id=chart(at, key).proto.id, string_value=json.dumps({"selection": {SELECTION: [point]}}))
+    )
     return at._run(states)
 
 
@@ -167,8 +174,12 @@ def shown_points(at: AppTest) -> pd.DataFrame:
 def test_corpus_page_draws_the_results(folders):
     at, folder = corpus_app(folders)
     assert [s.value for s in at.subheader] == [
-        "Density and entropy", "Error against size over the corpus", "Nucleus recovery",
-        "Do small subgraphs predict frequent tokens?", "Per-prompt table"]
+        "Density and entropy",
+        "Error against size over the corpus",
+        "Nucleus recovery",
+        "Do small subgraphs predict frequent tokens?",
+        "Per-prompt table",
+    ]
     res = load_results(folder)
     # the scatter: one point per prompt in mode "all", at its density and the full model's entropy
     shown, want = shown_points(at), expected_points(folder, "all")
@@ -252,7 +263,8 @@ def test_colour_and_density_axis(folders):
     shown = shown_points(at)
     assert shown["density"].tolist() == pytest.approx(want["density_linear"].tolist())
     assert at.dataframe[1].value["rho"].iloc[0] == pytest.approx(
-        stats.density_entropy(res, "all", "linear").rho, nan_ok=True)
+        stats.density_entropy(res, "all", "linear").rho, nan_ok=True
+    )
     if cf.has_frequencies(res):
         assert spec["encoding"]["color"]["field"] == "freq_log"
     else:
@@ -359,9 +371,11 @@ def test_run_a_corpus_on_the_page(folders, tmp_path, no_uploads_left):
 def demo_config(monkeypatch, tmp_path):
     """Run the pages under a hosted demo's configuration; restore the defaults afterwards."""
     config = tmp_path / "demo.toml"
-    config.write_text('models = ["smollm2-135m", "gemma3-270m"]\ndefault_model = "smollm2-135m"\ndemo = true\n'
-                      'allow_other_models = false\nallow_local_paths = false\nallow_uploads = false\n'
-                      'corpus_max_prompts = 3\ntrust_remote_code = false\n')
+    config.write_text(
+        'models = ["smollm2-135m", "gemma3-270m"]\ndefault_model = "smollm2-135m"\ndemo = true\n'
+        "allow_other_models = false\nallow_local_paths = false\nallow_uploads = false\n"
+        "corpus_max_prompts = 3\ntrust_remote_code = false\n"
+    )
     monkeypatch.setenv("STRACE_CONFIG", str(config))
     app_state._config_or_error.clear()
     yield
@@ -419,7 +433,10 @@ def test_compare_page_draws_both_models(compare_paths):
     at = compare_app(compare_paths)
     res = [load_results(p) for p in compare_paths[0]]
     assert [s.value for s in at.subheader] == [
-        "Density across models", "Spearman's rho across models", "Error against size, model by model"]
+        "Density across models",
+        "Spearman's rho across models",
+        "Error against size, model by model",
+    ]
     # the pair scatter: each shared prompt at its density under the first and the second model
     shown = data(chart(at, "compare_scatter")).sort_values("text").reset_index(drop=True)
     want = stats.paired_density(res[0], res[1], "all").sort_values("text").reset_index(drop=True)

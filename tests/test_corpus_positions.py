@@ -18,8 +18,10 @@ from explorer.corpus.local import run_corpus
 from explorer.corpus.sources import Corpus, Prompt, prompt_id
 from explorer.corpus.store import load_results
 from explorer.errors import BadResults, BadSetting
+from explorer.graph import layout_for
 from explorer.options import MODES, RECOVERY_LEVELS
 from explorer.results import Settings
+from explorer.search import strata_edges
 from explorer.text import trace_text
 from explorer.views import corpus_tables as ct
 from tests.helpers import VOCAB, tiny_loaded
@@ -27,8 +29,19 @@ from tests.test_corpus_pages import COMPARE, CORPUS, ok, page
 
 SIZES = (0.01, 0.1, 0.5, 1.0)
 TEXTS = ["the cat sat on", "one two three", "a b a b a", "hello world"]
-SUMMARY_COLUMNS = ["position", "token", "next_token", "next_token_prob", "next_token_rank", "entropy", "top1",
-                   "top1_prob", "density", "density_linear", *[f"recovery_{k}" for k in RECOVERY_LEVELS]]
+SUMMARY_COLUMNS = [
+    "position",
+    "token",
+    "next_token",
+    "next_token_prob",
+    "next_token_rank",
+    "entropy",
+    "top1",
+    "top1_prob",
+    "density",
+    "density_linear",
+    *[f"recovery_{k}" for k in RECOVERY_LEVELS],
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +68,14 @@ def _table(folder) -> pd.DataFrame:
 
 def expected_rows(text) -> pd.DataFrame:
     """``trace_text``'s summaries as the store names their columns."""
-    df = pd.DataFrame(text.rows()).rename(columns={"top1_kept_at": "recovery_1",
-                                                   **{f"nucleus{k}_at": f"recovery_{k}" for k in RECOVERY_LEVELS}})
+    df = pd.DataFrame(text.rows()).rename(
+        columns={"top1_kept_at": "recovery_1", **{f"nucleus{k}_at": f"recovery_{k}" for k in RECOVERY_LEVELS}}
+    )
     return df[SUMMARY_COLUMNS]
 
 
 # rows ----------------------------------------------------------------------------------------------
+
 
 def test_stored_rows_are_trace_texts_summaries(tiny, tmp_path):
     summary = run(tiny, tmp_path / "r")
@@ -77,9 +92,13 @@ def test_stored_rows_are_trace_texts_summaries(tiny, tmp_path):
             text = trace_text(tiny, prompt.text, settings(mode=mode), keep_traces=False)
             got = pos[(pos["prompt_id"] == prompt.id) & (pos["mode"] == mode)].reset_index(drop=True)
             assert got["position"].tolist() == list(range(1, len(text.token_ids)))
-            pd.testing.assert_frame_equal(got[SUMMARY_COLUMNS], expected_rows(text), check_dtype=False,
-                                          check_exact=True)
+            pd.testing.assert_frame_equal(
+                got[SUMMARY_COLUMNS], expected_rows(text), check_dtype=False, check_exact=True
+            )
             assert (got["n_context"] == got["position"] + 1).all()
+            edges = [layout_for(tiny.adapter, n).n_edges for n in got["n_context"]]
+            assert got["n_edges"].tolist() == edges
+            assert got["n_sizes"].tolist() == [len(strata_edges(SIZES, e)) for e in edges]
             assert (got["n_tokens"] == len(text.token_ids)).all() and (got["prompt_index"] == index).all()
             assert (got["category"] == prompt.category).all() and (got["text"] == prompt.text).all()
             nxt = [text.token_ids[p + 1] for p in got["position"][:-1]]
@@ -128,7 +147,7 @@ def test_a_damaged_part_is_named_then_traced_again(tiny, tmp_path):
     whole = _table(folder)
     part = folder / "part-00000.parquet"
     data = bytearray(part.read_bytes())
-    data[len(data) // 2: len(data) // 2 + 32] = bytes(32)
+    data[len(data) // 2 : len(data) // 2 + 32] = bytes(32)
     part.write_bytes(bytes(data))
     with pytest.raises(BadResults, match="part-00000.parquet"):
         load_results(folder)
@@ -139,6 +158,7 @@ def test_a_damaged_part_is_named_then_traced_again(tiny, tmp_path):
 
 # statistics ----------------------------------------------------------------------------------------
 
+
 def synthetic() -> pd.DataFrame:
     """Three texts of 20 positions in both modes: density rises with the position in ``all`` and falls in
     ``attention-kept``; the next token's frequency is random, none after each text's last position."""
@@ -148,9 +168,18 @@ def synthetic() -> pd.DataFrame:
         for text in range(3):
             for position in range(1, 21):
                 d = 1 + slope * position + rng.normal(0, 0.2)
-                rows.append({"prompt_id": f"t{text}", "mode": mode, "position": position, "n_context": position + 1,
-                             "density": d, "density_linear": d / 3 + rng.normal(0, 0.1),
-                             "next_token_freq": np.nan if position == 20 else float(rng.integers(0, 5000))})
+                rows.append(
+                    {
+                        "prompt_id": f"t{text}",
+                        "mode": mode,
+                        "position": position,
+                        "n_context": position + 1,
+                        "n_sizes": 3 if position < 4 else 4,
+                        "density": d,
+                        "density_linear": d / 3 + rng.normal(0, 0.1),
+                        "next_token_freq": np.nan if position == 20 else float(rng.integers(0, 5000)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -176,9 +205,14 @@ def test_position_statistics_match_scipy():
     assert means.loc[5, "mean"] == pytest.approx(five.mean()) and means.loc[5, "n"] == 3
     assert means.loc[5, "q25"] == pytest.approx(np.percentile(five, 25))
     assert np.isnan(stats.density_next_frequency(df.assign(next_token_freq=np.nan), "all").rho)
+    full = stats.full_grid(df)
+    assert len(full) == len(df[df["position"] >= 4]) and len(stats.full_grid(df, 3)) == len(df)
+    want = scipy_stats.spearmanr(full[full["mode"] == "all"]["n_context"], full[full["mode"] == "all"]["density"])
+    assert stats.density_position(full, "all").rho == pytest.approx(want.statistic)
 
 
 # command line --------------------------------------------------------------------------------------
+
 
 def test_corpus_command_all_positions(tmp_path):
     from explorer.__main__ import main
@@ -186,8 +220,21 @@ def test_corpus_command_all_positions(tmp_path):
     source = tmp_path / "p.txt"
     source.write_text("The cat sat on the mat\n")
     out = tmp_path / "out"
-    args = ["corpus", "--source", str(source), "--out", str(out), "--sizes", "0.1,1", "--modes", "all",
-            "--dtype", "float32", "--device", "cpu"]
+    args = [
+        "corpus",
+        "--source",
+        str(source),
+        "--out",
+        str(out),
+        "--sizes",
+        "0.1,1",
+        "--modes",
+        "all",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+    ]
     assert main(args + ["--all-positions"]) == 0
     res = load_results(out)
     run_file = json.loads((out / "run.json").read_text())
@@ -200,6 +247,7 @@ def test_corpus_command_all_positions(tmp_path):
 
 
 # the Corpus page -----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def positions_folder(tmp_path_factory):
@@ -216,8 +264,11 @@ def datasets(element) -> list[pd.DataFrame]:
 
 def test_corpus_page_shows_an_all_positions_run(positions_folder):
     at = ok(page(CORPUS, {"results": [str(positions_folder)]}).run())
-    assert [s.value for s in at.subheader] == ["Density along the context", "Density and the next token's frequency",
-                                               "Per-position table"]
+    assert [s.value for s in at.subheader] == [
+        "Density along the context",
+        "Density and the next token's frequency",
+        "Per-position table",
+    ]
     res = load_results(positions_folder)
     assert at.dataframe[0].value["rows"].tolist() == ["every position"]
     along, frequency = at.get("vega_lite_chart")
@@ -233,7 +284,10 @@ def test_corpus_page_shows_an_all_positions_run(positions_folder):
     rho_position, rho_frequency = at.dataframe[1].value, at.dataframe[2].value
     c = stats.density_position(res.positions, "all")
     assert (rho_position["rho"].iloc[0], rho_position["p"].iloc[0], rho_position["n"].iloc[0]) == (
-        pytest.approx(c.rho), pytest.approx(c.p), c.n)
+        pytest.approx(c.rho),
+        pytest.approx(c.p),
+        c.n,
+    )
     c = stats.density_next_frequency(res.positions, "all")
     assert (rho_frequency["rho"].iloc[0], rho_frequency["p"].iloc[0]) == (pytest.approx(c.rho), pytest.approx(c.p))
     at.radio(key="corpus_mode").set_value(ct.OVERLAY)
@@ -241,6 +295,16 @@ def test_corpus_page_shows_an_all_positions_run(positions_folder):
     assert set(at.dataframe[1].value["mode"]) == set(at.dataframe[2].value["mode"]) == set(MODES)
     points = next(d for d in datasets(at.get("vega_lite_chart")[0]) if "density" in d.columns)
     assert points.groupby("mode").size().to_dict() == res.positions.groupby("mode").size().to_dict()
+    # only the positions that evaluate the whole grid: the shortest contexts of the tiny model skip 0.01
+    full = stats.full_grid(res.positions, len(SIZES))
+    assert 0 < len(full) < len(res.positions)
+    assert any(f"{len(full)} of {len(res.positions)} positions" in c.value for c in at.caption)
+    at.checkbox(key="corpus_full_grid").set_value(True)
+    ok(at.run())
+    points = next(d for d in datasets(at.get("vega_lite_chart")[0]) if "density" in d.columns)
+    assert sorted(points["n_context"]) == sorted(full["n_context"]) and points["n_context"].min() == 4
+    table = at.dataframe[1].value
+    assert table["rho"].tolist() == pytest.approx([stats.density_position(full, m).rho for m in MODES])
 
 
 def test_the_compare_page_leaves_an_all_positions_run_out(positions_folder):

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ui import state as app_state  # noqa: E402
+from ui import state as app_state
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -81,7 +81,7 @@ def test_bad_configuration_stops_with_a_message(configured):
 
 
 def test_debug_panel_shows_timings_memory_and_cache(configured):
-    configured('debug_panel = true\n')
+    configured("debug_panel = true\n")
     at = run()
     assert not at.exception
     debug = [e for e in at.expander if e.label == "Debug"]
@@ -93,8 +93,10 @@ def test_debug_panel_shows_timings_memory_and_cache(configured):
 def test_every_page_has_the_frame_and_the_configured_device(configured):
     """The frame in app.py gives every page, the Method page too, the demo banner (once) and the configured
     device, offered as itself (``cuda:1``, not ``auto``)."""
-    configured('models = ["smollm2-135m"]\ndefault_model = "smollm2-135m"\ndemo = true\nallow_other_models = false\n'
-               'allow_local_paths = false\nallow_uploads = false\ndevice = "cuda:1"\n')
+    configured(
+        'models = ["smollm2-135m"]\ndefault_model = "smollm2-135m"\ndemo = true\nallow_other_models = false\n'
+        'allow_local_paths = false\nallow_uploads = false\ndevice = "cuda:1"\n'
+    )
     at = run()
     assert not at.exception
     assert [i.value for i in at.info if "Demo" in i.value] and sum("Demo" in i.value for i in at.info) == 1

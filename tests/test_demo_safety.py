@@ -21,10 +21,10 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from explorer.corpus.store import shipped_root  # noqa: E402
-from explorer.models.loading import cache_dir  # noqa: E402
-from ui import state as app_state  # noqa: E402
-from ui.safe import code, escape_md, plain  # noqa: E402
+from explorer.corpus.store import shipped_root
+from explorer.models.loading import cache_dir
+from ui import state as app_state
+from ui.safe import code, escape_md, plain
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -132,8 +132,22 @@ def rendered_text(body: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", MD.render(body))).replace("\u200b", "").strip()
 
 
-@pytest.mark.parametrize("text", [LINK, IMAGE, SCRIPT, "a *b* _c_ `d` ``e`` :red[f] :smile: $x$ www.evil.example",
-                                  "`", " ` x", "- item", "1. item", "<https://x.example>", "# heading", "x\n\n# y"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        LINK,
+        IMAGE,
+        SCRIPT,
+        "a *b* _c_ `d` ``e`` :red[f] :smile: $x$ www.evil.example",
+        "`",
+        " ` x",
+        "- item",
+        "1. item",
+        "<https://x.example>",
+        "# heading",
+        "x\n\n# y",
+    ],
+)
 def test_the_helpers_show_text_as_itself(text):
     for shown in (escape_md(text), code(text), plain(text)):
         assert not live_markdown(shown), shown
@@ -141,8 +155,10 @@ def test_the_helpers_show_text_as_itself(text):
         assert rendered_text(escape_md(text)) == text.strip()
         assert rendered_text(code(text)) == text.strip()
     assert plain(text) == code(text)  # none of them is plain text
-    assert plain("no model folder at 'no-such-org/no-such-model-xyz'") == \
-        "no model folder at 'no-such-org/no-such-model-xyz'"
+    assert (
+        plain("no model folder at 'no-such-org/no-such-model-xyz'")
+        == "no model folder at 'no-such-org/no-such-model-xyz'"
+    )
 
 
 @pytest.mark.parametrize("model", [LINK, IMAGE])
@@ -174,7 +190,7 @@ def test_the_node_graph_page_is_left_for_an_opaque_origin(configured):
     configured(None)
     at = ok(app(prompt="The capital of France is").run())
     srcdoc = at.get("iframe")[0].proto.srcdoc
-    assert srcdoc.count("<script") == 1 and "location.replace(\"data:text/html" in srcdoc
+    assert srcdoc.count("<script") == 1 and 'location.replace("data:text/html' in srcdoc
     page = html.unescape(srcdoc.split('<textarea id="page" hidden>', 1)[1].split("</textarea>", 1)[0])
     assert "vis.Network" in page and page.count("<script") >= 2
 
@@ -205,7 +221,8 @@ def test_the_demo_shows_no_traceback(configured, monkeypatch, caplog):
         at = app(prompt="A prompt nobody traced before").run()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        "Unexpected error while tracing (RuntimeError); the details are in the server's log."]
+        "Unexpected error while tracing (RuntimeError); the details are in the server's log."
+    ]
     assert not at.code and not [e for e in at.expander if e.label == "Details"]
     assert any(r.exc_info and "kaput" in str(r.exc_info[1]) for r in caplog.records), caplog.records
     configured(None)  # outside demo mode: the message, and the traceback under Details
@@ -256,16 +273,28 @@ def test_a_corpus_run_leaves_out_prompts_too_long_in_characters(configured, toke
     at = on_page(CORPUS).run()
     at.radio(key="run_source").set_value("upload")
     at.file_uploader(key="run_upload").set_value(
-        ("long.txt", ("The capital of France is\n" + "word " * 200 + "\n").encode(), "text/plain"))
-    for key, value in (("run_limit", 2), ("run_grid", "quick"), ("run_modes", ["all"]), ("run_controls", False),
-                       ("run_frequencies", False), ("run_out", str(tmp_path / "out"))):
-        getattr(at, {"run_limit": "number_input", "run_grid": "radio", "run_modes": "multiselect",
-                     "run_out": "text_input"}.get(key, "checkbox"))(key=key).set_value(value)
+        ("long.txt", ("The capital of France is\n" + "word " * 200 + "\n").encode(), "text/plain")
+    )
+    for key, value in (
+        ("run_limit", 2),
+        ("run_grid", "quick"),
+        ("run_modes", ["all"]),
+        ("run_controls", False),
+        ("run_frequencies", False),
+        ("run_out", str(tmp_path / "out")),
+    ):
+        getattr(
+            at,
+            {"run_limit": "number_input", "run_grid": "radio", "run_modes": "multiselect", "run_out": "text_input"}.get(
+                key, "checkbox"
+            ),
+        )(key=key).set_value(value)
     [b for b in at.button if b.label == "Run"][0].click()
     at.run()
     assert not at.exception
-    assert any("Traced 1 prompts" in s.value and "1 rows of the source left out" in s.value for s in at.success), \
-        [s.value for s in at.success] + [e.value for e in at.error]
+    assert any("Traced 1 prompts" in s.value and "1 rows of the source left out" in s.value for s in at.success), [
+        s.value for s in at.success
+    ] + [e.value for e in at.error]
     assert not [n for n in tokenised if n > 128]
 
 
@@ -281,7 +310,8 @@ def test_a_demo_run_is_capped_kept_to_its_session_and_named_relative(configured,
     at.radio(key="run_source").set_value("project")
     for key, value in (("run_limit", 1), ("run_grid", "quick"), ("run_modes", ["all"])):
         getattr(at, {"run_limit": "number_input", "run_grid": "radio", "run_modes": "multiselect"}[key])(
-            key=key).set_value(value)
+            key=key
+        ).set_value(value)
     at.checkbox(key="run_controls").set_value(False)
     at.checkbox(key="run_frequencies").set_value(False)
     [b for b in at.button if b.label == "Run"][0].click()

@@ -13,12 +13,12 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from explorer.__main__ import main  # noqa: E402
-from explorer.config import AppConfig, parse_config  # noqa: E402
-from explorer.corpus.sources import read_source  # noqa: E402
-from explorer.errors import BadConfig, BadPrompt, BadSetting, BadSource, ExplorerError  # noqa: E402
-from explorer.results import Settings  # noqa: E402
-from explorer.trace import trace_prompt  # noqa: E402
+from explorer.__main__ import main
+from explorer.config import AppConfig, parse_config
+from explorer.corpus.sources import read_source
+from explorer.errors import BadConfig, BadPrompt, BadSetting, BadSource, ExplorerError
+from explorer.results import Settings
+from explorer.trace import trace_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = Settings(sizes=(0.5, 1.0), max_tokens=48)
@@ -43,7 +43,7 @@ def _clear(exc: Exception) -> None:
 def test_engine_takes_any_prompt(smollm, prompt):
     try:
         tr = trace_prompt(smollm, prompt, SETTINGS)
-    except Exception as exc:  # noqa: BLE001 - what is raised is the point
+    except Exception as exc:
         _clear(exc)
         return
     assert tr.strata[-1].trace.tv < 1e-4 and len(tr.tokens) <= SETTINGS.max_tokens
@@ -61,11 +61,31 @@ def test_command_line_takes_any_prompt(prompt, capsys):
         assert out.err.startswith("error: ") and out.err.count("\n") == 1
 
 
-values = st.one_of(st.none(), st.booleans(), st.integers(-5, 10_000), st.text(max_size=12),
-                   st.lists(st.text(max_size=8), max_size=3), st.floats(allow_nan=True))
-keys = st.one_of(st.sampled_from(["models", "default_model", "demo", "max_prompt_tokens", "allow_local_paths",
-                                  "device", "dtype", "corpus_max_prompts", "cache_max_mb", "debug_panel"]),
-                 st.text(max_size=10))
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10_000),
+    st.text(max_size=12),
+    st.lists(st.text(max_size=8), max_size=3),
+    st.floats(allow_nan=True),
+)
+keys = st.one_of(
+    st.sampled_from(
+        [
+            "models",
+            "default_model",
+            "demo",
+            "max_prompt_tokens",
+            "allow_local_paths",
+            "device",
+            "dtype",
+            "corpus_max_prompts",
+            "cache_max_mb",
+            "debug_panel",
+        ]
+    ),
+    st.text(max_size=10),
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -110,7 +130,7 @@ def test_page_takes_any_prompt(prompt):
 def test_engine_takes_any_unicode(smollm, prompt):
     try:
         tr = trace_prompt(smollm, prompt, SETTINGS)
-    except Exception as exc:  # noqa: BLE001 - what is raised is the point
+    except Exception as exc:
         _clear(exc)
         if any(0xD800 <= ord(c) <= 0xDFFF for c in prompt):
             assert isinstance(exc, BadPrompt) and "lone surrogate" in str(exc), repr(exc)
@@ -128,24 +148,27 @@ def test_command_line_takes_any_unicode(prompt, capsys):
         assert out.err.startswith("error: ") and out.err.count("\n") == 1
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"sizes": "0.1"}, "sizes must be a sequence of numbers"),
-    ({"sizes": (None,)}, "got None"),
-    ({"sizes": (float("nan"),)}, "got nan"),
-    ({"sizes": (float("inf"),)}, "got inf"),
-    ({"sizes": (True,)}, "got True"),
-    ({"sizes": ()}, "give at least one"),
-    ({"top_k": 2.5}, "top_k must be a whole number"),
-    ({"top_k": "10"}, "top_k must be a whole number"),
-    ({"top_k": 0}, "top_k must be at least 1"),
-    ({"seed": -1}, "seed must be at least 0"),
-    ({"seed": 1.5}, "seed must be a whole number"),
-    ({"batch_size": 8.0}, "batch_size must be a whole number"),
-    ({"batch_size": None}, "batch_size must be a whole number"),
-    ({"max_tokens": "64"}, "max_tokens must be a whole number"),
-    ({"max_tokens": True}, "max_tokens must be a whole number"),
-    ({"controls": "yes"}, "controls must be True or False"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"sizes": "0.1"}, "sizes must be a sequence of numbers"),
+        ({"sizes": (None,)}, "got None"),
+        ({"sizes": (float("nan"),)}, "got nan"),
+        ({"sizes": (float("inf"),)}, "got inf"),
+        ({"sizes": (True,)}, "got True"),
+        ({"sizes": ()}, "give at least one"),
+        ({"top_k": 2.5}, "top_k must be a whole number"),
+        ({"top_k": "10"}, "top_k must be a whole number"),
+        ({"top_k": 0}, "top_k must be at least 1"),
+        ({"seed": -1}, "seed must be at least 0"),
+        ({"seed": 1.5}, "seed must be a whole number"),
+        ({"batch_size": 8.0}, "batch_size must be a whole number"),
+        ({"batch_size": None}, "batch_size must be a whole number"),
+        ({"max_tokens": "64"}, "max_tokens must be a whole number"),
+        ({"max_tokens": True}, "max_tokens must be a whole number"),
+        ({"controls": "yes"}, "controls must be True or False"),
+    ],
+)
 def test_bad_settings_are_refused_by_name(fields, message):
     with pytest.raises(BadSetting, match=message):
         Settings(**fields)
@@ -158,12 +181,15 @@ def tiny():
     return tiny_loaded("llama")[0]
 
 
-@pytest.mark.parametrize("prompt, message", [
-    (b"The capital of France is", "the prompt must be text \\(a str\\), got bytes"),
-    (42, "the prompt must be text \\(a str\\), got int"),
-    (None, "got NoneType"),
-    ("a\ud800b", "lone surrogate \\(U\\+D800\\)"),
-])
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        (b"The capital of France is", "the prompt must be text \\(a str\\), got bytes"),
+        (42, "the prompt must be text \\(a str\\), got int"),
+        (None, "got NoneType"),
+        ("a\ud800b", "lone surrogate \\(U\\+D800\\)"),
+    ],
+)
 def test_prompts_that_are_not_text_are_refused(tiny, prompt, message):
     with pytest.raises(BadPrompt, match=message):
         trace_prompt(tiny, prompt, SETTINGS)  # type: ignore[arg-type]

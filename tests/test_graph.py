@@ -55,7 +55,7 @@ def test_attention_weights_equal_explicit_vectors(recorded, weighting):
                 p = 1 if weighting == "l1" else 2
                 scores = torch.stack([torch.linalg.vector_norm(e, ord=p) for e in vecs])
             expected = scores / scores.sum()
-            got = torch.cat([g.residual_attn[l, t:t + 1], g.attention[l, :, t, : t + 1].reshape(-1)])
+            got = torch.cat([g.residual_attn[l, t : t + 1], g.attention[l, :, t, : t + 1].reshape(-1)])
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
             assert H * (t + 1) + 1 == len(vecs)
 
@@ -111,8 +111,11 @@ def test_stratum_counts_equal_counting_each_prefix(recorded):
     names = lay.component_names()
     for i, n in enumerate(n_keeps):
         d = {k: v[:n] for k, v in dec.items()}
-        assert kinds[i].tolist() == [int((d["kind"] == ATTENTION).sum()), int((d["kind"] == MLP).sum()),
-                                     int(np.isin(d["kind"], [RESIDUAL_ATTN, RESIDUAL_MLP]).sum())]
+        assert kinds[i].tolist() == [
+            int((d["kind"] == ATTENTION).sum()),
+            int((d["kind"] == MLP).sum()),
+            int(np.isin(d["kind"], [RESIDUAL_ATTN, RESIDUAL_MLP]).sum()),
+        ]
         heads = [f"a{l}.h{h}" for l, h, k in zip(d["layer"], d["head"], d["kind"]) if k == ATTENTION]
         mlps = [f"m{l}" for l, k in zip(d["layer"], d["kind"]) if k == MLP]
         expected = {name: (heads + mlps).count(name) for name in set(heads + mlps)}

@@ -19,7 +19,10 @@ def test_embedded_model_is_converted_once_to_safetensors(smollm):
 
 def test_local_folder_loads_like_the_embedded_model(smollm):
     lm = load_model(str(embedded_folder("smollm2-135m")), device="cpu", dtype="float32")
-    a = trace_prompt(lm, "Hello world", )
+    a = trace_prompt(
+        lm,
+        "Hello world",
+    )
     b = trace_prompt(smollm, "Hello world")
     assert [s.trace.tv for s in a.strata] == [s.trace.tv for s in b.strata]
 
@@ -44,8 +47,15 @@ def test_random_model_from_a_config_file(tmp_path):
 
     from explorer.models.loading import load_model, load_tokenizer
 
-    cfg = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
-           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 49152}
+    cfg = {
+        "model_type": "llama",
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 49152,
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     spec = f"random:{tmp_path}"
     a, b = load_model(spec, device="cpu"), load_model(spec, device="cpu")
@@ -113,8 +123,14 @@ def _break(folder, how: str) -> str:
         _edit_config(folder, model_type=None)
         return "names no model_type"
     if how == "remote code":  # its code must never run: importing it would raise
-        _edit_config(folder, model_type="mything", auto_map={"AutoConfig": "configuration_mything.MyConfig",
-                                                              "AutoModelForCausalLM": "modeling_mything.MyModel"})
+        _edit_config(
+            folder,
+            model_type="mything",
+            auto_map={
+                "AutoConfig": "configuration_mything.MyConfig",
+                "AutoModelForCausalLM": "modeling_mything.MyModel",
+            },
+        )
         (folder / "configuration_mything.py").write_text("raise SystemExit('remote code ran')\n")
         return "needs its own code to load"
     if how == "no weights":
@@ -136,9 +152,21 @@ def _break(folder, how: str) -> str:
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["broken config", "no config", "unknown model_type", "no model_type", "remote code",
-                                 "no weights", "no tokenizer", "broken tokenizer", "broken weights",
-                                 "bad config value"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "broken config",
+        "no config",
+        "unknown model_type",
+        "no model_type",
+        "remote code",
+        "no weights",
+        "no tokenizer",
+        "broken tokenizer",
+        "broken weights",
+        "bad config value",
+    ],
+)
 def test_a_broken_local_folder_is_reported_as_what_is_wrong_with_it(tmp_path, how):
     from explorer.errors import BadModel
     from explorer.models.loading import load_tokenizer
@@ -180,14 +208,17 @@ def test_safetensors_are_preferred_beside_a_pickle(tmp_path, monkeypatch):
     assert load_model(str(folder), device="cpu").adapter.n_layers == 3
 
 
-@pytest.mark.parametrize("device, message", [
-    ("meta", "unknown device 'meta'"),
-    ("cuda:banana", "unknown device 'cuda:banana'"),
-    ("cuda:²", "unknown device"),
-    ("cpu:0", "unknown device"),
-    ("mps", "Apple MPS is not available"),
-    ("cuda:99", "cuda:99"),
-])
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("meta", "unknown device 'meta'"),
+        ("cuda:banana", "unknown device 'cuda:banana'"),
+        ("cuda:²", "unknown device"),
+        ("cpu:0", "unknown device"),
+        ("mps", "Apple MPS is not available"),
+        ("cuda:99", "cuda:99"),
+    ],
+)
 def test_devices_that_do_not_exist_here_are_refused(device, message):
     if device == "mps" and torch.backends.mps.is_available():
         pytest.skip("this machine has MPS")

@@ -15,10 +15,10 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from explorer import DEFAULT_MODEL, Settings, load_model, trace_prompt  # noqa: E402
-from explorer.examples import EXAMPLES  # noqa: E402
-from explorer.views import method  # noqa: E402
-from explorer.views.labels import default_stratum, format_size  # noqa: E402
+from explorer import DEFAULT_MODEL, Settings, load_model, trace_prompt
+from explorer.examples import EXAMPLES
+from explorer.views import method, method_graph
+from explorer.views.labels import default_stratum, format_size
 
 ROOT = Path(__file__).resolve().parent.parent
 METHOD = "ui/pages/method.py"  # relative to app.py
@@ -127,7 +127,11 @@ def test_size_slider_moves_the_figures(page, reference):
 
 def test_figures_change_with_the_prompt(page, lm):
     def figures():
-        return chart_with(page, {"mode", "tv", "top1"}), page.dataframe[1].value, chart_with(page, {"edges", "top1_kept"})
+        return (
+            chart_with(page, {"mode", "tv", "top1"}),
+            page.dataframe[1].value,
+            chart_with(page, {"edges", "top1_kept"}),
+        )
 
     before = figures()
     page.text_input(key="method_prompt").set_value(OTHER_PROMPT).run()
@@ -139,7 +143,7 @@ def test_figures_change_with_the_prompt(page, lm):
     assert any(m.value.startswith(f"**{n_tokens} tokens**") for m in page.markdown)
     # the sketch of the graph draws the new prompt's tokens
     sketch = chart_with(page, {"x", "x2", "y", "y2", "kind", "heads"})
-    assert sketch["x2"].max() == pytest.approx(n_tokens - 1 + method.SHIFT)
+    assert sketch["x2"].max() == pytest.approx(n_tokens - 1 + method_graph.SHIFT)
     page.text_input(key="method_prompt").set_value("   ").run()
     assert not page.exception and any("empty" in e.value for e in page.error)
 
@@ -193,8 +197,10 @@ def test_guided_example_loads_and_shows_its_point(trace_page, lm, example):
         assert at.selectbox(key="node").value == example.component
         table = at.dataframe[0].value
         last = len(lm.tokenizer(example.prompt)["input_ids"]) - 1
-        reads = table[table["source"].str.endswith(f": {example.component_reads.strip()}")
-                      & table["target"].str.startswith(f"{last}: ")]
+        reads = table[
+            table["source"].str.endswith(f": {example.component_reads.strip()}")
+            & table["target"].str.startswith(f"{last}: ")
+        ]
         assert len(reads)
         labels = at.select_slider[0].options
         at_size = next(lab for lab in labels if lab.startswith(f"s = {format_size(example.component_from)} "))

@@ -23,12 +23,14 @@ def test_entropy_in_nats():
 
 def test_shared_nucleus():
     p = torch.tensor([0.6, 0.25, 0.1, 0.05])
-    q = torch.tensor([
-        [0.6, 0.25, 0.1, 0.05],   # identical: every list matches -> 99
-        [0.5, 0.35, 0.1, 0.05],   # same ranking, 50% needs 1 token for both, 60% 1 vs 2 tokens
-        [0.3, 0.5, 0.1, 0.1],     # top-1 differs -> 0
-        [0.7, 0.1, 0.15, 0.05],   # top-1 same; 80% needs [0,1] for p and [0,2] for q
-    ])
+    q = torch.tensor(
+        [
+            [0.6, 0.25, 0.1, 0.05],  # identical: every list matches -> 99
+            [0.5, 0.35, 0.1, 0.05],  # same ranking, 50% needs 1 token for both, 60% 1 vs 2 tokens
+            [0.3, 0.5, 0.1, 0.1],  # top-1 differs -> 0
+            [0.7, 0.1, 0.15, 0.05],  # top-1 same; 80% needs [0,1] for p and [0,2] for q
+        ]
+    )
     got = shared_nucleus(p, q).tolist()
     # p cum: .6 .85 .95 1 ; q1 cum: .5 .85 .95 1 -> lists equal at 99 (4 vs 4 tokens, same order)
     assert got[0] == 99

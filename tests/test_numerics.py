@@ -13,6 +13,8 @@ from tests.helpers import IDS, TINY_CONFIGS, record, tiny_loaded
 from tests.reference import attention_terms, llama_masked_forward
 
 FAMILIES = list(TINY_CONFIGS)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_unmasked_logits_equal_plain_transformers(family):
     lm, plain = tiny_loaded(family)
@@ -84,8 +86,12 @@ def test_batch_of_masks_equals_masks_one_by_one(family):
     ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 1), _random_order(layout, 2)], "cpu")
     E = layout.n_edges
     specs = [
-        MaskSpec(E // 10), MaskSpec(E // 3, order_index=1), MaskSpec(E // 2, invert=True, keep_residual=True),
-        MaskSpec(E // 4, keep_attention=True), MaskSpec(E // 5, order_index=1, keep_residual=True), MaskSpec(E),
+        MaskSpec(E // 10),
+        MaskSpec(E // 3, order_index=1),
+        MaskSpec(E // 2, invert=True, keep_residual=True),
+        MaskSpec(E // 4, keep_attention=True),
+        MaskSpec(E // 5, order_index=1, keep_residual=True),
+        MaskSpec(E),
     ]
     batched = masked_logits(lm.instrumentation, IDS, ranks, specs, batch_size=len(specs))
     single = torch.cat([masked_logits(lm.instrumentation, IDS, ranks, [s], batch_size=1) for s in specs])
@@ -114,8 +120,13 @@ def test_rank_masks_follow_their_definition_in_any_layer_blocks():
     layout = EdgeLayout(3, 2, 5)
     ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 5), _random_order(layout, 6)], "cpu")
     E = layout.n_edges
-    specs = [MaskSpec(E // 3), MaskSpec(E // 2, order_index=1, keep_residual=True), MaskSpec(E // 4, invert=True),
-             MaskSpec(E // 5, keep_attention=True), MaskSpec(E // 6, order_index=1, invert=True, keep_residual=True)]
+    specs = [
+        MaskSpec(E // 3),
+        MaskSpec(E // 2, order_index=1, keep_residual=True),
+        MaskSpec(E // 4, invert=True),
+        MaskSpec(E // 5, keep_attention=True),
+        MaskSpec(E // 6, order_index=1, invert=True, keep_residual=True),
+    ]
     for block_bytes in (1, 1 << 30):
         masks = RankMasks(ranks, specs, torch.float32, block_bytes=block_bytes)
         assert masks.block_layers == (1 if block_bytes == 1 else layout.n_layers)
@@ -139,8 +150,13 @@ def test_masked_forward_matches_independent_reference():
     order = _random_order(layout, 4)
     ranks = EdgeRanks.from_orders(layout, [order], "cpu")
     E = layout.n_edges
-    for spec in [MaskSpec(E), MaskSpec(E // 2), MaskSpec(E // 7), MaskSpec(E // 3, keep_attention=True),
-                 MaskSpec(E // 2, invert=True, keep_residual=True)]:
+    for spec in [
+        MaskSpec(E),
+        MaskSpec(E // 2),
+        MaskSpec(E // 7),
+        MaskSpec(E // 3, keep_attention=True),
+        MaskSpec(E // 2, invert=True, keep_residual=True),
+    ]:
         ours = masked_logits(lm.instrumentation, IDS, ranks, [spec], batch_size=1)[0]
         with torch.no_grad():
             ref = llama_masked_forward(plain, IDS, *_dense_keeps(ranks, spec, layout))
@@ -166,11 +182,14 @@ def test_mask_semantics_against_plain_module_hooks():
         def zero_attention(layer):
             bias = plain_adapter.out_proj_bias(layer)
             return lambda module, args, output: (
-                (torch.zeros_like(output[0]) if bias is None else torch.zeros_like(output[0]) + bias),
-            ) + tuple(output[1:])
+                ((torch.zeros_like(output[0]) if bias is None else torch.zeros_like(output[0]) + bias),)
+                + tuple(output[1:])
+            )
 
-        handles = [plain_adapter.attention(layer).register_forward_hook(zero_attention(layer))
-                   for layer in plain_adapter.layers]
+        handles = [
+            plain_adapter.attention(layer).register_forward_hook(zero_attention(layer))
+            for layer in plain_adapter.layers
+        ]
         try:
             with torch.no_grad():
                 expected = plain(input_ids=IDS).logits[0, -1]

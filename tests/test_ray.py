@@ -17,15 +17,15 @@ import torch
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -r requirements-ray.txt")
 
-from explorer.__main__ import main  # noqa: E402
-from explorer.corpus.cluster import RayOptions  # noqa: E402
-from explorer.corpus.driver import ModelSpec  # noqa: E402
-from explorer.corpus.local import corpus_frequencies, run_corpus  # noqa: E402
-from explorer.corpus.ray_tracer import run_corpus_ray  # noqa: E402
-from explorer.corpus.sources import Corpus, Prompt, read_source  # noqa: E402
-from explorer.corpus.store import ResultsStore, RunInfo, load_results  # noqa: E402
-from explorer.options import MODES  # noqa: E402
-from explorer.results import Settings  # noqa: E402
+from explorer.__main__ import main
+from explorer.corpus.cluster import RayOptions
+from explorer.corpus.driver import ModelSpec
+from explorer.corpus.local import corpus_frequencies, run_corpus
+from explorer.corpus.ray_tracer import run_corpus_ray
+from explorer.corpus.sources import Corpus, Prompt, read_source
+from explorer.corpus.store import ResultsStore, RunInfo, load_results
+from explorer.options import MODES
+from explorer.results import Settings
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 TEXTS = ["The capital of France is", "one two three four", "a b a b a", "Hello, my name is", "x = 1 + 2 ="]
@@ -37,8 +37,12 @@ MODEL = ModelSpec("smollm2-135m", device="cpu", dtype="float32")
 def local_ray():
     """Ray on this machine with two CPUs (so two one-CPU actors), started once for the module."""
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1"}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1"}},
+    )
     yield ray
     ray.shutdown()
 
@@ -60,21 +64,42 @@ def test_sharded_run_equals_a_local_run_and_resumes(local_ray, smollm, text_file
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each one-CPU actor: the same kernels, so the same bits
     try:
-        run_corpus(smollm, corpus, tmp_path / "local", settings, MODES,
-                   corpus_frequencies(smollm, str(text_file)))
+        run_corpus(smollm, corpus, tmp_path / "local", settings, MODES, corpus_frequencies(smollm, str(text_file)))
     finally:
         torch.set_num_threads(threads)
 
     out = tmp_path / "ray"
-    args = ["corpus", "--source", str(text_file), "--out", str(out), "--sizes", "0.01,0.1,1", "--no-controls",
-            "--device", "cpu", "--dtype", "float32", "--ray", "--ray-workers", "2"]
+    args = [
+        "corpus",
+        "--source",
+        str(text_file),
+        "--out",
+        str(out),
+        "--sizes",
+        "0.01,0.1,1",
+        "--no-controls",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--ray",
+        "--ray-workers",
+        "2",
+    ]
     assert main(args + ["--limit", "2"]) == 0  # the first two prompts, through the command line
     assert len(load_results(out).prompts) == 2 * len(MODES)
 
     seen = []
-    summary = run_corpus_ray(MODEL, corpus, out, settings, MODES, freq_source=str(text_file),
-                             progress=lambda done, total, message: seen.append((done, total)),
-                             options=RayOptions(workers=2))
+    summary = run_corpus_ray(
+        MODEL,
+        corpus,
+        out,
+        settings,
+        MODES,
+        freq_source=str(text_file),
+        progress=lambda done, total, message: seen.append((done, total)),
+        options=RayOptions(workers=2),
+    )
     assert (summary.already, summary.traced, summary.failed, summary.workers) == (2, 3, [], 2)
     assert seen[-1] == (5, 5) and [d for d, _ in seen] == sorted(d for d, _ in seen)  # one bar, forward only
 
@@ -100,8 +125,14 @@ def test_killed_worker_and_failing_prompts(local_ray, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ResultsStore, "append", recording)
     out = tmp_path / "r"
-    summary = run_corpus_ray(MODEL, corpus, out, Settings(sizes=(0.1, 1.0), max_tokens=48), ("all",),
-                             options=RayOptions(workers=2, max_retries=1, fault="after:1,text:POISON"))
+    summary = run_corpus_ray(
+        MODEL,
+        corpus,
+        out,
+        Settings(sizes=(0.1, 1.0), max_tokens=48),
+        ("all",),
+        options=RayOptions(workers=2, max_retries=1, fault="after:1,text:POISON"),
+    )
 
     failed = dict(summary.failed)
     assert set(failed) == {"p5", "p6"}
@@ -125,10 +156,12 @@ def test_missing_ray_is_one_line(monkeypatch, capsys, text_file, tmp_path):
 
 
 def test_a_local_run_imports_no_ray(text_file, tmp_path):
-    code = ("import sys; from explorer.__main__ import main; "
-            f"rc = main(['corpus', '--source', {str(text_file)!r}, '--out', {str(tmp_path / 'r')!r}, '--limit', '1', "
-            "'--sizes', '1', '--modes', 'all', '--no-controls', '--device', 'cpu']); "
-            "assert rc == 0; assert 'ray' not in sys.modules, 'ray was imported'")
+    code = (
+        "import sys; from explorer.__main__ import main; "
+        f"rc = main(['corpus', '--source', {str(text_file)!r}, '--out', {str(tmp_path / 'r')!r}, '--limit', '1', "
+        "'--sizes', '1', '--modes', 'all', '--no-controls', '--device', 'cpu']); "
+        "assert rc == 0; assert 'ray' not in sys.modules, 'ray was imported'"
+    )
     env = {**os.environ, "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -60,7 +60,9 @@ def test_model_graph_order_equals_heap_and_is_connected(family, weighting):
     pos = greedy_order(sg)
     np.testing.assert_array_equal(pos, heap_greedy_order(sg))
     levels = g.layout.node_levels("cpu")
-    np.testing.assert_array_equal(chain_order(sg.node_ptr, sg.src, sg.weight, np.arange(len(pos)), levels, sg.root), pos)
+    np.testing.assert_array_equal(
+        chain_order(sg.node_ptr, sg.src, sg.weight, np.arange(len(pos)), levels, sg.root), pos
+    )
     # every edge is popped once: E edges in all
     assert sorted(pos.tolist()) == list(range(g.layout.n_edges))
     # each edge's target is the output node or the source of an earlier edge: every prefix (every

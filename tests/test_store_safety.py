@@ -26,8 +26,16 @@ from tests.helpers import tiny_loaded
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 HOLDER_FILE, MANIFEST = ".writer.json", "manifest.jsonl"  # literal: the tests run on the code before too
-TEXTS = ["the cat sat on", "one two three four", "a b a b a", "hello world", "x = 1 + 2", "ok then we go",
-         "seven is a number", "the end of it"]
+TEXTS = [
+    "the cat sat on",
+    "one two three four",
+    "a b a b a",
+    "hello world",
+    "x = 1 + 2",
+    "ok then we go",
+    "seven is a number",
+    "the end of it",
+]
 SIZES = (0.1, 1.0)
 N_MODES = 2
 
@@ -75,14 +83,15 @@ def _interrupted(tiny, corpus, folder, after: int):
 
 def _zero(path: Path, offset: int, n: int = 64) -> None:
     data = bytearray(path.read_bytes())
-    data[offset:offset + n] = bytes(n)
+    data[offset : offset + n] = bytes(n)
     path.write_bytes(bytes(data))
 
 
 def _subprocess(code: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 RUN_IN_CHILD = """
@@ -99,11 +108,15 @@ folder, source, signal_dir = Path(sys.argv[-3]), sys.argv[-2], Path(sys.argv[-1]
 
 # 1. one writer per folder ---------------------------------------------------------------------------
 
+
 def test_a_second_writer_process_is_refused_and_no_row_is_lost(tiny, source, tmp_path, whole):
     folder, signals = tmp_path / "r", tmp_path / "signals"
     signals.mkdir()
-    code = RUN_IN_CHILD.replace('sys.argv[-3]', repr(str(folder))).replace('sys.argv[-2]', repr(str(source))) \
-        .replace('sys.argv[-1]', repr(str(signals))) + """
+    code = (
+        RUN_IN_CHILD.replace("sys.argv[-3]", repr(str(folder)))
+        .replace("sys.argv[-2]", repr(str(source)))
+        .replace("sys.argv[-1]", repr(str(signals)))
+        + """
 def hold(done, total, message):
     if done == 1 and not (signal_dir / "started").exists():
         (signal_dir / "started").write_text(str(os.getpid()))
@@ -113,6 +126,7 @@ def hold(done, total, message):
             time.sleep(0.1)
 run_corpus(tiny, read_source(source), folder, Settings(sizes=(0.1, 1.0)), progress=hold)
 """
+    )
     child = _subprocess(code)
     try:
         for _ in range(1200):
@@ -150,7 +164,7 @@ def test_a_second_writer_in_the_same_process_is_refused(tiny, source, tmp_path):
         def other_thread():
             try:
                 run_corpus(tiny, corpus, folder, settings())
-            except Exception as exc:  # noqa: BLE001 - the test checks it
+            except Exception as exc:
                 errors.append(exc)
 
         thread = threading.Thread(target=other_thread)
@@ -182,6 +196,7 @@ def test_the_command_line_refuses_a_held_folder_before_loading(tmp_path, source,
 
 # 2. --overwrite keeps the old run until the new one stored a prompt ----------------------------------
 
+
 def test_a_failing_overwrite_keeps_the_old_run(tiny, source, tmp_path, whole, monkeypatch):
     folder = tmp_path / "r"
     corpus = read_source(str(source))
@@ -205,8 +220,9 @@ def test_a_failing_overwrite_keeps_the_old_run(tiny, source, tmp_path, whole, mo
         run_corpus(tiny, corpus, folder, Settings(sizes=(1.0,)), overwrite=True)
     monkeypatch.undo()
     pd.testing.assert_frame_equal(_table(folder), whole)
-    assert {p.name: p.read_bytes() for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".")} == files  # byte for byte
+    assert {
+        p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+    } == files  # byte for byte
 
 
 def test_an_overwrite_cut_short_before_its_switch_leaves_the_old_run(tiny, source, tmp_path, whole, monkeypatch):
@@ -249,6 +265,7 @@ def test_an_overwrite_replaces_the_run_once_it_stored_a_prompt(tiny, source, tmp
 
 # 3. resume notices a changed source -----------------------------------------------------------------
 
+
 def test_an_edited_source_is_refused(tiny, tmp_path):
     path = tmp_path / "eight.txt"
     path.write_text("\n".join(TEXTS) + "\n")
@@ -283,6 +300,7 @@ def test_a_longer_limit_extends_a_run_but_an_untraced_change_is_refused(tiny, tm
 
 
 # 4. integrity a reader checks -----------------------------------------------------------------------
+
 
 def test_zeroed_bytes_anywhere_in_a_part_raise_naming_it(tiny, source, tmp_path, whole):
     """64 zero bytes at every 64th offset of a part: each load raises a BadResults naming the part, never
@@ -383,8 +401,11 @@ def test_compaction_keeps_parts_of_bounded_size(tiny, source, tmp_path, whole, m
 def test_kill_9_mid_write_then_resume_loses_nothing(tiny, source, tmp_path, whole):
     """The child SIGKILLs itself after its third part is renamed into place, before its manifest line."""
     folder = tmp_path / "r"
-    code = RUN_IN_CHILD.replace('sys.argv[-3]', repr(str(folder))).replace('sys.argv[-2]', repr(str(source))) \
-        .replace('sys.argv[-1]', repr(str(tmp_path))) + """
+    code = (
+        RUN_IN_CHILD.replace("sys.argv[-3]", repr(str(folder)))
+        .replace("sys.argv[-2]", repr(str(source)))
+        .replace("sys.argv[-1]", repr(str(tmp_path)))
+        + """
 import signal
 from explorer.corpus import parts
 real = parts.Manifest.add
@@ -397,6 +418,7 @@ def add(self, entry):
 parts.Manifest.add = add
 run_corpus(tiny, read_source(source), folder, Settings(sizes=(0.1, 1.0)))
 """
+    )
     child = _subprocess(code)
     _, err = child.communicate(timeout=600)
     assert child.returncode == -9, err[-2000:]
@@ -407,6 +429,7 @@ run_corpus(tiny, read_source(source), folder, Settings(sizes=(0.1, 1.0)))
 
 
 # 5. the batch size is part of the run's identity ----------------------------------------------------
+
 
 def test_another_batch_size_is_refused(tiny, source, tmp_path):
     folder = tmp_path / "r"
@@ -419,6 +442,7 @@ def test_another_batch_size_is_refused(tiny, source, tmp_path):
 
 
 # 6. one bad prompt does not stop a run --------------------------------------------------------------
+
 
 def test_any_exception_from_one_prompt_is_recorded_and_the_run_goes_on(tiny, tmp_path, monkeypatch):
     import explorer.corpus.rows as rows_module
@@ -441,8 +465,10 @@ def test_any_exception_from_one_prompt_is_recorded_and_the_run_goes_on(tiny, tmp
 
 def test_a_jsonl_row_with_a_lone_surrogate_is_skipped(tiny, tmp_path):
     path = tmp_path / "p.jsonl"
-    path.write_text('{"text": "good one"}\n{"text": "bad \\ud800 row"}\n{"text": "x", "gold": "\\udfff"}\n'
-                    '{"text": "good two"}\n', encoding="utf-8")
+    path.write_text(
+        '{"text": "good one"}\n{"text": "bad \\ud800 row"}\n{"text": "x", "gold": "\\udfff"}\n{"text": "good two"}\n',
+        encoding="utf-8",
+    )
     corpus = read_source(str(path))
     assert [p.text for p in corpus.prompts] == ["good one", "good two"]
     assert [s.where for s in corpus.skipped] == ["line 2", "line 3"]
@@ -450,12 +476,15 @@ def test_a_jsonl_row_with_a_lone_surrogate_is_skipped(tiny, tmp_path):
     assert run_corpus(tiny, corpus, tmp_path / "r", settings()).traced == 2
 
 
-@pytest.mark.parametrize("rows, texts, bad", [
-    ('1,"unclosed,x\n2,next,y\n3,plain,z\n', ["next", "plain"], ["line 2"]),  # open to the end
-    ('1,"unclosed\n2,next,y\n3,plain",z\n4,four,w\n', ["next", 'plain"', "four"], ["line 2"]),  # closed later
-    ('1,"unclosed,x\n2,"ok",y\n3,plain,z\n', ["ok", "plain"], ["line 2"]),  # closed by the next row's quote
-    ('1,"two\nlines",g\n2,two,h\n', ["two\nlines", "two"], []),  # a real multi-line field
-])
+@pytest.mark.parametrize(
+    "rows, texts, bad",
+    [
+        ('1,"unclosed,x\n2,next,y\n3,plain,z\n', ["next", "plain"], ["line 2"]),  # open to the end
+        ('1,"unclosed\n2,next,y\n3,plain",z\n4,four,w\n', ["next", 'plain"', "four"], ["line 2"]),  # closed later
+        ('1,"unclosed,x\n2,"ok",y\n3,plain,z\n', ["ok", "plain"], ["line 2"]),  # closed by the next row's quote
+        ('1,"two\nlines",g\n2,two,h\n', ["two\nlines", "two"], []),  # a real multi-line field
+    ],
+)
 def test_a_csv_quote_left_open_does_not_swallow_the_next_rows(tmp_path, rows, texts, bad):
     path = tmp_path / "p.csv"
     path.write_text("id,text,gold\n" + rows, encoding="utf-8")
@@ -477,6 +506,7 @@ def test_a_byte_order_mark_is_dropped_by_every_file_source(tmp_path):
 
 
 # 7. the model's context length ----------------------------------------------------------------------
+
 
 def test_a_prompt_over_the_models_context_is_recorded_as_failed(tmp_path):
     gpt2 = tiny_loaded("gpt2")[0]  # n_positions = 128

@@ -49,7 +49,7 @@ def test_each_chip_shows_its_positions_value(traced, key):
         row = df.loc[p.position]
         want = _value(p, key, text)
         assert row["traced"] and row["token"] == repr(p.token)
-        assert (math.isnan(row["value"]) if want is None else row["value"] == pytest.approx(want))
+        assert math.isnan(row["value"]) if want is None else row["value"] == pytest.approx(want)
         assert row["next_token"] == (repr(p.next_token) if p.next_token is not None else "\u2014")
     # the strip store keeps the TV table, not the traces: the same values
     compact = Strip.of(trace_text(traced[0], TEXT, Settings()))
@@ -69,10 +69,18 @@ def test_chips_wrap_inside_the_width_and_break_at_line_breaks():
     assert (same_line["x"].iloc[1:].to_numpy() >= same_line["x2"].iloc[:-1].to_numpy()).all()  # no overlap
 
 
-@pytest.mark.parametrize("token, shown", [
-    (" France", "France"), ("\n", "\u21b5"), (" ", "\u2423"), ("  ", "\u2423"), ("\t", "\u21e5"),
-    ("a" * 40, "a" * 23 + "\u2026"), ("<b>", "<b>"),
-])
+@pytest.mark.parametrize(
+    "token, shown",
+    [
+        (" France", "France"),
+        ("\n", "\u21b5"),
+        (" ", "\u2423"),
+        ("  ", "\u2423"),
+        ("\t", "\u21e5"),
+        ("a" * 40, "a" * 23 + "\u2026"),
+        ("<b>", "<b>"),
+    ],
+)
 def test_chip_text_makes_whitespace_visible(token, shown):
     assert strip.chip_text(token) == shown
 
@@ -101,7 +109,7 @@ def test_the_strip_chart_selects_a_position_and_draws_tokens_as_text(traced, key
 def test_markup_in_a_token_stays_text(traced):
     _, text = traced
     evil = ["<img src=x onerror=1>", "<b>", "&amp;", "**bold**"]
-    tokens = evil + text.tokens[len(evil):]
+    tokens = evil + text.tokens[len(evil) :]
     spec = strip.chart(strip.frame(replace(text, tokens=tokens))).to_dict()
     rows = next(v for v in spec["datasets"].values() if v and "chip" in v[0])
     assert [r["chip"] for r in rows[: len(evil)]] == evil  # data for Vega's text marks, as typed
@@ -140,12 +148,21 @@ def test_the_target_view_shows_the_traces_target_and_foil():
 
 def test_requests_differ_by_position_target_foil_and_generation():
     base = dict(model="m", device="cpu", dtype="float32", revision=None, prompt="p", settings=Settings())
-    keys = {SweepRequest(**base), SweepRequest(**base, position=2), SweepRequest(**base, target=" a"),
-            SweepRequest(**base, foil=" b"), SweepRequest(**base, position=2, target=" a", foil=" b")}
+    keys = {
+        SweepRequest(**base),
+        SweepRequest(**base, position=2),
+        SweepRequest(**base, target=" a"),
+        SweepRequest(**base, foil=" b"),
+        SweepRequest(**base, position=2, target=" a", foil=" b"),
+    }
     assert len(keys) == 5
     text = dict(model="m", device="cpu", dtype="float32", revision=None, text="t", settings=Settings())
-    strips = {StripRequest(**text), StripRequest(**text, generation=Generation()),
-              StripRequest(**text, generation=Generation(greedy=True)), StripRequest(**text, generation=Generation())}
+    strips = {
+        StripRequest(**text),
+        StripRequest(**text, generation=Generation()),
+        StripRequest(**text, generation=Generation(greedy=True)),
+        StripRequest(**text, generation=Generation()),
+    }
     assert len(strips) == 3 and Generation() == Generation(20, False, 1.0, 0.6, 0)
     store: SweepStore[StripRequest, Strip] = SweepStore(max_entries=1)
     first, second = StripRequest(**text), StripRequest(**text, generation=Generation())

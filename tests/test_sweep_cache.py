@@ -25,8 +25,9 @@ def _sweep(n: int) -> Sweep:
 
 
 def request(prompt: str = "k", **settings) -> SweepRequest:
-    return SweepRequest(model="smollm2-135m", device="auto", dtype="auto", revision=None, prompt=prompt,
-                        settings=Settings(**settings))
+    return SweepRequest(
+        model="smollm2-135m", device="auto", dtype="auto", revision=None, prompt=prompt, settings=Settings(**settings)
+    )
 
 
 def test_a_request_is_a_frozen_key_of_its_fields():
@@ -49,9 +50,10 @@ def test_store_computes_each_key_once_for_concurrent_sessions():
         return _sweep(10)
 
     got = []
-    threads = [threading.Thread(target=lambda: got.append(store.get_or_compute(request(), compute,
-                                                                               lambda: waits.append(1))))
-               for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: got.append(store.get_or_compute(request(), compute, lambda: waits.append(1))))
+        for _ in range(6)
+    ]
     for t in threads:
         t.start()
     for t in threads:

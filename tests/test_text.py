@@ -35,7 +35,7 @@ def test_a_position_equals_the_text_cut_after_it(family):
         cut = trace_prompt(lm, TEXT[: t + 1], SETTINGS)
         _same(at, cut, tol=0.0)
         ids = lm.tokenizer(TEXT)["input_ids"]
-        assert at.position == t and at.tokens == cut.tokens and at.next_token == lm.tokenizer.decode(ids[t + 1: t + 2])
+        assert at.position == t and at.tokens == cut.tokens and at.next_token == lm.tokenizer.decode(ids[t + 1 : t + 2])
         assert at.layout.n_tokens == t + 1
 
 
@@ -79,7 +79,9 @@ def test_target_and_foil_at_full_size_equal_the_full_model():
     # the target does not change the order
     np.testing.assert_array_equal(trace.order, trace_prompt(lm, TEXT, Settings(controls=True)).order)
     # by default the target is the text's next token, else the full model's top-1
-    assert trace_prompt(lm, TEXT, Settings(), position=4).target == lm.tokenizer.decode(lm.tokenizer(TEXT[5])["input_ids"])
+    assert trace_prompt(lm, TEXT, Settings(), position=4).target == lm.tokenizer.decode(
+        lm.tokenizer(TEXT[5])["input_ids"]
+    )
     last = trace_prompt(lm, TEXT, Settings())
     assert last.target == last.full.top[0].token and last.foil is None and last.full.target_logit_diff is None
     assert f'"target": "{name("x")}"' in trace.to_json()
@@ -106,10 +108,17 @@ def test_a_continuation_traces_every_generated_token():
     assert [p.next_token for p in strip.positions] == strip.tokens[n_prompt:]
 
 
-@pytest.mark.parametrize("spec, expected", [
-    (None, list(range(1, 6))), ("2:", [2, 3, 4, 5]), (":3", [1, 2]), ("-1", [5]), ("1,3,-2", [1, 3, 4]),
-    ("0:6:2", [2, 4]),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        (None, list(range(1, 6))),
+        ("2:", [2, 3, 4, 5]),
+        (":3", [1, 2]),
+        ("-1", [5]),
+        ("1,3,-2", [1, 3, 4]),
+        ("0:6:2", [2, 4]),
+    ],
+)
 def test_position_specs(spec, expected):
     assert parse_positions(spec, 6) == expected
 

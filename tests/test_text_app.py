@@ -21,10 +21,10 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from explorer import DEFAULT_MODEL, Settings, load_model, trace_prompt  # noqa: E402
-from explorer.text import generate, trace_text  # noqa: E402
-from explorer.views import labels, strip  # noqa: E402
-from ui import state as app_state  # noqa: E402
+from explorer import DEFAULT_MODEL, Settings, load_model, trace_prompt
+from explorer.text import generate, trace_text
+from explorer.views import labels, strip
+from ui import state as app_state
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -77,8 +77,12 @@ def chips(at: AppTest) -> pd.DataFrame:
 
 def click_chip(at: AppTest, position: int) -> AppTest:
     states = at._tree.get_widget_states()
-    states.widgets.append(WidgetState(id=strip_chart(at).proto.id, string_value=json.dumps(
-        {"selection": {strip.SELECTION: [{"position": position}]}})))
+    states.widgets.append(
+        WidgetState(
+            id=strip_chart(at).proto.id,
+            string_value=json.dumps({"selection": {strip.SELECTION: [{"position": position}]}}),
+        )
+    )
     return at._run(states)
 
 
@@ -109,7 +113,8 @@ def test_the_strip_shows_the_engines_numbers_and_a_click_opens_the_trace_page(lm
     at.radio(key="strip_colour").set_value("entropy")
     ok(at.run())
     assert chips(at).set_index("position")["value"].dropna().tolist() == pytest.approx(
-        [p.entropy for p in text_trace.positions], rel=1e-6)
+        [p.entropy for p in text_trace.positions], rel=1e-6
+    )
     at.radio(key="strip_colour").set_value("tv")
     ok(at.run())
     size = at.select_slider(key="strip_size").value
@@ -153,11 +158,18 @@ def test_the_trace_page_reads_position_target_and_foil_from_the_url(lm):
     qp = dict(at.query_params)
     assert (qp["position"], qp["target"], qp["foil"]) == ("2", " the", " France")
     # the curves' figure holds the target's and foil's probabilities across sizes
-    data = pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas()
-                      for d in at.get("vega_lite_chart")[2].proto.datasets if d.data.data], ignore_index=True)
+    data = pd.concat(
+        [
+            pa.ipc.open_stream(d.data.data).read_all().to_pandas()
+            for d in at.get("vega_lite_chart")[2].proto.datasets
+            if d.data.data
+        ],
+        ignore_index=True,
+    )
     target_rows = data[(data.get("series") == "target ' the'") & data["size"].notna()]
     assert target_rows.sort_values("size")["value"].tolist() == pytest.approx(
-        [s.trace.target_prob for s in reference.strata], rel=1e-5)
+        [s.trace.target_prob for s in reference.strata], rel=1e-5
+    )
 
 
 def test_the_trace_page_chooses_a_position_and_a_target_from_the_top_tokens(lm):

@@ -35,8 +35,9 @@ def test_trace_modes_equal_one_trace_per_mode(family):
     both = trace_modes(lm, "a tiny prompt", settings, gold=" x")
     assert [t.settings.mode for t in both] == ["all", "attention-kept"]
     for tr in both:
-        one = trace_prompt(lm, "a tiny prompt", Settings(mode=tr.settings.mode, controls=True,
-                                                          sizes=(0.01, 0.1, 0.5, 1.0)), gold=" x")
+        one = trace_prompt(
+            lm, "a tiny prompt", Settings(mode=tr.settings.mode, controls=True, sizes=(0.01, 0.1, 0.5, 1.0)), gold=" x"
+        )
         assert np.array_equal(tr.order, one.order)
         for a, b in zip(tr.strata, one.strata):
             assert sorted(a.outputs) == sorted(b.outputs) == ["inverse", "random", "trace"]

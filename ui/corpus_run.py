@@ -28,12 +28,18 @@ from ui.safe import plain
 from ui.state import cached_model, max_prompt_chars, unexpected_error
 
 UPLOAD = "upload"
-SOURCES = {PROJECT: "the project's prompt set", BIBLE: "the King James Bible (Debian bible-kjv)",
-           FORTUNES: "fortunes (Debian fortunes)", UPLOAD: "an uploaded file (.txt, .csv or .jsonl)"}
+SOURCES = {
+    PROJECT: "the project's prompt set",
+    BIBLE: "the King James Bible (Debian bible-kjv)",
+    FORTUNES: "fortunes (Debian fortunes)",
+    UPLOAD: "an uploaded file (.txt, .csv or .jsonl)",
+}
 UPLOAD_TYPES = ["txt", "csv", "jsonl"]
 QUICK_SIZES = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
-GRIDS = {"full": f"the {len(DEFAULT_SIZES)}-size grid (the method)",
-         "quick": f"quick: {len(QUICK_SIZES)} sizes (coarse densities)"}
+GRIDS = {
+    "full": f"the {len(DEFAULT_SIZES)}-size grid (the method)",
+    "quick": f"quick: {len(QUICK_SIZES)} sizes (coarse densities)",
+}
 
 
 def max_window(cfg: AppConfig) -> int:
@@ -71,22 +77,35 @@ def run_form(cfg: AppConfig) -> None:
             source = c1.radio("Source", sources, format_func=SOURCES.get, key="run_source")
             upload, column = None, "text"
             if cfg.allow_uploads:
-                upload = c2.file_uploader("Corpus file (one prompt per line, or a text column)", type=UPLOAD_TYPES,
-                                          key="run_upload")
+                upload = c2.file_uploader(
+                    "Corpus file (one prompt per line, or a text column)", type=UPLOAD_TYPES, key="run_upload"
+                )
                 column = c2.text_input("Text column (CSV, JSONL)", value="text", key="run_column")
             c1, c2, c3 = st.columns(3)
             model = c1.selectbox("Model", list(cfg.models), key="run_model")
             other = ""
             if cfg.allow_other_models:
                 other = c1.text_input("or a hub id / local folder", key="run_model_other", placeholder="org/name")
-            limit = c2.number_input("Prompts (the first N)", min_value=1, max_value=cfg.corpus_max_prompts,
-                                    value=min(10, cfg.corpus_max_prompts), step=1, key="run_limit",
-                                    help="a CPU traces a prompt in seconds; a GPU much faster")
-            window = c2.number_input("Word window (0: whole texts)", min_value=0, max_value=max_window(cfg), value=0,
-                                     step=1, key="run_window",
-                                     help="cut texts into windows of N words, the next word as the gold target "
-                                     f"(the papers: 40; here at most {max_window(cfg)}, prompts of at most "
-                                     f"{cfg.max_prompt_tokens} tokens)")
+            limit = c2.number_input(
+                "Prompts (the first N)",
+                min_value=1,
+                max_value=cfg.corpus_max_prompts,
+                value=min(10, cfg.corpus_max_prompts),
+                step=1,
+                key="run_limit",
+                help="a CPU traces a prompt in seconds; a GPU much faster",
+            )
+            window = c2.number_input(
+                "Word window (0: whole texts)",
+                min_value=0,
+                max_value=max_window(cfg),
+                value=0,
+                step=1,
+                key="run_window",
+                help="cut texts into windows of N words, the next word as the gold target "
+                f"(the papers: 40; here at most {max_window(cfg)}, prompts of at most "
+                f"{cfg.max_prompt_tokens} tokens)",
+            )
             grid = c3.radio("Sizes", list(GRIDS), format_func=GRIDS.get, key="run_grid")
             weighting = c3.selectbox("Edge weight", WEIGHTINGS, key="run_weighting")
             c1, c2, c3 = st.columns(3)
@@ -95,18 +114,33 @@ def run_form(cfg: AppConfig) -> None:
             count = c2.checkbox("Token frequencies of the whole source", value=True, key="run_frequencies")
             out = ""
             if cfg.allow_local_paths:
-                out = c3.text_input("Output folder", key="run_out",
-                                    placeholder=str(cache_dir() / "runs" / "<model>-<source>-<N>"))
+                out = c3.text_input(
+                    "Output folder", key="run_out", placeholder=str(cache_dir() / "runs" / "<model>-<source>-<N>")
+                )
             overwrite = False  # a demo replaces nothing: its runs go to the session's own folder
             if not cfg.demo:
                 overwrite = c3.checkbox("Replace a different run in that folder", key="run_overwrite")
             submitted = st.form_submit_button("Run", type="primary")
         if submitted:
             st.session_state.corpus_run_open = True
-            run_now(cfg, dict(source=source, upload=upload, column=column.strip() or "text",
-                         model=other.strip() or model, limit=int(limit), window=int(window) or None, grid=grid,
-                         weighting=weighting, modes=modes, controls=controls, count=count, out=out.strip(),
-                         overwrite=overwrite))
+            run_now(
+                cfg,
+                dict(
+                    source=source,
+                    upload=upload,
+                    column=column.strip() or "text",
+                    model=other.strip() or model,
+                    limit=int(limit),
+                    window=int(window) or None,
+                    grid=grid,
+                    weighting=weighting,
+                    modes=modes,
+                    controls=controls,
+                    count=count,
+                    out=out.strip(),
+                    overwrite=overwrite,
+                ),
+            )
         message = st.session_state.get("corpus_run_message")
         if message:
             st.success(message)  # made of plain() parts
@@ -144,8 +178,10 @@ def run_now(cfg: AppConfig, p: dict) -> None:
     start = time.perf_counter()
 
     def progress(done: int, total: int, message: str) -> None:
-        bar.progress(min(done / max(total, 1), 1.0),
-                     text=f"{done}/{total} prompts · {plain(message)} ({time.perf_counter() - start:.0f} s)")
+        bar.progress(
+            min(done / max(total, 1), 1.0),
+            text=f"{done}/{total} prompts · {plain(message)} ({time.perf_counter() - start:.0f} s)",
+        )
 
     try:
         cfg.check_model(p["model"])
@@ -162,23 +198,37 @@ def run_now(cfg: AppConfig, p: dict) -> None:
             spec, name = save_upload(p["upload"]), Path(p["upload"].name).stem
         else:
             spec, name = p["source"], p["source"]
-        corpus = drop_long(read_source(spec, limit=p["limit"], window=p["window"], column=p["column"]),
-                           max_prompt_chars(cfg))
+        corpus = drop_long(
+            read_source(spec, limit=p["limit"], window=p["window"], column=p["column"]), max_prompt_chars(cfg)
+        )
         bar.progress(0.0, text=f"loading {plain(p['model'])}")
         lm, _ = cached_model(p["model"], cfg.device, cfg.dtype, None, cfg.trust_remote_code)
         sizes = QUICK_SIZES if p["grid"] == "quick" else DEFAULT_SIZES
-        settings = Settings(weighting=p["weighting"], controls=p["controls"], sizes=sizes,
-                            max_tokens=cfg.max_prompt_tokens)
+        settings = Settings(
+            weighting=p["weighting"], controls=p["controls"], sizes=sizes, max_tokens=cfg.max_prompt_tokens
+        )
         folder = folder or runs_folder(cfg) / run_folder_name(p, name)
-        summary = start_corpus_run(CorpusRequest(
-            model=lm, source=corpus, out=folder, settings=settings, modes=tuple(p["modes"]), limit=p["limit"],
-            window=p["window"], column=p["column"], frequencies=spec if p["count"] else None,
-            freq_column=p["column"], overwrite=p["overwrite"] and not cfg.demo, progress=progress))
+        summary = start_corpus_run(
+            CorpusRequest(
+                model=lm,
+                source=corpus,
+                out=folder,
+                settings=settings,
+                modes=tuple(p["modes"]),
+                limit=p["limit"],
+                window=p["window"],
+                column=p["column"],
+                frequencies=spec if p["count"] else None,
+                freq_column=p["column"],
+                overwrite=p["overwrite"] and not cfg.demo,
+                progress=progress,
+            )
+        )
     except ExplorerError as exc:
         bar.empty()
         st.error(plain(short_paths(str(exc))))
         return
-    except Exception as exc:  # noqa: BLE001 - the page must stay usable
+    except Exception as exc:
         bar.empty()
         unexpected_error("during the corpus run", exc)
         return
@@ -189,7 +239,8 @@ def run_now(cfg: AppConfig, p: dict) -> None:
     left_out = f"; {len(left)} rows of the source left out ({plain(left[0].reason)})" if left else ""
     st.session_state.corpus_run_message = (
         f"Traced {summary.traced} prompts ({summary.already} already there{failed}) in {summary.seconds:.1f} s"
-        f"{left_out}; results in {plain(name)}, now among the results shown.")
+        f"{left_out}; results in {plain(name)}, now among the results shown."
+    )
     runs = st.session_state.setdefault(RUNS, [])
     if name not in runs:
         runs.append(name)

@@ -41,12 +41,26 @@ def pages() -> list[st.Page]:
     return [page(spec) for spec in PAGES]
 
 
-def open_in_trace_page(model: str, prompt: str, mode: str | None = None, weighting: str | None = None,
-                       position: int | None = None, target: str | None = None, foil: str | None = None) -> None:
+def open_in_trace_page(
+    model: str,
+    prompt: str,
+    mode: str | None = None,
+    weighting: str | None = None,
+    position: int | None = None,
+    target: str | None = None,
+    foil: str | None = None,
+) -> None:
     """Switch to the Trace page showing ``prompt`` on ``model`` (and the given mode and weighting), traced
     at ``position`` (``None``: the last) with ``target`` and ``foil`` (``None``: the defaults)."""
-    st.session_state[OPEN_REQUEST] = {"model": model, "prompt": prompt, "mode": mode, "weighting": weighting,
-                                      "position": position, "target": target, "foil": foil}
+    st.session_state[OPEN_REQUEST] = {
+        "model": model,
+        "prompt": prompt,
+        "mode": mode,
+        "weighting": weighting,
+        "position": position,
+        "target": target,
+        "foil": foil,
+    }
     st.switch_page(page(TRACE))
 
 

@@ -95,13 +95,21 @@ def results_sidebar(cfg: AppConfig, prefix: str) -> str:
     the ablation mode shown; returns the mode."""
     sb = st.sidebar
     sb.header("Results")
-    sb.multiselect("Shipped results and this session's runs", offered_results(), key=f"{prefix}_results",
-                   help="precomputed corpus runs that come with the explorer (one per model and corpus), and "
-                   "this session's runs on the Corpus page")
+    sb.multiselect(
+        "Shipped results and this session's runs",
+        offered_results(),
+        key=f"{prefix}_results",
+        help="precomputed corpus runs that come with the explorer (one per model and corpus), and "
+        "this session's runs on the Corpus page",
+    )
     if cfg.allow_local_paths:
-        sb.text_area("Results folders, one per line", key=f"{prefix}_folders", height=80,
-                     placeholder="~/.cache/s-trace-explorer/runs/...",
-                     help="folders written by a corpus run (the Corpus page's, or python -m explorer corpus --out)")
+        sb.text_area(
+            "Results folders, one per line",
+            key=f"{prefix}_folders",
+            height=80,
+            placeholder="~/.cache/s-trace-explorer/runs/...",
+            help="folders written by a corpus run (the Corpus page's, or python -m explorer corpus --out)",
+        )
     sb.header("View")
     return sb.radio("Ablation mode", list(ct.MODE_CHOICES), format_func=ct.MODE_CHOICES.get, key=f"{prefix}_mode")
 
@@ -123,8 +131,11 @@ def chosen_results(cfg: AppConfig, prefix: str) -> list[tuple[str, Path]]:
     names = st.session_state.get(f"{prefix}_results", [])
     chosen = [(n, (run_folder(n) or Path(n)) if n in runs else shipped_root() / n) for n in names]
     if cfg.allow_local_paths:
-        chosen += [(line.strip(), Path(line.strip()).expanduser())
-                   for line in st.session_state.get(f"{prefix}_folders", "").splitlines() if line.strip()]
+        chosen += [
+            (line.strip(), Path(line.strip()).expanduser())
+            for line in st.session_state.get(f"{prefix}_folders", "").splitlines()
+            if line.strip()
+        ]
     out, seen = [], set()
     for name, folder in chosen:
         key = str(folder.resolve()) if folder.exists() else str(folder)
@@ -142,7 +153,7 @@ def load_chosen(chosen: list[tuple[str, Path]]) -> list[Results]:
             results.append(cached_results(str(folder), ct.signature(folder)))
         except ExplorerError as exc:
             st.error(f"Cannot show {code(name)}: {plain(short_paths(str(exc)))}")
-        except Exception as exc:  # noqa: BLE001 - the page must stay usable
+        except Exception as exc:
             unexpected_error(f"while reading {code(name)}", exc)
     return results
 
@@ -159,8 +170,9 @@ def share_results_in_url(chosen: list[tuple[str, Path]], mode: str) -> None:
 # ---------------------------------------------------------------------------------------------- the page
 
 
-def results_page(cfg: AppConfig, page: ResultsPage, title: str, caption: str, before=None,
-                 sidebar=None) -> Shown | None:
+def results_page(
+    cfg: AppConfig, page: ResultsPage, title: str, caption: str, before=None, sidebar=None
+) -> Shown | None:
     """The frame of a results page: title and caption, the sidebar's state and choice of results (then
     ``sidebar()``'s own widgets, whose values it returns), ``before(cfg)`` drawn above the results (the
     Corpus page's run form), the URL kept in step, the results loaded and a summary of what they hold.
@@ -178,8 +190,10 @@ def results_page(cfg: AppConfig, page: ResultsPage, title: str, caption: str, be
     results = load_chosen(chosen)
     if not page.positions:
         for r in (r for r in results if r.all_positions):
-            st.info(f"{plain(display_name(r.folder))} is an all-positions run (one row per position of each text): "
-                    "the Corpus page shows it.")
+            st.info(
+                f"{plain(display_name(r.folder))} is an all-positions run (one row per position of each text): "
+                "the Corpus page shows it."
+            )
         results = [r for r in results if not r.all_positions]
     if len(results) < page.need:
         if not chosen or page.need > 1:  # else every chosen folder failed, and said why
@@ -211,8 +225,14 @@ def _curves(shown: Shown) -> None:
 
 def correlation_table(frame) -> None:
     """A table of Spearman correlations: ``rho`` signed to 3 decimals, ``p`` to 2 significant digits."""
-    st.dataframe(frame, hide_index=True, column_config={
-        "rho": st.column_config.NumberColumn(format="%+.3f"), "p": st.column_config.NumberColumn(format="%.2g")})
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config={
+            "rho": st.column_config.NumberColumn(format="%+.3f"),
+            "p": st.column_config.NumberColumn(format="%.2g"),
+        },
+    )
 
 
 def selected_prompt(row: dict | None, heading: str) -> list | None:

@@ -60,7 +60,7 @@ def run_folder(name: str) -> Path | None:
     if not name.startswith(PREFIX) or "\\" in name or "\x00" in name:
         return None
     try:
-        folder = (runs_root() / name[len(PREFIX):]).resolve()
+        folder = (runs_root() / name[len(PREFIX) :]).resolve()
     except (OSError, ValueError, RuntimeError):
         return None
     return folder if _inside(folder, runs_root()) else None

@@ -55,9 +55,11 @@ def app_config() -> AppConfig:
 def demo_banner(cfg: AppConfig) -> None:
     """In demo mode, the banner that says what the demo allows."""
     if cfg.demo:
-        st.info(f"**Demo**: the models {', '.join(cfg.models)}, prompts of at most {cfg.max_prompt_tokens} tokens, "
-                f"corpus runs of at most {cfg.corpus_max_prompts} prompts. Run it on your own machine for more.",
-                icon=":material/science:")
+        st.info(
+            f"**Demo**: the models {', '.join(cfg.models)}, prompts of at most {cfg.max_prompt_tokens} tokens, "
+            f"corpus runs of at most {cfg.corpus_max_prompts} prompts. Run it on your own machine for more.",
+            icon=":material/science:",
+        )
 
 
 def host_devices() -> list[str]:
@@ -102,7 +104,6 @@ def show_error_details(cfg: AppConfig) -> None:
     st.set_option("client.showErrorDetails", "type" if cfg.demo else _ERROR_DETAILS)
 
 
-
 def unexpected_error(what: str, exc: BaseException) -> None:
     """An unexpected failure ``what`` ("while tracing"): the traceback goes to the server's log; the page
     shows one line, and outside demo mode the message and the traceback under "Details"."""
@@ -126,8 +127,10 @@ def check_prompt_chars(text: str, what: str = "prompt") -> None:
     cfg = app_config()
     limit = max_prompt_chars(cfg)
     if len(text) > limit:
-        raise BadPrompt(f"the {what} has {len(text):,} characters; the limit here is {limit:,} characters "
-                        f"({cfg.max_prompt_tokens} tokens): shorten it")
+        raise BadPrompt(
+            f"the {what} has {len(text):,} characters; the limit here is {limit:,} characters "
+            f"({cfg.max_prompt_tokens} tokens): shorten it"
+        )
 
 
 # ---------------------------------------------------------------------------------------- models, sweeps
@@ -164,23 +167,51 @@ def strip_store() -> SweepStore[StripRequest, Strip]:
 
 def settings_for(weighting: str, mode: str, controls: bool = False, compare_modes: bool = False) -> Settings:
     """A page's trace settings under the configuration (its token cap)."""
-    return Settings(weighting=weighting, mode=cast(Mode, mode), controls=controls, compare_modes=compare_modes,
-                    max_tokens=app_config().max_prompt_tokens)
+    return Settings(
+        weighting=weighting,
+        mode=cast(Mode, mode),
+        controls=controls,
+        compare_modes=compare_modes,
+        max_tokens=app_config().max_prompt_tokens,
+    )
 
 
-def sweep_request(model_id: str, device: str, dtype: str, revision: str | None, prompt: str, weighting: str,
-                  mode: str, controls: bool, compare_modes: bool, gold: str | None = None,
-                  position: int | None = None, target: str | None = None, foil: str | None = None) -> SweepRequest:
+def sweep_request(
+    model_id: str,
+    device: str,
+    dtype: str,
+    revision: str | None,
+    prompt: str,
+    weighting: str,
+    mode: str,
+    controls: bool,
+    compare_modes: bool,
+    gold: str | None = None,
+    position: int | None = None,
+    target: str | None = None,
+    foil: str | None = None,
+) -> SweepRequest:
     """The request of a page's inputs under the configuration (its token cap and remote-code rule); an
     empty target or foil is the default."""
     cfg = app_config()
     if device not in device_options(cfg) or dtype not in dtype_options(cfg):
-        raise BadSetting(f"the device {device!r} with dtype {dtype!r} is not offered here; choose one "
-                         f"of {', '.join(device_options(cfg))} and {', '.join(dtype_options(cfg))}")
-    return SweepRequest(model=model_id, device=device, dtype=dtype, revision=revision, prompt=prompt,
-                        settings=settings_for(weighting, mode, controls, compare_modes), gold=gold,
-                        trust_remote_code=cfg.trust_remote_code, position=position, target=target or None,
-                        foil=foil or None)
+        raise BadSetting(
+            f"the device {device!r} with dtype {dtype!r} is not offered here; choose one "
+            f"of {', '.join(device_options(cfg))} and {', '.join(dtype_options(cfg))}"
+        )
+    return SweepRequest(
+        model=model_id,
+        device=device,
+        dtype=dtype,
+        revision=revision,
+        prompt=prompt,
+        settings=settings_for(weighting, mode, controls, compare_modes),
+        gold=gold,
+        trust_remote_code=cfg.trust_remote_code,
+        position=position,
+        target=target or None,
+        foil=foil or None,
+    )
 
 
 def prompt_tokens(model_id: str, device: str, dtype: str, revision: str | None, prompt: str) -> list[str] | None:
@@ -195,7 +226,7 @@ def prompt_tokens(model_id: str, device: str, dtype: str, revision: str | None, 
         with st.spinner("loading the model"):
             lm, _ = cached_model(model_id, device, dtype, revision, cfg.trust_remote_code)
         ids = list(lm.tokenizer(prompt)["input_ids"])
-    except Exception:  # noqa: BLE001 - the sweep shows the error
+    except Exception:
         return None
     if len(ids) > cfg.max_prompt_tokens:
         return None
@@ -214,16 +245,25 @@ def compute_sweep(request: SweepRequest, progress=None) -> Sweep:
         from explorer.trace import trace_prompt
 
         report(0.0, "loading the model")
-        lm, load_s = cached_model(request.model, request.device, request.dtype, request.revision,
-                                  request.trust_remote_code)
+        lm, load_s = cached_model(
+            request.model, request.device, request.dtype, request.revision, request.trust_remote_code
+        )
         start = time.perf_counter()
-        trace = trace_prompt(lm, request.prompt, request.settings, gold=request.gold,
-                             progress=lambda f, m: report(0.05 + 0.85 * f, m), position=request.position,
-                             target=request.target, foil=request.foil)
+        trace = trace_prompt(
+            lm,
+            request.prompt,
+            request.settings,
+            gold=request.gold,
+            progress=lambda f, m: report(0.05 + 0.85 * f, m),
+            position=request.position,
+            target=request.target,
+            foil=request.foil,
+        )
         return Sweep(trace, load_s, time.perf_counter() - start)
 
-    return sweep_store().get_or_compute(request, compute,
-                                        on_wait=lambda: report(0.0, "waiting: another session is tracing this prompt"))
+    return sweep_store().get_or_compute(
+        request, compute, on_wait=lambda: report(0.0, "waiting: another session is tracing this prompt")
+    )
 
 
 def with_progress(compute, progress_text=None):
@@ -237,7 +277,7 @@ def with_progress(compute, progress_text=None):
         bar.empty()
         st.error(plain(str(exc)))
         return None
-    except Exception as exc:  # noqa: BLE001 - the page must stay usable
+    except Exception as exc:
         bar.empty()
         unexpected_error("while tracing", exc)
         return None
@@ -264,8 +304,9 @@ def compute_strip(request: StripRequest, progress=None) -> Strip:
         from explorer.text import trace_continuation, trace_text
 
         report(0.0, "loading the model")
-        lm, load_s = cached_model(request.model, request.device, request.dtype, request.revision,
-                                  request.trust_remote_code)
+        lm, load_s = cached_model(
+            request.model, request.device, request.dtype, request.revision, request.trust_remote_code
+        )
         start = time.perf_counter()
         step = lambda f, m: report(0.02 + 0.97 * f, m)
         gen = request.generation
@@ -273,12 +314,22 @@ def compute_strip(request: StripRequest, progress=None) -> Strip:
             text = trace_text(lm, request.text, request.settings, progress=step)
         else:
             report(0.01, f"generating {gen.n_tokens} tokens")
-            text = trace_continuation(lm, request.text, gen.n_tokens, request.settings, temperature=gen.temperature,
-                                      top_p=gen.top_p, greedy=gen.greedy, seed=gen.seed, progress=step)
+            text = trace_continuation(
+                lm,
+                request.text,
+                gen.n_tokens,
+                request.settings,
+                temperature=gen.temperature,
+                top_p=gen.top_p,
+                greedy=gen.greedy,
+                seed=gen.seed,
+                progress=step,
+            )
         return Strip.of(text, load_s, time.perf_counter() - start)
 
-    return strip_store().get_or_compute(request, compute,
-                                        on_wait=lambda: report(0.0, "waiting: another session is tracing this text"))
+    return strip_store().get_or_compute(
+        request, compute, on_wait=lambda: report(0.0, "waiting: another session is tracing this text")
+    )
 
 
 # ---------------------------------------------------------------------------------------- page sections
@@ -291,18 +342,24 @@ def section(title: str, caption: str, draw, *args, **kwargs) -> None:
     st.caption(caption)
     try:
         draw(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         LOG.error("the view %r could not be drawn", title, exc_info=exc)
-        st.error(f"This view could not be drawn: {plain(str(exc))}"
-                 if not app_config().demo else f"This view could not be drawn ({type(exc).__name__}).")
+        st.error(
+            f"This view could not be drawn: {plain(str(exc))}"
+            if not app_config().demo
+            else f"This view could not be drawn ({type(exc).__name__})."
+        )
 
 
 def view(title: str, caption: str):
     """Decorator: the function draws a :func:`section`."""
+
     def wrap(draw):
         def run(*args, **kwargs):
             section(title, caption, draw, *args, **kwargs)
+
         return run
+
     return wrap
 
 
@@ -350,10 +407,22 @@ def debug_panel(sweep: Sweep | None = None) -> None:
         st.markdown("**Memory**")
         st.json(mem)
         store = sweep_store()
-        st.markdown(f"**Sweep cache**: {len(store.items)} of {store.max_entries} entries, "
-                    f"{store.nbytes / 2**20:.1f} of {store.max_bytes / 2**20:.0f} MiB")
-        st.dataframe([{"model": r.model, "prompt": r.prompt[:60], "weights": r.settings.weighting,
-                       "mode": r.settings.mode, "MiB": round(s.nbytes / 2**20, 2)}
-                      for r, s in list(store.items.items())], hide_index=True)
+        st.markdown(
+            f"**Sweep cache**: {len(store.items)} of {store.max_entries} entries, "
+            f"{store.nbytes / 2**20:.1f} of {store.max_bytes / 2**20:.0f} MiB"
+        )
+        st.dataframe(
+            [
+                {
+                    "model": r.model,
+                    "prompt": r.prompt[:60],
+                    "weights": r.settings.weighting,
+                    "mode": r.settings.mode,
+                    "MiB": round(s.nbytes / 2**20, 2),
+                }
+                for r, s in list(store.items.items())
+            ],
+            hide_index=True,
+        )
         st.markdown("**Models loaded**")
         st.json({name: f"{seconds:.1f} s" for name, seconds in LOADED.items()})

@@ -55,10 +55,15 @@ def choose_position(tokens: list[str] | None, prompt_key) -> int | None:
         state.position = n - 1
     state.position_of = prompt_key
     labels = token_labels(tokens)
-    st.pills("Trace the prediction after the token", list(range(1, n)), format_func=lambda t: labels[t],
-             key="position", required=True,
-             help=f"Click a token: the trace explains the model's prediction after it (of the token that follows). "
-                  f"The first token, {quoted(tokens[0])}, has nothing before it to trace. Default: the last token.")
+    st.pills(
+        "Trace the prediction after the token",
+        list(range(1, n)),
+        format_func=lambda t: labels[t],
+        key="position",
+        required=True,
+        help=f"Click a token: the trace explains the model's prediction after it (of the token that follows). "
+        f"The first token, {quoted(tokens[0])}, has nothing before it to trace. Default: the last token.",
+    )
     return int(state.position)
 
 
@@ -105,13 +110,18 @@ def url_params(trace: Trace) -> dict[str, str]:
 
 
 def default_target(trace: Trace) -> str:
-    return ("the text's next token" if trace.next_token is not None and trace.next_token == trace.target
-            else "the full model's top-1")
+    return (
+        "the text's next token"
+        if trace.next_token is not None and trace.next_token == trace.target
+        else "the full model's top-1"
+    )
 
 
-CAPTION = ("Below: the probability each subgraph gives the target token (solid) and the foil (dashed), and "
-           "their logit difference; dotted: the full model's. The greedy order does not depend on the target or "
-           "the foil (the method is target-free): only this measurement does.")
+CAPTION = (
+    "Below: the probability each subgraph gives the target token (solid) and the foil (dashed), and "
+    "their logit difference; dotted: the full model's. The greedy order does not depend on the target or "
+    "the foil (the method is target-free): only this measurement does."
+)
 
 
 def draw_target(sweep: Sweep, index: int) -> None:
@@ -120,27 +130,67 @@ def draw_target(sweep: Sweep, index: int) -> None:
     tr = sweep.trace
     top = [tp.token for tp in tr.full.top]
     c = st.columns(4)
-    c[0].text_input("Target token", key="target", placeholder=f"default: {repr(tr.target)}",
-                    help="The token whose probability is followed; its first token counts (a leading space "
-                         "matters: ' Paris'). Empty: the text's next token, else the full model's top-1.")
-    c[1].text_input("Foil token (optional)", key="foil", placeholder="none",
-                    help="A second token, compared with the target by their logit difference.")
-    c[2].selectbox("Pick the target from the top tokens", top, index=None, key="target_pick", format_func=repr,
-                   on_change=_pick, args=("target",), placeholder="the full model's top tokens")
-    c[3].selectbox("Pick the foil from the top tokens", top, index=None, key="foil_pick", format_func=repr,
-                   on_change=_pick, args=("foil",), placeholder="the full model's top tokens")
+    c[0].text_input(
+        "Target token",
+        key="target",
+        placeholder=f"default: {repr(tr.target)}",
+        help="The token whose probability is followed; its first token counts (a leading space "
+        "matters: ' Paris'). Empty: the text's next token, else the full model's top-1.",
+    )
+    c[1].text_input(
+        "Foil token (optional)",
+        key="foil",
+        placeholder="none",
+        help="A second token, compared with the target by their logit difference.",
+    )
+    c[2].selectbox(
+        "Pick the target from the top tokens",
+        top,
+        index=None,
+        key="target_pick",
+        format_func=repr,
+        on_change=_pick,
+        args=("target",),
+        placeholder="the full model's top tokens",
+    )
+    c[3].selectbox(
+        "Pick the foil from the top tokens",
+        top,
+        index=None,
+        key="foil_pick",
+        format_func=repr,
+        on_change=_pick,
+        args=("foil",),
+        placeholder="the full model's top tokens",
+    )
     chosen = bool(st.session_state.get("target"))
-    st.caption(f"Target: {quoted(tr.target)}" + ("" if chosen else f" ({default_target(tr)})")
-               + f" · foil: {quoted(tr.foil)}")
+    st.caption(
+        f"Target: {quoted(tr.target)}" + ("" if chosen else f" ({default_target(tr)})") + f" · foil: {quoted(tr.foil)}"
+    )
     out = tr.strata[index].trace
     m = st.columns(3)
     if out.target_prob is not None and tr.full.target_prob is not None:
-        m[0].metric("P(target) here", f"{out.target_prob:.3f}", f"full: {tr.full.target_prob:.3f}", delta_color="off",
-                    delta_arrow="off")
+        m[0].metric(
+            "P(target) here",
+            f"{out.target_prob:.3f}",
+            f"full: {tr.full.target_prob:.3f}",
+            delta_color="off",
+            delta_arrow="off",
+        )
     if out.foil_prob is not None and tr.full.foil_prob is not None:
-        m[1].metric("P(foil) here", f"{out.foil_prob:.3f}", f"full: {tr.full.foil_prob:.3f}", delta_color="off",
-                    delta_arrow="off")
+        m[1].metric(
+            "P(foil) here",
+            f"{out.foil_prob:.3f}",
+            f"full: {tr.full.foil_prob:.3f}",
+            delta_color="off",
+            delta_arrow="off",
+        )
     if out.target_logit_diff is not None and tr.full.target_logit_diff is not None:
-        m[2].metric("Logit difference here", f"{out.target_logit_diff:+.2f}",
-                    f"full: {tr.full.target_logit_diff:+.2f}", delta_color="off", delta_arrow="off",
-                    help="log P(target) - log P(foil) under the subgraph")
+        m[2].metric(
+            "Logit difference here",
+            f"{out.target_logit_diff:+.2f}",
+            f"full: {tr.full.target_logit_diff:+.2f}",
+            delta_color="off",
+            delta_arrow="off",
+            help="log P(target) - log P(foil) under the subgraph",
+        )

@@ -17,10 +17,14 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog=prog, description="s-Trace Explorer")
     sub = top.add_subparsers(dest="command", required=True)
     trace_command.add_arguments(sub.add_parser("trace", help="trace one prompt over all sizes and print a table"))
-    strip_command.add_arguments(sub.add_parser(
-        "strip", help="trace every position of a text (or of a generated continuation); one row per token"))
-    corpus_command.add_arguments(sub.add_parser(
-        "corpus", help="trace every prompt of a corpus; write Parquet results (resumable)"))
+    strip_command.add_arguments(
+        sub.add_parser(
+            "strip", help="trace every position of a text (or of a generated continuation); one row per token"
+        )
+    )
+    corpus_command.add_arguments(
+        sub.add_parser("corpus", help="trace every prompt of a corpus; write Parquet results (resumable)")
+    )
     return top
 
 

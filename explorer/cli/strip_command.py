@@ -23,8 +23,11 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--greedy", action="store_true", help="with --generate: the argmax each step (no sampling)")
     s.add_argument("--top-p", type=float, default=1.0, help="with --generate: nucleus sampling mass (the papers: 0.6)")
     s.add_argument("--temperature", type=float, default=1.0, help="with --generate: sampling temperature")
-    s.add_argument("--positions", default=None,
-                   help="with --text: positions to trace, e.g. 5: or 3,7,-1 or 2:20:2 (default: all from 1)")
+    s.add_argument(
+        "--positions",
+        default=None,
+        help="with --text: positions to trace, e.g. 5: or 3,7,-1 or 2:20:2 (default: all from 1)",
+    )
     s.add_argument("--mode", default="all", choices=MODES, help="ablation mode (default: %(default)s)")
     s.add_argument("--controls", action="store_true", help="also evaluate the inverse and random controls")
     s.add_argument("--json", dest="json_path", default=None, help="write the strip (and every trace) as JSON")
@@ -70,22 +73,29 @@ def check_for_model(lm, args, settings) -> None:
 def print_rows(strip, out=None) -> None:
     """One row per traced position."""
     out = out or sys.stdout
-    print(f"{'pos':>4} {'token':<14} {'next':<14} {'p(next)':>8} {'entropy':>8} {'density':>8} {'top-1 at':>9}",
-          file=out)
+    print(
+        f"{'pos':>4} {'token':<14} {'next':<14} {'p(next)':>8} {'entropy':>8} {'density':>8} {'top-1 at':>9}", file=out
+    )
     for p in strip.positions:
         mark = "*" if p.generated else " "
         kept = p.recovery.get(1)
-        print(f"{p.position:>4} {repr(p.token)[:14]:<14} {repr(p.next_token)[:13] + mark:<14} "
-              f"{fmt(p.next_token_prob):>8} {p.entropy:>8.3f} {p.density:>8.4f} {fmt(kept, 'g'):>9}", file=out)
+        print(
+            f"{p.position:>4} {repr(p.token)[:14]:<14} {repr(p.next_token)[:13] + mark:<14} "
+            f"{fmt(p.next_token_prob):>8} {p.entropy:>8.3f} {p.density:>8.4f} {fmt(kept, 'g'):>9}",
+            file=out,
+        )
     gen = " (* generated)" if strip.generated_from is not None else ""
-    print(f"model {strip.model_id}, {len(strip.tokens)} tokens, {len(strip.positions)} positions traced{gen}, "
-          f"mode {strip.settings.mode}; {strip.timings.get('total', 0.0):.2f} s", file=out)
+    print(
+        f"model {strip.model_id}, {len(strip.tokens)} tokens, {len(strip.positions)} positions traced{gen}, "
+        f"mode {strip.settings.mode}; {strip.timings.get('total', 0.0):.2f} s",
+        file=out,
+    )
 
 
 def run(args) -> int:
     from explorer.atomic import atomic_write_text
+    from explorer.inputs import check_prompt_text
     from explorer.text import trace_continuation, trace_text
-    from explorer.trace import check_prompt_text
 
     _check(args)
     settings = settings_from(args, mode=args.mode, controls=args.controls)
@@ -104,8 +114,17 @@ def run(args) -> int:
         if args.generate is None:
             strip = trace_text(lm, args.text, settings, args.positions, progress=progress)
         else:
-            strip = trace_continuation(lm, args.prompt, args.generate, settings, temperature=args.temperature,
-                                       top_p=args.top_p, greedy=args.greedy, seed=args.seed, progress=progress)
+            strip = trace_continuation(
+                lm,
+                args.prompt,
+                args.generate,
+                settings,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                greedy=args.greedy,
+                seed=args.seed,
+                progress=progress,
+            )
     finally:
         bar.close()
     print_rows(strip)

@@ -17,10 +17,15 @@ def add_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--compare-modes", action="store_true", help="also evaluate the trace in the other mode")
     t.add_argument("--controls", action="store_true", help="also evaluate the inverse and random controls")
     t.add_argument("--gold", default=None, help="the true next token, for cross-entropy")
-    t.add_argument("--position", type=int, default=None,
-                   help="trace the prediction after this token (0-based; negative from the end; default: the last)")
-    t.add_argument("--target", default=None,
-                   help="a token followed across sizes (default: the next token, else the top-1)")
+    t.add_argument(
+        "--position",
+        type=int,
+        default=None,
+        help="trace the prediction after this token (0-based; negative from the end; default: the last)",
+    )
+    t.add_argument(
+        "--target", default=None, help="a token followed across sizes (default: the next token, else the top-1)"
+    )
     t.add_argument("--foil", default=None, help="a second token: the target-minus-foil logit difference per size")
     t.add_argument("--linear-density", action="store_true", help="integrate TV over linear s (withdrawn paper)")
     t.add_argument("--json", dest="json_path", default=None, help="write the whole trace as JSON to this file")
@@ -40,33 +45,53 @@ def print_table(trace, out=None) -> None:
         row += "".join(f" {fmt(s.outputs[v].tv if v in s.outputs else None):>20}" for v in extra)
         print(row, file=out)
     rec = ", ".join(f"{k}: {'-' if v is None else f'{v:g}'}" for k, v in trace.recovery.items())
-    print(f"model {trace.model_id}, {len(trace.tokens)} tokens (position {trace.position}), "
-          f"E = {trace.n_edges} edges, weights {trace.settings.weighting}, mode {trace.settings.mode}", file=out)
-    print(f"full model top-1 {trace.full.top[0].token!r} (p = {trace.full.top[0].prob:.3f}), "
-          f"entropy {trace.full.entropy:.3f} nats", file=out)
-    print(f"density ({trace.settings.density_axis} s) {trace.density:.4f}; "
-          f"smallest size with shared nucleus >= k: {rec}", file=out)
+    print(
+        f"model {trace.model_id}, {len(trace.tokens)} tokens (position {trace.position}), "
+        f"E = {trace.n_edges} edges, weights {trace.settings.weighting}, mode {trace.settings.mode}",
+        file=out,
+    )
+    print(
+        f"full model top-1 {trace.full.top[0].token!r} (p = {trace.full.top[0].prob:.3f}), "
+        f"entropy {trace.full.entropy:.3f} nats",
+        file=out,
+    )
+    print(
+        f"density ({trace.settings.density_axis} s) {trace.density:.4f}; smallest size with shared nucleus >= k: {rec}",
+        file=out,
+    )
     if trace.target is not None:
         last = trace.strata[-1].trace
-        foil = (f", foil {trace.foil!r}: target - foil logit {fmt(last.target_logit_diff)} at s = 1"
-                if trace.foil else "")
+        foil = (
+            f", foil {trace.foil!r}: target - foil logit {fmt(last.target_logit_diff)} at s = 1" if trace.foil else ""
+        )
         print(f"target {trace.target!r}: p = {fmt(trace.full.target_prob)} in the full model{foil}", file=out)
     print(f"time {trace.timings['total']:.2f} s", file=out)
 
 
 def run(args) -> int:
+    from explorer.inputs import check_prompt_text, resolve_position
     from explorer.models.limits import check_settings
-    from explorer.trace import check_prompt_text, resolve_position, trace_prompt
+    from explorer.trace import trace_prompt
 
-    settings = settings_from(args, mode=args.mode, controls=args.controls, compare_modes=args.compare_modes,
-                             density_axis="linear" if args.linear_density else "log")
+    settings = settings_from(
+        args,
+        mode=args.mode,
+        controls=args.controls,
+        compare_modes=args.compare_modes,
+        density_axis="linear" if args.linear_density else "log",
+    )
     check_prompt_text(args.prompt)
     lm = load(args)
     position = resolve_position(args.position, n_tokens(lm, args.prompt, settings.max_tokens))
-    check_settings(lm, settings, position + 1,
-                   "this prompt" if args.position is None else f"this prompt cut after token {position}")
-    trace = trace_prompt(lm, args.prompt, settings, gold=args.gold, position=args.position, target=args.target,
-                         foil=args.foil)
+    check_settings(
+        lm,
+        settings,
+        position + 1,
+        "this prompt" if args.position is None else f"this prompt cut after token {position}",
+    )
+    trace = trace_prompt(
+        lm, args.prompt, settings, gold=args.gold, position=args.position, target=args.target, foil=args.foil
+    )
     print_table(trace)
     if args.json_path:
         from explorer.export import write_json
@@ -74,5 +99,3 @@ def run(args) -> int:
         write_json(trace, args.json_path)
         print(f"wrote {args.json_path}")
     return 0
-
-

@@ -113,6 +113,7 @@ def plan(ray, device: str, workers: int | None) -> ActorPlan:
 # would): ``after:N`` kills the first actor when it is given its (N+1)-th prompt; ``text:S`` kills any actor
 # given a prompt whose text contains ``S``; both may be given, separated by a comma.
 
+
 def actor_fault(fault: str | None, slot: int, generation: int) -> str | None:
     """The fault spec of the actor started in ``slot`` for the ``generation``-th time (from 0): ``after:N``
     applies to the very first actor only."""

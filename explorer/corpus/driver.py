@@ -68,8 +68,13 @@ class ModelSpec:
     def load(self) -> LoadedModel:
         from explorer.models.loading import load_model
 
-        return load_model(self.model_id, device=self.device, dtype=self.dtype, revision=self.revision,
-                          trust_remote_code=self.trust_remote_code)
+        return load_model(
+            self.model_id,
+            device=self.device,
+            dtype=self.dtype,
+            revision=self.revision,
+            trust_remote_code=self.trust_remote_code,
+        )
 
     def tokenizer(self):
         from explorer.models.loading import load_tokenizer
@@ -96,8 +101,16 @@ class ModelInfo:
     def of(cls, lm: LoadedModel, host: str = "", pid: int = 0) -> ModelInfo:
         from explorer.models.limits import model_context
 
-        return cls(lm.model_id, lm.revision, str(lm.dtype).removeprefix("torch."), str(lm.device),
-                   n_outputs(lm), host, pid, model_context(lm))
+        return cls(
+            lm.model_id,
+            lm.revision,
+            str(lm.dtype).removeprefix("torch."),
+            str(lm.device),
+            n_outputs(lm),
+            host,
+            pid,
+            model_context(lm),
+        )
 
 
 def n_outputs(lm: LoadedModel) -> int:
@@ -219,13 +232,23 @@ def token_cap(max_tokens: int, context: int | None) -> tuple[int, str]:
 def check_all_positions(settings: Settings, all_positions: bool) -> None:
     """An all-positions run stores each position's summary, which holds no control: refuse to trace them."""
     if all_positions and settings.controls:
-        raise BadSetting("an all-positions run stores no control (each position's summary holds none): trace it "
-                         "without controls (--no-controls is the default with --all-positions)")
+        raise BadSetting(
+            "an all-positions run stores no control (each position's summary holds none): trace it "
+            "without controls (--no-controls is the default with --all-positions)"
+        )
 
 
-def run_info(model: ModelInfo, corpus: Corpus, settings: Settings, modes, window: int | None = None,
-             column: str = "text", limit: int | None = None, frequencies: Frequencies | None = None,
-             all_positions: bool = False) -> RunInfo:
+def run_info(
+    model: ModelInfo,
+    corpus: Corpus,
+    settings: Settings,
+    modes,
+    window: int | None = None,
+    column: str = "text",
+    limit: int | None = None,
+    frequencies: Frequencies | None = None,
+    all_positions: bool = False,
+) -> RunInfo:
     """The :class:`RunInfo` of a run of ``corpus`` on ``model`` with ``frequencies``: its identity (the
     batch size included: it changes the numbers in the 6th digit; whether every position is traced) and
     the content hash of the prompts used (how many workers ran it is not part)."""
@@ -235,11 +258,23 @@ def run_info(model: ModelInfo, corpus: Corpus, settings: Settings, modes, window
         s.pop(k)
     path = Path(corpus.source).expanduser()
     ids = [p.id for p in corpus.prompts]
-    return RunInfo(model_id=model.model_id, revision=model.revision, dtype=model.dtype, source=corpus.source,
-                   window=window, column=column, modes=list(modes), settings=s, device=model.device, limit=limit,
-                   source_path=str(path.resolve()) if path.is_file() else None, source_prompts=len(ids),
-                   source_sha256=prompts_digest(ids), frequencies=frequencies.label() if frequencies else None,
-                   all_positions=all_positions)
+    return RunInfo(
+        model_id=model.model_id,
+        revision=model.revision,
+        dtype=model.dtype,
+        source=corpus.source,
+        window=window,
+        column=column,
+        modes=list(modes),
+        settings=s,
+        device=model.device,
+        limit=limit,
+        source_path=str(path.resolve()) if path.is_file() else None,
+        source_prompts=len(ids),
+        source_sha256=prompts_digest(ids),
+        frequencies=frequencies.label() if frequencies else None,
+        all_positions=all_positions,
+    )
 
 
 def source_frequencies(tokenizer, n_outputs: int, model_id: str, spec: str, column: str = "text") -> Frequencies:
@@ -270,15 +305,28 @@ def write_failed(folder: Path | str, failed: list[tuple[str, str]], corpus: Corp
     lines = []
     for pid, reason in failed:
         i, p = where.get(pid, (None, None))
-        lines.append(json.dumps({"prompt_id": pid, "prompt_index": i, "text": p.text if p else None,
-                                 "reason": reason}, ensure_ascii=False))
+        lines.append(
+            json.dumps(
+                {"prompt_id": pid, "prompt_index": i, "text": p.text if p else None, "reason": reason},
+                ensure_ascii=False,
+            )
+        )
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
-def drive(tracer: Tracer, corpus: Corpus, folder: Path | str, frequencies: Frequencies | str | None = None,
-          freq_column: str = "text", overwrite: bool = False, window: int | None = None, column: str = "text",
-          limit: int | None = None, progress: Progress | None = None) -> RunSummary:
+def drive(
+    tracer: Tracer,
+    corpus: Corpus,
+    folder: Path | str,
+    frequencies: Frequencies | str | None = None,
+    freq_column: str = "text",
+    overwrite: bool = False,
+    window: int | None = None,
+    column: str = "text",
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
     """Trace every prompt of ``corpus`` not yet in ``folder`` with ``tracer`` and store its rows there.
 
     ``frequencies``: token counts for the ``*_freq`` columns, or the source (or saved
@@ -310,8 +358,9 @@ def drive(tracer: Tracer, corpus: Corpus, folder: Path | str, frequencies: Frequ
             report(0, total, f"counting token frequencies in {frequencies}")
             frequencies = source_frequencies(tokenizer, info.n_outputs, info.model_id, frequencies, freq_column)
         summary.token_cap, summary.token_cap_by = token_cap(tracer.settings.max_tokens, info.context)
-        run = run_info(info, corpus, tracer.settings, tracer.modes, window, column, limit, frequencies,
-                       tracer.all_positions)
+        run = run_info(
+            info, corpus, tracer.settings, tracer.modes, window, column, limit, frequencies, tracer.all_positions
+        )
         run.notes["token_cap"] = f"{summary.token_cap} ({summary.token_cap_by})"
         store = ResultsStore(folder, run, overwrite, lock=lock, prompts=corpus.prompts)
         for message in store.notices:

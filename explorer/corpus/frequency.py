@@ -49,8 +49,9 @@ class Frequencies:
         page checksums)."""
         nz = np.nonzero(self.counts)[0]
         table = pa.table({"token_id": pa.array(nz, pa.int64()), "count": pa.array(self.counts[nz], pa.int64())})
-        table = table.replace_schema_metadata({"source": self.source, "tokenizer": self.tokenizer,
-                                               "vocab": str(len(self.counts))})
+        table = table.replace_schema_metadata(
+            {"source": self.source, "tokenizer": self.tokenizer, "vocab": str(len(self.counts))}
+        )
         path = Path(folder) / FILE
         atomic_write(path, lambda tmp: pq.write_table(table, tmp, write_page_checksum=True), durable=True)
         return path
@@ -63,7 +64,7 @@ class Frequencies:
             return None
         try:
             table = pq.read_table(path, page_checksum_verification=True)
-        except Exception as exc:  # noqa: BLE001 - any read failure is a corrupt file
+        except Exception as exc:
             raise BadResults(f"{path} is not a readable Parquet file ({exc})") from exc
         meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
         if set(table.column_names) != {"token_id", "count"} or "vocab" not in meta:
@@ -76,8 +77,7 @@ class Frequencies:
         return cls(meta.get("source", "?"), meta.get("tokenizer", "?"), counts)
 
 
-def count_tokens(tokenizer, texts, vocab_size: int, source: str, tokenizer_name: str,
-                 chunk: int = 512) -> Frequencies:
+def count_tokens(tokenizer, texts, vocab_size: int, source: str, tokenizer_name: str, chunk: int = 512) -> Frequencies:
     """Unigram counts of ``texts`` (an iterable of strings) under ``tokenizer``, without special tokens."""
     counts = np.zeros(vocab_size, dtype=np.int64)
     batch: list[str] = []

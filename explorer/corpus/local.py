@@ -53,8 +53,14 @@ class LocalTracer:
     ``all_positions``: trace every position of each text (:func:`explorer.corpus.rows.trace_position_rows`;
     without controls, which its rows do not hold)."""
 
-    def __init__(self, lm: LoadedModel, settings: Settings, modes: tuple[str, ...] = MODES, workers: int = 1,
-                 all_positions: bool = False):
+    def __init__(
+        self,
+        lm: LoadedModel,
+        settings: Settings,
+        modes: tuple[str, ...] = MODES,
+        workers: int = 1,
+        all_positions: bool = False,
+    ):
         if workers < 1:
             raise BadSetting("workers must be at least 1")
         check_all_positions(settings, all_positions)
@@ -79,7 +85,7 @@ class LocalTracer:
         try:
             trace = rows.trace_position_rows if self.all_positions else rows.trace_rows
             return Traced(job, trace(self.lm, job.prompt, job.index, self.settings, self.modes, freq))
-        except Exception as exc:  # noqa: BLE001 - this prompt failed (too long, out of memory, any error); the
+        except Exception as exc:
             # others may not: recorded in failed.jsonl with the reason. KeyboardInterrupt still stops the run.
             if self.lm.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -108,12 +114,32 @@ def corpus_frequencies(lm: LoadedModel, spec: str, column: str = "text") -> Freq
     return source_frequencies(lm.tokenizer, n_outputs(lm), lm.model_id, spec, column)
 
 
-def run_corpus(lm: LoadedModel, corpus: Corpus, folder: Path | str, settings: Settings,
-               modes: tuple[str, ...] = MODES, frequencies: Frequencies | None = None, overwrite: bool = False,
-               window: int | None = None, column: str = "text", limit: int | None = None,
-               progress: Progress | None = None, workers: int = 1, all_positions: bool = False) -> RunSummary:
+def run_corpus(
+    lm: LoadedModel,
+    corpus: Corpus,
+    folder: Path | str,
+    settings: Settings,
+    modes: tuple[str, ...] = MODES,
+    frequencies: Frequencies | None = None,
+    overwrite: bool = False,
+    window: int | None = None,
+    column: str = "text",
+    limit: int | None = None,
+    progress: Progress | None = None,
+    workers: int = 1,
+    all_positions: bool = False,
+) -> RunSummary:
     """Trace every prompt of ``corpus`` not yet in ``folder`` on ``lm`` and store its rows there: the
     run of :func:`explorer.corpus.driver.drive` with a :class:`LocalTracer` (see both; ``all_positions``:
     every position of each text, one row per position and mode)."""
-    return drive(LocalTracer(lm, settings, modes, workers, all_positions), corpus, folder, frequencies=frequencies,
-                 overwrite=overwrite, window=window, column=column, limit=limit, progress=progress)
+    return drive(
+        LocalTracer(lm, settings, modes, workers, all_positions),
+        corpus,
+        folder,
+        frequencies=frequencies,
+        overwrite=overwrite,
+        window=window,
+        column=column,
+        limit=limit,
+        progress=progress,
+    )

@@ -85,11 +85,14 @@ class WriterLock:
         except Timeout:
             holder = read_holder(self.folder)
             who = holder.describe() if holder else "holder unknown: it is starting, or its record is gone"
-            raise BadResults(f"{self.folder} is being written by another run ({who}); wait for it to end, "
-                             "or give another output folder") from None
+            raise BadResults(
+                f"{self.folder} is being written by another run ({who}); wait for it to end, "
+                "or give another output folder"
+            ) from None
         self._lock = lock
-        self.holder = Holder(os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                             " ".join(sys.argv)[:500])
+        self.holder = Holder(
+            os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%d %H:%M:%S %z"), " ".join(sys.argv)[:500]
+        )
         try:
             atomic_write_text(self.folder / HOLDER_FILE, json.dumps(asdict(self.holder), indent=1))
         except BaseException:
@@ -118,5 +121,5 @@ class WriterLock:
     def __del__(self):  # a store dropped without close() (a test, a notebook) gives the folder back
         try:
             self.release()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
+        except Exception:
             pass

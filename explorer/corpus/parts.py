@@ -76,20 +76,29 @@ def _line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def check_part(path: Path, schema: pa.Schema, schema_version: int, run_id: str | None = None,
-               entry: PartEntry | None = None, columns: list[str] | None = None) -> pa.Table:
+def check_part(
+    path: Path,
+    schema: pa.Schema,
+    schema_version: int,
+    run_id: str | None = None,
+    entry: PartEntry | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
     """Read ``path`` (``columns``, default all), checked: a readable Parquet file with the s-Trace mark, the
     schema version and every column of ``schema``; then, given ``run_id``, of that run; then, given its
     manifest ``entry``, of the recorded SHA-256 and row count; and its page checksums, where it has them.
     Raises a :class:`~explorer.errors.BadResults` naming the file for the first check that fails."""
+
     def bad(problem: str) -> BadResults:  # a listed part whose bytes changed is said to be damaged
         damaged = entry is not None and sha256_file(path) != entry.sha256
-        return BadResults(f"{path} {problem}" + (f"; it is damaged: its SHA-256 is not the one {MANIFEST} "
-                                                   "recorded" if damaged else ""))
+        return BadResults(
+            f"{path} {problem}"
+            + (f"; it is damaged: its SHA-256 is not the one {MANIFEST} recorded" if damaged else "")
+        )
 
     try:
         found = pq.read_schema(path)
-    except Exception as exc:  # noqa: BLE001 - any read failure is a corrupt file
+    except Exception as exc:
         raise bad(f"is not a readable Parquet file ({_line(exc)})") from exc
     meta = found.metadata or {}
     if meta.get(MARK_KEY) != b"results":
@@ -104,11 +113,12 @@ def check_part(path: Path, schema: pa.Schema, schema_version: int, run_id: str |
     if entry is not None:
         digest = sha256_file(path)
         if digest != entry.sha256:
-            raise BadResults(f"{path} is damaged: its SHA-256 is {digest[:12]}..., {MANIFEST} recorded "
-                             f"{entry.sha256[:12]}...")
+            raise BadResults(
+                f"{path} is damaged: its SHA-256 is {digest[:12]}..., {MANIFEST} recorded {entry.sha256[:12]}..."
+            )
     try:
         table = pq.read_table(path, columns=columns, page_checksum_verification=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise BadResults(f"{path} is corrupt ({_line(exc)})") from exc
     if entry is not None and table.num_rows != entry.rows:
         raise BadResults(f"{path} holds {table.num_rows} rows; {MANIFEST} recorded {entry.rows}")
@@ -120,7 +130,7 @@ def part_run(path: Path) -> str | None:
     ids), or ``None`` if it is unreadable or not an s-Trace results file."""
     try:
         meta = pq.read_schema(path).metadata or {}
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     return meta.get(RUN_KEY, b"").decode() if meta.get(MARK_KEY) == b"results" else None
 
@@ -195,8 +205,9 @@ class Manifest:
                 else:
                     self.entries[rec["part"]] = PartEntry(rec["part"], rec["sha256"], int(rec["rows"]), self.run_id)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise BadResults(f"{self.path} is corrupt at line {n} ({exc}); remove it to read the parts "
-                                 "unverified") from exc
+                raise BadResults(
+                    f"{self.path} is corrupt at line {n} ({exc}); remove it to read the parts unverified"
+                ) from exc
 
     def _append(self, rec: dict) -> None:
         if self.torn:

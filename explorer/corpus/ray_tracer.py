@@ -49,8 +49,9 @@ Outcome = tuple[Literal["done"], list[dict]] | tuple[Literal["bad", "error"], st
 class PromptActor:
     """The actor: loads the model once, then traces one prompt per call (wrapped by ``ray.remote``)."""
 
-    def __init__(self, model: ModelSpec, settings: Settings, modes: tuple[str, ...], threads: int,
-                 fault: str | None = None):
+    def __init__(
+        self, model: ModelSpec, settings: Settings, modes: tuple[str, ...], threads: int, fault: str | None = None
+    ):
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -79,7 +80,7 @@ class PromptActor:
             rows = trace_rows(self.lm, prompt, index, self.settings, self.modes, freq)
         except BadPrompt as exc:
             return "bad", str(exc)
-        except Exception as exc:  # noqa: BLE001 - out of memory and the like: retried on another actor
+        except Exception as exc:
             return "error", f"{type(exc).__name__}: {exc}"
         self.n_done += 1
         return "done", rows
@@ -115,8 +116,9 @@ class RayTracer:
 
     all_positions = False  # every position of each text: local runs only (CorpusRequest refuses it on Ray)
 
-    def __init__(self, model: ModelSpec, settings: Settings, modes: tuple[str, ...] = MODES,
-                 options: RayOptions | None = None):
+    def __init__(
+        self, model: ModelSpec, settings: Settings, modes: tuple[str, ...] = MODES, options: RayOptions | None = None
+    ):
         self.model, self.settings, self.modes = model, settings, tuple(modes)
         self.opts = options or RayOptions()
         self._ray, self.started = None, False  # the ray module once load() has connected (see ray)
@@ -203,8 +205,9 @@ class RayTracer:
     def _start(self, slot: _Slot) -> None:
         assert self.plan is not None and self.actor_cls is not None  # load() sets them before any actor starts
         fault = actor_fault(self.opts.fault, slot.number, slot.generation)
-        actor: ActorHandle = self.actor_cls.options(**self.plan.resources).remote(self.spec, self.settings,
-                                                                                  self.modes, self.plan.threads, fault)
+        actor: ActorHandle = self.actor_cls.options(**self.plan.resources).remote(
+            self.spec, self.settings, self.modes, self.plan.threads, fault
+        )
         slot.actor = actor
         slot.ready = False
         slot.generation += 1
@@ -308,15 +311,34 @@ class RayTracer:
         return None
 
 
-def run_corpus_ray(model: ModelSpec, corpus: Corpus, folder: Path | str, settings: Settings,
-                   modes: tuple[str, ...] = MODES, freq_source: str | None = None, freq_column: str = "text",
-                   overwrite: bool = False, window: int | None = None, column: str = "text",
-                   limit: int | None = None, progress: Progress | None = None,
-                   options: RayOptions | None = None) -> RunSummary:
+def run_corpus_ray(
+    model: ModelSpec,
+    corpus: Corpus,
+    folder: Path | str,
+    settings: Settings,
+    modes: tuple[str, ...] = MODES,
+    freq_source: str | None = None,
+    freq_column: str = "text",
+    overwrite: bool = False,
+    window: int | None = None,
+    column: str = "text",
+    limit: int | None = None,
+    progress: Progress | None = None,
+    options: RayOptions | None = None,
+) -> RunSummary:
     """Trace every prompt of ``corpus`` not yet in ``folder`` on Ray actors that load ``model``: the run
     of :func:`explorer.corpus.driver.drive` with a :class:`RayTracer`. ``freq_source``: the source (or
     saved ``frequency.parquet``) of the token frequencies, counted here with the model's tokenizer
     (``None``: no frequencies)."""
-    return drive(RayTracer(model, settings, modes, options), corpus, folder, frequencies=freq_source,
-                 freq_column=freq_column, overwrite=overwrite, window=window, column=column, limit=limit,
-                 progress=progress)
+    return drive(
+        RayTracer(model, settings, modes, options),
+        corpus,
+        folder,
+        frequencies=freq_source,
+        freq_column=freq_column,
+        overwrite=overwrite,
+        window=window,
+        column=column,
+        limit=limit,
+        progress=progress,
+    )

@@ -114,8 +114,11 @@ def identity_change(old: RunInfo, new: RunInfo) -> str | None:
             continue
         if key == "settings" and isinstance(a.get(key), dict):
             sa, sb = a[key], b[key]
-            sub = [f"{s}: {_show(sa.get(s, _UNSET))} → {_show(sb.get(s, _UNSET))}"
-                   for s in sorted(set(sa) | set(sb)) if sa.get(s, _UNSET) != sb.get(s, _UNSET)]
+            sub = [
+                f"{s}: {_show(sa.get(s, _UNSET))} → {_show(sb.get(s, _UNSET))}"
+                for s in sorted(set(sa) | set(sb))
+                if sa.get(s, _UNSET) != sb.get(s, _UNSET)
+            ]
             changes.append(f"settings ({'; '.join(sub)})")
         else:
             changes.append(f"{key} ({_show(a.get(key, _UNSET))} → {_show(b[key])})")
@@ -128,8 +131,10 @@ def source_change(old: RunInfo, prompts: Sequence[Prompt], stored: dict[int, tup
     ids = [p.id for p in prompts]
     for index in sorted(stored):
         if index < len(ids) and stored[index][0] != ids[index]:
-            return (f"prompt {index} was {_show(stored[index][1])!r} and is now {_show(prompts[index].text)!r}"
-                    f" (id {stored[index][0]} → {ids[index]})")
+            return (
+                f"prompt {index} was {_show(stored[index][1])!r} and is now {_show(prompts[index].text)!r}"
+                f" (id {stored[index][0]} → {ids[index]})"
+            )
     if old.source_sha256 is None or old.source_prompts is None:
         return "the run records no content hash of its source (it was written by an older version)"
     n = old.source_prompts

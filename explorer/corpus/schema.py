@@ -17,36 +17,89 @@ from explorer.corpus.runinfo import SCHEMA_VERSION
 
 MARK = {b"s-trace": b"results", b"schema": str(SCHEMA_VERSION).encode()}
 
-PROMPT_FIELDS = pa.schema([
-    ("prompt_id", pa.string()), ("prompt_index", pa.int32()), ("text", pa.string()), ("gold", pa.string()),
-    ("category", pa.string()), ("mode", pa.string()), ("n_tokens", pa.int32()), ("n_edges", pa.int64()),
-    ("density", pa.float64()), ("density_linear", pa.float64()), ("density_random", pa.float64()),
-    ("entropy", pa.float64()), ("full_top1_id", pa.int64()), ("full_top1_token", pa.string()),
-    ("full_top1_prob", pa.float64()), ("full_top1_freq", pa.float64()), ("full_gold_ce", pa.float64()),
-    ("recovery_1", pa.float64()), ("recovery_10", pa.float64()), ("recovery_50", pa.float64()),
-    ("recovery_90", pa.float64()), ("seconds", pa.float64()),
-])
-STRATUM_FIELDS = pa.schema([
-    ("size", pa.float64()), ("stratum_edges", pa.int64()), ("tv", pa.float64()), ("shared_nucleus", pa.int32()),
-    ("stratum_entropy", pa.float64()), ("top1_id", pa.int64()), ("top1_token", pa.string()),
-    ("top1_freq", pa.float64()), ("top_ids", pa.list_(pa.int64())), ("top_tokens", pa.list_(pa.string())),
-    ("top_probs", pa.list_(pa.float64())), ("gold_ce", pa.float64()), ("tv_inverse", pa.float64()),
-    ("tv_random", pa.float64()), ("nucleus_inverse", pa.int32()), ("nucleus_random", pa.int32()),
-    ("attention_edges", pa.int64()), ("mlp_edges", pa.int64()), ("residual_edges", pa.int64()),
-])
+PROMPT_FIELDS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("prompt_index", pa.int32()),
+        ("text", pa.string()),
+        ("gold", pa.string()),
+        ("category", pa.string()),
+        ("mode", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("n_edges", pa.int64()),
+        ("density", pa.float64()),
+        ("density_linear", pa.float64()),
+        ("density_random", pa.float64()),
+        ("entropy", pa.float64()),
+        ("full_top1_id", pa.int64()),
+        ("full_top1_token", pa.string()),
+        ("full_top1_prob", pa.float64()),
+        ("full_top1_freq", pa.float64()),
+        ("full_gold_ce", pa.float64()),
+        ("recovery_1", pa.float64()),
+        ("recovery_10", pa.float64()),
+        ("recovery_50", pa.float64()),
+        ("recovery_90", pa.float64()),
+        ("seconds", pa.float64()),
+    ]
+)
+STRATUM_FIELDS = pa.schema(
+    [
+        ("size", pa.float64()),
+        ("stratum_edges", pa.int64()),
+        ("tv", pa.float64()),
+        ("shared_nucleus", pa.int32()),
+        ("stratum_entropy", pa.float64()),
+        ("top1_id", pa.int64()),
+        ("top1_token", pa.string()),
+        ("top1_freq", pa.float64()),
+        ("top_ids", pa.list_(pa.int64())),
+        ("top_tokens", pa.list_(pa.string())),
+        ("top_probs", pa.list_(pa.float64())),
+        ("gold_ce", pa.float64()),
+        ("tv_inverse", pa.float64()),
+        ("tv_random", pa.float64()),
+        ("nucleus_inverse", pa.int32()),
+        ("nucleus_random", pa.int32()),
+        ("attention_edges", pa.int64()),
+        ("mlp_edges", pa.int64()),
+        ("residual_edges", pa.int64()),
+    ]
+)
 SCHEMA = pa.schema(list(PROMPT_FIELDS) + list(STRATUM_FIELDS), metadata=MARK)
 KEY = ["prompt_id", "mode", "size"]
 
-POSITION_FIELDS = pa.schema([
-    ("prompt_id", pa.string()), ("prompt_index", pa.int32()), ("text", pa.string()), ("gold", pa.string()),
-    ("category", pa.string()), ("mode", pa.string()), ("n_tokens", pa.int32()), ("position", pa.int32()),
-    ("n_context", pa.int32()), ("n_edges", pa.int64()), ("n_sizes", pa.int32()), ("token", pa.string()),
-    ("next_token", pa.string()), ("next_token_id", pa.int64()), ("next_token_prob", pa.float64()),
-    ("next_token_rank", pa.int64()), ("next_token_freq", pa.float64()), ("entropy", pa.float64()),
-    ("top1", pa.string()), ("top1_prob", pa.float64()), ("density", pa.float64()), ("density_linear", pa.float64()),
-    ("recovery_1", pa.float64()), ("recovery_10", pa.float64()), ("recovery_50", pa.float64()),
-    ("recovery_90", pa.float64()), ("seconds", pa.float64()),
-])
+POSITION_FIELDS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("prompt_index", pa.int32()),
+        ("text", pa.string()),
+        ("gold", pa.string()),
+        ("category", pa.string()),
+        ("mode", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("position", pa.int32()),
+        ("n_context", pa.int32()),
+        ("n_edges", pa.int64()),
+        ("n_sizes", pa.int32()),
+        ("token", pa.string()),
+        ("next_token", pa.string()),
+        ("next_token_id", pa.int64()),
+        ("next_token_prob", pa.float64()),
+        ("next_token_rank", pa.int64()),
+        ("next_token_freq", pa.float64()),
+        ("entropy", pa.float64()),
+        ("top1", pa.string()),
+        ("top1_prob", pa.float64()),
+        ("density", pa.float64()),
+        ("density_linear", pa.float64()),
+        ("recovery_1", pa.float64()),
+        ("recovery_10", pa.float64()),
+        ("recovery_50", pa.float64()),
+        ("recovery_90", pa.float64()),
+        ("seconds", pa.float64()),
+    ]
+)
 """One row per (text, position, mode). ``n_tokens``: the text's tokens; ``n_context``: the tokens the
 position's prediction sees (``position + 1``); ``n_edges``: the edges ``E`` of its graph; ``n_sizes``: the
 sizes of the run's grid evaluated there (those with at least one edge, ``floor(s * E) >= 1``: a short

@@ -111,8 +111,9 @@ def _record_rows(records, column: str) -> tuple[list[_Row], list[Skipped]]:
         text = rec.get(column)
         bad = [k for k in (column, "gold", "category") if _not_unicode(rec.get(k))]
         if bad:
-            skipped.append(Skipped(where, f"'{bad[0]}' holds a lone surrogate (an escape such as \\ud800): "
-                                          "not Unicode text"))
+            skipped.append(
+                Skipped(where, f"'{bad[0]}' holds a lone surrogate (an escape such as \\ud800): not Unicode text")
+            )
             continue
         if not isinstance(text, str) or not text.strip():
             skipped.append(Skipped(where, f"no text in column '{column}'"))
@@ -180,8 +181,10 @@ def _csv_records(text: str, column: str, path: str):
         i += used
     if error is not None or header is None or column not in header:
         found = ", ".join(header or []) or "none"
-        raise BadSource(f"{path} has no '{column}' column (columns: {found})"
-                        + (f"; its header is malformed ({error})" if error else ""))
+        raise BadSource(
+            f"{path} has no '{column}' column (columns: {found})"
+            + (f"; its header is malformed ({error})" if error else "")
+        )
     n_fields = len(header)
     while i < len(lines):
         fields, used, error = _csv_record(lines, i)
@@ -196,14 +199,20 @@ def _csv_records(text: str, column: str, path: str):
         if fields == []:  # a blank line
             i += used
             continue
-        if used > 2 and _looks_like_rows(lines[i + 1:i + used - 1], n_fields):
-            yield where, f"a quote opened on this line runs over lines {i + 1}-{i + used}, whose lines look " \
-                         "like rows: an unclosed quote? reading on from the next line"
+        if used > 2 and _looks_like_rows(lines[i + 1 : i + used - 1], n_fields):
+            yield (
+                where,
+                f"a quote opened on this line runs over lines {i + 1}-{i + used}, whose lines look "
+                "like rows: an unclosed quote? reading on from the next line",
+            )
             i += 1
             continue
         if len(fields) != n_fields:
-            yield where, f"expected {n_fields} fields, found {len(fields)}" + \
-                ("; reading on from the next line" if used > 1 else "")
+            yield (
+                where,
+                f"expected {n_fields} fields, found {len(fields)}"
+                + ("; reading on from the next line" if used > 1 else ""),
+            )
             i += 1 if used > 1 else used
             continue
         yield where, dict(zip(header, fields))
@@ -289,7 +298,7 @@ def _hf_rows(spec: str, column: str) -> tuple[list[_Row], list[Skipped]]:
         files = sorted(fs.glob(f"{base}/{config}/{split}/*.parquet"))
     except BadSource:
         raise
-    except Exception as exc:  # noqa: BLE001 - network and hub errors become one message
+    except Exception as exc:
         raise BadSource(f"cannot read the dataset {name} from the hub: {exc}") from exc
     if not files:
         raise BadSource(f"the dataset {name} has no split '{split}' in config '{config}'")
@@ -310,7 +319,7 @@ def windows(rows: list[_Row], n_words: int) -> list[_Row]:
     for row in rows:
         words = row.text.split()
         for start in range(0, len(words) - n_words, n_words + 1):
-            out.append(_Row(" ".join(words[start:start + n_words]), " " + words[start + n_words], row.category))
+            out.append(_Row(" ".join(words[start : start + n_words]), " " + words[start + n_words], row.category))
     return out
 
 

@@ -91,8 +91,20 @@ def start_corpus_run(request: CorpusRequest) -> RunSummary:
     folder (before any prompt is traced)."""
     if request.ray is not None:
         import_ray()  # a one-line error before anything loads when Ray is not installed
-    corpus = request.source if isinstance(request.source, Corpus) else \
-        read_source(request.source, limit=request.limit, window=request.window, column=request.column)
-    return drive(_tracer(request), corpus, request.out, frequencies=request.frequencies,
-                 freq_column=request.freq_column, overwrite=request.overwrite, window=request.window,
-                 column=request.column, limit=request.limit, progress=request.progress)
+    corpus = (
+        request.source
+        if isinstance(request.source, Corpus)
+        else read_source(request.source, limit=request.limit, window=request.window, column=request.column)
+    )
+    return drive(
+        _tracer(request),
+        corpus,
+        request.out,
+        frequencies=request.frequencies,
+        freq_column=request.freq_column,
+        overwrite=request.overwrite,
+        window=request.window,
+        column=request.column,
+        limit=request.limit,
+        progress=request.progress,
+    )

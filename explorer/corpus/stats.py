@@ -76,8 +76,16 @@ def mean_curve(results: Results, mode: str) -> pd.DataFrame:
         for size, vals in df.groupby("size")[col]:
             v = vals.dropna().to_numpy(dtype=float)
             if len(v):
-                out.append({"size": size, "variant": variant, "mean": v.mean(), "q25": np.percentile(v, 25),
-                            "q75": np.percentile(v, 75), "n": len(v)})
+                out.append(
+                    {
+                        "size": size,
+                        "variant": variant,
+                        "mean": v.mean(),
+                        "q25": np.percentile(v, 25),
+                        "q75": np.percentile(v, 75),
+                        "n": len(v),
+                    }
+                )
     return pd.DataFrame(out, columns=["size", "variant", "mean", "q25", "q75", "n"])
 
 
@@ -103,9 +111,16 @@ def frequency_by_size(results: Results, mode: str) -> pd.DataFrame:
     for size, g in df.groupby("size"):
         sub, full = g["top1_freq"].astype(float), g["full_top1_freq"].astype(float)
         same = cast(pd.Series, g["top1_id"] == g["full_top1_id"])  # two columns compared
-        rows.append({"size": size, "trace_mean": sub.mean(), "full_mean": full.mean(),
-                     "trace_mean_log": np.log10(1 + sub).mean(), "full_mean_log": np.log10(1 + full).mean(),
-                     "same_top1": float(same.mean())})
+        rows.append(
+            {
+                "size": size,
+                "trace_mean": sub.mean(),
+                "full_mean": full.mean(),
+                "trace_mean_log": np.log10(1 + sub).mean(),
+                "full_mean_log": np.log10(1 + full).mean(),
+                "same_top1": float(same.mean()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -195,6 +210,13 @@ def density_by_position(positions: pd.DataFrame, mode: str, axis: str = "log") -
     for n_context, vals in _density(df, axis).groupby(df["n_context"]):
         v = vals.dropna().to_numpy(dtype=float)
         if len(v):
-            out.append({"n_context": int(cast(int, n_context)), "mean": v.mean(), "q25": np.percentile(v, 25),
-                        "q75": np.percentile(v, 75), "n": len(v)})
+            out.append(
+                {
+                    "n_context": int(cast(int, n_context)),
+                    "mean": v.mean(),
+                    "q25": np.percentile(v, 25),
+                    "q75": np.percentile(v, 75),
+                    "n": len(v),
+                }
+            )
     return pd.DataFrame(out, columns=["n_context", "mean", "q25", "q75", "n"])

@@ -56,8 +56,21 @@ from explorer.errors import BadResults
 if TYPE_CHECKING:
     from explorer.corpus.sources import Prompt
 
-__all__ = ["SCHEMA", "POSITIONS_SCHEMA", "SCHEMA_VERSION", "RUN_FILE", "PART_RE", "MANIFEST", "RunInfo",
-           "ResultsStore", "Results", "load_results", "read_part", "find_results", "shipped_root"]
+__all__ = [
+    "SCHEMA",
+    "POSITIONS_SCHEMA",
+    "SCHEMA_VERSION",
+    "RUN_FILE",
+    "PART_RE",
+    "MANIFEST",
+    "RunInfo",
+    "ResultsStore",
+    "Results",
+    "load_results",
+    "read_part",
+    "find_results",
+    "shipped_root",
+]
 
 FAILED_FILE = "failed.jsonl"
 DAMAGED_DIR = "damaged"
@@ -65,8 +78,13 @@ COMPACT_PROMPTS = 256
 """Prompts per part after compaction: a damaged part loses at most this many (they are traced again)."""
 
 
-def read_part(path: Path, columns: list[str] | None = None, entry: PartEntry | None = None,
-              run_id: str | None = None, schema: pa.Schema = SCHEMA) -> pa.Table:
+def read_part(
+    path: Path,
+    columns: list[str] | None = None,
+    entry: PartEntry | None = None,
+    run_id: str | None = None,
+    schema: pa.Schema = SCHEMA,
+) -> pa.Table:
     """One part, checked (:func:`explorer.corpus.parts.check_part`): a clear :class:`BadResults` naming
     it if it is unreadable, not an s-Trace results file, of another run, not of ``schema`` (an
     all-positions run's parts are of :data:`POSITIONS_SCHEMA`), or not what its manifest ``entry``
@@ -98,8 +116,14 @@ class ResultsStore:
     until then: the old run stays whole and loadable). ``prompts``: the source as read now, checked
     against the run's (``None``: not checked)."""
 
-    def __init__(self, folder: Path | str, run: RunInfo, overwrite: bool = False, lock: WriterLock | None = None,
-                 prompts: list[Prompt] | None = None):
+    def __init__(
+        self,
+        folder: Path | str,
+        run: RunInfo,
+        overwrite: bool = False,
+        lock: WriterLock | None = None,
+        prompts: list[Prompt] | None = None,
+    ):
         self.folder = Path(folder)
         self.lock = lock or WriterLock(self.folder)
         self.lock.acquire()
@@ -133,17 +157,21 @@ class ResultsStore:
             old = RunInfo.read(self.folder)
             change = identity_change(old, self.run)
             if change:
-                raise BadResults(f"{self.folder} holds a run with other {change}; give another output folder, "
-                                 "or --overwrite to replace it")
+                raise BadResults(
+                    f"{self.folder} holds a run with other {change}; give another output folder, "
+                    "or --overwrite to replace it"
+                )
             self.run.run_id = old.run_id
             self.manifest = Manifest(self.folder, old.run_id)
             stored = self._scan()
             if prompts is not None:
                 why = source_change(old, prompts, stored)
                 if why:
-                    raise BadResults(f"{self.folder} holds a run of another version of its source "
-                                     f"{self.run.source}: {why}; give another output folder, or --overwrite "
-                                     "to replace the run")
+                    raise BadResults(
+                        f"{self.folder} holds a run of another version of its source "
+                        f"{self.run.source}: {why}; give another output folder, or --overwrite "
+                        "to replace the run"
+                    )
                 merge_source(old, self.run)
             else:
                 self.run.source_prompts, self.run.source_sha256 = old.source_prompts, old.source_sha256
@@ -175,8 +203,9 @@ class ResultsStore:
             except BadResults as exc:
                 moved = self._quarantine(path)
                 self.manifest.remove(path.name)
-                self.notices.append(f"results: {exc}; moved to {moved.relative_to(self.folder)}, "
-                                    "its prompts will be traced again")
+                self.notices.append(
+                    f"results: {exc}; moved to {moved.relative_to(self.folder)}, its prompts will be traced again"
+                )
                 self._changed = True
                 continue
             if entry is None and self.manifest.exists:
@@ -185,8 +214,10 @@ class ResultsStore:
                 stored[index] = (pid, text)
                 self._done.add(pid)
         for name, entry in listed.items():
-            self.notices.append(f"results: {name} ({entry.rows} rows) is listed in {MANIFEST} but missing; "
-                                "its prompts will be traced again")
+            self.notices.append(
+                f"results: {name} ({entry.rows} rows) is listed in {MANIFEST} but missing; "
+                "its prompts will be traced again"
+            )
             self.manifest.remove(name)
         return stored
 
@@ -250,9 +281,15 @@ class ResultsStore:
         compact = [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(len(parts))]
         if self.pending or not parts or (compact and (len(parts) == 1 or not self._changed)):
             return
-        merged = _dedup(pa.concat_tables([read_part(p, entry=self.manifest.entries.get(p.name),
-                                                    run_id=self.run.run_id, schema=self.schema) for p in parts]),
-                        self.key)
+        merged = _dedup(
+            pa.concat_tables(
+                [
+                    read_part(p, entry=self.manifest.entries.get(p.name), run_id=self.run.run_id, schema=self.schema)
+                    for p in parts
+                ]
+            ),
+            self.key,
+        )
         if merged.num_rows == 0:
             return
         first = part_number(parts[-1]) + 1
@@ -324,8 +361,9 @@ class Results:
         """One row per (text, position, mode) of an all-positions run (:data:`POSITIONS_SCHEMA`; treat as
         read-only), sorted by text, mode and position."""
         if not self.all_positions:
-            raise BadResults(f"{self.folder} holds one row per prompt and size, not every position (a run "
-                             "with --all-positions does)")
+            raise BadResults(
+                f"{self.folder} holds one row per prompt and size, not every position (a run with --all-positions does)"
+            )
         return self.table
 
     def _per_prompt(self) -> None:
@@ -369,14 +407,18 @@ def load_results(folder: Path | str) -> Results:
             continue
         tables.append(read_part(path, entry=listed.pop(path.name, None), run_id=run.run_id, schema=schema))
     if listed:
-        raise BadResults(f"{folder}: {', '.join(sorted(listed))} listed in {MANIFEST} but missing (rows lost); "
-                         "rerun the same command to trace its prompts again")
+        raise BadResults(
+            f"{folder}: {', '.join(sorted(listed))} listed in {MANIFEST} but missing (rows lost); "
+            "rerun the same command to trace its prompts again"
+        )
     if not tables:
         raise BadResults(f"{folder} holds no results yet")
     freq = Frequencies.load(folder)
     if run.frequencies is not None and (freq is None or freq.label() != run.frequencies):
-        raise BadResults(f"{folder / FREQUENCY_FILE} is not the frequency table {RUN_FILE} records "
-                         f"({run.frequencies}); rerun the same command to write it again")
+        raise BadResults(
+            f"{folder / FREQUENCY_FILE} is not the frequency table {RUN_FILE} records "
+            f"({run.frequencies}); rerun the same command to write it again"
+        )
     return Results(folder, run, _dedup(pa.concat_tables(tables), key).to_pandas(), freq)
 
 

@@ -238,9 +238,7 @@ def family_for(model_type: str) -> Family:
     for family in FAMILIES:
         if model_type in family.model_types:
             return family
-    raise UnsupportedArchitecture(
-        f"unsupported architecture '{model_type}'; supported: {SUPPORTED_DESCRIPTION}"
-    )
+    raise UnsupportedArchitecture(f"unsupported architecture '{model_type}'; supported: {SUPPORTED_DESCRIPTION}")
 
 
 def adapter_for(model: PreTrainedModel) -> Adapter:

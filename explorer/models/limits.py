@@ -39,8 +39,9 @@ def vocab_size(lm: LoadedModel) -> int:
     return int(weight.shape[0] if isinstance(weight, torch.Tensor) else lm.model.config.vocab_size)
 
 
-def check_settings(lm: LoadedModel, settings: Settings, n_tokens: int | None = None,
-                   where: str = "this prompt") -> None:
+def check_settings(
+    lm: LoadedModel, settings: Settings, n_tokens: int | None = None, where: str = "this prompt"
+) -> None:
     """Refuse settings that the model cannot take: a ``top_k`` above its vocabulary, and (given the number
     of tokens of the graph to trace) sizes of which none keeps an edge of that graph."""
     from explorer.graph import layout_for

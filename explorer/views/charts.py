@@ -61,8 +61,10 @@ class HTMLView:
         self.height = height
 
     def _repr_html_(self) -> str:
-        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" width="100%" '
-                f'height="{self.height + 20}" style="border:none"></iframe>')
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" width="100%" '
+            f'height="{self.height + 20}" style="border:none"></iframe>'
+        )
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -32,11 +32,20 @@ def chart(trace: Trace, index: int) -> alt.Chart:
     df = frame(trace, index)
     parts = KIND_ORDER + QUARTERS
     df["order"] = df["part"].map(parts.index)
-    return alt.Chart(df).mark_bar(height=22).encode(
-        y=alt.Y("group:N", title=None, sort=["by kind", "by layer quarter"]),
-        x=alt.X("share:Q", title="share of the trace's edges", stack="normalize", axis=alt.Axis(format="%")),
-        color=alt.Color("part:N", title=None, scale=alt.Scale(domain=parts, range=COLOURS),
-                        legend=alt.Legend(orient="bottom", columns=4)),
-        order=alt.Order("order:Q"),
-        tooltip=["group", "part", "edges", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=90)
+    return (
+        alt.Chart(df)
+        .mark_bar(height=22)
+        .encode(
+            y=alt.Y("group:N", title=None, sort=["by kind", "by layer quarter"]),
+            x=alt.X("share:Q", title="share of the trace's edges", stack="normalize", axis=alt.Axis(format="%")),
+            color=alt.Color(
+                "part:N",
+                title=None,
+                scale=alt.Scale(domain=parts, range=COLOURS),
+                legend=alt.Legend(orient="bottom", columns=4),
+            ),
+            order=alt.Order("order:Q"),
+            tooltip=["group", "part", "edges", alt.Tooltip("share:Q", format=".1%")],
+        )
+        .properties(height=90)
+    )

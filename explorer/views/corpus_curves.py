@@ -35,8 +35,7 @@ def _lo(df: pd.DataFrame) -> float:
 def _panels(df: pd.DataFrame, draw) -> alt.ConcatChart:
     """One panel per model (titled with the model), wrapped in rows of :data:`COLUMNS`."""
     models = list(dict.fromkeys(df["model"])) or [""]
-    panels = [draw(df[df["model"] == m]).properties(title=m, width=PANEL_WIDTH, height=PANEL_HEIGHT)
-              for m in models]
+    panels = [draw(df[df["model"] == m]).properties(title=m, width=PANEL_WIDTH, height=PANEL_HEIGHT) for m in models]
     return alt.concat(*panels, columns=COLUMNS)
 
 
@@ -56,21 +55,32 @@ def mean_curves(df: pd.DataFrame) -> alt.ConcatChart:
     colours = {VARIANT_LABELS.get(v, v): style.variant_colour(v, mode) for v in raw_variants}
     data = curve_long(df)
     variants = list(dict.fromkeys(data["variant"]))
-    colour = alt.Color("variant:N", title=None,
-                       scale=alt.Scale(domain=variants, range=style.colour_range(variants, colours)),
-                       legend=alt.Legend(orient="bottom", symbolOpacity=1, symbolType="stroke",
-                                         symbolStrokeWidth=3))
+    colour = alt.Color(
+        "variant:N",
+        title=None,
+        scale=alt.Scale(domain=variants, range=style.colour_range(variants, colours)),
+        legend=alt.Legend(orient="bottom", symbolOpacity=1, symbolType="stroke", symbolStrokeWidth=3),
+    )
     lo = _lo(data)
     x = style.size_x(lo)
 
     def draw(part: pd.DataFrame) -> alt.LayerChart | alt.FacetChart:
         base = alt.Chart(part).encode(x=x, color=colour, detail="mode:N")
         band = base.mark_area(opacity=0.16 if len(modes) > 1 else 0.25).encode(
-            y=alt.Y("q25:Q", title="total variation (mean, IQR band)", scale=alt.Scale(domain=[0, 1])), y2="q75:Q")
-        enc: dict[str, Any] = dict(y="mean:Q", tooltip=[
-            "variant:N", alt.Tooltip("mode:N", title="ablation mode"), alt.Tooltip("size:Q", format=".1e"),
-            alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("q25:Q", format=".3f"),
-            alt.Tooltip("q75:Q", format=".3f"), alt.Tooltip("n:Q", title="prompts")])
+            y=alt.Y("q25:Q", title="total variation (mean, IQR band)", scale=alt.Scale(domain=[0, 1])), y2="q75:Q"
+        )
+        enc: dict[str, Any] = dict(
+            y="mean:Q",
+            tooltip=[
+                "variant:N",
+                alt.Tooltip("mode:N", title="ablation mode"),
+                alt.Tooltip("size:Q", format=".1e"),
+                alt.Tooltip("mean:Q", format=".3f"),
+                alt.Tooltip("q25:Q", format=".3f"),
+                alt.Tooltip("q75:Q", format=".3f"),
+                alt.Tooltip("n:Q", title="prompts"),
+            ],
+        )
         if len(modes) > 1:
             enc["strokeDash"] = style.mode_dash(modes)
         line = base.mark_line(point=alt.OverlayMarkDef(size=16), strokeWidth=1.8).encode(**enc)
@@ -88,27 +98,59 @@ def recovery(df: pd.DataFrame) -> alt.HConcatChart:
     data["series"] = _series(data)
     order = [f"{k}%" for k in sorted(data["k"].unique())]
     series = list(dict.fromkeys(data["series"]))
-    colour = alt.Color("series:N", title=None, sort=series, scale=alt.Scale(scheme="tableau10"),
-                       legend=alt.Legend(orient="bottom", labelLimit=320, columns=2))
+    colour = alt.Color(
+        "series:N",
+        title=None,
+        sort=series,
+        scale=alt.Scale(scheme="tableau10"),
+        legend=alt.Legend(orient="bottom", labelLimit=320, columns=2),
+    )
     x = alt.X("k_label:N", title="shared nucleus k", sort=order)
     offset = alt.XOffset("series:N", sort=series)
-    tooltip = ["series:N", alt.Tooltip("k:Q", title="k (%)"), alt.Tooltip("recovered:Q", format=".0%"),
-               alt.Tooltip("median:Q", format=".1e"), alt.Tooltip("q25:Q", format=".1e"),
-               alt.Tooltip("q75:Q", format=".1e")]
-    share = alt.Chart(data).mark_bar().encode(
-        x=x, xOffset=offset, color=colour, tooltip=tooltip,
-        y=alt.Y("recovered:Q", title="prompts reaching k at some size", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(format="%")),
-    ).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT)
+    tooltip = [
+        "series:N",
+        alt.Tooltip("k:Q", title="k (%)"),
+        alt.Tooltip("recovered:Q", format=".0%"),
+        alt.Tooltip("median:Q", format=".1e"),
+        alt.Tooltip("q25:Q", format=".1e"),
+        alt.Tooltip("q75:Q", format=".1e"),
+    ]
+    share = (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=x,
+            xOffset=offset,
+            color=colour,
+            tooltip=tooltip,
+            y=alt.Y(
+                "recovered:Q",
+                title="prompts reaching k at some size",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
+        )
+        .properties(width=PANEL_WIDTH, height=PANEL_HEIGHT)
+    )
     sized = data.dropna(subset=["median"])
     lo = float(cast(pd.Series, sized["q25"]).min()) if len(sized) else 1e-4
-    ticks = [10.0 ** e for e in range(-8, 1) if 10.0 ** e >= lo / 10]
-    y = alt.Y("q25:Q", title="smallest size reaching k (median, IQR)",
-              scale=alt.Scale(type="log", domain=[min(lo, 1e-3), 1]), axis=alt.Axis(format="~e", values=ticks))
-    rule = alt.Chart(sized).mark_rule(strokeWidth=2).encode(x=x, xOffset=offset, color=colour, y=y, y2="q75:Q",
-                                                            tooltip=tooltip)
-    dots = alt.Chart(sized).mark_point(filled=True, size=60).encode(x=x, xOffset=offset, color=colour,
-                                                                     y="median:Q", tooltip=tooltip)
+    ticks = [10.0**e for e in range(-8, 1) if 10.0**e >= lo / 10]
+    y = alt.Y(
+        "q25:Q",
+        title="smallest size reaching k (median, IQR)",
+        scale=alt.Scale(type="log", domain=[min(lo, 1e-3), 1]),
+        axis=alt.Axis(format="~e", values=ticks),
+    )
+    rule = (
+        alt.Chart(sized)
+        .mark_rule(strokeWidth=2)
+        .encode(x=x, xOffset=offset, color=colour, y=y, y2="q75:Q", tooltip=tooltip)
+    )
+    dots = (
+        alt.Chart(sized)
+        .mark_point(filled=True, size=60)
+        .encode(x=x, xOffset=offset, color=colour, y="median:Q", tooltip=tooltip)
+    )
     return alt.hconcat(share, (rule + dots).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT))
 
 
@@ -127,18 +169,28 @@ def frequency(df: pd.DataFrame) -> alt.ConcatChart:
     subgraph's top-1 token and of the full model's top-1, against size; one panel per model."""
     modes = list(dict.fromkeys(df["mode"]))
     whos = list(TOP1_COLOURS)
-    colour = alt.Color("top1:N", title=None, scale=alt.Scale(domain=whos, range=[TOP1_COLOURS[w] for w in whos]),
-                       legend=alt.Legend(orient="bottom"))
+    colour = alt.Color(
+        "top1:N",
+        title=None,
+        scale=alt.Scale(domain=whos, range=[TOP1_COLOURS[w] for w in whos]),
+        legend=alt.Legend(orient="bottom"),
+    )
     x = style.size_x(_lo(df))
 
     def draw(part: pd.DataFrame) -> alt.Chart:
         enc: dict[str, Any] = dict(
-            x=x, color=colour, detail="mode:N",
+            x=x,
+            color=colour,
+            detail="mode:N",
             y=alt.Y("mean_log:Q", title="mean log10(1 + frequency per million)"),
-            tooltip=["top1:N", alt.Tooltip("mode:N", title="ablation mode"), alt.Tooltip("size:Q", format=".1e"),
-                     alt.Tooltip("mean_log:Q", format=".2f"), alt.Tooltip("mean:Q", title="mean per million",
-                                                                          format=".1f"),
-                     alt.Tooltip("same_top1:Q", title="keeps the full model's top-1", format=".0%")],
+            tooltip=[
+                "top1:N",
+                alt.Tooltip("mode:N", title="ablation mode"),
+                alt.Tooltip("size:Q", format=".1e"),
+                alt.Tooltip("mean_log:Q", format=".2f"),
+                alt.Tooltip("mean:Q", title="mean per million", format=".1f"),
+                alt.Tooltip("same_top1:Q", title="keeps the full model's top-1", format=".0%"),
+            ],
         )
         if len(modes) > 1:
             enc["strokeDash"] = style.mode_dash(modes)

@@ -28,9 +28,24 @@ OVERLAY = "overlay both"
 MODE_CHOICES = {**MODE_LABELS, OVERLAY: "overlay both modes"}
 AXES = {"log": "over log10 s (the method)", "linear": "over linear s (withdrawn paper)"}
 SELECTION_FIELDS = ["model", "mode", "prompt_id"]
-SCATTER_COLUMNS = ["model", "model_id", "weighting", "mode", "prompt_id", "prompt_index", "text", "gold",
-                   "n_tokens", "entropy", "density", "full_top1_token", "full_top1_prob", "full_top1_freq",
-                   "freq_log", "recovery_1"]
+SCATTER_COLUMNS = [
+    "model",
+    "model_id",
+    "weighting",
+    "mode",
+    "prompt_id",
+    "prompt_index",
+    "text",
+    "gold",
+    "n_tokens",
+    "entropy",
+    "density",
+    "full_top1_token",
+    "full_top1_prob",
+    "full_top1_freq",
+    "freq_log",
+    "recovery_1",
+]
 
 
 def modes_of(choice: str, available) -> list[str]:
@@ -77,11 +92,20 @@ def summary(results: list[Results]) -> pd.DataFrame:
     for label, r in zip(labels(results), results):
         s = r.run.settings
         prompt_ids = cast(pd.Series, r.table["prompt_id"])
-        rows.append({"model": label, "source": r.run.source, "prompts": int(prompt_ids.nunique()),
-                     "rows": "every position" if r.all_positions else "per prompt",
-                     "modes": ", ".join(r.modes), "sizes": len(s.get("sizes", [])),
-                     "weighting": s.get("weighting", "?"), "controls": bool(s.get("controls", False)),
-                     "frequencies": r.frequencies.source if r.frequencies else "none", "folder": str(r.folder)})
+        rows.append(
+            {
+                "model": label,
+                "source": r.run.source,
+                "prompts": int(prompt_ids.nunique()),
+                "rows": "every position" if r.all_positions else "per prompt",
+                "modes": ", ".join(r.modes),
+                "sizes": len(s.get("sizes", [])),
+                "weighting": s.get("weighting", "?"),
+                "controls": bool(s.get("controls", False)),
+                "frequencies": r.frequencies.source if r.frequencies else "none",
+                "folder": str(r.folder),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -163,10 +187,19 @@ def frequency_frame(results: list[Results], modes: list[str]) -> pd.DataFrame:
                 continue
             f = stats.frequency_by_size(r, mode)
             for who, prefix in (("subgraph's top-1", "trace"), ("full model's top-1", "full")):
-                parts.append(pd.DataFrame({
-                    "model": label, "mode": mode, "size": f["size"], "top1": who,
-                    "mean_log": f[f"{prefix}_mean_log"], "mean": f[f"{prefix}_mean"], "same_top1": f["same_top1"],
-                }))
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "model": label,
+                            "mode": mode,
+                            "size": f["size"],
+                            "top1": who,
+                            "mean_log": f[f"{prefix}_mean_log"],
+                            "mean": f[f"{prefix}_mean"],
+                            "same_top1": f["same_top1"],
+                        }
+                    )
+                )
     cols = ["model", "mode", "size", "top1", "mean_log", "mean", "same_top1"]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
@@ -180,8 +213,11 @@ def pair_frame(a: Results, b: Results, label_a: str, label_b: str, modes: list[s
             df = stats.paired_density(a, b, mode)
             df.insert(0, "mode", mode)
             parts.append(df)
-    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["mode", "text", "density_a",
-                                                                                  "density_b"])
+    df = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["mode", "text", "density_a", "density_b"])
+    )
     df["model_a"], df["model_b"] = label_a, label_b
     df["model_id_a"], df["model_id_b"] = a.model_id, b.model_id
     return df
@@ -196,7 +232,7 @@ def cross_table(results: list[Results], modes: list[str]) -> pd.DataFrame:
         if len(have) < 2:
             continue
         df = stats.cross_model([r for _, r in have], mode)
-        pairs = [(x, y) for i, (x, _) in enumerate(have) for (y, _) in have[i + 1:]]
+        pairs = [(x, y) for i, (x, _) in enumerate(have) for (y, _) in have[i + 1 :]]
         df["model_a"] = [x for x, _ in pairs]
         df["model_b"] = [y for _, y in pairs]
         df.insert(0, "mode", mode)
@@ -231,9 +267,24 @@ def to_parquet(df: pd.DataFrame) -> bytes:
 
 # ------------------------------------------------------------------------------------- all positions
 
-POSITION_COLUMNS = ["model", "model_id", "mode", "prompt_id", "prompt_index", "category", "position", "n_context",
-                    "token", "next_token", "next_token_prob", "next_token_rank", "next_token_freq", "freq_log",
-                    "entropy", "density"]
+POSITION_COLUMNS = [
+    "model",
+    "model_id",
+    "mode",
+    "prompt_id",
+    "prompt_index",
+    "category",
+    "position",
+    "n_context",
+    "token",
+    "next_token",
+    "next_token_prob",
+    "next_token_rank",
+    "next_token_freq",
+    "freq_log",
+    "entropy",
+    "density",
+]
 
 
 def position_runs(results: list[Results]) -> tuple[list[Results], list[Results]]:
@@ -244,8 +295,11 @@ def position_runs(results: list[Results]) -> tuple[list[Results], list[Results]]
 def positions_of(results: Results, full_grid: bool = False) -> pd.DataFrame:
     """The positions of an all-positions run; with ``full_grid``, only those that evaluate every size of
     the run's grid (:func:`stats.full_grid`)."""
-    return stats.full_grid(results.positions, len(results.run.settings.get("sizes", []))) if full_grid \
+    return (
+        stats.full_grid(results.positions, len(results.run.settings.get("sizes", [])))
+        if full_grid
         else results.positions
+    )
 
 
 def grid_note(results: list[Results], modes: list[str]) -> str:
@@ -256,13 +310,15 @@ def grid_note(results: list[Results], modes: list[str]) -> str:
         full = positions_of(r, True)
         context = cast(pd.Series, full[full["mode"].isin(modes)]["n_context"])
         since = f", from {int(context.min())} tokens of context on" if len(context) else ""
-        notes.append(f"{label}: {len(context)} of {len(df)} positions evaluate all {len(r.run.settings['sizes'])} "
-                     f"sizes{since}")
+        notes.append(
+            f"{label}: {len(context)} of {len(df)} positions evaluate all {len(r.run.settings['sizes'])} sizes{since}"
+        )
     return "; ".join(notes)
 
 
-def position_frame(results: list[Results], modes: list[str], axis: str = "log", full_grid: bool = False
-                   ) -> pd.DataFrame:
+def position_frame(
+    results: list[Results], modes: list[str], axis: str = "log", full_grid: bool = False
+) -> pd.DataFrame:
     """The positions of every all-positions run in ``modes``, one row per (text, position, mode), with
     ``model`` and ``model_id`` in front: ``density`` over log10 s (``axis="log"``) or over linear s;
     ``freq_log`` is log10(1 + the next token's frequency per million); ``full_grid``: only the positions
@@ -280,16 +336,17 @@ def position_frame(results: list[Results], modes: list[str], axis: str = "log", 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=POSITION_COLUMNS)
 
 
-def position_means(results: list[Results], modes: list[str], axis: str = "log", full_grid: bool = False
-                   ) -> pd.DataFrame:
+def position_means(
+    results: list[Results], modes: list[str], axis: str = "log", full_grid: bool = False
+) -> pd.DataFrame:
     """:func:`stats.density_by_position` of every all-positions run and mode: ``model, mode, n_context,
     mean, q25, q75, n``."""
-    return _per_mode(results, modes,
-                     lambda r, mode: stats.density_by_position(positions_of(r, full_grid), mode, axis))
+    return _per_mode(results, modes, lambda r, mode: stats.density_by_position(positions_of(r, full_grid), mode, axis))
 
 
-def position_correlations(results: list[Results], modes: list[str], axis: str = "log", full_grid: bool = False
-                          ) -> pd.DataFrame:
+def position_correlations(
+    results: list[Results], modes: list[str], axis: str = "log", full_grid: bool = False
+) -> pd.DataFrame:
     """:func:`stats.position_correlations` of every all-positions run, per mode: ``model, mode, against,
     rho, p, n`` (``against``: context length, or the next token's log frequency)."""
     parts = []

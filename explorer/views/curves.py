@@ -42,12 +42,20 @@ def chart(trace: Trace, index: int) -> alt.HConcatChart:
     for metric, title in METRICS.items():
         part = df[df["metric"] == metric]
         y_dom = [0, 1] if metric == "tv" else [0, 100]
-        lines = alt.Chart(part).mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=1.8).encode(
-            x=style.size_x(lo),
-            y=alt.Y("value:Q", title=title, scale=alt.Scale(domain=y_dom)),
-            color=alt.Color("variant:N", title=None, scale=alt.Scale(domain=variants, range=style.colour_range(
-                variants, colours)), legend=alt.Legend(orient="bottom")),
-            tooltip=["variant", alt.Tooltip("size:Q", format=".1e"), "edges", alt.Tooltip("value:Q", format=".3f")],
+        lines = (
+            alt.Chart(part)
+            .mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=1.8)
+            .encode(
+                x=style.size_x(lo),
+                y=alt.Y("value:Q", title=title, scale=alt.Scale(domain=y_dom)),
+                color=alt.Color(
+                    "variant:N",
+                    title=None,
+                    scale=alt.Scale(domain=variants, range=style.colour_range(variants, colours)),
+                    legend=alt.Legend(orient="bottom"),
+                ),
+                tooltip=["variant", alt.Tooltip("size:Q", format=".1e"), "edges", alt.Tooltip("value:Q", format=".3f")],
+            )
         )
         rule = style.size_rule(trace.strata[index].size, lo)
         panels.append((style.phase_shading(lo) + lines + rule).properties(width=300, height=220))

@@ -51,13 +51,22 @@ def chart(trace: Trace, index: int) -> alt.HConcatChart:
     for panel in df["panel"].unique():
         part = cast(pd.DataFrame, df[df["panel"] == panel])
         order = part.drop_duplicates("rank").sort_values("rank")["token"].tolist()
-        panels.append(alt.Chart(part, title=panel).mark_bar().encode(
-            y=alt.Y("token:N", sort=order, title=None),
-            yOffset=alt.YOffset("source:N", sort=list(SOURCES.values())),
-            x=alt.X("prob:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("source:N", title=None, sort=list(SOURCES.values()),
-                            scale=alt.Scale(domain=list(SOURCES.values()), range=COLOURS),
-                            legend=alt.Legend(orient="bottom")),
-            tooltip=["token", "source", alt.Tooltip("prob:Q", format=".4f")],
-        ).properties(width=150, height=alt.Step(9)))
+        panels.append(
+            alt.Chart(part, title=panel)
+            .mark_bar()
+            .encode(
+                y=alt.Y("token:N", sort=order, title=None),
+                yOffset=alt.YOffset("source:N", sort=list(SOURCES.values())),
+                x=alt.X("prob:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
+                color=alt.Color(
+                    "source:N",
+                    title=None,
+                    sort=list(SOURCES.values()),
+                    scale=alt.Scale(domain=list(SOURCES.values()), range=COLOURS),
+                    legend=alt.Legend(orient="bottom"),
+                ),
+                tooltip=["token", "source", alt.Tooltip("prob:Q", format=".4f")],
+            )
+            .properties(width=150, height=alt.Step(9))
+        )
     return alt.hconcat(*panels).resolve_scale(y="independent")

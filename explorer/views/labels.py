@@ -11,8 +11,17 @@ import numpy as np
 from explorer.results import Trace
 
 __all__ = [
-    "MODE_LABELS", "VARIANT_LABELS", "closest_stratum", "default_stratum", "first_entry",
-    "format_size", "layer_quarter", "size_label", "token_label", "trace_edges", "variant_label",
+    "MODE_LABELS",
+    "VARIANT_LABELS",
+    "closest_stratum",
+    "default_stratum",
+    "first_entry",
+    "format_size",
+    "layer_quarter",
+    "size_label",
+    "token_label",
+    "trace_edges",
+    "variant_label",
 ]
 
 VARIANT_LABELS = {

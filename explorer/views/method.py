@@ -5,20 +5,17 @@ the composition by phase."""
 
 from __future__ import annotations
 
-import json
-
 import altair as alt
 import numpy as np
 import pandas as pd
 
 from explorer.density import recovery_sizes
-from explorer.edges import ATTENTION, KIND_NAMES, RESIDUAL_ATTN
+from explorer.edges import ATTENTION, KIND_NAMES
 from explorer.options import MODES, NUCLEUS_LEVELS
 from explorer.results import Trace
 from explorer.views import style
 from explorer.views.labels import VARIANT_LABELS, layer_quarter, token_label
 
-SHIFT = 0.12  # sideways shift of the sketch's MLP edges and self-attention edges
 CONTROLS = ("trace", "random", "inverse")
 
 
@@ -34,113 +31,8 @@ def _rule(trace: Trace, index: int) -> alt.Chart:
     return style.size_rule(trace.strata[index].size, _lo(trace))
 
 
-# 1. the graph
-
-def graph_counts(trace: Trace) -> pd.DataFrame:
-    """Edges of the whole graph by kind (``kind``, ``edges``, ``share``), from its shape alone: ``H`` per
-    source token into every attention node, one residual edge into every node, one MLP edge into every
-    MLP node; in the last layer, only the output token's nodes."""
-    counts = trace.layout.counts_by_kind()
-    total = sum(counts.values())
-    return pd.DataFrame([(k, v, v / total) for k, v in counts.items()], columns=["kind", "edges", "share"])
-
-
-def graph_nodes(trace: Trace) -> int:
-    """Nodes that reach the output: every token's states below the last layer, and the output token's two
-    states in the last layer."""
-    return trace.layout.n_reachable_nodes
-
-
-def sketch_frame(trace: Trace, layers: int = 2) -> pd.DataFrame:
-    """Every edge of the first ``layers`` layers: ``x``/``x2`` source and target token, ``y``/``y2`` graph
-    layers, ``kind``, ``heads`` (attention edges drawn once per token pair stand for one edge per head).
-    MLP edges and a token's attention to itself are drawn beside the residual edge (``x`` shifted)."""
-    H, T = trace.layout.n_heads, trace.layout.n_tokens
-    rows = []
-    for l in range(min(layers, trace.layout.n_layers)):
-        for t in range(T):
-            rows.append((t, t, 2 * l, 2 * l + 1, "residual", 1))
-            rows += [(s if s < t else t - SHIFT, t if s < t else t - SHIFT, 2 * l, 2 * l + 1, "attention", H)
-                     for s in range(t + 1)]
-            rows.append((t, t, 2 * l + 1, 2 * l + 2, "residual", 1))
-            src = 2 * l if trace.layout.parallel else 2 * l + 1
-            rows.append((t + SHIFT, t + SHIFT, src, 2 * l + 2, "mlp", 1))
-    df = pd.DataFrame(rows, columns=["x", "x2", "y", "y2", "kind", "heads"])
-    df["edge"] = [f"{k}: {token_label(trace, round(a))} (graph layer {b}) -> {token_label(trace, round(c))} "
-                  f"(graph layer {d})" + (f", one edge per head ({h})" if h > 1 else "")
-                  for a, b, c, d, k, h in zip(df.x, df.y, df.x2, df.y2, df.kind, df.heads)]
-    return df
-
-
-def sketch_chart(trace: Trace, layers: int = 2) -> alt.LayerChart | alt.FacetChart:
-    """Nodes (tokens x graph layers) and all edges of the first ``layers`` layers."""
-    df = sketch_frame(trace, layers)
-    T = trace.layout.n_tokens
-    top = 2 * min(layers, trace.layout.n_layers)
-    nodes = pd.DataFrame([(t, g, token_label(trace, t)) for g in range(top + 1) for t in range(T)],
-                         columns=["x", "y", "token"])
-    x = alt.X("x:Q", title=None, scale=alt.Scale(domain=[-0.5, T - 0.5]),
-              axis=alt.Axis(values=list(range(T)), labelExpr=_labels(trace), labelAngle=-30, grid=False))
-    y = alt.Y("y:Q", title="graph layer", scale=alt.Scale(domain=[-0.3, top + 0.3]),
-              axis=alt.Axis(values=list(range(top + 1)), labelExpr=_layer_names(top)))
-    colour = alt.Color("kind:N", title="edge kind", scale=style.kind_scale())
-    edges = alt.Chart(df).mark_rule(strokeWidth=1.4, opacity=0.7).encode(
-        x=x, x2="x2:Q", y=y, y2="y2:Q", color=colour, tooltip=["edge"])
-    dots = alt.Chart(nodes).mark_circle(size=70, color="#333333").encode(x="x:Q", y="y:Q", tooltip=["token", "y"])
-    return (edges + dots).properties(height=260)
-
-
-def _labels(trace: Trace) -> str:
-    return f"{json.dumps([token_label(trace, t) for t in range(trace.layout.n_tokens)])}[round(datum.value)]"
-
-
-def _layer_names(top: int) -> str:
-    names = ["embedding"] + [f"L{(g - 1) // 2} {'attention' if g % 2 else 'MLP'}" for g in range(1, top + 1)]
-    return f"{json.dumps(names)}[round(datum.value)]"
-
-
-# 2. edge weights
-
-def edge_weight_lookup(trace: Trace) -> np.ndarray:
-    """Weight of every edge id (NaN for ids that are not edges), from the trace's order and weights."""
-    w = np.full(trace.layout.n_ids, np.nan)
-    w[np.asarray(trace.order)] = np.asarray(trace.order_weights, dtype=np.float64)
-    return w
-
-
-def node_weights_frame(trace: Trace, layer: int) -> pd.DataFrame:
-    """The weights into the last token's state after ``layer``'s attention: one row per in-edge with
-    ``edge`` (``residual`` or ``h{h}``), ``source`` (token label), ``weight``. They sum to 1."""
-    lay = trace.layout
-    H, T = lay.n_heads, lay.n_tokens
-    t = T - 1
-    w = edge_weight_lookup(trace)
-    rows = [("residual", token_label(trace, t), float(w[lay.block_id(RESIDUAL_ATTN, layer, t)]))]
-    for h in range(H):
-        for s in range(t + 1):
-            rows.append((f"h{h}", token_label(trace, s), float(w[lay.attention_id(layer, h, t, s)])))
-    return pd.DataFrame(rows, columns=["edge", "source", "weight"])
-
-
-def node_weights_chart(trace: Trace, layer: int) -> alt.LayerChart | alt.FacetChart:
-    """A heat map: heads (and the residual edge) by source token, coloured by weight."""
-    df = node_weights_frame(trace, layer)
-    order = ["residual"] + [f"h{h}" for h in range(trace.layout.n_heads)]
-    tokens = [token_label(trace, s) for s in range(trace.layout.n_tokens)]
-    base = alt.Chart(df).encode(
-        x=alt.X("source:N", sort=tokens, title="source token", axis=alt.Axis(labelAngle=-30)),
-        y=alt.Y("edge:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False)),
-    )
-    cells = base.mark_rect().encode(
-        color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues"), title="weight"),
-        tooltip=["edge", "source", alt.Tooltip("weight:Q", format=".4f")])
-    text = base.mark_text(fontSize=9).encode(
-        text=alt.Text("weight:Q", format=".2f"),
-        color=alt.condition("datum.weight > 0.3", alt.value("white"), alt.value("#333333")))
-    return (cells + text).properties(height=alt.Step(20))
-
-
 # 3. greedy search and nested sizes
+
 
 def first_edges(trace: Trace, n: int = 12) -> pd.DataFrame:
     """The first ``n`` edges of the greedy order: rank, kind, component (``a{l}.h{h}``, ``m{l}`` or empty
@@ -156,14 +48,16 @@ def first_edges(trace: Trace, n: int = 12) -> pd.DataFrame:
         where = "embedding" if g == 0 else f"L{(g - 1) // 2} {'attention' if g % 2 else 'MLP'}"
         return f"{token_label(trace, t)} @ {where}"
 
-    return pd.DataFrame({
-        "rank": np.arange(len(ids)),
-        "kind": [KIND_NAMES[int(k)] for k in e["kind"]],
-        "component": [names[c] if c >= 0 else "" for c in comp],
-        "from": [node(i) for i in e["src_node"]],
-        "to": [node(i) for i in e["dst_node"]],
-        "weight": np.asarray(trace.order_weights[:n], dtype=np.float64),
-    })
+    return pd.DataFrame(
+        {
+            "rank": np.arange(len(ids)),
+            "kind": [KIND_NAMES[int(k)] for k in e["kind"]],
+            "component": [names[c] if c >= 0 else "" for c in comp],
+            "from": [node(i) for i in e["src_node"]],
+            "to": [node(i) for i in e["dst_node"]],
+            "weight": np.asarray(trace.order_weights[:n], dtype=np.float64),
+        }
+    )
 
 
 def first_of_kind(trace: Trace, kind: str) -> dict | None:
@@ -174,38 +68,69 @@ def first_of_kind(trace: Trace, kind: str) -> dict | None:
     if len(hits) == 0:
         return None
     rank = int(hits[0])
-    edge_id = np.asarray(trace.order[rank:rank + 1])
+    edge_id = np.asarray(trace.order[rank : rank + 1])
     e = trace.layout.decode(edge_id)
     comp = int(trace.layout.component(edge_id)[0])
-    return {"rank": rank, "component": trace.layout.component_names()[comp] if comp >= 0 else "",
-            "source": token_label(trace, int(e["source"][0])), "target": token_label(trace, int(e["target"][0]))}
+    return {
+        "rank": rank,
+        "component": trace.layout.component_names()[comp] if comp >= 0 else "",
+        "source": token_label(trace, int(e["source"][0])),
+        "target": token_label(trace, int(e["target"][0])),
+    }
 
 
 def sizes_frame(trace: Trace) -> pd.DataFrame:
     """One row per evaluated size: ``size``, ``edges``, the subgraph's ``top1`` token, ``tv``, and
     ``top1_kept`` (shared nucleus at least 1)."""
-    return pd.DataFrame([
-        (s.size, s.n_edges, s.trace.top[0].token, s.trace.tv, "top-1 kept" if s.trace.shared_nucleus >= 1 else
-         "top-1 not kept") for s in trace.strata
-    ], columns=["size", "edges", "top1", "tv", "top1_kept"])
+    return pd.DataFrame(
+        [
+            (
+                s.size,
+                s.n_edges,
+                s.trace.top[0].token,
+                s.trace.tv,
+                "top-1 kept" if s.trace.shared_nucleus >= 1 else "top-1 not kept",
+            )
+            for s in trace.strata
+        ],
+        columns=["size", "edges", "top1", "tv", "top1_kept"],
+    )
 
 
 def sizes_chart(trace: Trace, index: int) -> alt.LayerChart | alt.FacetChart:
     """The nested sizes: edges against size (both log), coloured by whether the top-1 token is kept."""
     df = sizes_frame(trace)
-    dots = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=50, filled=True), color="#bbbbbb").encode(
-        x=_x_log(trace), y=alt.Y("edges:Q", scale=alt.Scale(type="log"), title="edges (log)"),
-        tooltip=[alt.Tooltip("size:Q", format=".1e"), "edges", "top1", alt.Tooltip("tv:Q", format=".3f")])
-    kept = alt.Chart(df).mark_point(size=60, filled=True).encode(
-        x=_x_log(trace), y=alt.Y("edges:Q", scale=alt.Scale(type="log")),
-        color=alt.Color("top1_kept:N", title=None, scale=alt.Scale(
-            domain=["top-1 not kept", "top-1 kept"], range=[style.NOT_KEPT_COLOUR, style.TRACE_COLOUR]),
-            legend=alt.Legend(orient="bottom")),
-        tooltip=[alt.Tooltip("size:Q", format=".1e"), "edges", "top1", alt.Tooltip("tv:Q", format=".3f")])
+    dots = (
+        alt.Chart(df)
+        .mark_line(point=alt.OverlayMarkDef(size=50, filled=True), color="#bbbbbb")
+        .encode(
+            x=_x_log(trace),
+            y=alt.Y("edges:Q", scale=alt.Scale(type="log"), title="edges (log)"),
+            tooltip=[alt.Tooltip("size:Q", format=".1e"), "edges", "top1", alt.Tooltip("tv:Q", format=".3f")],
+        )
+    )
+    kept = (
+        alt.Chart(df)
+        .mark_point(size=60, filled=True)
+        .encode(
+            x=_x_log(trace),
+            y=alt.Y("edges:Q", scale=alt.Scale(type="log")),
+            color=alt.Color(
+                "top1_kept:N",
+                title=None,
+                scale=alt.Scale(
+                    domain=["top-1 not kept", "top-1 kept"], range=[style.NOT_KEPT_COLOUR, style.TRACE_COLOUR]
+                ),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            tooltip=[alt.Tooltip("size:Q", format=".1e"), "edges", "top1", alt.Tooltip("tv:Q", format=".3f")],
+        )
+    )
     return (dots + kept + _rule(trace, index)).properties(height=240)
 
 
 # 4. two ablation modes
+
 
 def modes_frame(trace: Trace) -> pd.DataFrame:
     """TV of the trace against size in its own mode and, where evaluated, the other mode: ``size``,
@@ -222,28 +147,38 @@ def modes_frame(trace: Trace) -> pd.DataFrame:
 def mode_recovery(trace: Trace) -> dict[str, float | None]:
     """Per ablation mode evaluated: the smallest size whose subgraph keeps the top-1 token."""
     df = modes_frame(trace)
-    return {str(mode): recovery_sizes(part["size"].tolist(), part["shared_nucleus"].tolist())[1]
-            for mode, part in df.groupby("mode", sort=False)}
+    return {
+        str(mode): recovery_sizes(part["size"].tolist(), part["shared_nucleus"].tolist())[1]
+        for mode, part in df.groupby("mode", sort=False)
+    }
 
 
 def modes_chart(trace: Trace, index: int) -> alt.LayerChart | alt.FacetChart:
     df = modes_frame(trace)
-    lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=2).encode(
-        x=_x_log(trace), y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(MODES),
-                        legend=alt.Legend(orient="bottom")),
-        tooltip=["mode", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f"), "top1"])
+    lines = (
+        alt.Chart(df)
+        .mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=2)
+        .encode(
+            x=_x_log(trace),
+            y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "mode:N", title="ablation mode", scale=style.mode_scale(MODES), legend=alt.Legend(orient="bottom")
+            ),
+            tooltip=["mode", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f"), "top1"],
+        )
+    )
     return (lines + _rule(trace, index)).properties(height=240)
 
 
 # 5. TV and shared nucleus
+
 
 def _nucleus_list(top, level: int) -> list[str] | None:
     mass = 0.0
     for j, tp in enumerate(top):
         mass += tp.prob
         if mass >= level / 100:
-            return [t.token for t in top[:j + 1]]
+            return [t.token for t in top[: j + 1]]
     return None
 
 
@@ -273,29 +208,52 @@ CONTROL_COLOURS = {VARIANT_LABELS[v]: style.VARIANT_COLOURS[v] for v in CONTROLS
 def controls_frame(trace: Trace) -> pd.DataFrame:
     """TV and shared nucleus against size of the trace and its two controls (``size``, ``variant``,
     ``tv``, ``shared_nucleus``)."""
-    rows = [(s.size, VARIANT_LABELS[v], s.outputs[v].tv, s.outputs[v].shared_nucleus)
-            for s in trace.strata for v in CONTROLS if v in s.outputs]
+    rows = [
+        (s.size, VARIANT_LABELS[v], s.outputs[v].tv, s.outputs[v].shared_nucleus)
+        for s in trace.strata
+        for v in CONTROLS
+        if v in s.outputs
+    ]
     return pd.DataFrame(rows, columns=["size", "variant", "tv", "shared_nucleus"])
 
 
 def controls_chart(trace: Trace, index: int) -> alt.LayerChart | alt.FacetChart:
     df = controls_frame(trace)
-    lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=2).encode(
-        x=_x_log(trace), y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("variant:N", title=None, scale=alt.Scale(
-            domain=list(CONTROL_COLOURS), range=list(CONTROL_COLOURS.values())), legend=alt.Legend(orient="bottom")),
-        tooltip=["variant", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f"),
-                 "shared_nucleus"])
+    lines = (
+        alt.Chart(df)
+        .mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=2)
+        .encode(
+            x=_x_log(trace),
+            y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "variant:N",
+                title=None,
+                scale=alt.Scale(domain=list(CONTROL_COLOURS), range=list(CONTROL_COLOURS.values())),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            tooltip=[
+                "variant",
+                alt.Tooltip("size:Q", format=".1e"),
+                alt.Tooltip("tv:Q", format=".3f"),
+                "shared_nucleus",
+            ],
+        )
+    )
     return (lines + _rule(trace, index)).properties(height=240)
 
 
 # 7. density
 
+
 def density_frame(trace: Trace) -> pd.DataFrame:
     """TV against size for the trace and, where computed, the random control (``size``, ``variant``,
     ``tv``)."""
-    rows = [(s.size, VARIANT_LABELS[v], s.outputs[v].tv) for s in trace.strata for v in ("trace", "random")
-            if v in s.outputs]
+    rows = [
+        (s.size, VARIANT_LABELS[v], s.outputs[v].tv)
+        for s in trace.strata
+        for v in ("trace", "random")
+        if v in s.outputs
+    ]
     return pd.DataFrame(rows, columns=["size", "variant", "tv"])
 
 
@@ -303,16 +261,27 @@ def density_chart(trace: Trace) -> alt.LayerChart | alt.FacetChart:
     """The trace's TV curve with the area under it (the density) shaded, and the random control's line."""
     df = density_frame(trace)
     x = _x_log(trace)
-    area = alt.Chart(df[df.variant == "s-trace"]).mark_area(opacity=0.35, color=style.TRACE_COLOUR, line=True).encode(
-        x=x, y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
-        tooltip=[alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f")])
-    ctrl = alt.Chart(df[df.variant != "s-trace"]).mark_line(color=style.VARIANT_COLOURS["random"],
-                                                            strokeDash=[5, 3]).encode(
-        x=x, y="tv:Q", tooltip=["variant", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f")])
+    area = (
+        alt.Chart(df[df.variant == "s-trace"])
+        .mark_area(opacity=0.35, color=style.TRACE_COLOUR, line=True)
+        .encode(
+            x=x,
+            y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
+            tooltip=[alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f")],
+        )
+    )
+    ctrl = (
+        alt.Chart(df[df.variant != "s-trace"])
+        .mark_line(color=style.VARIANT_COLOURS["random"], strokeDash=[5, 3])
+        .encode(
+            x=x, y="tv:Q", tooltip=["variant", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f")]
+        )
+    )
     return (area + ctrl).properties(height=220)
 
 
 # 8. construction and refinement phases
+
 
 def phase_frame(trace: Trace) -> pd.DataFrame:
     """Per size: the share of the trace's edges that are attention edges, and that sit in the last
@@ -329,19 +298,30 @@ def phase_frame(trace: Trace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["size", "measure", "share"])
 
 
-MEASURE_COLOURS = {"attention edges": style.KIND_COLOURS["attention"],
-                   "edges in the last quarter of layers": style.QUARTER_COLOURS[-1]}
+MEASURE_COLOURS = {
+    "attention edges": style.KIND_COLOURS["attention"],
+    "edges in the last quarter of layers": style.QUARTER_COLOURS[-1],
+}
 
 
 def phase_chart(trace: Trace, index: int) -> alt.LayerChart | alt.FacetChart:
     df = phase_frame(trace)
     measures = list(MEASURE_COLOURS)
-    lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=2).encode(
-        x=_x_log(trace), y=alt.Y("share:Q", title="share of edges", axis=alt.Axis(format="%"),
-                                 scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=400),
-                        scale=alt.Scale(domain=measures, range=style.colour_range(measures, MEASURE_COLOURS))),
-        tooltip=["measure", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("share:Q", format=".1%")])
+    lines = (
+        alt.Chart(df)
+        .mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=2)
+        .encode(
+            x=_x_log(trace),
+            y=alt.Y("share:Q", title="share of edges", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "measure:N",
+                title=None,
+                legend=alt.Legend(orient="bottom", labelLimit=400),
+                scale=alt.Scale(domain=measures, range=style.colour_range(measures, MEASURE_COLOURS)),
+            ),
+            tooltip=["measure", alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("share:Q", format=".1%")],
+        )
+    )
     return (style.phase_shading(_lo(trace)) + lines + _rule(trace, index)).properties(height=240)
 
 

@@ -84,12 +84,38 @@ def build(trace: Trace, index: int, size_by: str = "edges") -> nx.DiGraph:
 
     g = nx.DiGraph()
     top_y = (L + 1) * Y_STEP
-    g.add_node(EMB, label="embeddings", kind="emb", layer=-1, head=-1, edges=0, weight=0.0, entered=smallest,
-               x=((H - 1) * X_STEP) / 2, y=top_y + 1.4 * Y_STEP, size=10, color="#9e9e9e", shape="box",
-               title="input embeddings (graph layer 0)")
-    g.add_node(OUT, label="output", kind="out", layer=L, head=-1, edges=0, weight=0.0, entered=smallest,
-               x=((H - 1) * X_STEP) / 2, y=0, size=10, color="#9e9e9e", shape="box",
-               title=html.escape(f"output node: last token {token_label(trace, lay.n_tokens - 1)} after the last MLP"))
+    g.add_node(
+        EMB,
+        label="embeddings",
+        kind="emb",
+        layer=-1,
+        head=-1,
+        edges=0,
+        weight=0.0,
+        entered=smallest,
+        x=((H - 1) * X_STEP) / 2,
+        y=top_y + 1.4 * Y_STEP,
+        size=10,
+        color="#9e9e9e",
+        shape="box",
+        title="input embeddings (graph layer 0)",
+    )
+    g.add_node(
+        OUT,
+        label="output",
+        kind="out",
+        layer=L,
+        head=-1,
+        edges=0,
+        weight=0.0,
+        entered=smallest,
+        x=((H - 1) * X_STEP) / 2,
+        y=0,
+        size=10,
+        color="#9e9e9e",
+        shape="box",
+        title=html.escape(f"output node: last token {token_label(trace, lay.n_tokens - 1)} after the last MLP"),
+    )
     for c in present:
         name = names[c]
         is_mlp = c >= L * H
@@ -99,10 +125,19 @@ def build(trace: Trace, index: int, size_by: str = "edges") -> nx.DiGraph:
         size = 3 + 9 * math.sqrt(value / top) if top > 0 else 3
         when = entered.get(name, trace.strata[index].size)
         g.add_node(
-            name, label=name, kind="mlp" if is_mlp else "head", layer=int(layer), head=int(head),
-            edges=int(counts[c]), weight=float(weights[c]), entered=when,
-            x=(H + 0.5) * X_STEP if is_mlp else head * X_STEP, y=top_y - (layer + 1) * Y_STEP,
-            size=size, color=entry_colour(when, smallest), shape="square" if is_mlp else "dot",
+            name,
+            label=name,
+            kind="mlp" if is_mlp else "head",
+            layer=int(layer),
+            head=int(head),
+            edges=int(counts[c]),
+            weight=float(weights[c]),
+            entered=when,
+            x=(H + 0.5) * X_STEP if is_mlp else head * X_STEP,
+            y=top_y - (layer + 1) * Y_STEP,
+            size=size,
+            color=entry_colour(when, smallest),
+            shape="square" if is_mlp else "dot",
             title=f"{name}: {int(counts[c])} edges, summed weight {weights[c]:.3g}, entered at s = {format_size(when)}",
         )
     flow = flows(trace, edges)
@@ -115,8 +150,14 @@ def build(trace: Trace, index: int, size_by: str = "edges") -> nx.DiGraph:
     pairs = sorted((p for p in pairs if p[1] and p[2] and p[1] != p[2]), key=lambda p: -p[0])[:MAX_FLOWS]
     top_flow = max((p[0] for p in pairs), default=1.0)
     for links, a, b in pairs:
-        g.add_edge(a, b, links=int(links), value=float(links), width=0.5 + 3.5 * links / top_flow,
-                   title=f"{a} -> {b}: {int(links)} links")
+        g.add_edge(
+            a,
+            b,
+            links=int(links),
+            value=float(links),
+            width=0.5 + 3.5 * links / top_flow,
+            title=f"{a} -> {b}: {int(links)} links",
+        )
     return g
 
 
@@ -135,20 +176,59 @@ def to_html(graph: nx.DiGraph, height: int = 640) -> str:
     H = max((a["head"] for _, a in graph.nodes(data=True)), default=0) + 1
     top_y = (L + 1) * Y_STEP
     for l in range(0, L, max(1, L // 10)):
-        net.add_node(f"layer {l}", label=f"L{l}", x=-X_STEP, y=float(top_y - (l + 1) * Y_STEP), shape="text",
-                     physics=False, font={"size": 11, "color": "#777777"})
+        net.add_node(
+            f"layer {l}",
+            label=f"L{l}",
+            x=-X_STEP,
+            y=float(top_y - (l + 1) * Y_STEP),
+            shape="text",
+            physics=False,
+            font={"size": 11, "color": "#777777"},
+        )
     for h in range(H):
-        net.add_node(f"head {h}", label=f"h{h}", x=float(h * X_STEP), y=float(top_y + Y_STEP / 2), shape="text",
-                     physics=False, font={"size": 11, "color": "#777777"})
-    net.add_node("mlps", label="MLP", x=float((H + 0.5) * X_STEP), y=float(top_y + Y_STEP / 2), shape="text",
-                 physics=False, font={"size": 11, "color": "#777777"})
+        net.add_node(
+            f"head {h}",
+            label=f"h{h}",
+            x=float(h * X_STEP),
+            y=float(top_y + Y_STEP / 2),
+            shape="text",
+            physics=False,
+            font={"size": 11, "color": "#777777"},
+        )
+    net.add_node(
+        "mlps",
+        label="MLP",
+        x=float((H + 0.5) * X_STEP),
+        y=float(top_y + Y_STEP / 2),
+        shape="text",
+        physics=False,
+        font={"size": 11, "color": "#777777"},
+    )
     for name, a in graph.nodes(data=True):
         label = a["label"] if a["kind"] in ("emb", "out") else " "  # pyvis shows the id for an empty label
-        net.add_node(name, label=label, x=float(a["x"]), y=float(a["y"]), size=float(a["size"]), color=a["color"],
-                     shape=a["shape"], title=a["title"], physics=False, font={"size": 10}, borderWidth=0.5)
+        net.add_node(
+            name,
+            label=label,
+            x=float(a["x"]),
+            y=float(a["y"]),
+            size=float(a["size"]),
+            color=a["color"],
+            shape=a["shape"],
+            title=a["title"],
+            physics=False,
+            font={"size": 10},
+            borderWidth=0.5,
+        )
     for u, v, a in graph.edges(data=True):
-        net.add_edge(u, v, width=float(a["width"]), title=a["title"], color={"color": "#8a8a8a", "opacity": 0.45},
-                     arrows="to", smooth=False)
+        net.add_edge(
+            u,
+            v,
+            width=float(a["width"]),
+            title=a["title"],
+            color={"color": "#8a8a8a", "opacity": 0.45},
+            arrows="to",
+            smooth=False,
+        )
     net.toggle_physics(False)
     return strip_cdn(net.generate_html(notebook=False))
 

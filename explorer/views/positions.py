@@ -35,19 +35,26 @@ def _usermeta(n: int) -> dict:
 
 
 def _tooltip() -> list:
-    return [alt.Tooltip("model:N"), alt.Tooltip("mode:N", title="ablation mode"),
-            alt.Tooltip("prompt_index:Q", title="text"), alt.Tooltip("position:Q"),
-            alt.Tooltip("token:N", title="token"), alt.Tooltip("next_token:N", title="next token"),
-            alt.Tooltip("next_token_prob:Q", title="its probability", format=".3f"),
-            alt.Tooltip("next_token_freq:Q", title="its frequency per million", format=".1f"),
-            alt.Tooltip("density:Q", format=".3f")]
+    return [
+        alt.Tooltip("model:N"),
+        alt.Tooltip("mode:N", title="ablation mode"),
+        alt.Tooltip("prompt_index:Q", title="text"),
+        alt.Tooltip("position:Q"),
+        alt.Tooltip("token:N", title="token"),
+        alt.Tooltip("next_token:N", title="next token"),
+        alt.Tooltip("next_token_prob:Q", title="its probability", format=".3f"),
+        alt.Tooltip("next_token_freq:Q", title="its frequency per million", format=".1f"),
+        alt.Tooltip("density:Q", format=".3f"),
+    ]
 
 
 def _points(df: pd.DataFrame, x: alt.X, axis: str, modes: list[str]) -> alt.Chart:
     enc: dict[str, Any] = dict(
-        x=x, y=alt.Y("density:Q", title=_density_title(axis), scale=alt.Scale(zero=False)),
+        x=x,
+        y=alt.Y("density:Q", title=_density_title(axis), scale=alt.Scale(zero=False)),
         color=alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(modes)),
-        tooltip=_tooltip())
+        tooltip=_tooltip(),
+    )
     if len(modes) > 1:
         enc["shape"] = alt.Shape("mode:N", title="ablation mode", scale=style.mode_shapes(modes))
     return alt.Chart(df).mark_point(filled=True, size=22, opacity=0.45).encode(**enc)
@@ -67,15 +74,25 @@ def density_position(points: pd.DataFrame, means: pd.DataFrame, axis: str = "log
     panels = []
     for model in models:
         mine = cast(pd.DataFrame, points[points["model"] == model])
-        line = alt.Chart(cast(pd.DataFrame, means[means["model"] == model])).mark_line(strokeWidth=2.5).encode(
-            x=alt.X("n_context:Q", title=CONTEXT_TITLE),
-            y=alt.Y("mean:Q", title=_density_title(axis)),
-            color=alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(modes)),
-            strokeDash=style.mode_dash(modes),
-            tooltip=[alt.Tooltip("mode:N", title="ablation mode"), alt.Tooltip("n_context:Q", title="context"),
-                     alt.Tooltip("mean:Q", title="mean density", format=".3f"), alt.Tooltip("n:Q", title="texts")])
-        panels.append((_points(mine, x, axis, modes) + line).properties(title=model, width=PANEL_WIDTH,
-                                                                          height=PANEL_HEIGHT))
+        line = (
+            alt.Chart(cast(pd.DataFrame, means[means["model"] == model]))
+            .mark_line(strokeWidth=2.5)
+            .encode(
+                x=alt.X("n_context:Q", title=CONTEXT_TITLE),
+                y=alt.Y("mean:Q", title=_density_title(axis)),
+                color=alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(modes)),
+                strokeDash=style.mode_dash(modes),
+                tooltip=[
+                    alt.Tooltip("mode:N", title="ablation mode"),
+                    alt.Tooltip("n_context:Q", title="context"),
+                    alt.Tooltip("mean:Q", title="mean density", format=".3f"),
+                    alt.Tooltip("n:Q", title="texts"),
+                ],
+            )
+        )
+        panels.append(
+            (_points(mine, x, axis, modes) + line).properties(title=model, width=PANEL_WIDTH, height=PANEL_HEIGHT)
+        )
     return _panels(panels, len(points))
 
 
@@ -88,5 +105,8 @@ def density_frequency(points: pd.DataFrame, axis: str = "log") -> alt.ConcatChar
     x = alt.X("freq_log:Q", title=FREQUENCY_TITLE, scale=alt.Scale(zero=False))
     panels: list[alt.LayerChart | alt.Chart] = [
         _points(cast(pd.DataFrame, points[points["model"] == m]), x, axis, modes).properties(
-            title=m, width=PANEL_WIDTH, height=PANEL_HEIGHT) for m in models]
+            title=m, width=PANEL_WIDTH, height=PANEL_HEIGHT
+        )
+        for m in models
+    ]
     return _panels(panels, len(points))

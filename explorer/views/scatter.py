@@ -38,23 +38,31 @@ def density_entropy(df: pd.DataFrame, colour_by: str = "model", axis: str = "log
     pick = alt.selection_point(name=SELECTION, fields=SELECTION_FIELDS, on="click", clear="dblclick")
     modes = list(dict.fromkeys(df["mode"]))
     if colour_by == "frequency":
-        colour = alt.Color("freq_log:Q", title=["top-1 frequency", "log10(1 + per million)"],
-                           scale=alt.Scale(scheme="viridis"))
+        colour = alt.Color(
+            "freq_log:Q", title=["top-1 frequency", "log10(1 + per million)"], scale=alt.Scale(scheme="viridis")
+        )
     elif colour_by == "mode":
         colour = alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(modes))
     else:
-        colour = alt.Color("model:N", title="model", scale=alt.Scale(scheme="tableau10"),
-                           legend=alt.Legend(labelLimit=320))
+        colour = alt.Color(
+            "model:N", title="model", scale=alt.Scale(scheme="tableau10"), legend=alt.Legend(labelLimit=320)
+        )
     enc: dict[str, Any] = dict(
         x=alt.X("entropy:Q", title="full model's entropy (nats)", scale=alt.Scale(zero=False)),
-        y=alt.Y("density:Q", title="density, TV integrated " + ("over log10 s" if axis == "log" else "over linear s"),
-                scale=alt.Scale(zero=False)),
+        y=alt.Y(
+            "density:Q",
+            title="density, TV integrated " + ("over log10 s" if axis == "log" else "over linear s"),
+            scale=alt.Scale(zero=False),
+        ),
         color=colour,
         opacity=alt.condition(pick, alt.value(0.85), alt.value(0.2)),
         size=alt.condition(pick, alt.value(70), alt.value(45)),
         tooltip=[
-            alt.Tooltip("text:N", title="prompt"), "model:N", alt.Tooltip("mode:N", title="ablation mode"),
-            alt.Tooltip("density:Q", format=".3f"), alt.Tooltip("entropy:Q", format=".3f"),
+            alt.Tooltip("text:N", title="prompt"),
+            "model:N",
+            alt.Tooltip("mode:N", title="ablation mode"),
+            alt.Tooltip("density:Q", format=".3f"),
+            alt.Tooltip("entropy:Q", format=".3f"),
             alt.Tooltip("full_top1_token:N", title="full model's top-1"),
             alt.Tooltip("full_top1_freq:Q", title="its frequency per million", format=".1f"),
             alt.Tooltip("recovery_1:Q", title="top-1 kept from s =", format=".1e"),
@@ -62,8 +70,13 @@ def density_entropy(df: pd.DataFrame, colour_by: str = "model", axis: str = "log
     )
     if len(modes) > 1:
         enc["shape"] = alt.Shape("mode:N", title="ablation mode", scale=style.mode_shapes(modes))
-    return (alt.Chart(df).mark_point(filled=True).encode(**enc).add_params(pick)
-            .properties(height=380, usermeta=_usermeta(len(df))))
+    return (
+        alt.Chart(df)
+        .mark_point(filled=True)
+        .encode(**enc)
+        .add_params(pick)
+        .properties(height=380, usermeta=_usermeta(len(df)))
+    )
 
 
 def density_pair(df: pd.DataFrame) -> alt.ConcatChart:
@@ -79,19 +92,29 @@ def density_pair(df: pd.DataFrame) -> alt.ConcatChart:
     pad = 0.05 * (top - lo) or 0.1
     lo, top = lo - pad, top + pad
     scale = alt.Scale(domain=[lo, top], zero=False, nice=False)
-    points = alt.Chart(df).mark_point(filled=True).encode(
-        x=alt.X("density_a:Q", title=f"density, {a}", scale=scale),
-        y=alt.Y("density_b:Q", title=f"density, {b}", scale=scale),
-        color=alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(modes)),
-        shape=alt.Shape("mode:N", title="ablation mode", scale=style.mode_shapes(modes)),
-        opacity=alt.condition(pick, alt.value(0.85), alt.value(0.2)),
-        size=alt.condition(pick, alt.value(70), alt.value(45)),
-        tooltip=[alt.Tooltip("text:N", title="prompt"), alt.Tooltip("mode:N", title="ablation mode"),
-                 alt.Tooltip("density_a:Q", title=f"density, {a}", format=".3f"),
-                 alt.Tooltip("density_b:Q", title=f"density, {b}", format=".3f")],
-    ).add_params(pick)
-    diagonal = alt.Chart(pd.DataFrame({"x": [lo, top], "y": [lo, top]})).mark_line(
-        color=style.REFERENCE_COLOUR, strokeDash=[4, 3]).encode(x=alt.X("x:Q", title=f"density, {a}", scale=scale),
-                                                   y=alt.Y("y:Q", title=f"density, {b}", scale=scale))
+    points = (
+        alt.Chart(df)
+        .mark_point(filled=True)
+        .encode(
+            x=alt.X("density_a:Q", title=f"density, {a}", scale=scale),
+            y=alt.Y("density_b:Q", title=f"density, {b}", scale=scale),
+            color=alt.Color("mode:N", title="ablation mode", scale=style.mode_scale(modes)),
+            shape=alt.Shape("mode:N", title="ablation mode", scale=style.mode_shapes(modes)),
+            opacity=alt.condition(pick, alt.value(0.85), alt.value(0.2)),
+            size=alt.condition(pick, alt.value(70), alt.value(45)),
+            tooltip=[
+                alt.Tooltip("text:N", title="prompt"),
+                alt.Tooltip("mode:N", title="ablation mode"),
+                alt.Tooltip("density_a:Q", title=f"density, {a}", format=".3f"),
+                alt.Tooltip("density_b:Q", title=f"density, {b}", format=".3f"),
+            ],
+        )
+        .add_params(pick)
+    )
+    diagonal = (
+        alt.Chart(pd.DataFrame({"x": [lo, top], "y": [lo, top]}))
+        .mark_line(color=style.REFERENCE_COLOUR, strokeDash=[4, 3])
+        .encode(x=alt.X("x:Q", title=f"density, {a}", scale=scale), y=alt.Y("y:Q", title=f"density, {b}", scale=scale))
+    )
     # a one-panel concat keeps the square size (a plain layer's width follows the page's layout)
     return alt.concat((points + diagonal).properties(width=440, height=440)).properties(usermeta=_usermeta(len(df)))

@@ -56,14 +56,20 @@ def quantity(key: str, size: float | None = None, density_axis: str = "log") -> 
     if key == "entropy":
         return Quantity("full model's entropy (nats)", "entropy (nats)", fmt=".2f")
     if key == "next_token_prob":
-        return Quantity("probability of the next token (dark: unlikely)", "P(next token)", reverse=True,
-                        domain=(0.0, 1.0))
+        return Quantity(
+            "probability of the next token (dark: unlikely)", "P(next token)", reverse=True, domain=(0.0, 1.0)
+        )
     if key == "tv":
         at = f"TV at s = {format_size(size) if size else '?'}"
         return Quantity(at, at, domain=(0.0, 1.0))
     if key == "top1_back":
-        return Quantity("size s at which the full model's top-1 comes back", "top-1 back at s", log=True,
-                        domain=(style.SMALLEST_SHOWN / 10, 1.0), fmt=".1e")
+        return Quantity(
+            "size s at which the full model's top-1 comes back",
+            "top-1 back at s",
+            log=True,
+            domain=(style.SMALLEST_SHOWN / 10, 1.0),
+            fmt=".1e",
+        )
     raise ValueError(f"unknown quantity '{key}'; choose one of {', '.join(QUANTITIES)}")
 
 
@@ -75,8 +81,9 @@ def position_tv(text: TextTrace) -> dict[int, dict[float, float]]:
     return {t: {s.size: s.trace.tv for s in tr.strata} for t, tr in text.traces.items()}
 
 
-def values(text: TextTrace, key: str, size: float | None = None,
-           tv: dict[int, dict[float, float]] | None = None) -> dict[int, float | None]:
+def values(
+    text: TextTrace, key: str, size: float | None = None, tv: dict[int, dict[float, float]] | None = None
+) -> dict[int, float | None]:
     """Position -> the value of quantity ``key`` there (``None`` where it has none: no next token, a size
     too small for that position's graph, a top-1 that never comes back). ``tv``: :func:`position_tv`,
     when the text's traces were not kept."""
@@ -175,8 +182,13 @@ def _fmt(value: float | None, fmt: str) -> str:
     return "\u2014" if value is None else format(value, fmt)
 
 
-def frame(text: TextTrace, key: str = "density", size: float | None = None,
-          tv: dict[int, dict[float, float]] | None = None, width: int = WIDTH) -> pd.DataFrame:
+def frame(
+    text: TextTrace,
+    key: str = "density",
+    size: float | None = None,
+    tv: dict[int, dict[float, float]] | None = None,
+    width: int = WIDTH,
+) -> pd.DataFrame:
     """The strip's table: :func:`layout` of every token of the text, with ``traced`` (the position was
     traced), ``value`` (quantity ``key``, NaN where none), ``shown`` (it as the tooltip gives it),
     ``fill`` (``value`` drawn, else grey), ``ink`` (a readable text colour on the chip), ``generated``
@@ -187,9 +199,25 @@ def frame(text: TextTrace, key: str = "density", size: float | None = None,
     domain = value_domain(q, [v for v in vals.values() if v is not None])
     summary = {p.position: p for p in text.positions}
     df = layout(text.tokens, width)
-    extra: dict[str, list[Any]] = {c: [] for c in ("token", "traced", "value", "shown", "frac", "ink", "generated",
-                                                   "next_token", "next_prob", "rank", "entropy", "density", "top1",
-                                                   "top1_back")}
+    extra: dict[str, list[Any]] = {
+        c: []
+        for c in (
+            "token",
+            "traced",
+            "value",
+            "shown",
+            "frac",
+            "ink",
+            "generated",
+            "next_token",
+            "next_prob",
+            "rank",
+            "entropy",
+            "density",
+            "top1",
+            "top1_back",
+        )
+    }
     gen_from = text.generated_from
     for t in df["position"].tolist():
         p = summary.get(t)
@@ -198,8 +226,9 @@ def frame(text: TextTrace, key: str = "density", size: float | None = None,
         extra["token"].append(repr(text.tokens[t]))
         extra["traced"].append(p is not None)
         extra["value"].append(math.nan if v is None else float(v))
-        extra["shown"].append(("never" if key == "top1_back" and p is not None else "\u2014") if v is None
-                              else format(v, q.fmt))
+        extra["shown"].append(
+            ("never" if key == "top1_back" and p is not None else "\u2014") if v is None else format(v, q.fmt)
+        )
         extra["frac"].append(math.nan if frac is None else frac)
         extra["ink"].append(UNTRACED_TEXT if frac is None else LIGHT_TEXT if frac > 0.62 else DARK_TEXT)
         extra["generated"].append(gen_from is not None and t >= gen_from)
@@ -207,8 +236,9 @@ def frame(text: TextTrace, key: str = "density", size: float | None = None,
         extra["next_prob"].append(_fmt(None if p is None else p.next_token_prob, ".3f"))
         extra["rank"].append("\u2014" if p is None or p.next_token_rank is None else str(p.next_token_rank))
         extra["entropy"].append(_fmt(None if p is None else p.entropy, ".2f"))
-        extra["density"].append(_fmt(None if p is None else (p.density if text.settings.density_axis == "log"
-                                                             else p.density_linear), ".3f"))
+        extra["density"].append(
+            _fmt(None if p is None else (p.density if text.settings.density_axis == "log" else p.density_linear), ".3f")
+        )
         extra["top1"].append("\u2014" if p is None else f"{p.top1!r} ({p.top1_prob:.3f})")
         back = None if p is None else p.recovery.get(1)
         extra["top1_back"].append("\u2014" if p is None else "never" if back is None else f"s = {format_size(back)}")
@@ -221,19 +251,28 @@ def frame(text: TextTrace, key: str = "density", size: float | None = None,
 
 SCHEME = "yelloworangered"
 AUTOSIZE = alt.AutoSizeParams(type="pad", contains="padding")  # the chart's size plus its legend and axes
-TOOLTIP = [("token", "token"), ("position", "position"), ("shown", None), ("next_token", "next token"),
-           ("next_prob", "its probability"), ("rank", "its rank"), ("top1", "full model's top-1"),
-           ("entropy", "entropy (nats)"), ("density", "density"), ("top1_back", "top-1 comes back at")]
+TOOLTIP = [
+    ("token", "token"),
+    ("position", "position"),
+    ("shown", None),
+    ("next_token", "next token"),
+    ("next_prob", "its probability"),
+    ("rank", "its rank"),
+    ("top1", "full model's top-1"),
+    ("entropy", "entropy (nats)"),
+    ("density", "density"),
+    ("top1_back", "top-1 comes back at"),
+]
 
 
 def _tooltip(q: Quantity) -> list[alt.Tooltip]:
-    return [alt.Tooltip(f"{f}:N" if f != "position" else "position:Q", title=title or q.title)
-            for f, title in TOOLTIP]
+    return [alt.Tooltip(f"{f}:N" if f != "position" else "position:Q", title=title or q.title) for f, title in TOOLTIP]
 
 
 def colour_scale(q: Quantity, domain: tuple[float, float]) -> alt.Scale:
-    return alt.Scale(scheme=SCHEME, type="log" if q.log else "linear", domain=list(domain), reverse=q.reverse,
-                     clamp=True)
+    return alt.Scale(
+        scheme=SCHEME, type="log" if q.log else "linear", domain=list(domain), reverse=q.reverse, clamp=True
+    )
 
 
 def _px_x(field: str) -> alt.X:
@@ -245,8 +284,9 @@ def _px_y(field: str) -> alt.Y:
     return alt.Y(f"{field}:Q", scale=None, axis=None)
 
 
-def chart(df: pd.DataFrame, key: str = "density", size: float | None = None, density_axis: str = "log",
-          width: int = WIDTH) -> alt.LayerChart:
+def chart(
+    df: pd.DataFrame, key: str = "density", size: float | None = None, density_axis: str = "log", width: int = WIDTH
+) -> alt.LayerChart:
     """The strip of :func:`frame`'s table: a chip per token, filled by ``value`` on a colour scale with
     its legend (untraced tokens grey), its text on top, generated tokens underlined; hovering shows the
     position's numbers, and clicking a traced chip selects its ``position`` (:data:`SELECTION`)."""
@@ -255,49 +295,111 @@ def chart(df: pd.DataFrame, key: str = "density", size: float | None = None, den
     height = (int(df["line"].to_numpy().max()) + 1) * ROW if len(df) else ROW
     x, x2, y, y2 = _px_x("x"), alt.X2("x2:Q"), _px_y("y"), alt.Y2("y2:Q")
     base = alt.Chart(df)
-    untraced = base.transform_filter("!isValid(datum.value)").mark_rect(
-        cornerRadius=4, color=UNTRACED_FILL).encode(x=x, x2=x2, y=y, y2=y2)
-    traced = base.transform_filter("isValid(datum.value)").mark_rect(cornerRadius=4).encode(
-        x=x, x2=x2, y=y, y2=y2,
-        fill=alt.Fill("value:Q", title=q.title, scale=colour_scale(q, domain),
-                        legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=320,
-                                          titleLimit=400, format="~g" if not q.log else "~e")))
-    underline = base.transform_filter("datum.generated").transform_calculate(u="datum.y2 + 2").mark_rule(
-        color=DARK_TEXT, strokeWidth=1.5).encode(x=x, x2=x2, y=_px_y("u"))
-    words = base.transform_calculate(xc="(datum.x + datum.x2) / 2", yc="(datum.y + datum.y2) / 2").mark_text(
-        font="monospace", fontSize=FONT_SIZE, baseline="middle", align="center").encode(
-        x=_px_x("xc"), y=_px_y("yc"), text="chip:N", color=alt.Color("ink:N", scale=None))
+    untraced = (
+        base.transform_filter("!isValid(datum.value)")
+        .mark_rect(cornerRadius=4, color=UNTRACED_FILL)
+        .encode(x=x, x2=x2, y=y, y2=y2)
+    )
+    traced = (
+        base.transform_filter("isValid(datum.value)")
+        .mark_rect(cornerRadius=4)
+        .encode(
+            x=x,
+            x2=x2,
+            y=y,
+            y2=y2,
+            fill=alt.Fill(
+                "value:Q",
+                title=q.title,
+                scale=colour_scale(q, domain),
+                legend=alt.Legend(
+                    orient="bottom",
+                    direction="horizontal",
+                    gradientLength=320,
+                    titleLimit=400,
+                    format="~g" if not q.log else "~e",
+                ),
+            ),
+        )
+    )
+    underline = (
+        base.transform_filter("datum.generated")
+        .transform_calculate(u="datum.y2 + 2")
+        .mark_rule(color=DARK_TEXT, strokeWidth=1.5)
+        .encode(x=x, x2=x2, y=_px_y("u"))
+    )
+    words = (
+        base.transform_calculate(xc="(datum.x + datum.x2) / 2", yc="(datum.y + datum.y2) / 2")
+        .mark_text(font="monospace", fontSize=FONT_SIZE, baseline="middle", align="center")
+        .encode(x=_px_x("xc"), y=_px_y("yc"), text="chip:N", color=alt.Color("ink:N", scale=None))
+    )
     pick = alt.selection_point(name=SELECTION, fields=["position"], on="click", clear="dblclick")
-    hover = alt.selection_point(name="strip_hover", fields=["position"], on="pointerover", clear="pointerout",
-                                empty=False)
-    hit = base.transform_filter("datum.traced").mark_rect(
-        cornerRadius=4, fill="transparent", cursor="pointer", stroke=DARK_TEXT).encode(
-        x=x, x2=x2, y=y, y2=y2, tooltip=_tooltip(q),
-        strokeWidth=alt.condition(hover, alt.value(2.0), alt.value(0.0))).add_params(pick, hover)
+    hover = alt.selection_point(
+        name="strip_hover", fields=["position"], on="pointerover", clear="pointerout", empty=False
+    )
+    hit = (
+        base.transform_filter("datum.traced")
+        .mark_rect(cornerRadius=4, fill="transparent", cursor="pointer", stroke=DARK_TEXT)
+        .encode(
+            x=x,
+            x2=x2,
+            y=y,
+            y2=y2,
+            tooltip=_tooltip(q),
+            strokeWidth=alt.condition(hover, alt.value(2.0), alt.value(0.0)),
+        )
+        .add_params(pick, hover)
+    )
     layers = alt.layer(untraced, traced, underline, words, hit).resolve_scale(color="independent", fill="independent")
-    layers = cast(alt.LayerChart, layers.properties(width=width, height=height, autosize=AUTOSIZE,
-                                                    usermeta={"embedOptions": {"renderer": "svg"}}))
+    layers = cast(
+        alt.LayerChart,
+        layers.properties(
+            width=width, height=height, autosize=AUTOSIZE, usermeta={"embedOptions": {"renderer": "svg"}}
+        ),
+    )
     return layers.configure_view(strokeWidth=0)
 
 
-def line(df: pd.DataFrame, key: str = "density", size: float | None = None, density_axis: str = "log",
-         generated_from: int | None = None) -> alt.LayerChart:
+def line(
+    df: pd.DataFrame,
+    key: str = "density",
+    size: float | None = None,
+    density_axis: str = "log",
+    generated_from: int | None = None,
+) -> alt.LayerChart:
     """The same quantity along the text: one point per traced position (x: the token's position), its
     token in the tooltip; the generated part shaded."""
     q = quantity(key, size, density_axis)
     part = df[df["value"].notna()]
     y_scale = alt.Scale(type="log") if q.log else alt.Scale(domain=list(q.domain)) if q.domain else alt.Scale()
     n = int(df["position"].to_numpy().max()) if len(df) else 1
-    x = alt.X("position:Q", title="token position (the prediction after it)", scale=alt.Scale(domain=[0, n]),
-              axis=alt.Axis(tickMinStep=1, format="d"))
-    lines = alt.Chart(part).mark_line(point=alt.OverlayMarkDef(size=30), strokeWidth=1.6,
-                                      color=style.TRACE_COLOUR).encode(
-        x=x, y=alt.Y("value:Q", title=q.short, scale=y_scale),
-        tooltip=[alt.Tooltip("position:Q"), alt.Tooltip("token:N"), alt.Tooltip("shown:N", title=q.short),
-                 alt.Tooltip("next_token:N", title="next token")])
+    x = alt.X(
+        "position:Q",
+        title="token position (the prediction after it)",
+        scale=alt.Scale(domain=[0, n]),
+        axis=alt.Axis(tickMinStep=1, format="d"),
+    )
+    lines = (
+        alt.Chart(part)
+        .mark_line(point=alt.OverlayMarkDef(size=30), strokeWidth=1.6, color=style.TRACE_COLOUR)
+        .encode(
+            x=x,
+            y=alt.Y("value:Q", title=q.short, scale=y_scale),
+            tooltip=[
+                alt.Tooltip("position:Q"),
+                alt.Tooltip("token:N"),
+                alt.Tooltip("shown:N", title=q.short),
+                alt.Tooltip("next_token:N", title="next token"),
+            ],
+        )
+    )
     layers: list[Any] = [lines]
     if generated_from is not None:
         shade = alt.Chart(pd.DataFrame({"start": [generated_from - 0.5], "end": [n + 0.5], "part": ["generated"]}))
-        layers.insert(0, shade.mark_rect(color="#eeeeee", opacity=0.8).encode(
-            x=alt.X("start:Q", scale=alt.Scale(domain=[0, n])), x2="end:Q", tooltip=["part:N"]))
+        layers.insert(
+            0,
+            shade.mark_rect(color="#eeeeee", opacity=0.8).encode(
+                x=alt.X("start:Q", scale=alt.Scale(domain=[0, n])), x2="end:Q", tooltip=["part:N"]
+            ),
+        )
     return cast(alt.LayerChart, alt.layer(*layers).properties(width=WIDTH - 80, height=200, autosize=AUTOSIZE))

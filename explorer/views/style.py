@@ -31,8 +31,18 @@ KIND_COLOURS = {"attention": "#e45756", "mlp": "#4c78a8", "residual": "#9d9d9d"}
 QUARTER_COLOURS = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"]
 """Per quarter of the model's depth, first to last."""
 
-ENTRY_PALETTE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
-                 "#fde725"]
+ENTRY_PALETTE = [
+    "#440154",
+    "#482878",
+    "#3e4989",
+    "#31688e",
+    "#26828e",
+    "#1f9e89",
+    "#35b779",
+    "#6ece58",
+    "#b5de2b",
+    "#fde725",
+]
 """The size at which a component entered the trace, early (dark) to late (yellow): viridis."""
 
 FULL_COLOUR, SUBGRAPH_COLOUR = "#9d9d9d", TRACE_COLOUR
@@ -79,8 +89,12 @@ def mode_shapes(modes) -> alt.Scale:
 def mode_dash(modes: list[str]) -> alt.StrokeDash:
     """``attention-kept`` dashed, ``all`` solid, without a legend (its symbols would be drawn in the colour
     of no series; pages say it in words)."""
-    return alt.StrokeDash("mode:N", title="ablation mode", legend=None,
-                          scale=alt.Scale(domain=modes, range=[MODE_DASH.get(m, [2, 2]) for m in modes]))
+    return alt.StrokeDash(
+        "mode:N",
+        title="ablation mode",
+        legend=None,
+        scale=alt.Scale(domain=modes, range=[MODE_DASH.get(m, [2, 2]) for m in modes]),
+    )
 
 
 # ------------------------------------------------------------------------------------------ size axis
@@ -119,13 +133,18 @@ def phase_shading(lo: float, labels: bool = True) -> alt.Chart | alt.LayerChart 
     when ``labels``."""
     phases = phase_frame(lo)
     scale = size_scale(lo)
-    shade = alt.Chart(phases).mark_rect(opacity=0.6).encode(
-        x=alt.X("start:Q", scale=scale), x2="end:Q", color=alt.Color("colour:N", scale=None), tooltip=["phase"])
+    shade = (
+        alt.Chart(phases)
+        .mark_rect(opacity=0.6)
+        .encode(x=alt.X("start:Q", scale=scale), x2="end:Q", color=alt.Color("colour:N", scale=None), tooltip=["phase"])
+    )
     if not labels:
         return shade
-    names = alt.Chart(phases).mark_text(align="left", dx=3, dy=8, baseline="top", color=LABEL_COLOUR,
-                                        fontSize=10).encode(x=alt.X("start:Q", scale=scale), y=alt.value(0),
-                                                            text="phase")
+    names = (
+        alt.Chart(phases)
+        .mark_text(align="left", dx=3, dy=8, baseline="top", color=LABEL_COLOUR, fontSize=10)
+        .encode(x=alt.X("start:Q", scale=scale), y=alt.value(0), text="phase")
+    )
     return shade + names
 
 
@@ -134,5 +153,8 @@ def phase_shading(lo: float, labels: bool = True) -> alt.Chart | alt.LayerChart 
 
 def size_rule(size: float, lo: float) -> alt.Chart:
     """The dashed red rule at the size being shown (the slider's), on the size axis from ``lo``."""
-    return alt.Chart(pd.DataFrame({"size": [size]})).mark_rule(
-        color=RULE_COLOUR, strokeDash=[4, 3], strokeWidth=1.5).encode(x=alt.X("size:Q", scale=size_scale(lo)))
+    return (
+        alt.Chart(pd.DataFrame({"size": [size]}))
+        .mark_rule(color=RULE_COLOUR, strokeDash=[4, 3], strokeWidth=1.5)
+        .encode(x=alt.X("size:Q", scale=size_scale(lo)))
+    )

@@ -14,8 +14,11 @@ import pandas as pd
 from explorer.results import Trace
 from explorer.views import curves, style
 
-PANELS = {"tv": "total variation (s-trace)", "prob": "probability under the subgraph",
-          "logit_diff": "logit difference, target - foil"}
+PANELS = {
+    "tv": "total variation (s-trace)",
+    "prob": "probability under the subgraph",
+    "logit_diff": "logit difference, target - foil",
+}
 """The panels of :func:`frame` (``tv`` is drawn by :mod:`explorer.views.curves`)."""
 
 
@@ -54,11 +57,17 @@ def chart(trace: Trace, index: int) -> alt.HConcatChart:
     lo = style.size_floor(trace.strata[0].size)
     series = [s for s in dict.fromkeys(df["series"]) if s != "TV"]
     colours = {s: style.FOIL_COLOUR if s.startswith("foil ") else style.TARGET_COLOUR for s in series}
-    colour = alt.Color("series:N", title=None,
-                       scale=alt.Scale(domain=series, range=style.colour_range(series, colours)),
-                       legend=alt.Legend(orient="bottom", labelLimit=300))
-    dash = alt.StrokeDash("series:N", legend=None, scale=alt.Scale(
-        domain=series, range=[[5, 3] if s.startswith("foil ") else [1, 0] for s in series]))
+    colour = alt.Color(
+        "series:N",
+        title=None,
+        scale=alt.Scale(domain=series, range=style.colour_range(series, colours)),
+        legend=alt.Legend(orient="bottom", labelLimit=300),
+    )
+    dash = alt.StrokeDash(
+        "series:N",
+        legend=None,
+        scale=alt.Scale(domain=series, range=[[5, 3] if s.startswith("foil ") else [1, 0] for s in series]),
+    )
     rule = style.size_rule(trace.strata[index].size, lo)
     panels = []
     for panel in ("prob", "logit_diff"):
@@ -68,18 +77,39 @@ def chart(trace: Trace, index: int) -> alt.HConcatChart:
         known = part["size"].notna()
         sized, full = cast(pd.DataFrame, part[known]), cast(pd.DataFrame, part[~known])
         y_scale = alt.Scale(domain=[0, 1]) if panel == "prob" else alt.Scale(zero=True)
-        lines = alt.Chart(sized).mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=1.8).encode(
-            x=style.size_x(lo), y=alt.Y("value:Q", title=PANELS[panel], scale=y_scale), color=colour,
-            strokeDash=dash,
-            tooltip=["series:N", alt.Tooltip("size:Q", format=".1e"), "edges:Q", alt.Tooltip("value:Q", format=".4f")])
+        lines = (
+            alt.Chart(sized)
+            .mark_line(point=alt.OverlayMarkDef(size=22), strokeWidth=1.8)
+            .encode(
+                x=style.size_x(lo),
+                y=alt.Y("value:Q", title=PANELS[panel], scale=y_scale),
+                color=colour,
+                strokeDash=dash,
+                tooltip=[
+                    "series:N",
+                    alt.Tooltip("size:Q", format=".1e"),
+                    "edges:Q",
+                    alt.Tooltip("value:Q", format=".4f"),
+                ],
+            )
+        )
         layers: list[Any] = [style.phase_shading(lo, labels=False), lines]
         if panel == "logit_diff":
-            layers.append(alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color=style.REFERENCE_COLOUR).encode(
-                y=alt.Y("zero:Q", scale=y_scale)))
+            layers.append(
+                alt.Chart(pd.DataFrame({"zero": [0.0]}))
+                .mark_rule(color=style.REFERENCE_COLOUR)
+                .encode(y=alt.Y("zero:Q", scale=y_scale))
+            )
         if len(full):
-            layers.append(alt.Chart(full.assign(note="full model")).mark_rule(strokeDash=[1, 3], strokeWidth=1.5)
-                          .encode(y=alt.Y("value:Q", scale=y_scale), color=colour,
-                                  tooltip=["note:N", "series:N", alt.Tooltip("value:Q", format=".4f")]))
+            layers.append(
+                alt.Chart(full.assign(note="full model"))
+                .mark_rule(strokeDash=[1, 3], strokeWidth=1.5)
+                .encode(
+                    y=alt.Y("value:Q", scale=y_scale),
+                    color=colour,
+                    tooltip=["note:N", "series:N", alt.Tooltip("value:Q", format=".4f")],
+                )
+            )
         layers.append(rule)
         panels.append(alt.layer(*layers).properties(width=300, height=200))
     return alt.hconcat(*panels)
@@ -89,4 +119,5 @@ def beside_curves(trace: Trace, index: int) -> alt.VConcatChart:
     """The Trace page's "Error against size" figure: the TV and shared-nucleus panels
     (:func:`explorer.views.curves.chart`) above the target's panels (:func:`chart`), on the same size axis."""
     return alt.vconcat(curves.chart(trace, index), chart(trace, index)).resolve_scale(
-        color="independent", strokeDash="independent")
+        color="independent", strokeDash="independent"
+    )

@@ -33,19 +33,23 @@ def edges_frame(trace: Trace, index: int, max_edges: int = MAX_EDGES) -> pd.Data
     T = trace.layout.n_tokens
     kind = [KIND_NAMES[int(k)] for k in e["kind"][:n]]
     shift = np.where(np.array(kind) == "mlp", 0.18, 0.0) if n else np.zeros(0)
-    return pd.DataFrame({
-        "x": e["source"][:n] + shift,
-        "x2": e["target"][:n] + shift,
-        "y": e["src_node"][:n] // T,
-        "y2": e["dst_node"][:n] // T,
-        "kind": kind,
-        "weight": e["weight"][:n],
-        "rank": e["rank"][:n],
-        "layer": e["layer"][:n],
-        "head": e["head"][:n],
-        "edge": [f"{token_label(trace, int(s))} -> {token_label(trace, int(t))}"
-                 for s, t in zip(e["source"][:n], e["target"][:n])],
-    })
+    return pd.DataFrame(
+        {
+            "x": e["source"][:n] + shift,
+            "x2": e["target"][:n] + shift,
+            "y": e["src_node"][:n] // T,
+            "y2": e["dst_node"][:n] // T,
+            "kind": kind,
+            "weight": e["weight"][:n],
+            "rank": e["rank"][:n],
+            "layer": e["layer"][:n],
+            "head": e["head"][:n],
+            "edge": [
+                f"{token_label(trace, int(s))} -> {token_label(trace, int(t))}"
+                for s, t in zip(e["source"][:n], e["target"][:n])
+            ],
+        }
+    )
 
 
 def chart(trace: Trace, index: int, max_edges: int = MAX_EDGES) -> alt.Chart:
@@ -54,14 +58,25 @@ def chart(trace: Trace, index: int, max_edges: int = MAX_EDGES) -> alt.Chart:
     df = edges_frame(trace, index, max_edges)
     T = trace.layout.n_tokens
     labels = json.dumps([token_label(trace, t) for t in range(T)])
-    x = alt.X("x:Q", title=None, scale=alt.Scale(domain=[-0.5, T - 0.5]),
-              axis=alt.Axis(values=list(range(T)), labelExpr=f"{labels}[round(datum.value)]",
-                            labelAngle=-40, grid=False))
+    x = alt.X(
+        "x:Q",
+        title=None,
+        scale=alt.Scale(domain=[-0.5, T - 0.5]),
+        axis=alt.Axis(values=list(range(T)), labelExpr=f"{labels}[round(datum.value)]", labelAngle=-40, grid=False),
+    )
     y = alt.Y("y:Q", title="graph layer", scale=alt.Scale(domain=[0, 2 * trace.layout.n_layers]))
     colour = alt.Color("kind:N", title="edge kind", scale=style.kind_scale())
-    rules = alt.Chart(df).mark_rule(strokeWidth=1.6).encode(
-        x=x, x2="x2:Q", y=y, y2="y2:Q", color=colour,
-        opacity=alt.Opacity("weight:Q", scale=alt.Scale(range=[0.25, 1]), legend=None),
-        tooltip=["edge", "kind", "layer", "head", alt.Tooltip("weight:Q", format=".3f"), "rank"],
+    rules = (
+        alt.Chart(df)
+        .mark_rule(strokeWidth=1.6)
+        .encode(
+            x=x,
+            x2="x2:Q",
+            y=y,
+            y2="y2:Q",
+            color=colour,
+            opacity=alt.Opacity("weight:Q", scale=alt.Scale(range=[0.25, 1]), legend=None),
+            tooltip=["edge", "kind", "layer", "head", alt.Tooltip("weight:Q", format=".3f"), "rank"],
+        )
     )
     return rules.properties(height=420)

@@ -34,14 +34,22 @@ def default_results(offered: list[str]) -> list[str]:
     return [n for n, c in corpus.items() if ref is None or c == ref]
 
 
-PAGE = ResultsPage("compare", ("compare_x", "compare_y"), default_results, need=2,
-                   missing="Choose two or more results in the sidebar (shipped, or results folders), run on the "
-                   "same prompts by different models.")
+PAGE = ResultsPage(
+    "compare",
+    ("compare_x", "compare_y"),
+    default_results,
+    need=2,
+    missing="Choose two or more results in the sidebar (shipped, or results folders), run on the "
+    "same prompts by different models.",
+)
 
 
-@view("Density across models", "One point per prompt that both models hold: its density under one model "
-      "against the other. Points near the dashed diagonal need as much of either model's graph. Click a "
-      "point to see its prompt and open it on the Trace page.")
+@view(
+    "Density across models",
+    "One point per prompt that both models hold: its density under one model "
+    "against the other. Points near the dashed diagonal need as much of either model's graph. Click a "
+    "point to see its prompt and open it on the Trace page.",
+)
 def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> None:
     if len(results) > 2:
         c1, c2, _ = st.columns([1, 1, 2])
@@ -59,8 +67,13 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
         st.info(f"{plain(x)} and {plain(y)} share no prompt in these modes.")
         return
     st.caption(f"{df['text'].nunique()} shared prompts.")
-    event = st.altair_chart(scatter.density_pair(df), on_select="rerun", key="compare_scatter",
-                            selection_mode=scatter.SELECTION, width="content")
+    event = st.altair_chart(
+        scatter.density_pair(df),
+        on_select="rerun",
+        key="compare_scatter",
+        selection_mode=scatter.SELECTION,
+        width="content",
+    )
     points = (event.selection or {}).get(scatter.SELECTION) if event else None
     row = ct.selected_row(df, points, scatter.PAIR_FIELDS)
     c = selected_prompt(row, "ablation: {mode}")
@@ -75,24 +88,34 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
         open_in_trace_page(row["model_id_b"], row["text"], row["mode"], weights[id(b)])
 
 
-@view("Spearman's rho across models", "Rank correlation of per-prompt density for every pair of models, on "
-      "the prompts both hold (the papers found 0.26 to 0.71 between ten 7B-14B models).")
+@view(
+    "Spearman's rho across models",
+    "Rank correlation of per-prompt density for every pair of models, on "
+    "the prompts both hold (the papers found 0.26 to 0.71 between ten 7B-14B models).",
+)
 def draw_table(results: list[Results], modes: list[str]) -> None:
     correlation_table(ct.cross_table(results, modes))
 
 
 def main() -> None:
     shown = results_page(
-        app_config(), PAGE, "Compare models",
+        app_config(),
+        PAGE,
+        "Compare models",
         "Do the prompts that need much of one model's graph also need much of another's? Per-prompt density of "
-        "two or more models on the same prompts.")
+        "two or more models on the same prompts.",
+    )
     if shown is None:
         return
     results, modes = shown.results, shown.modes
     draw_pair(results, ct.labels(results), modes)
     draw_table(results, modes)
-    draw_curves(shown, "Error against size, model by model", "Mean total variation over each model's prompts "
-                "(line) and its inter-quartile range (band), for the s-trace and its controls.")
+    draw_curves(
+        shown,
+        "Error against size, model by model",
+        "Mean total variation over each model's prompts "
+        "(line) and its inter-quartile range (band), for the s-trace and its controls.",
+    )
 
 
 if __name__ == "__main__":

@@ -36,30 +36,49 @@ def default_results(offered: list[str]) -> list[str]:
     return [DEFAULT_MODEL] if DEFAULT_MODEL in offered else offered[:1]
 
 
-PAGE = ResultsPage("corpus", ("corpus_colour", "corpus_axis"), default_results, need=1,
-                   missing="Choose results in the sidebar, or run a corpus above.", positions=True)
+PAGE = ResultsPage(
+    "corpus",
+    ("corpus_colour", "corpus_axis"),
+    default_results,
+    need=1,
+    missing="Choose results in the sidebar, or run a corpus above.",
+    positions=True,
+)
 
 
 def sidebar() -> dict:
     """How to show the results, beside the shared choice of results and mode."""
     sb = st.sidebar
     colour = sb.radio("Colour points by", list(COLOUR_BY), format_func=COLOUR_BY.get, key="corpus_colour")
-    axis = sb.radio("Density integral", list(ct.AXES), format_func=ct.AXES.get, key="corpus_axis",
-                    help="the withdrawn paper integrated TV over linear s")
+    axis = sb.radio(
+        "Density integral",
+        list(ct.AXES),
+        format_func=ct.AXES.get,
+        key="corpus_axis",
+        help="the withdrawn paper integrated TV over linear s",
+    )
     return dict(colour=colour, axis=axis)
 
 
-@view("Density and entropy", "One point per prompt: how much of the graph it needs (density) against how "
-      "uncertain the full model is (entropy). Click a point to see its prompt and open it on the Trace page; "
-      "double-click to clear.")
+@view(
+    "Density and entropy",
+    "One point per prompt: how much of the graph it needs (density) against how "
+    "uncertain the full model is (entropy). Click a point to see its prompt and open it on the Trace page; "
+    "double-click to clear.",
+)
 def draw_scatter(results: list[Results], modes: list[str], colour: str, axis: str) -> None:
     table = ct.prompt_table(results, modes)
     points = ct.scatter_frame(table, axis)
     if colour == "frequency" and cast(pd.Series, points["freq_log"]).isna().all():
         st.info("These results hold no token frequencies; points are coloured by model.")
         colour = "model"
-    event = st.altair_chart(scatter.density_entropy(points, colour, axis), on_select="rerun", key="corpus_scatter",
-                            selection_mode=scatter.SELECTION, width="stretch")
+    event = st.altair_chart(
+        scatter.density_entropy(points, colour, axis),
+        on_select="rerun",
+        key="corpus_scatter",
+        selection_mode=scatter.SELECTION,
+        width="stretch",
+    )
     corr = ct.correlations(results, modes, axis)
     st.markdown("**Spearman's rho, density against entropy**")
     correlation_table(corr)
@@ -80,42 +99,59 @@ def show_selected(row: dict | None) -> None:
         open_in_trace_page(row["model_id"], row["text"], row["mode"], row["weighting"])
 
 
-@view("Nucleus recovery", "Per k: the share of prompts whose subgraph reproduces the full model's k% nucleus "
-      "(same tokens, same order) at some evaluated size, and the smallest size that does.")
+@view(
+    "Nucleus recovery",
+    "Per k: the share of prompts whose subgraph reproduces the full model's k% nucleus "
+    "(same tokens, same order) at some evaluated size, and the smallest size that does.",
+)
 def draw_recovery(results: list[Results], modes: list[str]) -> None:
     df = ct.recovery_frame(results, modes)
     st.altair_chart(corpus_curves.recovery(df), width="content")
     with st.expander("Table"):
-        st.dataframe(df, hide_index=True, width="stretch", column_config={
-            "recovered": st.column_config.NumberColumn(format="percent"),
-            **{c: st.column_config.NumberColumn(format="%.1e") for c in ("q25", "median", "q75")}})
+        st.dataframe(
+            df,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "recovered": st.column_config.NumberColumn(format="percent"),
+                **{c: st.column_config.NumberColumn(format="%.1e") for c in ("q25", "median", "q75")},
+            },
+        )
 
 
-@view("Do small subgraphs predict frequent tokens?", "Mean log frequency (unigram counts in a corpus, under the "
-      "model's own tokenizer) of the subgraph's top-1 token at each size, against the full model's top-1.")
+@view(
+    "Do small subgraphs predict frequent tokens?",
+    "Mean log frequency (unigram counts in a corpus, under the "
+    "model's own tokenizer) of the subgraph's top-1 token at each size, against the full model's top-1.",
+)
 def draw_frequency(results: list[Results], modes: list[str]) -> None:
     df = ct.frequency_frame(results, modes)
     if df.empty:
         st.info("These results hold no token frequencies (a run counts them when asked to).")
         return
-    sources = {r.model_id: r.frequencies.source for r in results
-               if r.frequencies is not None and ct.has_frequencies(r)}
+    sources = {r.model_id: r.frequencies.source for r in results if r.frequencies is not None and ct.has_frequencies(r)}
     st.caption("Frequencies from: " + "; ".join(f"{plain(m)}: {plain(s)}" for m, s in sources.items()))
     st.altair_chart(corpus_curves.frequency(df), width="content")
     if len(modes) > 1:
         st.caption(corpus_curves.DASH_NOTE)
 
 
-GRID_NOTE = ("A short context has few edges, and a size whose edge count rounds to 0 is not evaluated: its density "
-             "integrates over fewer decades of s, so it is lower (the steps at the left). Tick the box above to keep "
-             "only the positions that evaluate every size of the grid.")
+GRID_NOTE = (
+    "A short context has few edges, and a size whose edge count rounds to 0 is not evaluated: its density "
+    "integrates over fewer decades of s, so it is lower (the steps at the left). Tick the box above to keep "
+    "only the positions that evaluate every size of the grid."
+)
 
 
-@view("Density along the context", "Every position of every text of an all-positions run: how much of the graph "
-      "the prediction after that token needs (density) against how many tokens it sees. The line is the mean "
-      "over the texts at each context length.")
-def draw_positions(results: list[Results], modes: list[str], points: pd.DataFrame, corr: pd.DataFrame, axis: str,
-                   full_grid: bool) -> None:
+@view(
+    "Density along the context",
+    "Every position of every text of an all-positions run: how much of the graph "
+    "the prediction after that token needs (density) against how many tokens it sees. The line is the mean "
+    "over the texts at each context length.",
+)
+def draw_positions(
+    results: list[Results], modes: list[str], points: pd.DataFrame, corr: pd.DataFrame, axis: str, full_grid: bool
+) -> None:
     means = ct.position_means(results, modes, axis, full_grid)
     st.altair_chart(positions.density_position(points, means, axis), width="content")
     if not full_grid:
@@ -124,9 +160,12 @@ def draw_positions(results: list[Results], modes: list[str], points: pd.DataFram
     correlation_table(corr[corr["against"] == stats.POSITION_AGAINST["position"]].reset_index(drop=True))
 
 
-@view("Density and the next token's frequency", "The same positions: density against the unigram frequency "
-      "of the token that follows (counted in the run's frequency corpus with the model's tokenizer). The last "
-      "position of a text has no next token and is left out.")
+@view(
+    "Density and the next token's frequency",
+    "The same positions: density against the unigram frequency "
+    "of the token that follows (counted in the run's frequency corpus with the model's tokenizer). The last "
+    "position of a text has no next token and is left out.",
+)
 def draw_position_frequency(points: pd.DataFrame, corr: pd.DataFrame, axis: str) -> None:
     if cast(pd.Series, points["freq_log"]).isna().all():
         st.info("These results hold no token frequencies (a run counts them when asked to).")
@@ -138,8 +177,11 @@ def draw_position_frequency(points: pd.DataFrame, corr: pd.DataFrame, axis: str)
 
 def draw_all_positions(results: list[Results], modes: list[str], axis: str) -> None:
     """The views of all-positions runs, over every position or only those that evaluate the whole grid."""
-    full_grid = st.checkbox("Only positions that evaluate every size of the grid", key="corpus_full_grid",
-                            help="leaves out the short contexts whose smallest sizes have no edge")
+    full_grid = st.checkbox(
+        "Only positions that evaluate every size of the grid",
+        key="corpus_full_grid",
+        help="leaves out the short contexts whose smallest sizes have no edge",
+    )
     st.caption(ct.grid_note(results, modes))
     points = ct.position_frame(results, modes, axis, full_grid)
     corr = ct.position_correlations(results, modes, axis, full_grid)
@@ -153,8 +195,12 @@ def position_downloads(results: list[Results], modes: list[str]) -> None:
     table = ct.position_table(results, modes)
     c1, c2, _ = st.columns([1, 1, 3])
     c1.download_button("Per-position CSV", ct.to_csv(table), file_name="s-trace-positions.csv", mime="text/csv")
-    c2.download_button("Per-position Parquet", ct.to_parquet(table), file_name="s-trace-positions.parquet",
-                       mime="application/vnd.apache.parquet")
+    c2.download_button(
+        "Per-position Parquet",
+        ct.to_parquet(table),
+        file_name="s-trace-positions.parquet",
+        mime="application/vnd.apache.parquet",
+    )
 
 
 def downloads(results: list[Results], modes: list[str]) -> None:
@@ -162,17 +208,26 @@ def downloads(results: list[Results], modes: list[str]) -> None:
     table = ct.prompt_table(results, modes)
     c1, c2, _ = st.columns([1, 1, 3])
     c1.download_button("Per-prompt CSV", ct.to_csv(table), file_name="s-trace-corpus.csv", mime="text/csv")
-    c2.download_button("Per-prompt Parquet", ct.to_parquet(table), file_name="s-trace-corpus.parquet",
-                       mime="application/vnd.apache.parquet")
+    c2.download_button(
+        "Per-prompt Parquet",
+        ct.to_parquet(table),
+        file_name="s-trace-corpus.parquet",
+        mime="application/vnd.apache.parquet",
+    )
     with st.expander(f"Table ({len(table)} rows)"):
         st.dataframe(table, hide_index=True, width="stretch")
 
 
 def main() -> None:
     shown = results_page(
-        app_config(), PAGE, "Corpus density",
+        app_config(),
+        PAGE,
+        "Corpus density",
         "Density over many prompts: does a prompt that leaves the model uncertain need more of its computation "
-        "graph? Load shipped or saved results, or run a small corpus here.", before=run_form, sidebar=sidebar)
+        "graph? Load shipped or saved results, or run a small corpus here.",
+        before=run_form,
+        sidebar=sidebar,
+    )
     if shown is None:
         return
     per_prompt, every = ct.position_runs(shown.results)
@@ -186,12 +241,17 @@ def draw_per_prompt(shown: Shown) -> None:
     """The views of normal runs: one row per prompt, mode and size."""
     results, modes = shown.results, shown.modes
     draw_scatter(results, modes, shown.options["colour"], shown.options["axis"])
-    draw_curves(shown, "Error against size over the corpus", "Mean total variation over the prompts (line) and "
-                "its inter-quartile range (band), for the s-trace and the random and inverse controls of the same "
-                "size. The trace should sit well below the random control in the construction phase.")
+    draw_curves(
+        shown,
+        "Error against size over the corpus",
+        "Mean total variation over the prompts (line) and "
+        "its inter-quartile range (band), for the s-trace and the random and inverse controls of the same "
+        "size. The trace should sit well below the random control in the construction phase.",
+    )
     draw_recovery(results, modes)
     draw_frequency(results, modes)
     downloads(results, modes)
+
 
 if __name__ == "__main__":
     main()

@@ -41,9 +41,22 @@ EXAMPLE_TEXT = "The capital of France is Paris. The capital of Italy is Rome."
 EXAMPLE_PROMPT = "Once upon a time"
 DEFAULT_SIZE = 1e-2
 LAST = "strip_last_widgets"
-WIDGETS = ("strip_preset", "strip_model_text", "strip_weighting", "strip_mode", "strip_source", "strip_text",
-           "strip_prompt", "strip_n", "strip_decoding", "strip_temperature", "strip_top_p", "strip_seed",
-           "strip_colour", "strip_size")
+WIDGETS = (
+    "strip_preset",
+    "strip_model_text",
+    "strip_weighting",
+    "strip_mode",
+    "strip_source",
+    "strip_text",
+    "strip_prompt",
+    "strip_n",
+    "strip_decoding",
+    "strip_temperature",
+    "strip_top_p",
+    "strip_seed",
+    "strip_colour",
+    "strip_size",
+)
 GEN = Generation()  # the authors' setting: 20 tokens, top-p 0.6
 
 
@@ -89,11 +102,21 @@ def init_state() -> None:
             state.strip_size = min(DEFAULT_SIZES, key=lambda s: abs(s - size))
     else:
         restore_widgets(LAST)
-    for key, value in (("strip_source", "text"), ("strip_text", EXAMPLE_TEXT), ("strip_prompt", EXAMPLE_PROMPT),
-                       ("strip_n", min(GEN.n_tokens, max_new_tokens())), ("strip_decoding", "sampled"),
-                       ("strip_temperature", GEN.temperature), ("strip_top_p", GEN.top_p), ("strip_seed", GEN.seed),
-                       ("strip_colour", "density"), ("strip_size", DEFAULT_SIZE), ("strip_weighting", "l1"),
-                       ("strip_mode", "all"), ("strip_preset", cfg.default_model)):
+    for key, value in (
+        ("strip_source", "text"),
+        ("strip_text", EXAMPLE_TEXT),
+        ("strip_prompt", EXAMPLE_PROMPT),
+        ("strip_n", min(GEN.n_tokens, max_new_tokens())),
+        ("strip_decoding", "sampled"),
+        ("strip_temperature", GEN.temperature),
+        ("strip_top_p", GEN.top_p),
+        ("strip_seed", GEN.seed),
+        ("strip_colour", "density"),
+        ("strip_size", DEFAULT_SIZE),
+        ("strip_weighting", "l1"),
+        ("strip_mode", "all"),
+        ("strip_preset", cfg.default_model),
+    ):
         state.setdefault(key, value)
     if state.strip_preset not in cfg.models and state.strip_preset != OTHER:
         st.warning(f"This app offers only these models: {', '.join(cfg.models)}; showing {cfg.default_model}.")
@@ -109,8 +132,7 @@ def sidebar() -> dict:
     if model == OTHER:
         model = sb.text_input("Hub id or local folder", key="strip_model_text").strip()
     sb.header("Method")
-    weighting = sb.radio("Edge weight", list(WEIGHTS), format_func=WEIGHTS.get, key="strip_weighting",
-                         horizontal=True)
+    weighting = sb.radio("Edge weight", list(WEIGHTS), format_func=WEIGHTS.get, key="strip_weighting", horizontal=True)
     mode = sb.radio("Ablation mode", list(labels.MODE_LABELS), format_func=labels.MODE_LABELS.get, key="strip_mode")
     return dict(model=model, weighting=weighting, mode=mode)
 
@@ -118,21 +140,32 @@ def sidebar() -> dict:
 def text_form(method: dict) -> StripRequest | None:
     """The text (or prompt and continuation) to trace; the request when submitted, or asked for by the URL."""
     cfg, state = app_config(), st.session_state
-    source = st.radio("Text", list(SOURCES), format_func=SOURCES.get, key="strip_source", horizontal=True,
-                      label_visibility="collapsed")
+    source = st.radio(
+        "Text",
+        list(SOURCES),
+        format_func=SOURCES.get,
+        key="strip_source",
+        horizontal=True,
+        label_visibility="collapsed",
+    )
     with st.form("strip_form", border=True):
         generation = None
         if source == "text":
-            text = st.text_area("Text", key="strip_text", height=110,
-                                help=f"Every token is traced (at most {cfg.max_prompt_tokens} tokens, "
-                                f"{max_prompt_chars(cfg):,} characters).")
+            text = st.text_area(
+                "Text",
+                key="strip_text",
+                height=110,
+                help=f"Every token is traced (at most {cfg.max_prompt_tokens} tokens, "
+                f"{max_prompt_chars(cfg):,} characters).",
+            )
         else:
             text = st.text_area("Prompt", key="strip_prompt", height=80)
             c = st.columns([1, 1, 1, 1, 1])
             n = c[0].number_input("Tokens to generate", 1, max_new_tokens(), key="strip_n")
             decoding = c[1].radio("Decoding", list(DECODING), key="strip_decoding", horizontal=True)
-            temperature = c[2].number_input("Temperature", 0.05, 5.0, step=0.1, key="strip_temperature",
-                                            help="ignored when greedy")
+            temperature = c[2].number_input(
+                "Temperature", 0.05, 5.0, step=0.1, key="strip_temperature", help="ignored when greedy"
+            )
             top_p = c[3].number_input("Top-p", 0.01, 1.0, step=0.05, key="strip_top_p", help="ignored when greedy")
             seed = c[4].number_input("Seed", 0, 2**31 - 1, key="strip_seed", help="ignored when greedy")
             generation = Generation(int(n), decoding == "greedy", float(temperature), float(top_p), int(seed))
@@ -142,9 +175,16 @@ def text_form(method: dict) -> StripRequest | None:
     if not method["model"]:
         st.info("Type a hub id or a local folder in the sidebar.")
         return None
-    return StripRequest(model=method["model"], device=cfg.device, dtype=cfg.dtype, revision=None, text=text,
-                        settings=settings_for(method["weighting"], method["mode"]), generation=generation,
-                        trust_remote_code=cfg.trust_remote_code)
+    return StripRequest(
+        model=method["model"],
+        device=cfg.device,
+        dtype=cfg.dtype,
+        revision=None,
+        text=text,
+        settings=settings_for(method["weighting"], method["mode"]),
+        generation=generation,
+        trust_remote_code=cfg.trust_remote_code,
+    )
 
 
 def url_params(request: StripRequest, colour: str, size: float) -> dict[str, str]:
@@ -153,8 +193,14 @@ def url_params(request: StripRequest, colour: str, size: float) -> dict[str, str
     if gen is None:
         params["text"] = request.text
     else:
-        params |= {"continue": request.text, "tokens": str(gen.n_tokens), "decoding": "greedy" if gen.greedy else
-                   "sampled", "temperature": f"{gen.temperature:g}", "top_p": f"{gen.top_p:g}", "seed": str(gen.seed)}
+        params |= {
+            "continue": request.text,
+            "tokens": str(gen.n_tokens),
+            "decoding": "greedy" if gen.greedy else "sampled",
+            "temperature": f"{gen.temperature:g}",
+            "top_p": f"{gen.top_p:g}",
+            "seed": str(gen.seed),
+        }
     return params | {"colour": colour} | ({"tv_size": labels.format_size(size)} if colour == "tv" else {})
 
 
@@ -176,11 +222,14 @@ def trace_page_view(request: StripRequest, text: TextTrace, t: int) -> tuple[str
 def draw_strip(result: Strip, request: StripRequest) -> None:
     state = st.session_state
     text = result.text
-    st.markdown(f"**{plain(text.model_id)}** · {len(text.tokens)} tokens · {len(text.positions)} positions traced · "
-                f"{text.settings.weighting} weights · ablation: {text.settings.mode} · {result.trace_s:.1f} s")
+    st.markdown(
+        f"**{plain(text.model_id)}** · {len(text.tokens)} tokens · {len(text.positions)} positions traced · "
+        f"{text.settings.weighting} weights · ablation: {text.settings.mode} · {result.trace_s:.1f} s"
+    )
     c1, c2 = st.columns([3, 2])
-    colour = c1.radio("Colour by", list(strip.QUANTITIES), format_func=strip.QUANTITIES.get, key="strip_colour",
-                      horizontal=True)
+    colour = c1.radio(
+        "Colour by", list(strip.QUANTITIES), format_func=strip.QUANTITIES.get, key="strip_colour", horizontal=True
+    )
     size = None
     if colour == "tv":
         sizes = list(text.settings.sizes)
@@ -189,11 +238,18 @@ def draw_strip(result: Strip, request: StripRequest) -> None:
         size = c2.select_slider("Size s of the subgraph", sizes, key="strip_size", format_func=labels.format_size)
     axis = text.settings.density_axis
     df = strip.frame(text, colour, size, tv=result.tv)
-    event = st.altair_chart(strip.chart(df, colour, size, axis), on_select="rerun", selection_mode=strip.SELECTION,
-                            key="strip_chart", width="content")
-    st.caption("Each token is coloured by the prediction made after it (of the next token); grey: not traced (the "
-               "first token has nothing before it). Underlined: generated. Hover for the numbers; click a token to "
-               "open the trace of the prediction after it on the Trace page.")
+    event = st.altair_chart(
+        strip.chart(df, colour, size, axis),
+        on_select="rerun",
+        selection_mode=strip.SELECTION,
+        key="strip_chart",
+        width="content",
+    )
+    st.caption(
+        "Each token is coloured by the prediction made after it (of the next token); grey: not traced (the "
+        "first token has nothing before it). Underlined: generated. Hover for the numbers; click a token to "
+        "open the trace of the prediction after it on the Trace page."
+    )
     picked = (event.selection or {}).get(strip.SELECTION) if event else None
     traced = {p.position for p in text.positions}
     if picked and picked[0].get("position") is not None and int(picked[0]["position"]) in traced:
@@ -207,15 +263,18 @@ def draw_strip(result: Strip, request: StripRequest) -> None:
     with st.expander("Per-position table"):
         st.dataframe(text.to_frame(), hide_index=True, width="stretch")
     d1, d2, _ = st.columns([1, 1, 3])
-    d1.download_button("Per-position CSV", text.to_frame().to_csv(index=False), file_name="s-trace-strip.csv",
-                       mime="text/csv")
+    d1.download_button(
+        "Per-position CSV", text.to_frame().to_csv(index=False), file_name="s-trace-strip.csv", mime="text/csv"
+    )
     d2.download_button("Strip JSON", text.to_json(), file_name="s-trace-strip.json", mime="application/json")
 
 
 def main() -> None:
     st.title("Text strip")
-    st.caption("Every token of a text, traced: how much of the model's computation the prediction after each token "
-               "needs (density), and how it relates to the model's uncertainty. Click a token to see its trace.")
+    st.caption(
+        "Every token of a text, traced: how much of the model's computation the prediction after each token "
+        "needs (density), and how it relates to the model's uncertainty. Click a token to see its trace."
+    )
     init_state()
     method = sidebar()
     request = text_form(method)
@@ -224,12 +283,16 @@ def main() -> None:
         st.session_state.strip_request = request
     request = st.session_state.get("strip_request")
     if request is None:
-        st.info("Paste a text (or give a prompt to continue) and press **Trace every token**: each position is a "
-                "whole size sweep, so a long text takes a while on a CPU.")
+        st.info(
+            "Paste a text (or give a prompt to continue) and press **Trace every token**: each position is a "
+            "whole size sweep, so a long text takes a while on a CPU."
+        )
         return
     start = time.perf_counter()
-    result = with_progress(lambda report: compute_strip(request, report),
-                           lambda frac, message: f"{message} ({time.perf_counter() - start:.1f} s)")
+    result = with_progress(
+        lambda report: compute_strip(request, report),
+        lambda frac, message: f"{message} ({time.perf_counter() - start:.1f} s)",
+    )
     if result is None:
         st.session_state.pop("strip_request", None)  # shown once; the form is there to try again
         return

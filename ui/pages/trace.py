@@ -43,8 +43,21 @@ MODES = labels.MODE_LABELS
 
 
 LAST = "last_widgets"
-WIDGETS = ("preset", "model_text", "device", "dtype", "revision", "prompt", "weighting", "mode", "compare",
-           "controls", "position", "target", "foil")
+WIDGETS = (
+    "preset",
+    "model_text",
+    "device",
+    "dtype",
+    "revision",
+    "prompt",
+    "weighting",
+    "mode",
+    "compare",
+    "controls",
+    "position",
+    "target",
+    "foil",
+)
 
 
 def set_model(model: str) -> None:
@@ -110,8 +123,10 @@ def sidebar(cfg: AppConfig) -> dict:
         refused = st.session_state.get("preset")
         st.session_state.preset = cfg.default_model
         if refused:
-            st.warning(f"This app offers only these models: {', '.join(cfg.models)}; showing {cfg.default_model} "
-                       f"instead of {plain(refused)}.")
+            st.warning(
+                f"This app offers only these models: {', '.join(cfg.models)}; showing {cfg.default_model} "
+                f"instead of {plain(refused)}."
+            )
     preset = sb.selectbox("Model", options, key="preset", label_visibility="collapsed")
     model_id = preset
     if preset == OTHER:
@@ -129,8 +144,13 @@ def sidebar(cfg: AppConfig) -> dict:
         revision = sb.text_input("Revision (optional)", key="revision", placeholder="main").strip() or None
 
     sb.header("Prompt")
-    example = sb.selectbox("Guided examples", [""] + list(EXAMPLE_BY_KEY), key="example", on_change=use_example,
-                           format_func=lambda k: EXAMPLE_BY_KEY[k].label if k else "pick an example...")
+    example = sb.selectbox(
+        "Guided examples",
+        [""] + list(EXAMPLE_BY_KEY),
+        key="example",
+        on_change=use_example,
+        format_func=lambda k: EXAMPLE_BY_KEY[k].label if k else "pick an example...",
+    )
     prompt = sb.text_area("Prompt", key="prompt", height=90)
     if example and prompt == EXAMPLE_BY_KEY[example].prompt:
         sb.caption(f"**What to look for** ({DEFAULT_MODEL}): {EXAMPLE_BY_KEY[example].look_for}")
@@ -140,8 +160,17 @@ def sidebar(cfg: AppConfig) -> dict:
     mode = sb.radio("Ablation mode", list(MODES), format_func=MODES.get, key="mode")
     compare = sb.toggle("Compare modes (also evaluate the other mode)", key="compare")
     controls = sb.toggle("Random and inverse controls", key="controls")
-    return dict(model_id=model_id, device=device, dtype=dtype, revision=revision, prompt=prompt,
-                weighting=weighting, mode=mode, controls=controls, compare_modes=compare)
+    return dict(
+        model_id=model_id,
+        device=device,
+        dtype=dtype,
+        revision=revision,
+        prompt=prompt,
+        weighting=weighting,
+        mode=mode,
+        controls=controls,
+        compare_modes=compare,
+    )
 
 
 def run_sweep(inputs: dict) -> Sweep | None:
@@ -153,12 +182,20 @@ def run_sweep(inputs: dict) -> Sweep | None:
     return sweep_with_progress(lambda frac, message: f"{message} ({time.perf_counter() - start:.1f} s)", **inputs)
 
 
-@view("Components", "Heads (dots) and MLPs (squares) on a layer x head grid, first layer at the bottom; size: "
-      "edges or summed weight in the trace; colour: the size at which they entered (dark early, yellow late); "
-      "arrows: how their edges chain.")
+@view(
+    "Components",
+    "Heads (dots) and MLPs (squares) on a layer x head grid, first layer at the bottom; size: "
+    "edges or summed weight in the trace; colour: the size at which they entered (dark early, yellow late); "
+    "arrows: how their edges chain.",
+)
 def draw_node_graph(sweep: Sweep, index: int) -> None:
-    size_by = st.radio("Node size", node_graph.SIZE_BY, horizontal=True, key="size_by",
-                       format_func=lambda s: "edge count" if s == "edges" else "summed weight")
+    size_by = st.radio(
+        "Node size",
+        node_graph.SIZE_BY,
+        horizontal=True,
+        key="size_by",
+        format_func=lambda s: "edge count" if s == "edges" else "summed weight",
+    )
     graph = node_graph.build(sweep.trace, index, size_by)
     st.iframe(node_graph.isolated(node_graph.to_html(graph, height=620)), height=640)
     names: list[str] = [n for n, a in graph.nodes(data=True) if a["kind"] in ("head", "mlp")]
@@ -166,14 +203,23 @@ def draw_node_graph(sweep: Sweep, index: int) -> None:
     if not names:
         st.caption("Only residual edges at this size: no head or MLP is in the trace yet.")
         return
-    name = st.selectbox("Inspect a component's edges", names, key="node",
-                        format_func=lambda n: f"{n} ({graph.nodes[n]['edges']} edges)")
-    st.dataframe(pd.DataFrame(node_graph.node_edges(sweep.trace, index, name)), hide_index=True,
-                 height=220, width="stretch", column_config={"weight": st.column_config.NumberColumn(format="%.4f")})
+    name = st.selectbox(
+        "Inspect a component's edges", names, key="node", format_func=lambda n: f"{n} ({graph.nodes[n]['edges']} edges)"
+    )
+    st.dataframe(
+        pd.DataFrame(node_graph.node_edges(sweep.trace, index, name)),
+        hide_index=True,
+        height=220,
+        width="stretch",
+        column_config={"weight": st.column_config.NumberColumn(format="%.4f")},
+    )
 
 
-@view("Output distribution", "Grey: the full model; blue: the subgraph at this size. Left: the full model's top "
-      "tokens; right: the subgraph's own top tokens.")
+@view(
+    "Output distribution",
+    "Grey: the full model; blue: the subgraph at this size. Left: the full model's top "
+    "tokens; right: the subgraph's own top tokens.",
+)
 def draw_distribution(sweep: Sweep, index: int) -> None:
     out = sweep.trace.strata[index].trace
     c1, c2, c3 = st.columns(3)
@@ -183,9 +229,11 @@ def draw_distribution(sweep: Sweep, index: int) -> None:
     st.altair_chart(distribution.chart(sweep.trace, index), width="content")
 
 
-@view("Error against size", "Each line: how far the subgraph's prediction is from the full model's as it grows; "
-      "the s-trace should sit well below the random control. Red dashes: the slider's size. "
-      + trace_target.CAPTION)
+@view(
+    "Error against size",
+    "Each line: how far the subgraph's prediction is from the full model's as it grows; "
+    "the s-trace should sit well below the random control. Red dashes: the slider's size. " + trace_target.CAPTION,
+)
 def draw_curves(sweep: Sweep, index: int) -> None:
     trace_target.draw_target(sweep, index)
     st.altair_chart(target.beside_curves(sweep.trace, index), width="content")
@@ -196,8 +244,11 @@ def draw_composition(sweep: Sweep, index: int) -> None:
     st.altair_chart(composition.chart(sweep.trace, index), width="stretch")
 
 
-@view("Token graph", "Tokens along x, residual-stream states up the model along y; lines are the trace's edges "
-      f"(attention diagonal, residual and MLP vertical; the first {token_graph.MAX_EDGES} in greedy order).")
+@view(
+    "Token graph",
+    "Tokens along x, residual-stream states up the model along y; lines are the trace's edges "
+    f"(attention diagonal, residual and MLP vertical; the first {token_graph.MAX_EDGES} in greedy order).",
+)
 def draw_token_graph(sweep: Sweep, index: int) -> None:
     if not token_graph.readable(sweep.trace):
         st.info(f"The prompt has more than {token_graph.MAX_TOKENS} tokens: too long to draw token by token.")
@@ -210,7 +261,10 @@ def size_slider(trace: Trace, key: str) -> int:
     url_size = st.session_state.get("url_size")
     default = labels.closest_stratum(trace, url_size) if url_size else labels.default_stratum(trace)
     return st.sidebar.select_slider(
-        "Size of the subgraph", options=list(range(len(trace.strata))), value=default, key=key,
+        "Size of the subgraph",
+        options=list(range(len(trace.strata))),
+        value=default,
+        key=key,
         format_func=lambda i: labels.size_label(trace, i),
         help="relative size s = kept edges / all edges, on a log scale",
     )
@@ -219,22 +273,35 @@ def size_slider(trace: Trace, key: str) -> int:
 def header(sweep: Sweep, index: int) -> None:
     tr = sweep.trace
     s = tr.strata[index]
-    st.markdown(f"**{plain(tr.model_id)}** · {len(tr.tokens)} tokens traced · {tr.n_edges:,} edges · "
-                f"{tr.settings.weighting} weights · ablation: {tr.settings.mode}")
+    st.markdown(
+        f"**{plain(tr.model_id)}** · {len(tr.tokens)} tokens traced · {tr.n_edges:,} edges · "
+        f"{tr.settings.weighting} weights · ablation: {tr.settings.mode}"
+    )
     nxt = "none (the end of the prompt)" if tr.next_token is None else trace_target.quoted(tr.next_token)
-    st.markdown(f"Traced: the prediction after token {tr.position}, {trace_target.quoted(tr.tokens[-1])}; "
-                f"the text's next token: {nxt}; target: {trace_target.quoted(tr.target)}"
-                + (f", foil: {trace_target.quoted(tr.foil)}" if tr.foil is not None else ""))
+    st.markdown(
+        f"Traced: the prediction after token {tr.position}, {trace_target.quoted(tr.tokens[-1])}; "
+        f"the text's next token: {nxt}; target: {trace_target.quoted(tr.target)}"
+        + (f", foil: {trace_target.quoted(tr.foil)}" if tr.foil is not None else "")
+    )
     c = st.columns(5)
     c[0].metric("Size", labels.format_size(s.size), f"{s.n_edges:,} edges", delta_color="off", delta_arrow="off")
-    c[1].metric("Top-1 here", plain(repr(s.trace.top[0].token)), f"full: {plain(repr(tr.full.top[0].token))}",
-                delta_color="off", delta_arrow="off")
-    c[2].metric("Density", f"{tr.density:.2f}", help="integral of TV over log10 s: high means the prompt needs "
-                "much of the graph")
+    c[1].metric(
+        "Top-1 here",
+        plain(repr(s.trace.top[0].token)),
+        f"full: {plain(repr(tr.full.top[0].token))}",
+        delta_color="off",
+        delta_arrow="off",
+    )
+    c[2].metric(
+        "Density",
+        f"{tr.density:.2f}",
+        help="integral of TV over log10 s: high means the prompt needs much of the graph",
+    )
     rec = tr.recovery.get(1)
     c[3].metric("Top-1 kept from", labels.format_size(rec) if rec else "never")
-    c[4].metric("Time", f"{sweep.trace_s:.1f} s", f"model load {sweep.load_s:.1f} s", delta_color="off",
-                delta_arrow="off")
+    c[4].metric(
+        "Time", f"{sweep.trace_s:.1f} s", f"model load {sweep.load_s:.1f} s", delta_color="off", delta_arrow="off"
+    )
 
 
 def downloads(sweep: Sweep) -> None:
@@ -249,12 +316,13 @@ def downloads(sweep: Sweep) -> None:
 def main() -> None:
     cfg = app_config()
     st.title("s-Trace Explorer")
-    st.caption("How much of a language model's computation does a prompt need? The s-trace keeps the smallest "
-               "subgraphs, of growing size s, that reproduce the next-token distribution.")
+    st.caption(
+        "How much of a language model's computation does a prompt need? The s-trace keeps the smallest "
+        "subgraphs, of growing size s, that reproduce the next-token distribution."
+    )
     init_state()
     inputs = sidebar(cfg)
-    tokens = prompt_tokens(inputs["model_id"], inputs["device"], inputs["dtype"], inputs["revision"],
-                           inputs["prompt"])
+    tokens = prompt_tokens(inputs["model_id"], inputs["device"], inputs["dtype"], inputs["revision"], inputs["prompt"])
     position = trace_target.choose_position(tokens, (inputs["model_id"], inputs["prompt"]))
     remember_widgets(LAST, WIDGETS)
     target, foil = trace_target.target_and_foil()
@@ -268,8 +336,10 @@ def main() -> None:
     for name in ("target", "foil"):
         if name in st.query_params:
             del st.query_params[name]
-    st.query_params.update({"model": inputs["model_id"], "prompt": inputs["prompt"],
-                            "size": labels.format_size(tr.strata[index].size)} | trace_target.url_params(tr))
+    st.query_params.update(
+        {"model": inputs["model_id"], "prompt": inputs["prompt"], "size": labels.format_size(tr.strata[index].size)}
+        | trace_target.url_params(tr)
+    )
     st.session_state.url_size = tr.strata[index].size
     header(sweep, index)
     left, right = st.columns([1, 1], gap="large")
