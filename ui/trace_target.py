@@ -168,29 +168,24 @@ def draw_target(sweep: Sweep, index: int) -> None:
         f"Target: {quoted(tr.target)}" + ("" if chosen else f" ({default_target(tr)})") + f" · foil: {quoted(tr.foil)}"
     )
     out = tr.strata[index].trace
-    m = st.columns(3)
-    if out.target_prob is not None and tr.full.target_prob is not None:
-        m[0].metric(
-            "P(target) here",
-            f"{out.target_prob:.3f}",
-            f"full: {tr.full.target_prob:.3f}",
-            delta_color="off",
-            delta_arrow="off",
-        )
-    if out.foil_prob is not None and tr.full.foil_prob is not None:
-        m[1].metric(
-            "P(foil) here",
-            f"{out.foil_prob:.3f}",
-            f"full: {tr.full.foil_prob:.3f}",
-            delta_color="off",
-            delta_arrow="off",
-        )
-    if out.target_logit_diff is not None and tr.full.target_logit_diff is not None:
-        m[2].metric(
+    metrics = [
+        ("P(target) here", out.target_prob, tr.full.target_prob, ".3f", None),
+        ("P(foil) here", out.foil_prob, tr.full.foil_prob, ".3f", None),
+        (
             "Logit difference here",
-            f"{out.target_logit_diff:+.2f}",
-            f"full: {tr.full.target_logit_diff:+.2f}",
-            delta_color="off",
-            delta_arrow="off",
-            help="log P(target) - log P(foil) under the subgraph",
-        )
+            out.target_logit_diff,
+            tr.full.target_logit_diff,
+            "+.2f",
+            "log P(target) - log P(foil) under the subgraph",
+        ),
+    ]
+    for column, (label, here, full, spec, help_text) in zip(st.columns(3), metrics):
+        if here is not None and full is not None:
+            column.metric(
+                label,
+                format(here, spec),
+                f"full: {format(full, spec)}",
+                delta_color="off",
+                delta_arrow="off",
+                help=help_text,
+            )

@@ -190,30 +190,26 @@ def draw_all_positions(results: list[Results], modes: list[str], axis: str) -> N
     position_downloads(results, modes)
 
 
-def position_downloads(results: list[Results], modes: list[str]) -> None:
-    st.subheader("Per-position table")
-    table = ct.position_table(results, modes)
+def table_downloads(table, label: str, stem: str) -> None:
+    """The per-row table as CSV and Parquet downloads, under a subheader."""
+    st.subheader(f"Per-{label} table")
     c1, c2, _ = st.columns([1, 1, 3])
-    c1.download_button("Per-position CSV", ct.to_csv(table), file_name="s-trace-positions.csv", mime="text/csv")
+    c1.download_button(f"Per-{label} CSV", ct.to_csv(table), file_name=f"{stem}.csv", mime="text/csv")
     c2.download_button(
-        "Per-position Parquet",
+        f"Per-{label} Parquet",
         ct.to_parquet(table),
-        file_name="s-trace-positions.parquet",
+        file_name=f"{stem}.parquet",
         mime="application/vnd.apache.parquet",
     )
+
+
+def position_downloads(results: list[Results], modes: list[str]) -> None:
+    table_downloads(ct.position_table(results, modes), "position", "s-trace-positions")
 
 
 def downloads(results: list[Results], modes: list[str]) -> None:
-    st.subheader("Per-prompt table")
     table = ct.prompt_table(results, modes)
-    c1, c2, _ = st.columns([1, 1, 3])
-    c1.download_button("Per-prompt CSV", ct.to_csv(table), file_name="s-trace-corpus.csv", mime="text/csv")
-    c2.download_button(
-        "Per-prompt Parquet",
-        ct.to_parquet(table),
-        file_name="s-trace-corpus.parquet",
-        mime="application/vnd.apache.parquet",
-    )
+    table_downloads(table, "prompt", "s-trace-corpus")
     with st.expander(f"Table ({len(table)} rows)"):
         st.dataframe(table, hide_index=True, width="stretch")
 
