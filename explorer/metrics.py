@@ -31,17 +31,22 @@ def _nucleus(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return idx, lengths.clamp_max(probs.shape[-1])
 
 
-TIE_RTOL = 1e-3
+def tie_rtol(dtype: torch.dtype) -> float:
+    """The relative difference below which two full-model probabilities count as tied: the rounding of an
+    evaluation in ``dtype`` (METHOD.md section 4), ``1e-5`` in float32/float64 and ``1e-2`` in
+    bfloat16/float16."""
+    return 1e-2 if dtype in (torch.bfloat16, torch.float16) else 1e-5
 
 
-def shared_nucleus(p: torch.Tensor, q: torch.Tensor, tie_rtol: float = TIE_RTOL) -> torch.Tensor:
+def shared_nucleus(p: torch.Tensor, q: torch.Tensor, tie_rtol: float = 1e-5) -> torch.Tensor:
     """Largest ``k`` of :data:`NUCLEUS_LEVELS` whose nucleus token lists of ``p`` and ``q`` are identical
     (same tokens, same order), 0 if none: ``p [V]``, ``q [B, V]`` -> ``[B]`` int.
 
-    Ties: two tokens whose full-model probabilities agree within ``tie_rtol`` (relative) have no order
-    of their own, so ``q`` may list them either way. Without this, float rounding alone swaps near-tied
-    tail tokens (quantised models even have exact ties) and the full graph would not share the 99%
-    nucleus with the model it equals."""
+    Ties: two tokens whose full-model probabilities agree within ``tie_rtol`` (relative; the evaluation's
+    rounding, :func:`tie_rtol`, float32's by default) have no order of their own, so ``q`` may list them
+    either way. Without this, float rounding alone swaps tied tail tokens (quantised models even have
+    exact ties) and the full graph would not share the 99% nucleus with the model it equals; a wider
+    tolerance would hide real swaps."""
     idx_p, len_p = _nucleus(p[None, :])
     idx_q, len_q = _nucleus(q)
     ranked_p = p[idx_p]  # [1, V]: p's probabilities in p's order

@@ -160,9 +160,14 @@ class Trace:
         pts = [(s.size, getattr(s.outputs[variant], metric)) for s in self.strata if variant in s.outputs]
         return [p[0] for p in pts], [p[1] for p in pts]
 
+    def actual_sizes(self, variant: Variant = "trace") -> list[float]:
+        """Each stratum's actual relative size ``n_edges / E`` (the grid's size rounded down to whole
+        edges), over the strata that have ``variant``."""
+        return [s.n_edges / self.n_edges for s in self.strata if variant in s.outputs]
+
     def density_of(self, variant: Variant = "trace", axis: DensityAxis | None = None) -> float:
-        sizes, tv = self.curve(variant, "tv")
-        return density(sizes, tv, axis or self.settings.density_axis)
+        """The area under ``variant``'s TV curve over the strata's actual sizes (METHOD.md section 6)."""
+        return density(self.actual_sizes(variant), self.curve(variant, "tv")[1], axis or self.settings.density_axis)
 
     def to_dict(self) -> dict:
         """Everything but the edge order, as plain JSON-ready values."""

@@ -20,7 +20,6 @@ from dataclasses import replace
 
 import torch
 
-from explorer.density import density
 from explorer.errors import BadSetting
 from explorer.graph import build_graph, layout_for
 from explorer.inputs import check_prompt_text, holding, resolve_position, token_text, tokenize
@@ -92,7 +91,6 @@ def _summary(
     """The per-position row of :class:`TextTrace` from a position's trace and its full distribution."""
     t = trace.position
     nxt = token_ids[t + 1] if t + 1 < len(token_ids) else None
-    sizes, tv = trace.curve("trace", "tv")
     return PositionSummary(
         position=t,
         token=trace.tokens[-1],
@@ -102,8 +100,8 @@ def _summary(
         entropy=trace.full.entropy,
         top1=trace.full.top[0].token,
         top1_prob=trace.full.top[0].prob,
-        density=density(sizes, tv, "log"),
-        density_linear=density(sizes, tv, "linear"),
+        density=trace.density_of("trace", "log"),
+        density_linear=trace.density_of("trace", "linear"),
         recovery=dict(trace.recovery),
         generated=generated,
     )

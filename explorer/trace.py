@@ -35,7 +35,7 @@ from explorer.inputs import (
     tokenize,
 )
 from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
-from explorer.metrics import entropy, shared_nucleus, total_variation
+from explorer.metrics import entropy, shared_nucleus, tie_rtol, total_variation
 from explorer.models.limits import check_settings
 from explorer.models.loading import LoadedModel
 from explorer.options import MODES, Mode, Variant, check_modes
@@ -65,7 +65,7 @@ def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, probes: Probes, 
     at = lambda i: q[:, i].double() if i is not None else torch.full_like(q[:, 0], float("nan"), dtype=torch.float64)
     columns = [
         total_variation(p, q),
-        shared_nucleus(p, q),
+        shared_nucleus(p, q, tie_rtol(lm.dtype)),
         entropy(q),
         -torch.log(at(probes.gold).clamp_min(1e-45)),
         at(probes.target),
@@ -239,6 +239,7 @@ def make_trace(
     """The :class:`Trace` of one position and mode from its evaluated strata."""
     t = item.position
     sizes = [s.size for s in strata]
+    actual = [s.n_edges / item.layout.n_edges for s in strata]  # density integrates over these
     text = lambda i: None if i is None else token_text(lm, i)
     return Trace(
         model_id=lm.model_id,
@@ -251,7 +252,7 @@ def make_trace(
         layout=item.layout,
         full=full,
         strata=strata,
-        density=density(sizes, [s.trace.tv for s in strata], settings.density_axis),
+        density=density(actual, [s.trace.tv for s in strata], settings.density_axis),
         recovery=recovery_sizes(sizes, [s.trace.shared_nucleus for s in strata]),
         timings=dict(timings),
         order=item.order,

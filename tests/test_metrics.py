@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from explorer.density import density, recovery_sizes
-from explorer.metrics import entropy, shared_nucleus, total_variation
+from explorer.metrics import entropy, shared_nucleus, tie_rtol, total_variation
 
 
 def test_total_variation():
@@ -71,6 +71,17 @@ def test_shared_nucleus_ignores_order_among_tied_tokens():
     assert shared_nucleus(p, swapped_ties).tolist() == [99]
     swapped_real = torch.tensor([[0.2, 0.3, 0.2, 0.1, 0.1, 0.1]])  # top-1 and top-2 differ by far more
     assert shared_nucleus(p, swapped_real).tolist() == [0]
-    near = torch.tensor([0.3, 0.2 + 1e-6, 0.2 - 1e-6, 0.1, 0.1, 0.1])  # near-ties: tolerated by default only
+    near = torch.tensor([0.3, 0.2 + 1e-6, 0.2 - 1e-6, 0.1, 0.1, 0.1])  # within float32 rounding: a tie
     assert shared_nucleus(near, swapped_ties).tolist() == [99]
     assert shared_nucleus(near, swapped_ties, tie_rtol=0.0).tolist()[0] < 50
+
+
+def test_tie_tolerance_is_the_evaluations_rounding():
+    """METHOD.md section 4: relative 1e-5 in float32, 1e-2 in bfloat16/float16; a wider tolerance hides a
+    real swap (two tokens 3e-4 apart, relative 1e-3, as seen in a held-out comparison)."""
+    assert tie_rtol(torch.float32) == 1e-5 and tie_rtol(torch.float64) == 1e-5
+    assert tie_rtol(torch.bfloat16) == 1e-2 and tie_rtol(torch.float16) == 1e-2
+    p = torch.tensor([0.4, 0.3003, 0.3 - 3e-4])
+    swapped = torch.tensor([[0.4, 0.3 - 3e-4, 0.3003]])
+    assert shared_nucleus(p, swapped).tolist()[0] < 99  # float32 default: a real swap
+    assert shared_nucleus(p, swapped, tie_rtol=tie_rtol(torch.bfloat16)).tolist() == [99]

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from explorer.density import density
 from explorer.errors import BadPrompt, BadSetting
 from explorer.export import to_csv, to_json
 from explorer.results import Settings
@@ -26,6 +27,21 @@ def test_every_family_traces_and_full_graph_reproduces_output(family):
     edges = [s.n_edges for s in tr.strata]
     assert edges == sorted(edges)
     assert len(tr.order) == tr.n_edges == len(np.unique(tr.order))
+
+
+def test_density_integrates_over_the_actual_sizes():
+    """METHOD.md section 6: each stratum at ``n_edges / E``, not the grid size it was rounded from."""
+    lm, _ = tiny_loaded("llama")
+    tr = trace_prompt(lm, "a tiny prompt", Settings(controls=True, sizes=(0.003, 0.01, 0.03, 0.1, 0.5, 1.0)))
+    actual = [s.n_edges / tr.n_edges for s in tr.strata]
+    assert actual != [s.size for s in tr.strata]  # the rounding matters on this graph
+    for variant in ("trace", "random"):
+        tv = [s.outputs[variant].tv for s in tr.strata]
+        for axis in ("log", "linear"):
+            assert tr.density_of(variant, axis) == pytest.approx(density(actual, tv, axis), abs=1e-12)
+        assert tr.density_of(variant) != pytest.approx(density([s.size for s in tr.strata], tv), abs=1e-6)
+    assert tr.density == tr.density_of("trace")
+    assert tr.actual_sizes() == actual
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])

@@ -246,15 +246,15 @@ def controls_chart(trace: Trace, index: int) -> alt.LayerChart | alt.FacetChart:
 
 
 def density_frame(trace: Trace) -> pd.DataFrame:
-    """TV against size for the trace and, where computed, the random control (``size``, ``variant``,
-    ``tv``)."""
+    """TV against each stratum's actual size ``n_edges / E`` (what density integrates over) for the trace
+    and, where computed, the random control (``size``, ``grid_size``, ``variant``, ``tv``)."""
     rows = [
-        (s.size, VARIANT_LABELS[v], s.outputs[v].tv)
+        (s.n_edges / trace.n_edges, s.size, VARIANT_LABELS[v], s.outputs[v].tv)
         for s in trace.strata
         for v in ("trace", "random")
         if v in s.outputs
     ]
-    return pd.DataFrame(rows, columns=["size", "variant", "tv"])
+    return pd.DataFrame(rows, columns=["size", "grid_size", "variant", "tv"])
 
 
 def density_chart(trace: Trace) -> alt.LayerChart | alt.FacetChart:
@@ -267,7 +267,11 @@ def density_chart(trace: Trace) -> alt.LayerChart | alt.FacetChart:
         .encode(
             x=x,
             y=alt.Y("tv:Q", title="total variation", scale=alt.Scale(domain=[0, 1])),
-            tooltip=[alt.Tooltip("size:Q", format=".1e"), alt.Tooltip("tv:Q", format=".3f")],
+            tooltip=[
+                alt.Tooltip("size:Q", format=".2e", title="actual size"),
+                alt.Tooltip("grid_size:Q", format=".1e", title="grid size"),
+                alt.Tooltip("tv:Q", format=".3f"),
+            ],
         )
     )
     ctrl = (
