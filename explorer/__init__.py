@@ -30,6 +30,10 @@ _EXPORTS = {
     "Stratum": "explorer.results",
     "Trace": "explorer.results",
     "trace_prompt": "explorer.trace",
+    "evaluate_subgraph": "explorer.whatif",
+    "inspect_component": "explorer.inspection",
+    "read_trace": "explorer.trace_file",
+    "trace_pair": "explorer.pairs",
 }
 
 __all__ = [
@@ -42,16 +46,24 @@ __all__ = [
     "Settings",
     "Stratum",
     "Trace",
+    "evaluate_subgraph",
+    "inspect_component",
     "load_model",
+    "read_trace",
+    "trace_pair",
     "trace_prompt",
 ]
 
 if TYPE_CHECKING:
     from explorer.errors import ExplorerError
     from explorer.examples import EXAMPLES, Example
+    from explorer.inspection import inspect_component
     from explorer.models.loading import DEFAULT_MODEL, EMBEDDED, LoadedModel, load_model
+    from explorer.pairs import trace_pair
     from explorer.results import Settings, Stratum, Trace
     from explorer.trace import trace_prompt
+    from explorer.trace_file import read_trace
+    from explorer.whatif import evaluate_subgraph
 
 
 def __getattr__(name: str):

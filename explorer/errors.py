@@ -40,5 +40,21 @@ class BadResults(ExplorerError):
     """A results folder or file that is corrupt, foreign, or holds a run with other settings."""
 
 
+class OtherRun(BadResults):
+    """A results folder that holds another run (other settings, model, or another version of its source):
+    ``str()`` is the command line's message; ``folder`` and ``reason`` (``"holds a run with other
+    settings (weighting: l1 → l2)"``) let an interface say what to do in its own words."""
+
+    def __init__(self, message: str, folder: object, reason: str):
+        super().__init__(message)
+        self.folder = folder
+        self.reason = reason
+
+
+class BadTraceFile(BadResults):
+    """A saved trace (or graph) file that cannot be read back: not JSON, truncated, not a trace, of another
+    schema version, damaged, or over the size cap."""
+
+
 class BadConfig(ExplorerError):
     """A configuration file or value that cannot be used, or an action the configuration forbids."""

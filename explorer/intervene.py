@@ -40,8 +40,9 @@ class MaskSpec:
 class EdgeRanks:
     """Rank of every edge id in one or more edge orders (``O`` orders), on the model's device.
 
-    ``attention [O, L, H, T, T]``, ``residual_attn``, ``residual_mlp``, ``mlp [O, L, T]`` (int64).
-    Ids that are not edges get rank ``E``.
+    ``attention [O, L, H, T, T]``, ``residual_attn``, ``residual_mlp``, ``mlp [O, L, T]``: int32 while
+    ``E`` fits (8 bytes per id and order fewer than int64, which larger graphs use). Ids that are not
+    edges get rank ``E``.
     """
 
     attention: torch.Tensor
@@ -54,10 +55,11 @@ class EdgeRanks:
         """``orders``: edge ids (arrays, or tensors already on ``device``), each a permutation of the
         graph's ``E`` edges."""
         L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
-        ranks = torch.full((len(orders), layout.n_ids), layout.n_edges, dtype=torch.int64, device=device)
+        dtype = torch.int32 if layout.n_edges < torch.iinfo(torch.int32).max else torch.int64
+        ranks = torch.full((len(orders), layout.n_ids), layout.n_edges, dtype=dtype, device=device)
         for i, order in enumerate(orders):
             ids = order.to(device) if torch.is_tensor(order) else torch.tensor(order, device=device)
-            ranks[i, ids] = torch.arange(len(order), device=device)
+            ranks[i, ids] = torch.arange(len(order), device=device, dtype=dtype)
         block = lambda kind: ranks[:, layout.offset(kind) : layout.offset(kind) + L * T].view(-1, L, T)
         return cls(
             attention=ranks[:, : layout.n_attention_ids].view(-1, L, H, T, T),
@@ -81,7 +83,7 @@ class RankMasks:
         self.ranks = ranks
         self.dtype = dtype
         column = lambda name: torch.tensor([getattr(s, name) for s in specs], device=dev)
-        self.n_keep = column("n_keep")
+        self.n_keep = column("n_keep").to(ranks.attention.dtype)
         self.invert = column("invert")
         self.keep_attention = column("keep_attention")
         orders = sorted({s.order_index for s in specs})

@@ -26,8 +26,12 @@ from explorer.options import (
     Variant,
     check_sizes,
 )
+from explorer.order_codec import encode_order
 
 DEFAULT_MAX_TOKENS = 256
+TRACE_SCHEMA = "s-trace-explorer/trace"
+TRACE_SCHEMA_VERSION = 1
+"""What a trace JSON says it is (``schema``, ``schema_version``); :mod:`explorer.trace_file` reads it back."""
 
 
 @dataclass(frozen=True)
@@ -169,11 +173,14 @@ class Trace:
         """The area under ``variant``'s TV curve over the strata's actual sizes (METHOD.md section 6)."""
         return density(self.actual_sizes(variant), self.curve(variant, "tv")[1], axis or self.settings.density_axis)
 
-    def to_dict(self) -> dict:
-        """Everything but the edge order, as plain JSON-ready values."""
+    def to_dict(self, order: bool = True) -> dict:
+        """Everything, as plain JSON-ready values; the edge order and its weights as one compressed block
+        (:mod:`explorer.order_codec`), left out with ``order=False``."""
         settings = asdict(self.settings)
         settings["sizes"] = list(self.settings.sizes)
-        return {
+        data = {
+            "schema": TRACE_SCHEMA,
+            "schema_version": TRACE_SCHEMA_VERSION,
             "model": {"id": self.model_id, "revision": self.revision},
             "prompt": self.prompt,
             "tokens": self.tokens,
@@ -198,10 +205,13 @@ class Trace:
             "recovery": {str(k): v for k, v in self.recovery.items()},
             "timings": self.timings,
         }
+        if order:
+            data["order"] = encode_order(self.order, self.order_weights)
+        return data
 
     def to_json(self, indent: int | None = 1) -> str:
         """:meth:`to_dict` as JSON: settings, tokens, strata with their metrics, per-component edge counts
-        (``a{l}.h{h}`` / ``m{l}``)."""
+        (``a{l}.h{h}`` / ``m{l}``), the edge order; :func:`explorer.trace_file.read_trace` reads it back."""
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     def to_frame(self):
@@ -311,7 +321,7 @@ class TextTrace:
             "generated_from": self.generated_from,
             "settings": settings,
             "positions": self.rows(),
-            "traces": {str(t): trace.to_dict() for t, trace in self.traces.items()},
+            "traces": {str(t): trace.to_dict(order=False) for t, trace in self.traces.items()},
             "timings": self.timings,
         }
 

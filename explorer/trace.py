@@ -36,7 +36,7 @@ from explorer.inputs import (
 )
 from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
 from explorer.metrics import entropy, shared_nucleus, tie_rtol, total_variation
-from explorer.models.limits import check_settings
+from explorer.models.limits import check_memory, check_settings
 from explorer.models.loading import LoadedModel
 from explorer.options import MODES, Mode, Variant, check_modes
 from explorer.orders import greedy_search, start_random_control
@@ -316,6 +316,7 @@ def trace_modes(
         text_ids = tokenize(lm, prompt, settings.max_tokens)
         t = resolve_position(position, text_ids.shape[1])
         check_settings(lm, settings, t + 1)
+        check_memory(lm, settings, t + 1)  # refuse, with the estimate, what would run out of memory
         input_ids = text_ids[:, : t + 1]  # the text cut after the traced token
         token_ids = text_ids[0].tolist()
         random_order = None
@@ -331,6 +332,7 @@ def trace_modes(
         report(0.25, "greedy search")
         finish_search = greedy_search(graph)
     item = search_position(graph, finish_search, t, logits, probes, random_order, lm.device)
+    del graph, finish_search  # the weights (4 bytes per id) and the search's tables are not needed again
     lap("search")
     with holding(lm, report):
         clock = time.perf_counter()  # waiting for the lock is not part of any stage

@@ -1,6 +1,8 @@
 """The command line: ``trace`` (one prompt, any position), ``strip`` (every position of a text or of a
-generated continuation) and ``corpus`` (a corpus run). Errors print one line (``error: ...``) and exit with
-status 2, without a traceback. Each command's options and work are in a module of its own."""
+generated continuation), ``pair`` (one prompt's subgraphs on another, and their component diff),
+``export`` (a saved trace, without the model) and ``corpus`` (a corpus run). Errors print one line
+(``error: ...``) and exit with status 2, without a traceback. Each command's options and work are in a
+module of its own."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import argparse
 import os
 import sys
 
-from explorer.cli import corpus_command, strip_command, trace_command
+from explorer.cli import corpus_command, export_command, pair_command, strip_command, trace_command
 from explorer.errors import ExplorerError
 
 
@@ -22,13 +24,29 @@ def parser() -> argparse.ArgumentParser:
             "strip", help="trace every position of a text (or of a generated continuation); one row per token"
         )
     )
+    pair_command.add_arguments(
+        sub.add_parser(
+            "pair", help="two prompts: the first's subgraphs applied to the second, and their component diff"
+        )
+    )
+    export_command.add_arguments(
+        sub.add_parser(
+            "export", help="a saved trace JSON, without the model: its table, Neuronpedia graph, edge list, HTML"
+        )
+    )
     corpus_command.add_arguments(
         sub.add_parser("corpus", help="trace every prompt of a corpus; write Parquet results (resumable)")
     )
     return top
 
 
-COMMANDS = {"trace": trace_command.run, "strip": strip_command.run, "corpus": corpus_command.run}
+COMMANDS = {
+    "trace": trace_command.run,
+    "strip": strip_command.run,
+    "pair": pair_command.run,
+    "export": export_command.run,
+    "corpus": corpus_command.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from explorer.cli import trace_outputs
 from explorer.cli.common import add_model_arguments, add_trace_arguments, fmt, load, n_tokens, settings_from
 from explorer.options import MODES
 
@@ -29,6 +30,12 @@ def add_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--foil", default=None, help="a second token: the target-minus-foil logit difference per size")
     t.add_argument("--linear-density", action="store_true", help="integrate TV over linear s (withdrawn paper)")
     t.add_argument("--json", dest="json_path", default=None, help="write the whole trace as JSON to this file")
+    t.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the graph's size and the estimated peak memory and time, and trace nothing (loads no weights)",
+    )
+    trace_outputs.add_arguments(t)
 
 
 def print_table(trace, out=None) -> None:
@@ -81,8 +88,12 @@ def run(args) -> int:
         density_axis="linear" if args.linear_density else "log",
     )
     check_prompt_text(args.prompt)
+    if args.dry_run:
+        return dry_run(args, settings)
+    trace_outputs.check(args)
     lm = load(args)
     position = resolve_position(args.position, n_tokens(lm, args.prompt, settings.max_tokens))
+    trace_outputs.check_for_model(lm, args, position + 1)
     check_settings(
         lm,
         settings,
@@ -98,4 +109,36 @@ def run(args) -> int:
 
         write_json(trace, args.json_path)
         print(f"wrote {args.json_path}")
+    trace_outputs.run(lm, trace, args)
+    return 0
+
+
+def dry_run(args, settings) -> int:
+    """``--dry-run``: the cost estimate (:func:`explorer.cost.estimate_cost`) from the model's config and
+    tokenizer, without its weights; says whether the trace would be refused here."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from explorer.cost import GIB, estimate_cost
+    from explorer.inputs import resolve_position
+    from explorer.models.limits import ESTIMATE_ERROR, available_bytes
+    from explorer.models.loading import _hub_error, model_source, resolve_device, resolve_dtype
+
+    source = model_source(args.model)
+    try:
+        config = AutoConfig.from_pretrained(source, revision=args.revision)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=args.revision)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(args.model, exc) from exc
+    count = len(tokenizer(args.prompt)["input_ids"])
+    n = resolve_position(args.position, count) + 1
+    device = resolve_device(args.device)
+    est = estimate_cost(config, n, settings, device, resolve_dtype(args.dtype, device))
+    print(est.summary())
+    print("stages: " + ", ".join(f"{k} {v / GIB:.1f} GiB" for k, v in est.stages.items()))
+    free = available_bytes(device)
+    beyond = est.peak_bytes - est.weights_bytes
+    verdict = "would be refused" if beyond * (1 - ESTIMATE_ERROR) > free else "fits"
+    print(f"{device}: {free / GIB:.1f} GiB available, {beyond / GIB:.1f} GiB needed beyond the weights: {verdict}")
+    if count > settings.max_tokens:
+        print(f"note: the prompt has {count} tokens, above the cap of {settings.max_tokens} (--max-tokens)")
     return 0

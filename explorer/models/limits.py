@@ -49,3 +49,41 @@ def check_settings(
     check_top_k(settings.top_k, vocab_size(lm))
     if n_tokens is not None:
         check_sizes_give_edges(settings.sizes, layout_for(lm.adapter, n_tokens).n_edges, where)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory a trace can still take on ``device``: the GPU's free memory plus what this process's
+    allocator holds unused; on the CPU, the system's available memory (``MemAvailable``)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 1 << 62  # unknown: do not refuse
+
+
+ESTIMATE_ERROR = 0.25
+"""How far a peak estimate may be from the measured peak (bench/RESULTS.md): a trace is refused only when
+even an estimate this much too high would not fit."""
+
+
+def check_memory(lm: LoadedModel, settings: Settings, n_tokens: int):
+    """The cost estimate of tracing ``n_tokens`` tokens (:func:`explorer.cost.estimate_cost`); refuses
+    (:class:`explorer.errors.OutOfMemory`, with the estimate and what would make it smaller) a trace whose
+    estimated peak beyond the loaded weights exceeds the device's available memory by more than the
+    estimate's error."""
+    from explorer.cost import GIB, estimate_cost, suggestions
+    from explorer.errors import OutOfMemory
+
+    est = estimate_cost(lm.model.config, n_tokens, settings, lm.device, lm.dtype)
+    needed = (est.peak_bytes - est.weights_bytes) * (1 - ESTIMATE_ERROR)
+    free = available_bytes(lm.device)
+    if needed > free:
+        raise OutOfMemory(
+            f"this trace would not fit: {est.summary()}, of which {(est.peak_bytes - est.weights_bytes) / GIB:.1f} "
+            f"GiB beyond the weights, but {free / GIB:.1f} GiB are free; try {'; '.join(suggestions(settings))}"
+        )
+    return est

@@ -1,0 +1,132 @@
+"""Peak GPU memory of one trace by stage, against the cost preview's estimate (explorer/cost.py).
+
+    python -m bench.memory_bench --models qwen3-0.6b,llama-3.1-8b --lengths 256,512,1024
+
+Models from bench/configs with random weights (bf16), 27 sizes, both controls, mode ``all``. Each stage of
+``trace_prompt`` is wrapped: the peak of device memory allocated while it runs (absolute, so the weights
+and whatever earlier stages left are included) and what it leaves allocated. The whole trace's peak is
+the largest stage peak. One trace per length after a warm-up at 32 tokens; the random control's order is
+computed within the trace (not kept from an earlier one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+
+import torch
+
+import explorer.intervene as intervene
+import explorer.trace as pipeline
+from bench.support import build, random_prompts
+from explorer.cost import estimate_cost
+from explorer.errors import OutOfMemory
+from explorer.orders import random_control_order
+from explorer.results import Settings
+
+GIB = 2**30
+STAGES = {
+    "forward": None,  # the instrumentation's recorded_forward, wrapped per model
+    "graph": (pipeline, "build_graph"),
+    "search (device part)": (pipeline, "greedy_search"),
+    "search (host part, orders to device)": (pipeline, "search_position"),
+    "ranks": (intervene.EdgeRanks, "from_orders"),
+    "masked passes": (pipeline, "masked_logits"),
+}
+
+
+class StageMemory:
+    """Wraps the stage functions; ``peaks[name]`` and ``left[name]`` in bytes, ``seconds[name]``."""
+
+    def __init__(self, lm):
+        self.peaks: dict[str, int] = {}
+        self.left: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self._undo = []
+        for name, where in STAGES.items():
+            owner, attr = (lm.instrumentation, "recorded_forward") if where is None else where
+            self._wrap(name, owner, attr)
+
+    def _wrap(self, name, owner, attr):
+        real = getattr(owner, attr)
+        is_class_method = isinstance(owner, type) and isinstance(owner.__dict__.get(attr), classmethod)
+        fn = real.__func__ if is_class_method else real
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            torch.cuda.synchronize()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.peaks[name] = max(self.peaks.get(name, 0), torch.cuda.max_memory_allocated())
+            self.left[name] = torch.cuda.memory_allocated()
+            return out
+
+        setattr(owner, attr, classmethod(wrapped) if is_class_method else wrapped)
+        self._undo.append((owner, attr, owner.__dict__.get(attr) if isinstance(owner, type) else real))
+
+    def reset(self):
+        self.peaks.clear()
+        self.left.clear()
+        self.seconds.clear()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--models", default="qwen3-0.6b,llama-3.1-8b")
+    ap.add_argument("--lengths", default="256,512,1024")
+    ap.add_argument("--batch-size", type=int, default=Settings().batch_size)
+    ap.add_argument("--no-controls", action="store_true", help="without the inverse and random controls")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON lines to this file")
+    args = ap.parse_args()
+    settings = Settings(controls=not args.no_controls, batch_size=args.batch_size, max_tokens=4096)
+    rows = []
+    for name in args.models.split(","):
+        lm = build(name, "cuda", torch.bfloat16)
+        weights = torch.cuda.memory_allocated()
+        stages = StageMemory(lm)
+        pipeline.trace_prompt(lm, random_prompts(1, 32, lm.model.config.vocab_size)[0], settings)
+        for length in [int(x) for x in args.lengths.split(",")]:
+            stages.reset()
+            random_control_order.clear()
+            prompt = random_prompts(1, length, lm.model.config.vocab_size, seed=length)[0]
+            est = estimate_cost(lm.model.config, length, settings, device="cuda", dtype=torch.bfloat16)
+            t0 = time.perf_counter()
+            try:
+                tr = pipeline.trace_prompt(lm, prompt, settings)
+            except OutOfMemory as exc:
+                print(json.dumps({"model": name, "tokens": length, "refused": str(exc)}), flush=True)
+                continue
+            wall = time.perf_counter() - t0
+            peak = max(stages.peaks.values())
+            row = {
+                "model": name,
+                "tokens": length,
+                "controls": settings.controls,
+                "edges": tr.n_edges,
+                "weights_gib": weights / GIB,
+                "peak_gib": peak / GIB,
+                "bytes_per_edge": (peak - weights) / tr.n_edges,
+                "seconds": wall,
+                "estimate_peak_gib": est.peak_bytes / GIB,
+                "estimate_seconds": est.seconds,
+                "stage_peak_gib": {k: v / GIB for k, v in stages.peaks.items()},
+                "stage_left_gib": {k: v / GIB for k, v in stages.left.items()},
+                "stage_seconds": dict(stages.seconds),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            torch.cuda.empty_cache()
+        del lm, stages
+        torch.cuda.empty_cache()
+    if args.json:
+        with open(args.json, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+if __name__ == "__main__":
+    main()

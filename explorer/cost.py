@@ -1,0 +1,185 @@
+"""What a trace will cost before it runs: the graph's edges, the peak device memory and the time, from the
+model's config and the token count alone (no weights needed), and what would make a trace smaller. Torch
+is not needed; :func:`explorer.models.limits.check_memory` refuses a trace that would not fit.
+
+The peak is the largest of the pipeline's stages (``bench/memory_bench.py`` measures each):
+
+- ``graph``: the weights, the recorded forward pass and the edge weights ``[L, H, T, T]`` float32 with
+  the scoring's temporaries;
+- ``search``: the sorted CSR of the ``E`` edges and, for large graphs on a GPU, the level-by-level search;
+- ``evaluate``: the ranks of every id in each order (:class:`explorer.intervene.EdgeRanks`: int32, or
+  int64 past 2**31 edges) beside the batched masked passes (eager attention ``[B, H, T, T]`` in float32
+  for the softmax and in the model's dtype, the attention keeps, the MLP's ``[B, T, F]``).
+
+Each term is bytes per element times a count; the constants (:data:`BYTES`) come from the measured
+stage peaks in ``bench/RESULTS.md`` (the estimate is checked there against the measured peaks). Time:
+the masked passes' FLOPs at the device's rate plus a per-pass launch cost, the search at a rate per
+edge (:data:`RATES`); a rough guide, not a promise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from explorer.edges import EdgeLayout
+from explorer.options import check_sizes
+from explorer.results import Settings
+
+CHAIN_SEARCH_EDGES_PER_LEVEL = 50_000
+"""As :data:`explorer.orders.CHAIN_SEARCH_EDGES_PER_LEVEL` (that module needs torch; this one does not)."""
+
+GIB = 2**30
+
+BYTES = {
+    "graph_per_id": 12.0,  # the recorded pass's attention, the edge weights float32, the scores' temporaries
+    "weights_per_id": 4.0,  # the edge weights [L, H, T, T] float32, alive through the search
+    "device_search_per_edge": 190.0,  # the level-by-level search: ranks, keys, CSR, trie, sorts (int64)
+    "random_search_overlap_per_edge": 45.0,  # with controls: the random control's search, partly alongside
+    "host_search_per_edge": 40.0,  # the heap search's device part: sorted CSR and its keys
+    "orders_per_edge": 16.0,  # two orders of int64 ids on the device
+    "pass_per_attention": 10.0,  # per B*H*T*T: float32 scores and softmax, probabilities, keeps
+    "pass_per_activation": 12.0,  # per B*T*(d + F): hidden states and the MLP's intermediate
+    "fixed": 0.5 * GIB,  # the allocator's slack, the CUDA context's workspace, small tensors
+}
+"""Bytes per element of each term (see the module's docstring), from the stage peaks measured on an H200
+(bench/RESULTS.md, "Long prompts: memory by stage"). With controls the random control's search (on its own
+stream) overlaps the greedy one in part."""
+
+RATES = {
+    "cuda": {"flops": 3.5e14, "launch_s_per_layer": 1.0e-3, "search_s_per_edge": 2.2e-8, "fixed_s": 0.3},
+    "cpu": {"flops": 4.0e10, "launch_s_per_layer": 2.0e-4, "search_s_per_edge": 1.0e-7, "fixed_s": 0.5},
+}
+"""Throughputs by device type: FLOP/s of the masked passes, seconds per layer and pass of overhead,
+seconds per edge of each search (greedy, random control), and a fixed cost (forward pass, metrics)."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs of a model: layers, heads, key-value heads, widths, vocabulary, parameter
+    count and whether its residual is parallel (attention and MLP read the same input)."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    hidden: int
+    intermediate: int
+    vocab: int
+    n_params: int
+    parallel: bool = False
+
+    @classmethod
+    def from_config(cls, config) -> ModelShape:
+        """From a ``transformers`` config (GPT-2 style names too); the parameter count from its widths."""
+
+        def get(*names: str, default: Any = 0) -> Any:
+            return next((getattr(config, n) for n in names if getattr(config, n, None) is not None), default)
+
+        L = int(get("num_hidden_layers", "n_layer"))
+        H = int(get("num_attention_heads", "n_head"))
+        d = int(get("hidden_size", "n_embd"))
+        kv = int(get("num_key_value_heads", default=H))
+        f = int(get("intermediate_size", "n_inner", default=4 * d))
+        V = int(get("vocab_size"))
+        head_dim = int(get("head_dim", default=d // H))
+        gated = get("model_type", default="") not in ("gpt2", "gpt_neox")
+        per_layer = d * head_dim * (2 * H + 2 * kv) + (3 if gated else 2) * d * f + 4 * d
+        if not gated:  # GPT-2 and GPT-NeoX: biases on every projection
+            per_layer += 2 * head_dim * (H + kv) + f + d
+        tied = bool(get("tie_word_embeddings", default=True))
+        positions = get("n_positions", default=0) * d  # GPT-2's learned position embeddings
+        n_params = L * per_layer + V * d * (1 if tied else 2) + d + positions
+        return cls(L, H, kv, d, f, V, n_params, bool(get("use_parallel_residual", default=False)))
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """The estimate of one trace: ``n_edges`` (E), ``n_passes`` (batched masked passes), the peak device
+    memory in bytes and its largest stage, ``stages`` (each stage's peak in bytes), and seconds."""
+
+    n_tokens: int
+    n_edges: int
+    n_passes: int
+    weights_bytes: int
+    peak_bytes: int
+    peak_stage: str
+    seconds: float
+    stages: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (
+            f"{self.n_tokens} tokens: E = {self.n_edges:,} edges, {self.n_passes} masked "
+            f"{'pass' if self.n_passes == 1 else 'passes'}; estimated peak "
+            f"{self.peak_bytes / GIB:.1f} GiB ({self.peak_stage}), about {_duration(self.seconds)}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _dtype_bytes(dtype) -> int:
+    name = str(dtype).replace("torch.", "")
+    return 4 if name in ("float32", "auto") else 8 if name == "float64" else 2
+
+
+def estimate_cost(
+    config, n_tokens: int, settings: Settings, device: object = "cuda", dtype: object = "bfloat16"
+) -> CostEstimate:
+    """The estimate for a trace of ``n_tokens`` tokens with ``settings`` (its sizes, controls, modes
+    compared, batch size) of the model ``config`` (a ``transformers`` config or a :class:`ModelShape`) in
+    ``dtype`` on ``device`` (``"cuda"``, ``"cpu"`` or a ``torch.device``)."""
+    shape = config if isinstance(config, ModelShape) else ModelShape.from_config(config)
+    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    layout = EdgeLayout(shape.n_layers, shape.n_heads, n_tokens, shape.parallel)
+    E, ids, T, B = layout.n_edges, layout.n_ids, n_tokens, settings.batch_size
+    per_stratum = 1 + settings.compare_modes + 2 * settings.controls
+    n_specs = sum(math.floor(s * E) > 0 for s in check_sizes(settings.sizes)) * per_stratum
+    n_passes = math.ceil(n_specs / B)
+    weights = shape.n_params * _dtype_bytes(dtype)
+    orders = 1 + settings.controls
+    rank_bytes = 4 if E < 2**31 - 1 else 8
+    batch = min(B, n_specs)
+    passes = BYTES["pass_per_attention"] * batch * shape.n_heads * T * T + BYTES["pass_per_activation"] * batch * T * (
+        shape.hidden + shape.intermediate
+    )
+    on_device = kind == "cuda" and E >= CHAIN_SEARCH_EDGES_PER_LEVEL * (2 * shape.n_layers + 1)
+    search = BYTES["device_search_per_edge" if on_device else "host_search_per_edge"] * E
+    if settings.controls:
+        search += BYTES["random_search_overlap_per_edge"] * E
+    stages = {
+        "graph": weights + BYTES["graph_per_id"] * ids + BYTES["fixed"],
+        "search": weights + BYTES["weights_per_id"] * ids + search + BYTES["fixed"],
+        "evaluate": weights + rank_bytes * orders * ids + BYTES["orders_per_edge"] * E + passes + BYTES["fixed"],
+    }
+    peak_stage = max(stages, key=lambda k: stages[k])
+    rate = RATES[kind]
+    flops_per_pass = 2 * shape.n_params * batch * T + 4 * batch * shape.n_layers * shape.hidden * T * T
+    seconds = (
+        rate["fixed_s"]
+        + n_passes * (flops_per_pass / rate["flops"] + shape.n_layers * rate["launch_s_per_layer"])
+        + E * rate["search_s_per_edge"] * orders
+    )
+    return CostEstimate(
+        n_tokens,
+        E,
+        n_passes,
+        weights,
+        int(stages[peak_stage]),
+        peak_stage,
+        seconds,
+        {k: int(v) for k, v in stages.items()},
+    )
+
+
+def suggestions(settings: Settings) -> list[str]:
+    """What makes a trace smaller, for a refusal's message."""
+    out = []
+    if settings.controls:
+        out.append("no controls (one edge order fewer, a third of the passes)")
+    if len(settings.sizes) > 9:
+        out.append("fewer sizes (--sizes)")
+    if settings.batch_size > 8:
+        out.append("a smaller --batch-size (smaller masked passes)")
+    return out + ["a shorter prompt (memory grows with its square)", "another dtype (bfloat16 halves the weights)"]

@@ -1,0 +1,74 @@
+"""The cost preview (explorer/cost.py): the graph's size from the config alone, the refusal of a trace that
+would not fit before any work, and ``trace --dry-run``. How close the estimate is to measured peaks is a
+benchmark (bench/memory_bench.py), not a test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import explorer.models.limits as limits
+from explorer.cost import BYTES, ModelShape, estimate_cost
+from explorer.errors import OutOfMemory
+from explorer.graph import layout_for
+from explorer.results import Settings
+from explorer.trace import trace_prompt
+from tests.helpers import TINY_CONFIGS, make_tiny, tiny_loaded
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "mistral"])
+def test_shape_and_edges_from_the_config_alone(family):
+    if family not in TINY_CONFIGS:
+        pytest.skip(f"no tiny {family}")
+    model = make_tiny(family)
+    shape = ModelShape.from_config(model.config)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert shape.n_params == pytest.approx(n_params, rel=0.05)  # norms and biases are left out
+    lm, _ = tiny_loaded(family)
+    for T in (1, 9, 40):
+        assert estimate_cost(model.config, T, Settings()).n_edges == layout_for(lm.adapter, T).n_edges
+
+
+def test_estimate_grows_with_the_square_of_the_length_and_counts_the_passes():
+    config = make_tiny("llama").config
+    short, long = (estimate_cost(config, T, Settings(controls=True), "cuda") for T in (256, 512))
+    grown = lambda e: e.peak_bytes - e.weights_bytes - BYTES["fixed"]
+    assert 3.0 < grown(long) / grown(short) < 4.5
+    plain = estimate_cost(config, 256, Settings(controls=False, sizes=(0.1, 1.0)), "cuda")
+    assert plain.n_passes == 1 and short.n_passes == 3  # 2 sizes x 1 variant; 27 x 3 in batches of 32
+    assert plain.peak_bytes < short.peak_bytes
+
+
+def test_a_trace_that_would_not_fit_is_refused_with_the_estimate_before_any_work(monkeypatch):
+    lm, _ = tiny_loaded("llama")
+    monkeypatch.setattr(limits, "available_bytes", lambda device: 1024)
+    ran = []
+    monkeypatch.setattr(lm.instrumentation, "recorded_forward", lambda *a, **k: ran.append(1))
+    with pytest.raises(OutOfMemory, match=r"would not fit: \d+ tokens: E = .* edges.*1.0 KiB|would not fit") as exc:
+        trace_prompt(lm, "a tiny prompt", Settings(controls=True))
+    assert "estimated peak" in str(exc.value) and "no controls" in str(exc.value) and "shorter prompt" in str(exc.value)
+    assert not ran  # refused before the forward pass
+
+
+def test_a_trace_that_fits_is_not_refused(monkeypatch):
+    lm, _ = tiny_loaded("llama")
+    monkeypatch.setattr(limits, "available_bytes", lambda device: 1 << 40)
+    assert trace_prompt(lm, "a tiny prompt", Settings(sizes=(0.5, 1.0))).strata[-1].trace.tv < 1e-5
+
+
+def test_available_bytes_on_the_cpu_is_positive():
+    assert limits.available_bytes(torch.device("cpu")) > 0
+
+
+def test_dry_run_prints_the_estimate_and_loads_no_weights(smollm, capsys, monkeypatch):
+    from explorer.__main__ import main
+
+    import explorer.models.loading as loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("--dry-run loaded the model"))
+    code = main(["trace", "--model", "smollm2-135m", "--prompt", "The capital of France is", "--dry-run", "--controls"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "E = " in out and "estimated peak" in out and "GiB available" in out and "fits" in out
+    n = len(smollm.tokenizer("The capital of France is")["input_ids"])
+    assert out.startswith(f"{n} tokens: E = {layout_for(smollm.adapter, n).n_edges:,} edges")
