@@ -312,3 +312,12 @@ def test_ctrl_c_in_a_corpus_run_keeps_what_is_stored_and_the_rerun_resumes(tmp_p
     code, out_text, _ = _run(args, capsys)
     assert code == 0 and "2 prompts traced, 1 already in" in out_text, out_text
     assert set(load_results(out).table["prompt_index"]) == {0, 1, 2}
+
+
+def test_a_prompt_that_starts_with_a_dash_is_one_line_with_the_way_to_write_it(capsys):
+    """Found by the unicode fuzz test: argparse takes "-x" for an option and printed its usage and error."""
+    code, out, err = _run(["trace", "--prompt", "-x", "--sizes", "0.5,1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert "--prompt=" in err
+    code, out, err = _run(["trace", "--prompt", "x", "--no-such-option"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--no-such-option" in err

@@ -14,9 +14,22 @@ from explorer.cli import corpus_command, export_command, pair_command, strip_com
 from explorer.errors import ExplorerError
 
 
+class UsageError(Exception):
+    """Bad command-line syntax (argparse's own message)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors raised, so that :func:`main` prints them as one line like every other."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if "expected one argument" in message:
+            message += " (a value that starts with '-' is written with '=', e.g. --prompt=-text)"
+        raise UsageError(message)
+
+
 def parser() -> argparse.ArgumentParser:
     prog = os.path.basename(sys.argv[0]) if sys.argv[0].endswith("s-trace") else "python -m explorer"
-    top = argparse.ArgumentParser(prog=prog, description="s-Trace Explorer")
+    top = _Parser(prog=prog, description="s-Trace Explorer")
     sub = top.add_subparsers(dest="command", required=True)
     trace_command.add_arguments(sub.add_parser("trace", help="trace one prompt over all sizes and print a table"))
     strip_command.add_arguments(
@@ -50,7 +63,11 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc} (see --help)", file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command](args)
     except (ExplorerError, OSError) as exc:
