@@ -172,7 +172,8 @@ def run(args) -> int:
         print(
             f"{summary.traced} prompts done, {len(summary.failed)} failed{failed}, {summary.already} skipped "
             f"(already in {args.out}), {len(corpus.skipped)} source rows skipped; {summary.workers} Ray workers, "
-            f"{summary.deaths} died; {summary.seconds:.1f} s ({summary.trace_seconds:.1f} s once loaded)"
+            f"{summary.deaths} died; {summary.seconds:.1f} s ({summary.trace_seconds:.1f} s once loaded, of which "
+            f"the driver's own work {summary.driver_seconds:.1f} s)"
         )
     else:
         failed = f" (see {summary.folder / 'failed.jsonl'})" if summary.failed and not summary.kept_old else ""

@@ -199,7 +199,8 @@ class Tracer(Protocol):
 @dataclass
 class RunSummary:
     """What a run did: prompts traced now, found already stored, and failed (id, reason); the source's
-    skipped rows; the seconds of the whole call and of tracing once the model was loaded; the workers
+    skipped rows; the seconds of the whole call, of tracing once the model was loaded, and of the driver's
+    own work within it (storing each prompt's rows, reporting, the final compaction); the workers
     (threads, or Ray actors started at first) and how many died; the token cap and which limit it is;
     ``kept_old``: an ``overwrite`` that stored no prompt, so the run already in the folder is kept (and
     its ``failed.jsonl``: this run's failures are only in :attr:`failed`); what the store repaired."""
@@ -213,6 +214,7 @@ class RunSummary:
     workers: int = 1
     deaths: int = 0
     trace_seconds: float = 0.0
+    driver_seconds: float = 0.0
     token_cap: int = 0
     token_cap_by: str = ""
     kept_old: bool = False
@@ -375,8 +377,10 @@ def drive(
         report(summary.already, total, "resuming" if summary.already else "starting")
         traced_from = time.perf_counter()
         written: set[str] = set()
+        busy = 0.0  # the driver's own work on the results (storing rows, reporting, compaction)
         with closing(tracer.trace(jobs, frequencies)) as events:
             for event in events:
+                event_from = time.perf_counter()
                 if isinstance(event, Notice):
                     report(done(), total, event.message)
                 elif isinstance(event, Failed):
@@ -390,7 +394,10 @@ def drive(
                         notify(message)
                     store.notices.clear()
                     report(done(), total, event.job.prompt.id)
+                busy += time.perf_counter() - event_from
+        compact_from = time.perf_counter()
         store.compact()
+        summary.driver_seconds = busy + time.perf_counter() - compact_from
         summary.trace_seconds = time.perf_counter() - traced_from
         summary.workers, summary.deaths = tracer.workers, tracer.deaths
         if store.pending:
