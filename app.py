@@ -2,9 +2,10 @@
 for a configuration file).
 
 The frame every page shares: the navigation over the pages (:mod:`ui.nav`: Trace a prompt, Corpus,
-Compare, Method, Text strip), the page's title and wide layout, the configuration (a bad file stops here
-with its message) and, in demo mode, the demo banner and no error details from Streamlit itself (the type of an
-uncaught exception only; its traceback goes to the server's log); then the chosen page runs (:mod:`ui.pages`).
+Compare, Method, Text strip, Prompt pairs), the page's title and wide layout, the configuration (a bad file
+stops here with its message) and, in demo mode, the demo banner and no error details from Streamlit itself
+(the type of an uncaught exception only; its traceback goes to the server's log); then the chosen page runs
+(:mod:`ui.pages`).
 """
 
 from __future__ import annotations

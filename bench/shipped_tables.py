@@ -48,7 +48,10 @@ def main_table(results: dict[str, Results]) -> list[str]:
 
 def cross_model(results: dict[str, Results]) -> list[str]:
     lines = []
-    for a, b, what in (("smollm2-135m", "gemma3-270m", "project set"), ("smollm2-135m-kjv40", "gemma3-270m-kjv40", "Bible windows")):
+    for a, b, what in (
+        ("smollm2-135m", "gemma3-270m", "project set"),
+        ("smollm2-135m-kjv40", "gemma3-270m-kjv40", "Bible windows"),
+    ):
         for mode in MODES:
             pair = stats.paired_density(results[a], results[b], mode)
             c = stats.spearman(pair.iloc[:, -2], pair.iloc[:, -1])
@@ -57,7 +60,10 @@ def cross_model(results: dict[str, Results]) -> list[str]:
 
 
 def nucleus_at_full(results: dict[str, Results]) -> list[str]:
-    lines = ["| results | mode | shared nucleus 99 at s = 1 | 90 | below 90 | max TV at s = 1 |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| results | mode | shared nucleus 99 at s = 1 | 90 | below 90 | max TV at s = 1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, res in results.items():
         for mode in MODES:
             full = stats.strata_of(res, mode)
@@ -99,7 +105,7 @@ def _load(root: Path) -> dict[str, Results]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--root", type=Path, default=shipped_root())
     ap.add_argument("--before", type=Path, default=None)
     args = ap.parse_args()

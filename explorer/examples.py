@@ -108,7 +108,7 @@ EXAMPLES: tuple[Example, ...] = (
         title="Arithmetic with a worked example",
         prompt="2 + 2 = 4, 3 + 5 = ",
         look_for="The prompt ends with a space because this tokenizer writes digits as their own tokens; "
-        "'8' (88%) is kept from s = 0.2 with l2 edge weights but only from s = 0.4 with l1 (switch "
+        "'8' (88%) is first kept at s = 0.2 with l2 edge weights but only at s = 0.4 with l1 (switch "
         "Edge weight): the weighting decides which edges the search takes first.",
         weighting="l2",
         gold="8",

@@ -13,6 +13,7 @@ import torch
 from explorer.errors import BadPrompt, BadSetting, OutOfMemory
 from explorer.models.limits import effective_max_tokens
 from explorer.models.loading import LoadedModel
+from explorer.token_text import token_text as text_of_token
 
 
 def _text_problem(text: object, what: str) -> str | None:
@@ -83,10 +84,9 @@ def first_token_id(lm: LoadedModel, text: str | None, what: str) -> int | None:
 
 
 def token_text(lm: LoadedModel, token_id: int) -> str:
-    """The text of one token."""
-    text = lm.tokenizer.decode([token_id])
-    assert isinstance(text, str)  # decode returns a list only for a batch of sequences
-    return text
+    """The text of one token; bytes of an incomplete UTF-8 character written ``<0xF0>``
+    (:func:`explorer.token_text.token_text`)."""
+    return text_of_token(lm.tokenizer, token_id)
 
 
 @contextmanager

@@ -39,11 +39,15 @@ class SweepRequest:
 
 @dataclass
 class Sweep:
-    """A computed trace with its timings: the model's load and the trace itself, in seconds."""
+    """A computed trace with its timings: the model's load and the trace itself, in seconds. A page's copy
+    also says how it got it: ``cached`` (found in the store, computed before, by this session or
+    another) and ``fetch_s`` (the seconds that took)."""
 
     trace: Trace
     load_s: float
     trace_s: float
+    cached: bool = False
+    fetch_s: float = 0.0
 
     @property
     def nbytes(self) -> int:

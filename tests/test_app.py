@@ -1,8 +1,12 @@
 """The Trace page driven by Streamlit's AppTest: one sweep of an example prompt on the default model,
-reused by every test; the views follow the slider and show the engine's numbers for that size."""
+reused by every test; the views follow the slider and show the engine's numbers for that size; the
+inspector keeps its component across sizes; a new prompt starts at its own default size; the prompt's
+token count is shown against the cap. (The graph's side of the link with the inspector, and the views
+in a real browser: tests/test_browser_trace.py.)"""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -15,11 +19,13 @@ from streamlit.testing.v1 import AppTest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from explorer import DEFAULT_MODEL, Settings, load_model, trace_prompt
-from explorer.views import node_graph
+from explorer.views import labels, node_graph
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PROMPT = "The capital of France is"  # the page's first example prompt
 TIMEOUT = 600
+N_CHARTS = 8  # distribution, composition, three panels of "Error against size", token graph, and the
+# chosen head's attention pattern and token effects (the component panel)
 
 
 def new_app(**query) -> AppTest:
@@ -48,7 +54,8 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def chart_data(at: AppTest, n: int) -> list[pd.DataFrame]:
-    """The data sets of the ``n``-th Altair chart on the page (distribution, composition, curves, tokens)."""
+    """The data sets of the ``n``-th chart on the page (distribution, composition, the three panels of the
+    curves, tokens)."""
     proto = at.get("vega_lite_chart")[n].proto
     return [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in proto.datasets]
 
@@ -61,6 +68,11 @@ def move(at: AppTest, index: int) -> AppTest:
     return at
 
 
+def graph_data(at: AppTest) -> dict:
+    """What the page sends its node graph's frame: ``page`` (the frame's document), ``graph``, ``height``."""
+    return json.loads(at.get("bidi_component")[0].proto.json)
+
+
 def test_page_shows_all_views(app):
     assert [s.value for s in app.subheader][:5] == [
         "Components",
@@ -69,17 +81,19 @@ def test_page_shows_all_views(app):
         "Error against size",
         "Token graph",
     ]
-    assert len(app.get("vega_lite_chart")) == 4
-    html = app.get("iframe")[0].proto.srcdoc
-    assert "vis.Network" in html or "vis-network" in html
-    assert "cdn.jsdelivr" not in html and "bootstrap" not in html
+    assert len(app.get("vega_lite_chart")) == N_CHARTS
+    data = graph_data(app)
+    assert "new vis.Network" in data["page"]
+    assert "cdn.jsdelivr" not in data["page"] and "bootstrap" not in data["page"]
+    assert data["graph"]["clickable"] and data["graph"]["selected"] == app.selectbox(key="node").value
     assert app.text_area(key="prompt").value == PROMPT
 
 
 def test_slider_lists_the_engine_strata(app, reference):
     slider = app.select_slider[0]
     assert len(slider.options) == len(reference.strata)
-    assert slider.options[0].startswith("s = ") and "edges" in slider.options[0]
+    for option, s in zip(slider.options, reference.strata):
+        assert option == f"s = {labels.format_size(s.size)} · {s.n_edges:,} edge" + ("" if s.n_edges == 1 else "s")
 
 
 @pytest.mark.parametrize("index", [-1, -5])
@@ -124,8 +138,13 @@ def test_views_change_with_slider(app, reference):
 
 def test_downloads_hold_the_trace(app, reference):
     buttons = app.get("download_button")
-    assert len(buttons) == 2
-    assert sorted(b.proto.label for b in buttons) == ["Per-size CSV", "Trace JSON"]
+    assert sorted(b.proto.label for b in buttons) == [
+        "Edge list (CSV)",
+        "Graph (Neuronpedia JSON)",
+        "Per-size table (CSV)",
+        "Report (HTML)",
+        "Trace (JSON)",
+    ]
 
 
 def test_empty_prompt_shows_error_and_page_recovers(app):
@@ -136,7 +155,7 @@ def test_empty_prompt_shows_error_and_page_recovers(app):
     app.text_area(key="prompt").set_value(PROMPT)
     app.run()
     assert not app.error and not app.exception
-    assert len(app.get("vega_lite_chart")) == 4
+    assert len(app.get("vega_lite_chart")) == N_CHARTS
 
 
 def test_bad_model_id_shows_error():
@@ -154,3 +173,66 @@ def test_link_reproduces_the_view(reference):
     assert at.select_slider[0].value == i
     assert metrics(at)["TV"] == f"{reference.strata[i].trace.tv:.3f}"
     assert math.isclose(float(at.query_params["size"]), size, rel_tol=0.05)
+
+
+def test_a_chart_keeps_its_spec_across_sizes(app, reference):
+    """Only the rows change with the size: the browser updates the data of the chart it shows."""
+    specs, rows = [], []
+    for i in (1, len(reference.strata) - 1):
+        move(app, i)
+        specs.append([c.proto.spec for c in app.get("vega_lite_chart")][:6])  # the component panel's follow the size
+        rows.append(pd.concat(chart_data(app, 1)))  # the composition's
+    assert specs[0] == specs[1]
+    assert not rows[0].equals(rows[1])
+
+
+def test_the_inspector_keeps_its_component_across_sizes(reference):
+    at = new_app().run()
+    names = reference.layout.component_names()
+    entered = labels.first_entry(reference)
+    later = sorted((s, n) for n, s in entered.items() if s > reference.strata[2].size)
+    size, name = later[len(later) // 2]  # a component that enters the trace at a middle size
+    first = [s.size for s in reference.strata].index(size)
+    assert name in names
+    at.selectbox(key="node").set_value(name).run()
+    for i in list(range(len(reference.strata) - 1, -1, -1)):
+        move(at, i)
+        assert at.selectbox(key="node").value == name, (i, at.selectbox(key="node").value)
+        assert graph_data(at)["graph"]["selected"] == (name if i >= first else None)
+        notes = [m.value for m in at.info if name in m.value]
+        if i >= first:
+            assert not notes and bool(at.dataframe[0].value["layer"].notna().all())
+            assert len(at.dataframe[0].value) == reference.strata[i].components[name]
+        else:
+            assert notes == [
+                f"{name} is not in the trace at s = {labels.format_size(reference.strata[i].size)}: "
+                f"it enters at s = {labels.format_size(size)}."
+            ]
+    assert at.query_params["component"] == name
+
+
+def test_a_new_prompt_starts_at_its_own_default_size(reference):
+    at = new_app().run()
+    move(at, len(reference.strata) - 1)
+    other = "Two plus two is"
+    at.text_area(key="prompt").set_value(other).run()
+    assert not at.exception and not at.error
+    fresh = trace_prompt(load_model(DEFAULT_MODEL), other, Settings(controls=True))
+    assert at.select_slider[0].value == labels.default_stratum(fresh) != len(fresh.strata) - 1
+
+
+def test_the_top1_metric_says_where_it_is_first_kept(app, reference):
+    kept = reference.recovery[1]
+    assert metrics(app)["Top-1 first kept at"] == (f"s = {labels.format_size(kept)}" if kept else "never")
+    assert "Top-1 kept from" not in metrics(app)
+
+
+def test_the_prompt_shows_its_token_count_against_the_cap():
+    at = new_app().run()
+    counts = [c.value for c in at.sidebar.caption if "at most" in c.value]
+    assert counts == ["5 tokens of at most 256 here."]
+    long = "word " * 300
+    n = len(load_model(DEFAULT_MODEL).tokenizer(long)["input_ids"])
+    at.text_area(key="prompt").set_value(long).run()
+    counts = [c.value for c in at.sidebar.caption if "cap" in c.value]
+    assert counts == [f":red[**{n} tokens**]: over the cap of 256 here; shorten the prompt."]

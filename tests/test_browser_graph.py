@@ -1,6 +1,6 @@
-"""The Trace page's node graph in a real browser: it renders, a click on a component selects it and hovering
-shows its tooltip, and its page runs in an opaque origin (a ``data:`` URL), reaching nothing of the app
-although Streamlit's iframe allows scripts and the same origin."""
+"""The Trace page's node graph in a real browser: it renders, a click on a component selects it (in the
+graph and in the inspector) and hovering shows its tooltip, and its page runs in an opaque origin (a frame
+sandboxed without ``allow-same-origin``), reaching nothing of the app."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ pytestmark = needs_chromium
 
 def graph_frame(page):
     """The frame the graph runs in, once its canvas is drawn."""
-    page.frame_locator("iframe").first.locator("canvas").first.wait_for(timeout=60_000)
-    frames = [f for f in page.frames if f.url.startswith("data:text/html")]
+    page.frame_locator('iframe[title="node graph"]').locator("canvas").first.wait_for(timeout=60_000)
+    assert page.locator('iframe[title="node graph"]').get_attribute("sandbox") == "allow-scripts"
+    frames = [f for f in page.frames if f.url == "about:srcdoc"]
     assert len(frames) == 1, [f.url[:60] for f in page.frames]
     return frames[0]
 
@@ -32,14 +33,24 @@ def test_node_graph_runs_apart_from_the_app_and_answers_clicks(server, page):
         frame.evaluate("() => { try { return String(document.cookie); } catch (e) { return e.name; } }")
         == "SecurityError"
     )
-    # the graph: components drawn, and a click on one selects it
-    heads = frame.evaluate("() => network.body.data.nodes.get().filter(n => n.shape === 'dot').map(n => n.id)")
+    # the graph: components drawn, and a click on one not chosen yet selects it
+    heads = frame.evaluate(
+        "() => nodes.get().filter(n => clickable.has(n.id) && n.shape === 'dot'"
+        " && !network.getSelectedNodes().includes(n.id)).map(n => n.id)"
+    )
     assert heads
     node = heads[0]
     at = frame.evaluate("(id) => network.canvasToDOM(network.getPositions([id])[id])", node)
-    canvas = page.frame_locator("iframe").first.locator("canvas").first
+    canvas = page.frame_locator('iframe[title="node graph"]').locator("canvas").first
     canvas.click(position={"x": at["x"], "y": at["y"]})  # scrolled into view first
     frame.wait_for_function("(id) => network.getSelectedNodes().includes(id)", arg=node, timeout=10_000)
+    inspector = page.locator('[data-testid="stSelectbox"]:has-text("Inspect a component") input[role="combobox"]')
+    page.wait_for_function(
+        "(id) => [...document.querySelectorAll('input[role=\"combobox\"]')].some(e => e.value.startsWith(id))",
+        arg=node,
+        timeout=60_000,
+    )
+    assert inspector.input_value().startswith(node)
     canvas.hover(position={"x": at["x"] + 1, "y": at["y"]})
     tooltip = frame.locator("div.vis-tooltip")
     tooltip.wait_for(state="visible", timeout=10_000)

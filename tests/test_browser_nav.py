@@ -1,6 +1,6 @@
-"""The app's navigation in a real browser: the sidebar lists the five pages by their titles (and no page
-named after a file, such as "app"), each at the address it had before ``st.navigation`` (the Text strip,
-added since, at ``/Strip``)."""
+"""The app's navigation in a real browser: the sidebar lists the pages by their titles (and no page named
+after a file, such as "app"), each at the address it had before ``st.navigation`` (the Text strip and Prompt
+pairs, added since, at ``/Strip`` and ``/Pairs``)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ pytestmark = needs_chromium
 
 NAV = '[data-testid="stSidebarNav"]'
 LINKS = f'{NAV} [data-testid="stSidebarNavLink"]'
-TITLES = ["Trace a prompt", "Corpus", "Compare", "Method", "Text strip"]
-PATHS = ["", "Corpus", "Compare", "Method", "Strip"]
+TITLES = ["Trace a prompt", "Corpus", "Compare", "Method", "Text strip", "Prompt pairs"]
+PATHS = ["", "Corpus", "Compare", "Method", "Strip", "Pairs"]
 TIMEOUT_MS = 180_000
 
 
-def test_sidebar_navigation_shows_the_five_pages(server, page):
+def test_sidebar_navigation_shows_every_page(server, page):
     page.goto(f"{server}/Compare")  # the shipped results: no trace to wait for
     page.wait_for_selector(LINKS, timeout=TIMEOUT_MS)
     page.wait_for_function(f"document.querySelectorAll('{LINKS}').length >= {len(TITLES)}", timeout=TIMEOUT_MS)

@@ -31,12 +31,14 @@ from explorer.corpus.frequency import count_tokens
 from explorer.corpus.local import run_corpus
 from explorer.corpus.sources import Corpus, Prompt, prompt_id
 from explorer.corpus.store import RunInfo, find_results, load_results
+from explorer.errors import OtherRun
 from explorer.models.loading import cache_dir
 from explorer.results import Settings
 from explorer.views import corpus_tables as cf
 from explorer.views.scatter import SELECTION
 from tests.helpers import VOCAB, ByteTokenizer, tiny_loaded
 from ui import state as app_state
+from ui.results import DEFAULT_RESULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -85,10 +87,13 @@ def result_folders() -> tuple[list[Path], bool]:
 
 
 def first_shown(paths: list[Path], shipped: bool) -> Path:
-    """The folder the Corpus page shows first: the default model's shipped results (else the first
-    shipped), or the fixture's first folder (given in the URL)."""
+    """The folder the Corpus page shows first: the default model's shipped forty-word windows (else its
+    project-set run, else the first shipped), or the fixture's first folder (given in the URL)."""
     if shipped:
-        return next((p for p in paths if p.name == DEFAULT_MODEL), paths[0])
+        for name in (DEFAULT_RESULTS, DEFAULT_MODEL):
+            if any(p.name == name for p in paths):
+                return next(p for p in paths if p.name == name)
+        return paths[0]
     return paths[0]
 
 
@@ -383,6 +388,100 @@ def demo_config(monkeypatch, tmp_path):
     app_state._config_or_error.clear()
 
 
+def test_the_page_opens_on_forty_word_windows_and_says_why(folders):
+    paths, shipped = folders
+    if not shipped or not any(p.name == DEFAULT_RESULTS for p in paths):
+        pytest.skip("needs the shipped forty-word windows")
+    at, folder = corpus_app(folders)
+    assert at.multiselect(key="corpus_results").value == [DEFAULT_RESULTS] and folder.name == DEFAULT_RESULTS
+    project = load_results(next(p for p in paths if p.name == DEFAULT_MODEL))
+    rho = cf.length_correlation(project).rho
+    assert rho > 0.8  # on the project's prompts density follows the prompt's length
+    why = [c.value for c in at.caption if "forty-word windows" in c.value]
+    assert len(why) == 1 and f"{rho:+.2f}" in why[0], [c.value for c in at.caption]
+    windows = load_results(folder)
+    assert f"rho {cf.length_correlation(windows).rho:+.2f})" in why[0]
+    assert f"({windows.prompts['n_tokens'].min()} to {windows.prompts['n_tokens'].max()} tokens" in why[0]
+    # another choice of results drops the line
+    at.multiselect(key="corpus_results").set_value([DEFAULT_MODEL])
+    ok(at.run())
+    assert not [c for c in at.caption if "forty-word windows" in c.value]
+
+
+def test_nucleus_recovery_shows_shares_by_size(folders):
+    at, folder = corpus_app(folders)
+    res = load_results(folder)
+    shown = charts_with(at, "share").sort_values(["k", "by"]).reset_index(drop=True)
+    want = stats.recovery_by(res, "all").sort_values(["k", "by"]).reset_index(drop=True)
+    assert shown["share"].tolist() == pytest.approx(want["share"].tolist())
+    assert sorted(set(shown["by"])) == list(stats.RECOVERY_BY)
+    titles = [json.loads(c.proto.spec).get("title") for c in at.get("vega_lite_chart")]
+    assert "reaching k by s = 0.01" in titles and "reaching k by s = 0.1" in titles
+    # no chart of the page has a fixed width: each fills its column
+    assert not [c for c in at.get("vega_lite_chart") if "width" in json.loads(c.proto.spec)]
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """The run form's calls into the engine, recorded (no model is loaded, nothing is traced)."""
+    started = []
+    monkeypatch.setattr("ui.corpus_run.cached_model", lambda *args, **kwargs: (None, 0.0))
+    monkeypatch.setattr("ui.corpus_run.start_corpus_run", lambda request: started.append(request))
+    return started
+
+
+def press_run(at: AppTest, **values) -> AppTest:
+    for key, value in values.items():
+        at.number_input(key=key).set_value(value)
+    [b for b in at.button if b.label == "Run"][0].click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_number_over_the_limit_is_refused_in_words(folders, demo_config, no_run):
+    at = corpus_app_demo()
+    assert "at most 3" in at.number_input(key="run_limit").help
+    errors = [e.value for e in press_run(at, run_limit=1000).error]
+    assert errors == ["Prompts: runs here take at most 3 prompts, not 1,000; give a smaller number"], errors
+    errors = [e.value for e in press_run(at, run_limit=2, run_window=1000).error]
+    assert (
+        len(errors) == 1 and errors[0].startswith("Word window: windows here are at most") and "not 1,000" in errors[0]
+    )
+    assert not no_run
+
+
+def corpus_app_demo() -> AppTest:
+    at = page(CORPUS)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_a_folder_holding_another_run_is_said_in_the_pages_words(folders, tmp_path, monkeypatch):
+    """The engine's refusal (a real one: the same folder, another edge weight) in the form's words: what
+    differs as the form names it, and what to do on the page, not on the command line."""
+    lm, _ = tiny_loaded("llama", 0)
+    corpus = Corpus("two", [Prompt(prompt_id(i, t, None), t) for i, t in enumerate(FIXTURE_PROMPTS[:2])])
+    folder = tmp_path / "run"
+    run_corpus(lm, corpus, folder, Settings(sizes=FIXTURE_SIZES))
+    with pytest.raises(OtherRun) as refused:
+        run_corpus(lm, corpus, folder, Settings(weighting="l2", sizes=FIXTURE_SIZES))
+    assert "--overwrite" in str(refused.value) and "weighting: l1 → l2" in refused.value.reason
+
+    def refuse(request):
+        raise refused.value
+
+    monkeypatch.setattr("ui.corpus_run.cached_model", lambda *args, **kwargs: (None, 0.0))
+    monkeypatch.setattr("ui.corpus_run.start_corpus_run", refuse)
+    at, _ = corpus_app(folders)
+    at.radio(key="run_source").set_value("project")
+    errors = [e.value for e in press_run(at, run_limit=1).error]
+    assert len(errors) == 1, errors
+    assert "edge weight: l1 → l2" in errors[0] and "Replace a different run in that folder" in errors[0]
+    assert "--overwrite" not in errors[0] and "weighting" not in errors[0]
+
+
 def test_demo_configuration_allows_no_local_files(folders, tmp_path, demo_config):
     """A hosted demo's configuration: no typed results folders (not even from the URL), no uploads, no
     output folder, short runs of the configured models only."""
@@ -396,8 +495,7 @@ def test_demo_configuration_allows_no_local_files(folders, tmp_path, demo_config
     assert not [t for t in at.text_input if t.key in ("run_out", "run_model_other")]
     assert not at.get("file_uploader")
     assert "upload" not in at.radio(key="run_source").options
-    assert at.number_input(key="run_limit").max == 3
-    assert at.selectbox(key="run_model").options == ["smollm2-135m", "gemma3-270m"]
+    assert at.selectbox(key="run_model").options == ["smollm2-135m · embedded", "gemma3-270m · embedded"]
     assert local not in at.multiselect(key="corpus_results").value
     if not shipped:
         assert any("Choose results" in i.value for i in at.info)
@@ -411,12 +509,12 @@ def test_demo_configuration_allows_no_local_files(folders, tmp_path, demo_config
 
 @pytest.fixture(scope="module")
 def compare_paths(folders):
-    """The results the Compare page shows first: the shipped ones on the default model's corpus (they
-    share their prompts), or the fixture's folders."""
+    """The results the Compare page shows first: the shipped ones on the corpus of the Corpus page's
+    first results (they share their prompts), or the fixture's folders."""
     paths, shipped = folders
     if shipped:
         corpus = {p: (RunInfo.read(p).source, RunInfo.read(p).window) for p in paths}
-        ref = next((c for p, c in corpus.items() if p.name == DEFAULT_MODEL), None)
+        ref = corpus[first_shown(paths, shipped)]
         paths = [p for p in paths if ref is None or corpus[p] == ref]
     if len(paths) < 2:
         pytest.skip("needs results of two models")

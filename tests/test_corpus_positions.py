@@ -280,7 +280,9 @@ def test_corpus_page_shows_an_all_positions_run(positions_folder):
     assert means["mean"].tolist() == pytest.approx(stats.density_by_position(res.positions, "all")["mean"].tolist())
     points = next(d for d in datasets(frequency) if "density" in d.columns)
     assert len(points) == want["next_token_freq"].notna().sum()
-    assert json.loads(frequency.proto.spec)["concat"][0]["encoding"]["x"]["field"] == "freq_log"
+    spec = json.loads(frequency.proto.spec)
+    layers = spec.get("layer", [spec])  # one chart per panel: a layered chart or a single one
+    assert any(layer.get("encoding", {}).get("x", {}).get("field") == "freq_log" for layer in layers)
     rho_position, rho_frequency = at.dataframe[1].value, at.dataframe[2].value
     c = stats.density_position(res.positions, "all")
     assert (rho_position["rho"].iloc[0], rho_position["p"].iloc[0], rho_position["n"].iloc[0]) == (

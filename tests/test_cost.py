@@ -61,9 +61,8 @@ def test_available_bytes_on_the_cpu_is_positive():
 
 
 def test_dry_run_prints_the_estimate_and_loads_no_weights(smollm, capsys, monkeypatch):
-    from explorer.__main__ import main
-
     import explorer.models.loading as loading
+    from explorer.__main__ import main
 
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("--dry-run loaded the model"))
     code = main(["trace", "--model", "smollm2-135m", "--prompt", "The capital of France is", "--dry-run", "--controls"])

@@ -49,7 +49,8 @@ def test_demo_mode_limits_models_and_shows_a_banner(configured):
     at = run(model="gpt2")
     assert not at.exception
     assert any("Demo" in i.value for i in at.info)
-    assert at.selectbox(key="preset").options == ["smollm2-135m", "gemma3-270m"]
+    # the list says where each loads from (both are embedded)
+    assert at.selectbox(key="preset").options == ["smollm2-135m · embedded", "gemma3-270m · embedded"]
     assert at.selectbox(key="preset").value == "smollm2-135m"
     assert any("offers only these models" in w.value for w in at.warning)
     assert not [t for t in at.text_input if t.key == "revision"]

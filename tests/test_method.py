@@ -183,11 +183,12 @@ def test_guided_example_loads_and_shows_its_point(trace_page, lm, example):
     assert at.toggle(key="controls").value == example.controls
     assert at.toggle(key="compare").value == example.compare_modes
     assert any(example.look_for in c.value for c in at.sidebar.caption)
-    assert len(at.get("vega_lite_chart")) == 4
+    # distribution, composition, 3 curve panels, token graph, and the component panel's pattern and effects
+    assert len(at.get("vega_lite_chart")) == 8
     metrics = {m.label: m for m in at.metric}
     # what the sentence relies on, measured on the embedded model
     assert metrics["Top-1 here"].proto.delta == f"full: {example.top1!r}"
-    assert metrics["Top-1 kept from"].value == format_size(example.top1_kept_from)
+    assert metrics["Top-1 first kept at"].value == f"s = {format_size(example.top1_kept_from)}"
     curves = datasets(at, 2)
     variants = set(curves["variant"].dropna())
     assert ("random control" in variants) == example.controls

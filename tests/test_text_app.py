@@ -157,16 +157,16 @@ def test_the_trace_page_reads_position_target_and_foil_from_the_url(lm):
     assert "target: ' the', foil: ' France'" in markdown(at)
     qp = dict(at.query_params)
     assert (qp["position"], qp["target"], qp["foil"]) == ("2", " the", " France")
-    # the curves' figure holds the target's and foil's probabilities across sizes
-    data = pd.concat(
-        [
-            pa.ipc.open_stream(d.data.data).read_all().to_pandas()
-            for d in at.get("vega_lite_chart")[2].proto.datasets
-            if d.data.data
-        ],
-        ignore_index=True,
-    )
-    target_rows = data[(data.get("series") == "target ' the'") & data["size"].notna()]
+    # the curves' panels hold the target's and foil's probabilities across sizes
+    frames = [
+        pa.ipc.open_stream(d.data.data).read_all().to_pandas()
+        for chart in at.get("vega_lite_chart")
+        for d in chart.proto.datasets
+        if d.data.data
+    ]
+    data = pd.concat([f for f in frames if {"series", "panel", "size"} <= set(f.columns)], ignore_index=True)
+    data = data.drop_duplicates(subset=["panel", "series", "size"])
+    target_rows = data[(data["series"] == "target ' the'") & (data["panel"] == "prob") & data["size"].notna()]
     assert target_rows.sort_values("size")["value"].tolist() == pytest.approx(
         [s.trace.target_prob for s in reference.strata], rel=1e-5
     )
@@ -246,7 +246,7 @@ def test_the_demo_limits_the_strips_text_and_models(demo):
     at = strip_page(text=long_text).run()
     assert not at.exception
     assert any("the limit is 64" in e.value for e in at.error)
-    assert at.selectbox(key="strip_preset").options == ["smollm2-135m", "gemma3-270m"]
+    assert at.selectbox(key="strip_preset").options == ["smollm2-135m · embedded", "gemma3-270m · embedded"]
     at.radio(key="strip_source").set_value("generate")
     at.run()
     assert at.number_input(key="strip_n").max == 63

@@ -18,14 +18,14 @@ import streamlit as st
 from explorer.config import AppConfig
 from explorer.corpus.sources import BIBLE, FORTUNES, PROJECT, Corpus, Skipped, read_source
 from explorer.corpus.start import CorpusRequest, start_corpus_run
-from explorer.errors import BadSource, ExplorerError
+from explorer.errors import BadSource, ExplorerError, OtherRun
 from explorer.models.loading import cache_dir
 from explorer.options import DEFAULT_SIZES, MODES, WEIGHTINGS
 from explorer.results import Settings
 from ui.results import RUNS
 from ui.runs import is_shipped, run_name, runs_folder, short_paths
 from ui.safe import plain
-from ui.state import cached_model, max_prompt_chars, unexpected_error
+from ui.state import cached_model, max_prompt_chars, model_label, unexpected_error
 
 UPLOAD = "upload"
 SOURCES = {
@@ -82,23 +82,23 @@ def run_form(cfg: AppConfig) -> None:
                 )
                 column = c2.text_input("Text column (CSV, JSONL)", value="text", key="run_column")
             c1, c2, c3 = st.columns(3)
-            model = c1.selectbox("Model", list(cfg.models), key="run_model")
+            model = c1.selectbox("Model", list(cfg.models), key="run_model", format_func=model_label)
             other = ""
             if cfg.allow_other_models:
                 other = c1.text_input("or a hub id / local folder", key="run_model_other", placeholder="org/name")
+            # no max_value: a number over the limit is refused with a message on Run (a widget's maximum
+            # would drop it without a word)
             limit = c2.number_input(
                 "Prompts (the first N)",
                 min_value=1,
-                max_value=cfg.corpus_max_prompts,
                 value=min(10, cfg.corpus_max_prompts),
                 step=1,
                 key="run_limit",
-                help="a CPU traces a prompt in seconds; a GPU much faster",
+                help=f"at most {cfg.corpus_max_prompts:,} here; a CPU traces a prompt in seconds, a GPU much faster",
             )
             window = c2.number_input(
                 "Word window (0: whole texts)",
                 min_value=0,
-                max_value=max_window(cfg),
                 value=0,
                 step=1,
                 key="run_window",
@@ -167,6 +167,35 @@ def run_folder_name(p: dict, name: str) -> str:
     return slug(f"{p['model']}-{name}-{p['limit']}{window}-{p['grid']}") + "-" + digest
 
 
+SETTING_WORDS = {
+    "weighting": "edge weight",
+    "controls": "random and inverse controls",
+    "sizes": "sizes",
+    "modes": "ablation modes",
+    "max_tokens": "token cap",
+    "limit": "prompts",
+    "window": "word window",
+    "column": "text column",
+    "model_id": "model",
+}
+"""The names of a run's settings as the form calls them."""
+
+
+def other_run_message(cfg: AppConfig, exc: OtherRun) -> str:
+    """A refused run (its folder holds another run) in the form's words: what differs, and what to do
+    here (another output folder, or the box that replaces the run; in a demo, which replaces nothing,
+    another setting)."""
+    reason = exc.reason
+    for name, words in SETTING_WORDS.items():
+        reason = re.sub(rf"\b{name}\b(?= \(|:)", words, reason)
+    where = plain(run_name(Path(str(exc.folder))))
+    if cfg.demo:
+        todo = "runs here replace nothing: change a setting of this run (the number of prompts, say)"
+    else:
+        todo = "give another output folder, or tick \u201cReplace a different run in that folder\u201d"
+    return f"The folder {where} {plain(reason)}. To run this one, {todo}."
+
+
 def run_now(cfg: AppConfig, p: dict) -> None:
     """Run the corpus the form describes, with a progress bar; show any failure as an error. The results
     folder joins this session's runs and is shown."""
@@ -186,9 +215,15 @@ def run_now(cfg: AppConfig, p: dict) -> None:
     try:
         cfg.check_model(p["model"])
         if p["limit"] > cfg.corpus_max_prompts:
-            raise BadSource(f"runs here take at most {cfg.corpus_max_prompts} prompts")
+            raise BadSource(
+                f"Prompts: runs here take at most {cfg.corpus_max_prompts:,} prompts, not {p['limit']:,}; "
+                "give a smaller number"
+            )
         if p["window"] is not None and p["window"] > max_window(cfg):
-            raise BadSource(f"word windows here are at most {max_window(cfg)} words")
+            raise BadSource(
+                f"Word window: windows here are at most {max_window(cfg)} words, not {p['window']:,} "
+                f"(prompts of at most {cfg.max_prompt_tokens} tokens)"
+            )
         folder = Path(p["out"]).expanduser() if p["out"] and not cfg.demo else None
         if folder is not None and is_shipped(folder):
             raise BadSource("the shipped results are read-only: give another output folder")
@@ -224,6 +259,10 @@ def run_now(cfg: AppConfig, p: dict) -> None:
                 progress=progress,
             )
         )
+    except OtherRun as exc:
+        bar.empty()
+        st.error(other_run_message(cfg, exc))
+        return
     except ExplorerError as exc:
         bar.empty()
         st.error(plain(short_paths(str(exc))))

@@ -2,7 +2,8 @@
 another page (a point of a corpus scatter, a section of the Method page, a token of a text strip).
 
 Each page keeps the address it had as a file under ``pages/``: ``/`` (Trace a prompt), ``/Corpus``,
-``/Compare`` and ``/Method``; the Text strip is at ``/Strip``. Query parameters on them reproduce a view.
+``/Compare`` and ``/Method``; the Text strip is at ``/Strip``, Prompt pairs at ``/Pairs``. Query parameters
+on them reproduce a view.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ CORPUS = PageSpec("ui/pages/corpus.py", "Corpus", "Corpus")
 COMPARE = PageSpec("ui/pages/compare.py", "Compare", "Compare")
 METHOD = PageSpec("ui/pages/method.py", "Method", "Method")
 STRIP = PageSpec("ui/pages/strip.py", "Text strip", "Strip")
-PAGES = (TRACE, CORPUS, COMPARE, METHOD, STRIP)
+PAIRS = PageSpec("ui/pages/pairs.py", "Prompt pairs", "Pairs")
+PAGES = (TRACE, CORPUS, COMPARE, METHOD, STRIP, PAIRS)
 
 
 def page(spec: PageSpec) -> st.Page:

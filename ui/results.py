@@ -11,16 +11,21 @@ from pathlib import Path
 
 import streamlit as st
 
+from explorer import DEFAULT_MODEL
 from explorer.config import AppConfig
 from explorer.corpus.store import Results, find_results, load_results, shipped_root
 from explorer.errors import ExplorerError
 from explorer.views import corpus_curves
 from explorer.views import corpus_tables as ct
+from ui.panels import draw_panels
 from ui.runs import display_name, is_run, run_folder, short_paths
 from ui.safe import code, escape_md, plain
 from ui.state import remember_widgets, restore_widgets, section, unexpected_error
 
 RUNS = "corpus_runs"  # this session's runs (on the Corpus page, or from the URL): their names (ui.runs.run_name)
+DEFAULT_RESULTS = f"{DEFAULT_MODEL}-kjv40"
+"""What the results pages open on: forty-word windows of the King James Bible, the papers' setting (on the
+project's prompts, of 2 to 64 tokens, density mostly follows the prompt's length)."""
 
 
 @dataclass(frozen=True)
@@ -212,13 +217,37 @@ def results_page(
 # ---------------------------------------------------------------------------------------------- views
 
 
+def default_note(shown: Shown, page: ResultsPage) -> None:
+    """On the results a first visit opens on (:data:`DEFAULT_RESULTS` and those :attr:`ResultsPage.default`
+    adds), one line on why: Spearman's rho of density with the prompt's length in tokens, on the
+    project's prompts (the default model's shipped run) and on these windows, with their ranges of
+    lengths."""
+    names = [Path(r.folder).name for r in shown.results]
+    if DEFAULT_RESULTS not in names or names != page.default(offered_results()):
+        return
+    here = shown.results[names.index(DEFAULT_RESULTS)]
+    project = shipped_root() / DEFAULT_MODEL
+    try:
+        own = cached_results(str(project), ct.signature(project))
+    except ExplorerError:
+        return
+    tokens, windows = own.prompts["n_tokens"], here.prompts["n_tokens"]
+    st.caption(
+        f"Opened on forty-word windows of the King James Bible, the papers' setting: on the project's own "
+        f"prompts ({tokens.min()} to {tokens.max()} tokens) density mostly follows the prompt's length "
+        f"(Spearman's rho with its tokens {ct.length_correlation(own).rho:+.2f} for {DEFAULT_MODEL}); the "
+        f"windows' lengths vary little ({windows.min()} to {windows.max()} tokens; rho "
+        f"{ct.length_correlation(here).rho:+.2f})."
+    )
+
+
 def draw_curves(shown: Shown, title: str, caption: str) -> None:
     """The mean error curves of every model shown (one panel each), trace against the controls."""
     section(title, caption, _curves, shown)
 
 
 def _curves(shown: Shown) -> None:
-    st.altair_chart(corpus_curves.mean_curves(ct.curve_frame(shown.results, shown.modes)), width="content")
+    draw_panels(corpus_curves.mean_curves(ct.curve_frame(shown.results, shown.modes)))
     if len(shown.modes) > 1:
         st.caption(corpus_curves.DASH_NOTE)
 
@@ -237,10 +266,11 @@ def correlation_table(frame) -> None:
 
 def selected_prompt(row: dict | None, heading: str) -> list | None:
     """The point chosen in a scatter plot: ``heading`` (formatted with the row's fields) and its prompt
-    text, then four columns for its figures (returned); a caption and ``None`` when no point is selected."""
+    text, then four places for its figures (returned), two a row so that a long token fits its metric; a
+    caption and ``None`` when no point is selected."""
     if row is None:
         st.caption("No point selected.")
         return None
     st.markdown("**Selected prompt** · " + heading.format(**{k: escape_md(str(v)) for k, v in row.items()}))
     st.text(row["text"])
-    return list(st.columns(4))
+    return [*st.columns(2), *st.columns(2)]

@@ -1,7 +1,8 @@
 """Streamlit-side state shared by the pages: the app's configuration, the process-wide model cache, the
 store of computed sweeps (:class:`explorer.sweep_cache.SweepStore`, one per process, shared by every
-session) with the progress bar drawn while one is computed, the page sections, the widget values a page
-keeps across visits to other pages, and the debug panel.
+session) with the progress bar drawn while one is computed and the "Time" it shows, the model lists'
+entries, the page sections, and the widget values a page keeps across visits to other pages (the debug
+panel is :mod:`ui.debug`).
 
 The work itself is done by :mod:`explorer`; only ``app.py`` and the ``ui`` package import Streamlit.
 """
@@ -13,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import replace
 from typing import cast
 
 import streamlit as st
@@ -22,6 +24,7 @@ from explorer.errors import BadPrompt, BadSetting, ExplorerError
 from explorer.options import DTYPES, Mode
 from explorer.results import Settings
 from explorer.sweep_cache import Strip, StripRequest, Sweep, SweepRequest, SweepStore
+from explorer.token_text import token_text
 from ui.safe import plain
 
 LOG = logging.getLogger("s_trace_explorer.ui")
@@ -135,6 +138,21 @@ def check_prompt_chars(text: str, what: str = "prompt") -> None:
 
 # ---------------------------------------------------------------------------------------- models, sweeps
 
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _availability_label(model_id: str) -> str:
+    from explorer.models.availability import availability
+
+    return availability(model_id).label
+
+
+def model_label(option: str) -> str:
+    """A model list's entry: a configured model with where it loads from (``"smollm2-135m · embedded"``,
+    ``"gpt2 · in the local cache"``, ``"EleutherAI/pythia-160m · needs the network"``); any other entry
+    (the "other" choice) as it is."""
+    return _availability_label(option) if option in app_config().models else option
+
+
 LOADED: dict[str, float] = {}  # what cached_model holds, for the debug panel: model (device, dtype) -> load time
 
 
@@ -214,10 +232,10 @@ def sweep_request(
     )
 
 
-def prompt_tokens(model_id: str, device: str, dtype: str, revision: str | None, prompt: str) -> list[str] | None:
-    """The prompt's tokens as the model's tokenizer cuts them (the texts a trace names them by), loading
-    the model if need be; ``None`` where there is nothing to show (no model, a model the configuration
-    refuses or that fails to load, an empty or over-long prompt): the sweep then says what is wrong."""
+def prompt_token_ids(model_id: str, device: str, dtype: str, revision: str | None, prompt: str):
+    """The model (loaded if need be) and the prompt's token ids, whatever their number; ``None`` where
+    there is nothing to count (no model, a model the configuration refuses or that fails to load, an empty
+    prompt or one over the limit in characters): the sweep then says what is wrong."""
     cfg = app_config()
     if not model_id or not prompt.strip() or len(prompt) > max_prompt_chars(cfg):
         return None
@@ -225,12 +243,20 @@ def prompt_tokens(model_id: str, device: str, dtype: str, revision: str | None, 
         cfg.check_model(model_id)
         with st.spinner("loading the model"):
             lm, _ = cached_model(model_id, device, dtype, revision, cfg.trust_remote_code)
-        ids = list(lm.tokenizer(prompt)["input_ids"])
+        return lm, list(lm.tokenizer(prompt)["input_ids"])
     except Exception:
         return None
-    if len(ids) > cfg.max_prompt_tokens:
+
+
+def prompt_tokens(model_id: str, device: str, dtype: str, revision: str | None, prompt: str) -> list[str] | None:
+    """The prompt's tokens as the model's tokenizer cuts them (the texts a trace names them by,
+    :func:`explorer.token_text.token_text`); ``None`` where :func:`prompt_token_ids` has none or they are over
+    the token cap."""
+    found = prompt_token_ids(model_id, device, dtype, revision, prompt)
+    if found is None or len(found[1]) > app_config().max_prompt_tokens:
         return None
-    return [str(lm.tokenizer.decode([i])) for i in ids]
+    lm, ids = found
+    return [token_text(lm.tokenizer, i) for i in ids]
 
 
 def compute_sweep(request: SweepRequest, progress=None) -> Sweep:
@@ -240,9 +266,16 @@ def compute_sweep(request: SweepRequest, progress=None) -> Sweep:
         check_prompt_chars(text or "", what)
     app_config().check_model(request.model)
     report = progress or (lambda frac, msg: None)
+    asked, computed_here = time.perf_counter(), []  # computed_here: this call computed it or waited for it
+
+    def wait() -> None:
+        computed_here.append("waited")
+        report(0.0, "waiting: another session is tracing this prompt")
 
     def compute() -> Sweep:
         from explorer.trace import trace_prompt
+
+        computed_here.append("computed")
 
         report(0.0, "loading the model")
         lm, load_s = cached_model(
@@ -261,9 +294,24 @@ def compute_sweep(request: SweepRequest, progress=None) -> Sweep:
         )
         return Sweep(trace, load_s, time.perf_counter() - start)
 
-    return sweep_store().get_or_compute(
-        request, compute, on_wait=lambda: report(0.0, "waiting: another session is tracing this prompt")
-    )
+    sweep = sweep_store().get_or_compute(request, compute, on_wait=wait)
+    return replace(sweep, cached=not computed_here, fetch_s=time.perf_counter() - asked)
+
+
+COMPUTED_HERE = "sweeps_computed_here"  # the requests this session computed or waited for (a dict as an ordered set)
+
+
+def time_metric(sweep: Sweep) -> dict:
+    """The arguments of a page's "Time" metric (``st.metric(**time_metric(sweep))``): the trace's time and
+    the model's load when this session computed it (or waited for it); ``cached`` and the time it took
+    to fetch when it came from the store ready (computed before, by another session), its first
+    computation under the help."""
+    first = f"computed once in {sweep.trace_s:.1f} s (model load {sweep.load_s:.1f} s)"
+    if sweep.cached:
+        value, delta, help = "cached", f"fetched in {sweep.fetch_s:.2f} s", f"This sweep was {first}."
+    else:
+        value, delta, help = f"{sweep.trace_s:.1f} s", f"model load {sweep.load_s:.1f} s", None
+    return dict(label="Time", value=value, delta=delta, help=help, delta_color="off", delta_arrow="off")
 
 
 def with_progress(compute, progress_text=None):
@@ -288,8 +336,22 @@ def with_progress(compute, progress_text=None):
 def sweep_with_progress(progress_text=None, **inputs) -> Sweep | None:
     """The sweep of the inputs (:func:`sweep_request`'s arguments) under a progress bar; a failure is shown
     as an error and gives ``None``. ``progress_text(fraction, message)`` words the bar (default: the
-    message)."""
-    return with_progress(lambda report: compute_sweep(sweep_request(**inputs), progress=report), progress_text)
+    message). A sweep this session computed (or waited for) is not ``cached`` on its later reruns (a
+    slider move): its time is the one the visitor waited."""
+
+    def compute(report) -> Sweep:
+        request = sweep_request(**inputs)
+        sweep = compute_sweep(request, progress=report)
+        waited = st.session_state.setdefault(COMPUTED_HERE, {})
+        if not sweep.cached:
+            waited[request] = True
+            while len(waited) > 32:  # the oldest first out
+                waited.pop(next(iter(waited)))
+        elif request in waited:
+            sweep = replace(sweep, cached=False)
+        return sweep
+
+    return with_progress(compute, progress_text)
 
 
 def compute_strip(request: StripRequest, progress=None) -> Strip:
@@ -373,56 +435,3 @@ def restore_widgets(slot: str) -> None:
 
 def remember_widgets(slot: str, keys) -> None:
     st.session_state[slot] = {k: st.session_state[k] for k in keys if k in st.session_state}
-
-
-# ---------------------------------------------------------------------------------------- debug panel
-
-
-def process_memory_mb() -> float:
-    """Resident memory of this process in MiB (Linux ``/proc``; 0 where unavailable)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def debug_panel(sweep: Sweep | None = None) -> None:
-    """Per-stage timings, memory and the caches' contents, when the configuration turns it on."""
-    if not app_config().debug_panel:
-        return
-    import torch
-
-    with st.expander("Debug", expanded=False):
-        if sweep is not None:
-            st.markdown("**Timings of this sweep (s)**")
-            st.json({k: round(v, 4) for k, v in sweep.trace.timings.items()} | {"model load": round(sweep.load_s, 3)})
-        mem = {"process RSS (MiB)": round(process_memory_mb(), 1)}
-        if torch.cuda.is_available():
-            mem["GPU allocated (MiB)"] = round(torch.cuda.memory_allocated() / 2**20, 1)
-            mem["GPU peak (MiB)"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        st.markdown("**Memory**")
-        st.json(mem)
-        store = sweep_store()
-        st.markdown(
-            f"**Sweep cache**: {len(store.items)} of {store.max_entries} entries, "
-            f"{store.nbytes / 2**20:.1f} of {store.max_bytes / 2**20:.0f} MiB"
-        )
-        st.dataframe(
-            [
-                {
-                    "model": r.model,
-                    "prompt": r.prompt[:60],
-                    "weights": r.settings.weighting,
-                    "mode": r.settings.mode,
-                    "MiB": round(s.nbytes / 2**20, 2),
-                }
-                for r, s in list(store.items.items())
-            ],
-            hide_index=True,
-        )
-        st.markdown("**Models loaded**")
-        st.json({name: f"{seconds:.1f} s" for name, seconds in LOADED.items()})

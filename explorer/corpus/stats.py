@@ -101,6 +101,27 @@ def nucleus_recovery(results: Results, mode: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+RECOVERY_BY = (1e-2, 0.1, 0.4)
+"""The sizes :func:`recovery_by` reads the shares at: the end of the construction phase, a tenth of the
+graph, and 0.4 (where a small model's top-1 usually comes back)."""
+
+
+def recovery_by(results: Results, mode: str, sizes=RECOVERY_BY) -> pd.DataFrame:
+    """Per k (1, 10, 50, 90) and size ``by`` of ``sizes``: the share of prompts whose shared nucleus
+    reaches k at an evaluated size of at most ``by`` (``k, by, share, n``). Unlike the share at some size
+    (at ``s = 1`` every subgraph is the whole model), it tells prompts apart."""
+    df = prompts_of(results, mode)
+    rows = []
+    for k in RECOVERY_LEVELS:
+        first = df[f"recovery_{k}"].to_numpy(dtype=float)  # NaN: never reached
+        for by in sizes:
+            reached = np.nan_to_num(first, nan=np.inf) <= by * (1 + 1e-9)
+            rows.append(
+                {"k": k, "by": float(by), "share": float(reached.mean()) if len(first) else np.nan, "n": len(first)}
+            )
+    return pd.DataFrame(rows, columns=["k", "by", "share", "n"])
+
+
 def frequency_by_size(results: Results, mode: str) -> pd.DataFrame:
     """Per size: the mean unigram frequency (per million, and mean log10(1 + per million)) of the
     subgraph's top-1 token against that of the full model's top-1, over the prompts; and the share of

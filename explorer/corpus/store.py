@@ -51,7 +51,7 @@ from explorer.corpus.runinfo import (
     source_change,
 )
 from explorer.corpus.schema import KEY, POSITIONS_SCHEMA, PROMPT_FIELDS, SCHEMA, STRATUM_FIELDS, layout
-from explorer.errors import BadResults
+from explorer.errors import BadResults, OtherRun
 
 if TYPE_CHECKING:
     from explorer.corpus.sources import Prompt
@@ -157,9 +157,11 @@ class ResultsStore:
             old = RunInfo.read(self.folder)
             change = identity_change(old, self.run)
             if change:
-                raise BadResults(
-                    f"{self.folder} holds a run with other {change}; give another output folder, "
-                    "or --overwrite to replace it"
+                reason = f"holds a run with other {change}"
+                raise OtherRun(
+                    f"{self.folder} {reason}; give another output folder, or --overwrite to replace it",
+                    self.folder,
+                    reason,
                 )
             self.run.run_id = old.run_id
             self.manifest = Manifest(self.folder, old.run_id)
@@ -167,10 +169,11 @@ class ResultsStore:
             if prompts is not None:
                 why = source_change(old, prompts, stored)
                 if why:
-                    raise BadResults(
-                        f"{self.folder} holds a run of another version of its source "
-                        f"{self.run.source}: {why}; give another output folder, or --overwrite "
-                        "to replace the run"
+                    reason = f"holds a run of another version of its source {self.run.source}: {why}"
+                    raise OtherRun(
+                        f"{self.folder} {reason}; give another output folder, or --overwrite to replace the run",
+                        self.folder,
+                        reason,
                     )
                 merge_source(old, self.run)
             else:

@@ -23,6 +23,7 @@ import torch
 from explorer.errors import BadModel, BadSetting, ExplorerError, ModelNotFound, OutOfMemory
 from explorer.models.adapters import Adapter, adapter_for, family_for
 from explorer.models.hooks import Instrumentation, instrument
+from explorer.models.hub import require_hub
 from explorer.options import DEVICES, DTYPES, is_device_name
 
 if TYPE_CHECKING:
@@ -316,6 +317,8 @@ def load_tokenizer(model_id: str, revision: str | None = None, trust_remote_code
     if os.path.isdir(source):
         check_folder(Path(source), trust_remote_code)
         check_folder_files(Path(source), weights=False)
+    else:
+        require_hub(model_id, revision, EMBEDDED)
     try:
         return AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as exc:
@@ -344,6 +347,8 @@ def load_model(
     local = os.path.isdir(source)
     if local:
         check_folder(Path(source), trust_remote_code)
+    else:
+        require_hub(model_id, revision, EMBEDDED)  # a hub model neither cached nor reachable fails here, at once
     try:
         config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as exc:

@@ -1,4 +1,4 @@
-"""Pure builders for the app's views: data frames, Altair charts and networkx/pyvis graphs.
+"""Pure builders for the app's views: data frames, Altair charts and networkx graphs drawn with vis-network.
 
 Nothing here imports Streamlit or torch; the pages under ``ui/pages/`` lay the views out. Every Trace page
 builder takes a :class:`explorer.results.Trace` and the index of a stratum (the slider's position);

@@ -3,7 +3,7 @@
 Each helper takes a :class:`explorer.results.Trace` and a relative size ``size`` (the evaluated size
 closest to it on a log scale; ``None``: the first size that keeps the full model's top-1 token) and
 returns what the app draws: Altair charts, which a notebook displays as they are, and the layer x head
-node graph as a networkx graph or as a pyvis page (:class:`HTMLView` displays it in a notebook).
+node graph as a networkx graph or as a vis-network page (:class:`HTMLView` displays it in a notebook).
 
     from explorer.views import charts
     charts.curves(trace)
@@ -43,12 +43,12 @@ def curves(trace: Trace, size: float | None = None) -> alt.HConcatChart:
     return _curves.chart(trace, index_of(trace, size))
 
 
-def composition(trace: Trace, size: float | None = None) -> alt.Chart:
+def composition(trace: Trace, size: float | None = None) -> alt.VConcatChart:
     """The "Composition" view: the trace's edges by kind and by quarter of depth."""
     return _composition.chart(trace, index_of(trace, size))
 
 
-def token_graph(trace: Trace, size: float | None = None) -> alt.Chart:
+def token_graph(trace: Trace, size: float | None = None) -> alt.LayerChart:
     """The "Token graph" view (readable for prompts up to ``token_graph.MAX_TOKENS`` tokens)."""
     return _token_graph.chart(trace, index_of(trace, size))
 
@@ -74,7 +74,7 @@ class HTMLView:
 
 class NodeGraph(HTMLView):
     """The "Components" view: ``graph`` is the networkx graph the app builds, and the object displays as
-    the app's pyvis drawing."""
+    the app's vis-network drawing."""
 
     def __init__(self, graph: nx.DiGraph, height: int = 620):
         super().__init__(_node_graph.to_html(graph, height=height), height)

@@ -22,7 +22,7 @@ from explorer.corpus import stats
 from explorer.corpus.frequency import FILE as FREQUENCY_FILE
 from explorer.corpus.store import PART_RE, RUN_FILE, Results
 from explorer.options import MODES
-from explorer.views.labels import MODE_LABELS
+from explorer.views.labels import MODE_LABELS, format_size, size_texts
 
 OVERLAY = "overlay both"
 MODE_CHOICES = {**MODE_LABELS, OVERLAY: "overlay both modes"}
@@ -45,6 +45,7 @@ SCATTER_COLUMNS = [
     "full_top1_freq",
     "freq_log",
     "recovery_1",
+    "top1_first_kept",
 ]
 
 
@@ -56,11 +57,19 @@ def modes_of(choice: str, available) -> list[str]:
 
 
 def labels(results: list[Results]) -> list[str]:
-    """One label per results folder: its model id, plus the folder's name where two share a model id."""
+    """One label per results folder: its model id; where two share a model id, the folder's name if it
+    holds the model id (``smollm2-135m-kjv40``), else both (``gpt2 (run-a)``), and never the model id
+    twice (a folder named as its model is labelled by the model id alone)."""
     counts = Counter(r.model_id for r in results)
     out = []
     for r in results:
-        label = r.model_id if counts[r.model_id] == 1 else f"{r.model_id} ({Path(r.folder).name})"
+        name = Path(r.folder).name
+        if counts[r.model_id] == 1 or name == r.model_id:
+            label = r.model_id
+        elif r.model_id in name:
+            label = name
+        else:
+            label = f"{r.model_id} ({name})"
         while label in out:
             label += "'"
         out.append(label)
@@ -128,11 +137,12 @@ def prompt_table(results: list[Results], modes: list[str]) -> pd.DataFrame:
 def scatter_frame(table: pd.DataFrame, axis: str = "log") -> pd.DataFrame:
     """Points of the density/entropy scatter from :func:`prompt_table`: ``density`` is the density over
     log10 s (``axis="log"``) or over linear s; ``freq_log`` is log10(1 + the full model's top-1 token
-    frequency per million)."""
+    frequency per million); ``top1_first_kept`` is ``recovery_1`` written as a size, or ``never``."""
     df = table.copy()
     if axis == "linear":
         df["density"] = df["density_linear"]
     df["freq_log"] = np.log10(1.0 + df["full_top1_freq"].astype(float))
+    df["top1_first_kept"] = [t or "never" for t in size_texts(df["recovery_1"])]
     return cast(pd.DataFrame, df[SCATTER_COLUMNS]).reset_index(drop=True)
 
 
@@ -145,6 +155,12 @@ def correlations(results: list[Results], modes: list[str], axis: str = "log") ->
                 c = stats.density_entropy(r, mode, axis)
                 rows.append({"model": label, "mode": mode, "rho": c.rho, "p": c.p, "n": c.n})
     return pd.DataFrame(rows, columns=["model", "mode", "rho", "p", "n"])
+
+
+def length_correlation(results: Results, mode: str = "all") -> stats.Correlation:
+    """Spearman rho of density against the prompt's length in tokens, in ``mode``."""
+    p = stats.prompts_of(results, mode)
+    return stats.spearman(p["density"], p["n_tokens"])
 
 
 def _per_mode(results: list[Results], modes: list[str], fn) -> pd.DataFrame:
@@ -167,6 +183,29 @@ def curve_frame(results: list[Results], modes: list[str]) -> pd.DataFrame:
 def recovery_frame(results: list[Results], modes: list[str]) -> pd.DataFrame:
     """:func:`stats.nucleus_recovery` of every model and mode: ``model, mode, k, recovered, q25, median, q75``."""
     return _per_mode(results, modes, stats.nucleus_recovery)
+
+
+def recovery_by_frame(results: list[Results], modes: list[str]) -> pd.DataFrame:
+    """:func:`stats.recovery_by` of every model and mode: ``model, mode, k, by, share, n``."""
+    return _per_mode(results, modes, stats.recovery_by)
+
+
+def recovery_table(results: list[Results], modes: list[str]) -> pd.DataFrame:
+    """Per model, mode and k, what the Nucleus recovery view draws, as a table to read: the share of
+    prompts reaching k by each size of :data:`stats.RECOVERY_BY` and at some size, and the smallest size
+    reaching k (quartiles and median) written as sizes are everywhere (``1e-3``, ``0.04``)."""
+    rec = recovery_frame(results, modes)
+    if rec.empty:
+        return rec
+    by = recovery_by_frame(results, modes)
+    wide = by.pivot_table(index=["model", "mode", "k"], columns="by", values="share", sort=False)
+    wide.columns = [f"by s = {format_size(float(b))}" for b in wide.columns]
+    out = rec.merge(wide.reset_index(), on=["model", "mode", "k"], how="left")
+    out = out.rename(columns={"recovered": "at some size"})
+    for c in ("q25", "median", "q75"):
+        out[c] = size_texts(out[c])
+    shares = [c for c in out.columns if c.startswith("by s = ")]
+    return cast(pd.DataFrame, out[["model", "mode", "k", *shares, "at some size", "q25", "median", "q75"]])
 
 
 def has_frequencies(results: Results) -> bool:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from explorer.results import Trace
 from explorer.views import style
-from explorer.views.labels import variant_label
+from explorer.views.labels import size_texts, variant_label
 
 METRICS = {"tv": "total variation (lower is better)", "shared_nucleus": "shared nucleus % (higher is better)"}
 
@@ -32,13 +32,17 @@ def variant_colours(trace: Trace) -> dict[str, str]:
     return {variant_label(trace, v): style.variant_colour(v, mode, other) for v in variants}
 
 
-def chart(trace: Trace, index: int) -> alt.HConcatChart:
-    """Two panels (TV, shared nucleus), shared log x axis, a rule at the current size."""
+def panels(trace: Trace, index: int | None, fit: bool = True) -> list[style.Panel]:
+    """The TV and shared-nucleus panels on the log size axis, a rule at the current size (``index=None``:
+    at the size of the named dataset :data:`style.SHOWN_SIZE`), each taking the width the page gives it
+    (:func:`style.fit_width`; ``fit=False``: no width, for a fixed layout); sizes in tooltips written as
+    everywhere else."""
     df = frame(trace)
+    df["s"] = size_texts(df["size"])
     lo = style.size_floor(trace.strata[0].size)
     colours = variant_colours(trace)
     variants = list(dict.fromkeys(df["variant"]))
-    panels = []
+    out = []
     for metric, title in METRICS.items():
         part = df[df["metric"] == metric]
         y_dom = [0, 1] if metric == "tv" else [0, 100]
@@ -52,11 +56,17 @@ def chart(trace: Trace, index: int) -> alt.HConcatChart:
                     "variant:N",
                     title=None,
                     scale=alt.Scale(domain=variants, range=style.colour_range(variants, colours)),
-                    legend=alt.Legend(orient="bottom"),
+                    legend=style.line_legend(),
                 ),
-                tooltip=["variant", alt.Tooltip("size:Q", format=".1e"), "edges", alt.Tooltip("value:Q", format=".3f")],
+                tooltip=["variant", alt.Tooltip("s:N", title="size s"), "edges", alt.Tooltip("value:Q", format=".3f")],
             )
         )
-        rule = style.size_rule(trace.strata[index].size, lo)
-        panels.append((style.phase_shading(lo) + lines + rule).properties(width=300, height=220))
-    return alt.hconcat(*panels)
+        rule = style.size_rule(None if index is None else trace.strata[index].size, lo)
+        panel = alt.layer(style.phase_shading(lo), lines, rule).properties(height=220)
+        out.append(style.fit_width(panel) if fit else panel)
+    return out
+
+
+def chart(trace: Trace, index: int) -> alt.HConcatChart:
+    """Two panels (TV, shared nucleus) of :func:`panels` side by side, 300 pixels wide each."""
+    return alt.hconcat(*[p.properties(width=300) for p in panels(trace, index, fit=False)])

@@ -3,8 +3,6 @@ for the same tokens, and the subgraph's own top tokens."""
 
 from __future__ import annotations
 
-from typing import cast
-
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -44,18 +42,20 @@ def frame(trace: Trace, index: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["panel", "rank", "token", "source", "prob"])
 
 
-def chart(trace: Trace, index: int) -> alt.HConcatChart:
-    """Two bar panels side by side, full model (grey) and subgraph (blue) bars for each token."""
-    df = frame(trace, index)
+PANELS = ["full model's top tokens", "subgraph's top tokens"]
+DATA = "distribution"
+
+
+def layout(data: pd.DataFrame | alt.Data) -> alt.HConcatChart:
+    """The two panels over ``data`` (:func:`frame`'s rows, or a named dataset), tokens in rank order."""
     panels = []
-    for panel in df["panel"].unique():
-        part = cast(pd.DataFrame, df[df["panel"] == panel])
-        order = part.drop_duplicates("rank").sort_values("rank")["token"].tolist()
+    for panel in PANELS:
         panels.append(
-            alt.Chart(part, title=panel)
+            alt.Chart(data, title=panel)
+            .transform_filter(alt.datum.panel == panel)
             .mark_bar()
             .encode(
-                y=alt.Y("token:N", sort=order, title=None),
+                y=alt.Y("token:N", sort=alt.EncodingSortField("rank", op="min"), title=None),
                 yOffset=alt.YOffset("source:N", sort=list(SOURCES.values())),
                 x=alt.X("prob:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
                 color=alt.Color(
@@ -65,8 +65,18 @@ def chart(trace: Trace, index: int) -> alt.HConcatChart:
                     scale=alt.Scale(domain=list(SOURCES.values()), range=COLOURS),
                     legend=alt.Legend(orient="bottom"),
                 ),
-                tooltip=["token", "source", alt.Tooltip("prob:Q", format=".4f")],
+                tooltip=[alt.Tooltip("token:N"), alt.Tooltip("source:N"), alt.Tooltip("prob:Q", format=".4f")],
             )
             .properties(width=150, height=alt.Step(9))
         )
     return alt.hconcat(*panels).resolve_scale(y="independent")
+
+
+def chart(trace: Trace, index: int) -> alt.HConcatChart:
+    """Two bar panels side by side, full model (grey) and subgraph (blue) bars for each token."""
+    return layout(frame(trace, index))
+
+
+def template() -> alt.HConcatChart:
+    """:func:`chart` reading its rows from the named dataset :data:`DATA`."""
+    return layout(alt.Data(name=DATA))

@@ -14,11 +14,14 @@ __all__ = [
     "MODE_LABELS",
     "VARIANT_LABELS",
     "closest_stratum",
+    "count_label",
     "default_stratum",
     "first_entry",
     "format_size",
     "layer_quarter",
+    "size_expr",
     "size_label",
+    "size_texts",
     "token_label",
     "trace_edges",
     "variant_label",
@@ -51,10 +54,26 @@ def format_size(size: float) -> str:
     return f"{mant}e{int(exp)}"
 
 
+def size_texts(sizes) -> list[str]:
+    """:func:`format_size` of each size (``None`` or NaN: ``""``), for a chart's tooltips and tables."""
+    return ["" if v is None or v != v else format_size(float(v)) for v in sizes]
+
+
+def size_expr(value: str = "datum.value") -> str:
+    """A Vega expression that writes the size ``value`` as :func:`format_size` does (``1e-3``, ``1.2e-3``,
+    ``0.04``, ``1``): for the size axes' tick labels."""
+    return f"{value} >= 0.01 ? format({value}, '~g') : format({value}, '.1~e')"
+
+
+def count_label(n: int, noun: str = "edge") -> str:
+    """``"1 edge"``, ``"2 edges"``, ``"1,234 edges"``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def size_label(trace: Trace, index: int) -> str:
     """Slider label of stratum ``index``: its size and edge count."""
     s = trace.strata[index]
-    return f"s = {format_size(s.size)} · {s.n_edges:,} edges"
+    return f"s = {format_size(s.size)} · {count_label(s.n_edges)}"
 
 
 def closest_stratum(trace: Trace, size: float) -> int:

@@ -1,5 +1,5 @@
 """Charts of an all-positions corpus run (``corpus --all-positions``): one point per (text, position,
-ablation mode), one panel per model.
+ablation mode), one panel per model (a list of panels without a width, which the page lays out side by side).
 
 - :func:`density_position`: density against the context length (``position + 1`` tokens), with the mean
   density per context length as a line;
@@ -19,8 +19,9 @@ import pandas as pd
 
 from explorer.views import style
 
-PANEL_WIDTH, PANEL_HEIGHT = 420, 300
+PANEL_HEIGHT = 300
 SVG_MAX_POINTS = 2000
+Panel = style.Panel
 CONTEXT_TITLE = "context length (tokens before the prediction)"
 FREQUENCY_TITLE = ["next token's unigram frequency", "log10(1 + per million)"]
 
@@ -60,18 +61,18 @@ def _points(df: pd.DataFrame, x: alt.X, axis: str, modes: list[str]) -> alt.Char
     return alt.Chart(df).mark_point(filled=True, size=22, opacity=0.45).encode(**enc)
 
 
-def _panels(charts: list[alt.LayerChart | alt.Chart], n: int) -> alt.ConcatChart:
-    return alt.concat(*charts, columns=2).properties(usermeta=_usermeta(n))
+def _panels(charts: list[Panel], n: int) -> list[Panel]:
+    return [style.fit_width(c.properties(usermeta=_usermeta(n))) for c in charts]
 
 
-def density_position(points: pd.DataFrame, means: pd.DataFrame, axis: str = "log") -> alt.ConcatChart:
+def density_position(points: pd.DataFrame, means: pd.DataFrame, axis: str = "log") -> list[Panel]:
     """Density (y) against the context length (x) of every position, and the mean density per context
     length (line), one panel per model; ``points`` from :func:`corpus_tables.position_frame`, ``means``
     from :func:`corpus_tables.position_means`."""
     modes = list(dict.fromkeys(points["mode"]))
     models = list(dict.fromkeys(points["model"])) or [""]
     x = alt.X("n_context:Q", title=CONTEXT_TITLE, scale=alt.Scale(zero=False))
-    panels = []
+    panels: list[Panel] = []
     for model in models:
         mine = cast(pd.DataFrame, points[points["model"] == model])
         line = (
@@ -90,22 +91,20 @@ def density_position(points: pd.DataFrame, means: pd.DataFrame, axis: str = "log
                 ],
             )
         )
-        panels.append(
-            (_points(mine, x, axis, modes) + line).properties(title=model, width=PANEL_WIDTH, height=PANEL_HEIGHT)
-        )
+        panels.append((_points(mine, x, axis, modes) + line).properties(title=model, height=PANEL_HEIGHT))
     return _panels(panels, len(points))
 
 
-def density_frequency(points: pd.DataFrame, axis: str = "log") -> alt.ConcatChart:
+def density_frequency(points: pd.DataFrame, axis: str = "log") -> list[Panel]:
     """Density (y) against the next token's log unigram frequency (x), one point per position that has
     one, one panel per model; ``points`` from :func:`corpus_tables.position_frame`."""
     points = cast(pd.DataFrame, points[points["freq_log"].notna()])
     modes = list(dict.fromkeys(points["mode"]))
     models = list(dict.fromkeys(points["model"])) or [""]
     x = alt.X("freq_log:Q", title=FREQUENCY_TITLE, scale=alt.Scale(zero=False))
-    panels: list[alt.LayerChart | alt.Chart] = [
+    panels: list[Panel] = [
         _points(cast(pd.DataFrame, points[points["model"] == m]), x, axis, modes).properties(
-            title=m, width=PANEL_WIDTH, height=PANEL_HEIGHT
+            title=m, height=PANEL_HEIGHT
         )
         for m in models
     ]

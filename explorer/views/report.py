@@ -5,7 +5,7 @@ no network.
 
 The Altair charts are drawn by vega-embed, whose bundle (Vega, Vega-Lite, vega-embed; from the pinned
 ``vl-convert-python``) is inlined once; each chart's spec sits in a ``<script type="application/json">``
-block beside its ``<div>``. The node graph is the pyvis page (vis-network inlined), kept as a JSON string
+block beside its ``<div>``. The node graph is its vis-network page (inlined), kept as a JSON string
 and set as a sandboxed ``<iframe>``'s ``srcdoc`` once the page is laid out (so that it fits the frame).
 vega-embed's menu saves each chart as SVG or PNG, offline. Every text from the trace is HTML-escaped, and
 ``<``, ``>`` and ``&`` are escaped inside the JSON blocks, so no token or prompt can end a script."""

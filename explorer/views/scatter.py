@@ -65,7 +65,7 @@ def density_entropy(df: pd.DataFrame, colour_by: str = "model", axis: str = "log
             alt.Tooltip("entropy:Q", format=".3f"),
             alt.Tooltip("full_top1_token:N", title="full model's top-1"),
             alt.Tooltip("full_top1_freq:Q", title="its frequency per million", format=".1f"),
-            alt.Tooltip("recovery_1:Q", title="top-1 kept from s =", format=".1e"),
+            alt.Tooltip("top1_first_kept:N", title="top-1 first kept at s ="),
         ],
     )
     if len(modes) > 1:

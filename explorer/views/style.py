@@ -1,12 +1,19 @@
 """The look every chart of the explorer shares: one colour per variant, ablation mode, edge kind and
 distribution, the log axis of the subgraph's size, the shading of the construction and refinement phases,
 and the rule that marks the size being shown. The chart builders of :mod:`explorer.views` take them from
-here, so that a thing has the same colour in every chart."""
+here, so that a thing has the same colour in every chart.
+
+The app follows the browser's light or dark theme, and Streamlit draws the charts' axes and text in the
+theme's colours; the colours here are mid-tones that read on a white and on a near-black background alike
+(no near-white fills, no near-black marks), and shadings are saturated colours at a low opacity, which
+tint either background instead of painting it."""
 
 from __future__ import annotations
 
 import altair as alt
 import pandas as pd
+
+from explorer.views.labels import size_expr
 
 # ------------------------------------------------------------------------------------------ colours
 
@@ -28,7 +35,7 @@ MODE_DASH = {"all": [1, 0], "attention-kept": [6, 3]}
 
 KIND_COLOURS = {"attention": "#e45756", "mlp": "#4c78a8", "residual": "#9d9d9d"}
 """Per edge kind, as :data:`explorer.edges.KIND_NAMES` names them."""
-QUARTER_COLOURS = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"]
+QUARTER_COLOURS = ["#a9cce3", "#6baed6", "#3182bd", "#2b5c9e"]
 """Per quarter of the model's depth, first to last."""
 
 ENTRY_PALETTE = [
@@ -52,8 +59,8 @@ TARGET_COLOUR, FOIL_COLOUR = TRACE_COLOUR, "#e45756"
 NOT_KEPT_COLOUR = "#9d9d9d"
 REFERENCE_COLOUR = "#9d9d9d"  # reference lines, such as the diagonal y = x
 FALLBACK_COLOUR = "#54a24b"
-RULE_COLOUR = "#d62728"
-LABEL_COLOUR = "#6b6b6b"
+RULE_COLOUR = "#e03b3b"
+LABEL_COLOUR = "#8c8c8c"  # text drawn on a chart: mid-grey, legible on light and dark backgrounds
 
 
 def colour_range(domain, colours: dict[str, str], fallback: str = FALLBACK_COLOUR) -> list[str]:
@@ -97,6 +104,26 @@ def mode_dash(modes: list[str]) -> alt.StrokeDash:
     )
 
 
+# ------------------------------------------------------------------------------------------ panels
+
+
+def line_legend(**kwargs) -> alt.Legend:
+    """The legend of a chart of lines, under it: each series a solid stroke in its colour (not the faint
+    symbol a layered chart would otherwise draw)."""
+    return alt.Legend(orient="bottom", symbolOpacity=1, symbolType="stroke", symbolStrokeWidth=3, **kwargs)
+
+
+Panel = alt.Chart | alt.LayerChart | alt.FacetChart
+"""One panel of a view drawn as several (what :func:`fit_width` takes and gives)."""
+
+
+def fit_width(chart):
+    """A panel that takes the width the page gives it (its axes and legend included) and keeps its own
+    height for the plot: ``autosize`` ``fit-x``. (Under the default ``fit``, a long axis title shrinks
+    the plot to a sliver.)"""
+    return chart.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+
+
 # ------------------------------------------------------------------------------------------ size axis
 
 SIZE_TITLE = "relative size s (log)"
@@ -113,15 +140,22 @@ def size_scale(lo: float) -> alt.Scale:
     return alt.Scale(type="log", domain=[lo, 1])
 
 
+def size_axis(**kwargs) -> alt.Axis:
+    """An axis of sizes, its ticks written as everywhere else (:func:`explorer.views.labels.format_size`:
+    ``1e-3``, ``0.1``, ``1``); the ticks a log axis leaves unlabelled stay so."""
+    return alt.Axis(format="~e", labelExpr=f"datum.label == '' ? '' : ({size_expr()})", **kwargs)
+
+
 def size_x(lo: float, title: str = SIZE_TITLE, field: str = "size") -> alt.X:
-    """The size axis: ``field`` on a log scale from ``lo`` to 1, ticks as ``1e-3``."""
-    return alt.X(f"{field}:Q", title=title, scale=size_scale(lo), axis=alt.Axis(format="~e"))
+    """The size axis: ``field`` on a log scale from ``lo`` to 1, ticks as ``1e-3`` and ``0.1``."""
+    return alt.X(f"{field}:Q", title=title, scale=size_scale(lo), axis=size_axis())
 
 
 # ------------------------------------------------------------------------------------------ phases
 
-PHASES = [("construction", 1e-4, 1e-2, "#f2e6d0"), ("refinement", 1e-2, 1.0, "#dde8f3")]
-"""The papers' two phases of growing size (name, start, end, shade)."""
+PHASES = [("construction", 1e-4, 1e-2, "#e8a33d"), ("refinement", 1e-2, 1.0, "#4c8fd6")]
+"""The papers' two phases of growing size (name, start, end, shade at :data:`PHASE_OPACITY`)."""
+PHASE_OPACITY = 0.16
 
 
 def phase_frame(lo: float) -> pd.DataFrame:
@@ -129,20 +163,20 @@ def phase_frame(lo: float) -> pd.DataFrame:
 
 
 def phase_shading(lo: float, labels: bool = True) -> alt.Chart | alt.LayerChart | alt.FacetChart:
-    """The construction and refinement phases shaded across the size axis (from ``lo``), named at the top
-    when ``labels``."""
+    """The construction and refinement phases shaded across the size axis (from ``lo``), named when
+    ``labels`` above the plot (outside it, where no line runs)."""
     phases = phase_frame(lo)
     scale = size_scale(lo)
     shade = (
         alt.Chart(phases)
-        .mark_rect(opacity=0.6)
+        .mark_rect(fillOpacity=PHASE_OPACITY)  # not opacity: a layered legend takes the first mark's
         .encode(x=alt.X("start:Q", scale=scale), x2="end:Q", color=alt.Color("colour:N", scale=None), tooltip=["phase"])
     )
     if not labels:
         return shade
     names = (
         alt.Chart(phases)
-        .mark_text(align="left", dx=3, dy=8, baseline="top", color=LABEL_COLOUR, fontSize=10)
+        .mark_text(align="left", dx=2, dy=-3, baseline="bottom", color=LABEL_COLOUR, fontSize=10)
         .encode(x=alt.X("start:Q", scale=scale), y=alt.value(0), text="phase")
     )
     return shade + names
@@ -151,10 +185,20 @@ def phase_shading(lo: float, labels: bool = True) -> alt.Chart | alt.LayerChart 
 # ------------------------------------------------------------------------------------------ size rule
 
 
-def size_rule(size: float, lo: float) -> alt.Chart:
-    """The dashed red rule at the size being shown (the slider's), on the size axis from ``lo``."""
+SHOWN_SIZE = "shown_size"
+"""The named dataset a chart's size rule reads when it is drawn for every size (one row ``size``)."""
+
+
+def shown_size(size: float) -> pd.DataFrame:
+    """The rows of :data:`SHOWN_SIZE` for ``size``."""
+    return pd.DataFrame({"size": [size]})
+
+
+def size_rule(size: float | None, lo: float) -> alt.Chart:
+    """The dashed red rule at the size being shown (the slider's), on the size axis from ``lo``;
+    ``size=None``: at the size of the named dataset :data:`SHOWN_SIZE`."""
     return (
-        alt.Chart(pd.DataFrame({"size": [size]}))
+        alt.Chart(alt.Data(name=SHOWN_SIZE) if size is None else shown_size(size))
         .mark_rule(color=RULE_COLOUR, strokeDash=[4, 3], strokeWidth=1.5)
         .encode(x=alt.X("size:Q", scale=size_scale(lo)))
     )

@@ -13,6 +13,7 @@ import pandas as pd
 
 from explorer.results import Trace
 from explorer.views import curves, style
+from explorer.views.labels import size_texts
 
 PANELS = {
     "tv": "total variation (s-trace)",
@@ -49,11 +50,13 @@ def frame(trace: Trace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["size", "edges", "panel", "series", "value"])
 
 
-def chart(trace: Trace, index: int) -> alt.HConcatChart:
+def panels(trace: Trace, index: int | None, fit: bool = True) -> list[style.Panel]:
     """The probability panel (target solid, foil dashed) and, with a foil, the logit-difference panel, on the
     log size axis; the full model's value of each series as a dotted line, the slider's size as the red
-    rule."""
+    rule (``index=None``: the size of the named dataset :data:`style.SHOWN_SIZE`). Each takes the width the
+    page gives it (:func:`style.fit_width`; ``fit=False``: no width, for a fixed layout)."""
     df = frame(trace)
+    df["s"] = size_texts(df["size"])
     lo = style.size_floor(trace.strata[0].size)
     series = [s for s in dict.fromkeys(df["series"]) if s != "TV"]
     colours = {s: style.FOIL_COLOUR if s.startswith("foil ") else style.TARGET_COLOUR for s in series}
@@ -61,15 +64,15 @@ def chart(trace: Trace, index: int) -> alt.HConcatChart:
         "series:N",
         title=None,
         scale=alt.Scale(domain=series, range=style.colour_range(series, colours)),
-        legend=alt.Legend(orient="bottom", labelLimit=300),
+        legend=style.line_legend(labelLimit=300),
     )
     dash = alt.StrokeDash(
         "series:N",
         legend=None,
         scale=alt.Scale(domain=series, range=[[5, 3] if s.startswith("foil ") else [1, 0] for s in series]),
     )
-    rule = style.size_rule(trace.strata[index].size, lo)
-    panels = []
+    rule = style.size_rule(None if index is None else trace.strata[index].size, lo)
+    out: list[style.Panel] = []
     for panel in ("prob", "logit_diff"):
         part = cast(pd.DataFrame, df[df["panel"] == panel])
         if part.empty:
@@ -87,7 +90,7 @@ def chart(trace: Trace, index: int) -> alt.HConcatChart:
                 strokeDash=dash,
                 tooltip=[
                     "series:N",
-                    alt.Tooltip("size:Q", format=".1e"),
+                    alt.Tooltip("s:N", title="size s"),
                     "edges:Q",
                     alt.Tooltip("value:Q", format=".4f"),
                 ],
@@ -111,8 +114,20 @@ def chart(trace: Trace, index: int) -> alt.HConcatChart:
                 )
             )
         layers.append(rule)
-        panels.append(alt.layer(*layers).properties(width=300, height=200))
-    return alt.hconcat(*panels)
+        panel = alt.layer(*layers).properties(height=200)
+        out.append(style.fit_width(panel) if fit else panel)
+    return out
+
+
+def chart(trace: Trace, index: int) -> alt.HConcatChart:
+    """The panels of :func:`panels` side by side, 300 pixels wide each."""
+    return alt.hconcat(*[p.properties(width=300) for p in panels(trace, index, fit=False)])
+
+
+def panels_beside_curves(trace: Trace, index: int | None) -> list[style.Panel]:
+    """The Trace page's "Error against size" panels, for the page to lay out at its width: TV and shared
+    nucleus (:func:`explorer.views.curves.panels`), then the target's (:func:`panels`)."""
+    return curves.panels(trace, index) + panels(trace, index)
 
 
 def beside_curves(trace: Trace, index: int) -> alt.VConcatChart:

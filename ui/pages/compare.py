@@ -17,7 +17,15 @@ from explorer.corpus.store import Results, RunInfo, shipped_root
 from explorer.views import corpus_tables as ct
 from explorer.views import scatter
 from ui.nav import open_in_trace_page
-from ui.results import ResultsPage, correlation_table, draw_curves, results_page, selected_prompt
+from ui.results import (
+    DEFAULT_RESULTS,
+    ResultsPage,
+    correlation_table,
+    default_note,
+    draw_curves,
+    results_page,
+    selected_prompt,
+)
 from ui.safe import plain
 from ui.state import app_config, view
 
@@ -28,9 +36,10 @@ def _corpus_of(folder: Path) -> tuple:
 
 
 def default_results(offered: list[str]) -> list[str]:
-    """The offered results run on the same corpus as the default model's (they share their prompts)."""
-    corpus = {n: _corpus_of(shipped_root() / n) for n in offered}
-    ref = corpus.get(DEFAULT_MODEL)
+    """The shipped results run on the same corpus as :data:`ui.results.DEFAULT_RESULTS` (the default
+    model's forty-word windows; else as its project-set run): they share their prompts."""
+    corpus = {n: _corpus_of(shipped_root() / n) for n in offered if (shipped_root() / n).is_dir()}
+    ref = corpus.get(DEFAULT_RESULTS, corpus.get(DEFAULT_MODEL))
     return [n for n, c in corpus.items() if ref is None or c == ref]
 
 
@@ -44,6 +53,17 @@ PAGE = ResultsPage(
 )
 
 
+def sharing(results: list[Results], names: list[str], x: str, modes: list[str]) -> str:
+    """The first of ``names`` but ``x`` whose results share prompts with ``x``'s (a pair run on the same
+    corpus), else the first but ``x``."""
+    a = results[names.index(x)]
+    others = [n for n in names if n != x]
+    for n in others:
+        if not ct.pair_frame(a, results[names.index(n)], x, n, modes).empty:
+            return n
+    return others[0]
+
+
 @view(
     "Density across models",
     "One point per prompt that both models hold: its density under one model "
@@ -55,8 +75,8 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
         c1, c2, _ = st.columns([1, 1, 2])
         if st.session_state.get("compare_x") not in names:
             st.session_state.compare_x = names[0]
-        if st.session_state.get("compare_y") not in names:
-            st.session_state.compare_y = names[1]
+        if st.session_state.get("compare_y") not in names:  # the first that shares prompts with x
+            st.session_state.compare_y = sharing(results, names, st.session_state.compare_x, modes)
         x = c1.selectbox("x: model", names, key="compare_x")
         y = c2.selectbox("y: model", names, key="compare_y")
     else:
@@ -82,9 +102,10 @@ def draw_pair(results: list[Results], names: list[str], modes: list[str]) -> Non
     c[0].metric(f"Density, {plain(x)}", f"{row['density_a']:.2f}")
     c[1].metric(f"Density, {plain(y)}", f"{row['density_b']:.2f}")
     weights = {id(r): r.run.settings.get("weighting") for r in (a, b)}
-    if c[2].button(f"Open with {plain(x)} on the Trace page", key="compare_open_a"):
+    # one button a line, at the width of its label (in a column it would be cut short)
+    if st.button(f"Open with {plain(x)} on the Trace page", key="compare_open_a"):
         open_in_trace_page(row["model_id_a"], row["text"], row["mode"], weights[id(a)])
-    if c[3].button(f"Open with {plain(y)} on the Trace page", key="compare_open_b"):
+    if st.button(f"Open with {plain(y)} on the Trace page", key="compare_open_b"):
         open_in_trace_page(row["model_id_b"], row["text"], row["mode"], weights[id(b)])
 
 
@@ -107,6 +128,7 @@ def main() -> None:
     )
     if shown is None:
         return
+    default_note(shown, PAGE)
     results, modes = shown.results, shown.modes
     draw_pair(results, ct.labels(results), modes)
     draw_table(results, modes)

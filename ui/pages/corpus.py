@@ -22,9 +22,20 @@ from explorer.corpus import stats
 from explorer.corpus.store import Results
 from explorer.views import corpus_curves, positions, scatter
 from explorer.views import corpus_tables as ct
+from explorer.views.labels import format_size
 from ui.corpus_run import run_form
 from ui.nav import open_in_trace_page
-from ui.results import ResultsPage, Shown, correlation_table, draw_curves, results_page, selected_prompt
+from ui.panels import draw_panels
+from ui.results import (
+    DEFAULT_RESULTS,
+    ResultsPage,
+    Shown,
+    correlation_table,
+    default_note,
+    draw_curves,
+    results_page,
+    selected_prompt,
+)
 from ui.safe import plain
 from ui.state import app_config, view
 
@@ -32,8 +43,12 @@ COLOUR_BY = scatter.COLOUR_BY
 
 
 def default_results(offered: list[str]) -> list[str]:
-    """The default model's shipped results, else the first offered."""
-    return [DEFAULT_MODEL] if DEFAULT_MODEL in offered else offered[:1]
+    """The default model's shipped forty-word windows (:data:`ui.results.DEFAULT_RESULTS`), else its
+    shipped project-set run, else the first offered."""
+    for name in (DEFAULT_RESULTS, DEFAULT_MODEL):
+        if name in offered:
+            return [name]
+    return offered[:1]
 
 
 PAGE = ResultsPage(
@@ -94,7 +109,11 @@ def show_selected(row: dict | None) -> None:
     c[1].metric("Entropy (nats)", f"{row['entropy']:.2f}")
     c[2].metric("Full model's top-1", plain(repr(row["full_top1_token"])))
     rec = row["recovery_1"]
-    c[3].metric("Top-1 kept from", f"s = {rec:.1e}" if pd.notna(rec) else "never")
+    c[3].metric(
+        "Top-1 first kept at",
+        f"s = {format_size(rec)}" if pd.notna(rec) else "never",
+        help="the smallest evaluated size whose subgraph's top-1 is the full model's",
+    )
     if st.button("Open on the Trace page", key="corpus_open", type="primary"):
         open_in_trace_page(row["model_id"], row["text"], row["mode"], row["weighting"])
 
@@ -102,20 +121,20 @@ def show_selected(row: dict | None) -> None:
 @view(
     "Nucleus recovery",
     "Per k: the share of prompts whose subgraph reproduces the full model's k% nucleus "
-    "(same tokens, same order) at some evaluated size, and the smallest size that does.",
+    "(same tokens, same order) by s = 0.01 (the end of the construction phase), by 0.1 and by 0.4, and "
+    "the smallest size that does (median and quartiles). At s = 1 the subgraph is the whole model, so (nearly) "
+    "every prompt reaches every k at some size: the table also gives that share.",
 )
 def draw_recovery(results: list[Results], modes: list[str]) -> None:
-    df = ct.recovery_frame(results, modes)
-    st.altair_chart(corpus_curves.recovery(df), width="content")
+    draw_panels(corpus_curves.recovery(ct.recovery_by_frame(results, modes), ct.recovery_frame(results, modes)))
     with st.expander("Table"):
+        table = ct.recovery_table(results, modes)
+        shares = [c for c in table.columns if c.startswith("by s = ") or c == "at some size"]
         st.dataframe(
-            df,
+            table,
             hide_index=True,
             width="stretch",
-            column_config={
-                "recovered": st.column_config.NumberColumn(format="percent"),
-                **{c: st.column_config.NumberColumn(format="%.1e") for c in ("q25", "median", "q75")},
-            },
+            column_config={c: st.column_config.NumberColumn(format="percent") for c in shares},
         )
 
 
@@ -131,7 +150,7 @@ def draw_frequency(results: list[Results], modes: list[str]) -> None:
         return
     sources = {r.model_id: r.frequencies.source for r in results if r.frequencies is not None and ct.has_frequencies(r)}
     st.caption("Frequencies from: " + "; ".join(f"{plain(m)}: {plain(s)}" for m, s in sources.items()))
-    st.altair_chart(corpus_curves.frequency(df), width="content")
+    draw_panels(corpus_curves.frequency(df))
     if len(modes) > 1:
         st.caption(corpus_curves.DASH_NOTE)
 
@@ -153,7 +172,7 @@ def draw_positions(
     results: list[Results], modes: list[str], points: pd.DataFrame, corr: pd.DataFrame, axis: str, full_grid: bool
 ) -> None:
     means = ct.position_means(results, modes, axis, full_grid)
-    st.altair_chart(positions.density_position(points, means, axis), width="content")
+    draw_panels(positions.density_position(points, means, axis), most=2)
     if not full_grid:
         st.caption(GRID_NOTE)
     st.markdown("**Spearman's rho, density against context length**")
@@ -170,7 +189,7 @@ def draw_position_frequency(points: pd.DataFrame, corr: pd.DataFrame, axis: str)
     if cast(pd.Series, points["freq_log"]).isna().all():
         st.info("These results hold no token frequencies (a run counts them when asked to).")
         return
-    st.altair_chart(positions.density_frequency(points, axis), width="content")
+    draw_panels(positions.density_frequency(points, axis), most=2)
     st.markdown("**Spearman's rho, density against the next token's log frequency**")
     correlation_table(corr[corr["against"] == stats.POSITION_AGAINST["next_frequency"]].reset_index(drop=True))
 
@@ -226,6 +245,7 @@ def main() -> None:
     )
     if shown is None:
         return
+    default_note(shown, PAGE)
     per_prompt, every = ct.position_runs(shown.results)
     if per_prompt:
         draw_per_prompt(Shown(per_prompt, shown.modes, shown.options))

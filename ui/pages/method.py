@@ -215,7 +215,7 @@ def section_density(tr, prompt: str) -> None:
     st.markdown(
         "One number per prompt: the area under the TV curve, with size on a log10 scale (trapezoids over the "
         "evaluated strata, each at its actual size: its whole number of edges over E, a little below the grid "
-        "size it was rounded down from; the slider and the recovery sizes, such as \"top-1 first kept at\", "
+        'size it was rounded down from; the slider and the recovery sizes, such as "top-1 first kept at", '
         "keep the grid's names). About 0 means a tiny subgraph already reproduces the model; about 5, that it "
         f"needs nearly the whole graph. This prompt: **density {tr.density:.2f}**"
         + (f" (the random control's, dashed: {rand:.2f})." if rand is not None else ".")

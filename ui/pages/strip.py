@@ -27,6 +27,7 @@ from ui.state import (
     cached_model,
     compute_strip,
     max_prompt_chars,
+    model_label,
     remember_widgets,
     restore_widgets,
     settings_for,
@@ -128,7 +129,7 @@ def sidebar() -> dict:
     cfg, sb = app_config(), st.sidebar
     sb.header("Model")
     options = list(cfg.models) + ([OTHER] if cfg.allow_other_models else [])
-    model = sb.selectbox("Model", options, key="strip_preset", label_visibility="collapsed")
+    model = sb.selectbox("Model", options, key="strip_preset", label_visibility="collapsed", format_func=model_label)
     if model == OTHER:
         model = sb.text_input("Hub id or local folder", key="strip_model_text").strip()
     sb.header("Method")

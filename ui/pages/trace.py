@@ -1,10 +1,11 @@
 """s-Trace Explorer: the "Trace a prompt" page (the app's default page, ``/``).
 
 Pick a model and a prompt in the sidebar, and the prompt's token after which the prediction is traced
-(default: the last); the whole size sweep is computed once and cached, and the slider moves over the
-evaluated sizes, re-drawing the linked views. A target token (and a foil) is followed across sizes beside
-TV (:mod:`ui.trace_target`). The URL's query parameters (``model``, ``prompt``, ``size``, ``position``,
-``target``, ``foil``) reproduce a view.
+(default: the last); the whole size sweep is computed once and cached, and the slider above the views
+moves over the evaluated sizes, re-drawing the linked views (:mod:`ui.trace_views`; a slider move re-runs
+only them). A target token (and a foil) is followed across sizes beside TV (:mod:`ui.trace_target`). The
+URL's query parameters (``model``, ``prompt``, ``size``, ``position``, ``target``, ``foil``,
+``component``) reproduce a view.
 """
 
 from __future__ import annotations
@@ -13,27 +14,31 @@ import time
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from explorer import DEFAULT_MODEL
 from explorer.config import AppConfig
 from explorer.examples import BY_KEY as EXAMPLE_BY_KEY
 from explorer.examples import EXAMPLES
-from explorer.export import to_csv, to_json
 from explorer.results import Trace, table_rows
 from explorer.sweep_cache import Sweep
-from explorer.views import composition, distribution, labels, node_graph, target, token_graph
-from ui import trace_target
+from explorer.views import labels, sweep_views
+from ui import component_panel, trace_files, trace_target, trace_views
+from ui.debug import debug_panel
 from ui.nav import take_open_request
-from ui.safe import plain
+from ui.safe import code, plain
 from ui.state import (
     app_config,
-    debug_panel,
+    cached_model,
     device_options,
     dtype_options,
+    model_label,
+    prompt_token_ids,
     prompt_tokens,
     remember_widgets,
     restore_widgets,
     sweep_with_progress,
+    time_metric,
     view,
 )
 
@@ -68,6 +73,36 @@ def set_model(model: str) -> None:
         st.session_state.model_text = model
 
 
+FLAGS = {"true": True, "false": False}
+
+
+def url_settings(qp) -> None:
+    """The method's settings from the URL (``weights``, ``mode``, ``controls``, ``compare``, ``revision``):
+    values this page does not offer are ignored, so a link shows the defaults rather than an error."""
+    state = st.session_state
+    if qp.get("weights") in WEIGHTS:
+        state.weighting = qp["weights"]
+    if qp.get("mode") in MODES:
+        state.mode = qp["mode"]
+    for key in ("controls", "compare"):
+        if qp.get(key) in FLAGS:
+            state[key] = FLAGS[qp[key]]
+    if qp.get("revision") and not app_config().demo:
+        state.revision = qp["revision"]
+
+
+def url_of_settings(tr: Trace) -> dict[str, str]:
+    """What :func:`url_settings` reads, for the view on show."""
+    state = st.session_state
+    out = {
+        "weights": tr.settings.weighting,
+        "mode": tr.settings.mode,
+        "controls": "true" if state.get("controls") else "false",
+        "compare": "true" if state.get("compare") else "false",
+    }
+    return out | ({"revision": tr.revision} if tr.revision else {})
+
+
 def init_state() -> None:
     """Fill the page's state: on a session's first run from the URL (model, prompt, size, position, target,
     foil); when another page asked to open a prompt, from that request; after a visit to another page
@@ -79,9 +114,12 @@ def init_state() -> None:
         set_model(qp.get("model", app_config().default_model))
         state.prompt = qp.get("prompt", EXAMPLES[0].prompt)
         try:
-            state.url_size = float(qp["size"]) if "size" in qp else None
+            state[trace_views.SIZE_REQUEST] = float(qp["size"]) if "size" in qp else None
         except ValueError:
-            state.url_size = None
+            state[trace_views.SIZE_REQUEST] = None
+        if qp.get("component"):
+            trace_views.choose(qp["component"])
+        url_settings(qp)
         trace_target.init_target_state(qp)
     else:
         restore_widgets(LAST)
@@ -93,7 +131,7 @@ def init_state() -> None:
     if request:
         set_model(request["model"])
         state.prompt = request["prompt"]
-        state.url_size = None
+        state.pop(trace_views.SIZE_REQUEST, None)
         for key in ("mode", "weighting"):
             if request.get(key):
                 state[key] = request[key]
@@ -109,13 +147,14 @@ def use_example() -> None:
     state.prompt = ex.prompt
     state.weighting, state.mode = ex.weighting, ex.mode
     state.controls, state.compare = ex.controls, ex.compare_modes
-    state.url_size = ex.size
+    state[trace_views.SIZE_REQUEST] = ex.size
     if ex.component:
-        state.node = ex.component
+        trace_views.choose(ex.component)
 
 
-def sidebar(cfg: AppConfig) -> dict:
-    """The inputs that define a sweep; the configuration says which models may be chosen."""
+def sidebar(cfg: AppConfig) -> tuple[dict, DeltaGenerator]:
+    """The inputs that define a sweep, and the place under the prompt for its token count; the
+    configuration says which models may be chosen."""
     sb = st.sidebar
     sb.header("Model")
     options = list(cfg.models) + ([OTHER] if cfg.allow_other_models else [])
@@ -127,7 +166,7 @@ def sidebar(cfg: AppConfig) -> dict:
                 f"This app offers only these models: {', '.join(cfg.models)}; showing {cfg.default_model} "
                 f"instead of {plain(refused)}."
             )
-    preset = sb.selectbox("Model", options, key="preset", label_visibility="collapsed")
+    preset = sb.selectbox("Model", options, key="preset", label_visibility="collapsed", format_func=model_label)
     model_id = preset
     if preset == OTHER:
         hint = "org/name or /path" if cfg.allow_local_paths else "org/name"
@@ -152,6 +191,7 @@ def sidebar(cfg: AppConfig) -> dict:
         format_func=lambda k: EXAMPLE_BY_KEY[k].label if k else "pick an example...",
     )
     prompt = sb.text_area("Prompt", key="prompt", height=90)
+    counter = sb.empty()  # the prompt's token count, once it is tokenised
     if example and prompt == EXAMPLE_BY_KEY[example].prompt:
         sb.caption(f"**What to look for** ({DEFAULT_MODEL}): {EXAMPLE_BY_KEY[example].look_for}")
 
@@ -160,7 +200,7 @@ def sidebar(cfg: AppConfig) -> dict:
     mode = sb.radio("Ablation mode", list(MODES), format_func=MODES.get, key="mode")
     compare = sb.toggle("Compare modes (also evaluate the other mode)", key="compare")
     controls = sb.toggle("Random and inverse controls", key="controls")
-    return dict(
+    inputs = dict(
         model_id=model_id,
         device=device,
         dtype=dtype,
@@ -171,6 +211,21 @@ def sidebar(cfg: AppConfig) -> dict:
         controls=controls,
         compare_modes=compare,
     )
+    return inputs, counter
+
+
+def token_counter(place, inputs: dict) -> None:
+    """Under the prompt: its number of tokens, against the cap here."""
+    cap = app_config().max_prompt_tokens
+    found = prompt_token_ids(
+        inputs["model_id"], inputs["device"], inputs["dtype"], inputs["revision"], inputs["prompt"]
+    )
+    if found is None:
+        place.caption(f"At most {cap} tokens here.")
+    elif len(found[1]) > cap:
+        place.caption(f":red[**{len(found[1])} tokens**]: over the cap of {cap} here; shorten the prompt.")
+    else:
+        place.caption(f"{labels.count_label(len(found[1]), 'token')} of at most {cap} here.")
 
 
 def run_sweep(inputs: dict) -> Sweep | None:
@@ -179,54 +234,11 @@ def run_sweep(inputs: dict) -> Sweep | None:
         st.info("Type a hub id or a local folder in the sidebar.")
         return None
     start = time.perf_counter()
-    return sweep_with_progress(lambda frac, message: f"{message} ({time.perf_counter() - start:.1f} s)", **inputs)
-
-
-@view(
-    "Components",
-    "Heads (dots) and MLPs (squares) on a layer x head grid, first layer at the bottom; size: "
-    "edges or summed weight in the trace; colour: the size at which they entered (dark early, yellow late); "
-    "arrows: how their edges chain.",
-)
-def draw_node_graph(sweep: Sweep, index: int) -> None:
-    size_by = st.radio(
-        "Node size",
-        node_graph.SIZE_BY,
-        horizontal=True,
-        key="size_by",
-        format_func=lambda s: "edge count" if s == "edges" else "summed weight",
-    )
-    graph = node_graph.build(sweep.trace, index, size_by)
-    st.iframe(node_graph.isolated(node_graph.to_html(graph, height=620)), height=640)
-    names: list[str] = [n for n, a in graph.nodes(data=True) if a["kind"] in ("head", "mlp")]
-    names.sort(key=lambda n: -graph.nodes[n]["edges"])
-    if not names:
-        st.caption("Only residual edges at this size: no head or MLP is in the trace yet.")
-        return
-    name = st.selectbox(
-        "Inspect a component's edges", names, key="node", format_func=lambda n: f"{n} ({graph.nodes[n]['edges']} edges)"
-    )
-    st.dataframe(
-        pd.DataFrame(node_graph.node_edges(sweep.trace, index, name)),
-        hide_index=True,
-        height=220,
-        width="stretch",
-        column_config={"weight": st.column_config.NumberColumn(format="%.4f")},
-    )
-
-
-@view(
-    "Output distribution",
-    "Grey: the full model; blue: the subgraph at this size. Left: the full model's top "
-    "tokens; right: the subgraph's own top tokens.",
-)
-def draw_distribution(sweep: Sweep, index: int) -> None:
-    out = sweep.trace.strata[index].trace
-    c1, c2, c3 = st.columns(3)
-    c1.metric("TV", f"{out.tv:.3f}", help="total variation from the full model's distribution (0 = identical)")
-    c2.metric("Shared nucleus", f"{out.shared_nucleus}%", help="largest nucleus with the same ordered tokens")
-    c3.metric("Entropy (nats)", f"{out.entropy:.2f}")
-    st.altair_chart(distribution.chart(sweep.trace, index), width="content")
+    sweep = sweep_with_progress(lambda frac, message: f"{message} ({time.perf_counter() - start:.1f} s)", **inputs)
+    if sweep is not None:
+        with st.spinner("preparing the views (once per trace)"):
+            sweep_views.warm(sweep.trace)
+    return sweep
 
 
 @view(
@@ -236,43 +248,16 @@ def draw_distribution(sweep: Sweep, index: int) -> None:
 )
 def draw_curves(sweep: Sweep, index: int) -> None:
     trace_target.draw_target(sweep, index)
-    st.altair_chart(target.beside_curves(sweep.trace, index), width="content")
+    trace_views.draw_curves(sweep.trace, index, most=2)
 
 
-@view("Composition", "Share of this size's edges by kind and by quarter of the model's depth.")
-def draw_composition(sweep: Sweep, index: int) -> None:
-    st.altair_chart(composition.chart(sweep.trace, index), width="stretch")
+def short(text: str, most: int = 28) -> str:
+    """``text`` cut to ``most`` characters with an ellipsis (a metric's value; the whole in its help)."""
+    return text if len(text) <= most else text[: most - 1] + "\u2026"
 
 
-@view(
-    "Token graph",
-    "Tokens along x, residual-stream states up the model along y; lines are the trace's edges "
-    f"(attention diagonal, residual and MLP vertical; the first {token_graph.MAX_EDGES} in greedy order).",
-)
-def draw_token_graph(sweep: Sweep, index: int) -> None:
-    if not token_graph.readable(sweep.trace):
-        st.info(f"The prompt has more than {token_graph.MAX_TOKENS} tokens: too long to draw token by token.")
-        return
-    st.altair_chart(token_graph.chart(sweep.trace, index), width="stretch")
-
-
-def size_slider(trace: Trace, key: str) -> int:
-    """The slider over evaluated strata; starts at the URL's size or the first size keeping the top-1."""
-    url_size = st.session_state.get("url_size")
-    default = labels.closest_stratum(trace, url_size) if url_size else labels.default_stratum(trace)
-    return st.sidebar.select_slider(
-        "Size of the subgraph",
-        options=list(range(len(trace.strata))),
-        value=default,
-        key=key,
-        format_func=lambda i: labels.size_label(trace, i),
-        help="relative size s = kept edges / all edges, on a log scale",
-    )
-
-
-def header(sweep: Sweep, index: int) -> None:
-    tr = sweep.trace
-    s = tr.strata[index]
+def summary(tr: Trace) -> None:
+    """What is traced: the model, the graph, the settings, the position, the target and foil."""
     st.markdown(
         f"**{plain(tr.model_id)}** · {len(tr.tokens)} tokens traced · {tr.n_edges:,} edges · "
         f"{tr.settings.weighting} weights · ablation: {tr.settings.mode}"
@@ -283,34 +268,118 @@ def header(sweep: Sweep, index: int) -> None:
         f"the text's next token: {nxt}; target: {trace_target.quoted(tr.target)}"
         + (f", foil: {trace_target.quoted(tr.foil)}" if tr.foil is not None else "")
     )
-    c = st.columns(5)
-    c[0].metric("Size", labels.format_size(s.size), f"{s.n_edges:,} edges", delta_color="off", delta_arrow="off")
-    c[1].metric(
-        "Top-1 here",
-        plain(repr(s.trace.top[0].token)),
-        f"full: {plain(repr(tr.full.top[0].token))}",
-        delta_color="off",
-        delta_arrow="off",
-    )
-    c[2].metric(
-        "Density",
-        f"{tr.density:.2f}",
-        help="integral of TV over log10 s: high means the prompt needs much of the graph",
-    )
+
+
+def header(sweep: Sweep, index: int) -> None:
+    """The numbers of this size: size, top-1 token, density, where the top-1 is first kept, time."""
+    tr = sweep.trace
+    s = tr.strata[index]
+    here, full = repr(s.trace.top[0].token), repr(tr.full.top[0].token)
     rec = tr.recovery.get(1)
-    c[3].metric("Top-1 kept from", labels.format_size(rec) if rec else "never")
-    c[4].metric(
-        "Time", f"{sweep.trace_s:.1f} s", f"model load {sweep.load_s:.1f} s", delta_color="off", delta_arrow="off"
-    )
+    with st.container(horizontal=True, gap="medium"):  # metrics at their own width, wrapping on a narrow page
+        st.metric(
+            "Size",
+            labels.format_size(s.size),
+            labels.count_label(s.n_edges),
+            delta_color="off",
+            delta_arrow="off",
+            width="content",
+        )
+        st.metric(
+            "Top-1 here",
+            plain(short(here)),
+            f"full: {plain(short(full))}",
+            help=f"the subgraph's top token {plain(here)}; the full model's {plain(full)}",
+            delta_color="off",
+            delta_arrow="off",
+            width="content",
+        )
+        st.metric(
+            "Density",
+            f"{tr.density:.2f}",
+            help="integral of TV over log10 s: high means the prompt needs much of the graph",
+            width="content",
+        )
+        st.metric(
+            "Top-1 first kept at",
+            f"s = {labels.format_size(rec)}" if rec else "never",
+            help="the smallest size whose subgraph has the full model's top-1 token (larger sizes may lose it "
+            "again: see the shared nucleus curve)",
+            width="content",
+        )
+        st.metric(**time_metric(sweep), width="content")
+
+
+@view(
+    "Component",
+    "The component chosen in the graph or the inspector at this size: its share of the trace's weight, the size "
+    "it entered at, a head's attention pattern with the trace's edges outlined, and the tokens its output pushes.",
+)
+def draw_component(sweep: Sweep, index: int, chosen: str | None, model) -> None:
+    if chosen is None:
+        st.caption("Click a head or an MLP in the graph to inspect it.")
+        return
+    component_panel.component_panel(sweep.trace, index, chosen, model)
+
+
+@view(
+    "What if",
+    "Remove (or add) heads, MLPs or whole layers from this size's subgraph or from the full model, and see the "
+    "next-token distribution after one masked pass beside the unchanged subgraph's.",
+)
+def draw_whatif(sweep: Sweep, index: int, chosen: str | None, model) -> None:
+    component_panel.whatif_panel(sweep.trace, index, model, chosen)
 
 
 def downloads(sweep: Sweep) -> None:
     tr = sweep.trace
-    c1, c2, _ = st.columns([1, 1, 3])
-    c1.download_button("Trace JSON", to_json(tr), file_name="s-trace.json", mime="application/json")
-    c2.download_button("Per-size CSV", to_csv(tr), file_name="s-trace.csv", mime="text/csv")
     with st.expander("Per-size table"):
         st.dataframe(pd.DataFrame(table_rows(tr)), hide_index=True, width="stretch")
+
+
+@st.fragment
+def views(sweep: Sweep, model_id: str, prompt: str, probes: tuple[str | None, str | None], model=None) -> None:
+    """Everything that follows the size slider. A move of the slider, a click in the node graph or a choice
+    in the views re-runs only this part of the page; a new target or foil (``probes`` were the sweep's)
+    re-runs the whole page, which traces again."""
+    if trace_target.target_and_foil() != probes:
+        st.rerun()
+    tr = sweep.trace
+    summary(tr)
+    index = trace_views.size_slider(tr)
+    header(sweep, index)
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        trace_views.draw_node_graph(sweep, index)
+    with right:
+        trace_views.draw_distribution(sweep, index)
+        trace_views.draw_composition(sweep, index)
+    draw_curves(sweep, index)
+    trace_views.draw_token_graph(sweep, index)
+    chosen = trace_views.chosen_component()
+    draw_component(sweep, index, chosen, model)
+    draw_whatif(sweep, index, chosen, model)
+    st.subheader("Export")
+    trace_files.downloads(tr, index, "s-trace")
+    for name in ("target", "foil", "component", "revision"):
+        if name in st.query_params:
+            del st.query_params[name]
+    chosen = trace_views.chosen_component()
+    st.query_params.update(
+        {"model": model_id, "prompt": prompt, "size": labels.format_size(tr.strata[index].size)}
+        | trace_target.url_params(tr)
+        | url_of_settings(tr)
+        | ({"component": chosen} if chosen else {})
+    )
+
+
+def show_opened(name: str, tr: Trace) -> None:
+    """A trace opened from a file: every view, without the model (the panel and what-if say so)."""
+    st.info(f"Showing the saved trace {code(name)}; close it in the sidebar to trace a prompt.")
+    sweep = Sweep(tr, 0.0, 0.0, cached=True)
+    sweep_views.warm(tr)
+    views(sweep, tr.model_id, tr.prompt, trace_target.target_and_foil(), None)
+    downloads(sweep)
 
 
 def main() -> None:
@@ -321,7 +390,14 @@ def main() -> None:
         "subgraphs, of growing size s, that reproduce the next-token distribution."
     )
     init_state()
-    inputs = sidebar(cfg)
+    with st.sidebar:
+        trace_files.open_form(cfg)
+    opened = trace_files.opened_trace()
+    if opened is not None:
+        show_opened(*opened)
+        return
+    inputs, counter = sidebar(cfg)
+    token_counter(counter, inputs)
     tokens = prompt_tokens(inputs["model_id"], inputs["device"], inputs["dtype"], inputs["revision"], inputs["prompt"])
     position = trace_target.choose_position(tokens, (inputs["model_id"], inputs["prompt"]))
     remember_widgets(LAST, WIDGETS)
@@ -330,27 +406,11 @@ def main() -> None:
     sweep = run_sweep(inputs | dict(position=None if last else position, target=target, foil=foil))
     if sweep is None:
         return
-    tr = sweep.trace
-    key = f"size-{abs(hash((tr.model_id, tr.prompt, tr.settings, tr.position)))}"
-    index = size_slider(tr, key)
-    for name in ("target", "foil"):
-        if name in st.query_params:
-            del st.query_params[name]
-    st.query_params.update(
-        {"model": inputs["model_id"], "prompt": inputs["prompt"], "size": labels.format_size(tr.strata[index].size)}
-        | trace_target.url_params(tr)
-    )
-    st.session_state.url_size = tr.strata[index].size
-    header(sweep, index)
-    left, right = st.columns([1, 1], gap="large")
-    with left:
-        draw_node_graph(sweep, index)
-    with right:
-        draw_distribution(sweep, index)
-        draw_composition(sweep, index)
-    draw_curves(sweep, index)
-    draw_token_graph(sweep, index)
-    st.subheader("Export")
+
+    def model():
+        return cached_model(inputs["model_id"], inputs["device"], inputs["dtype"], inputs["revision"])[0]
+
+    views(sweep, inputs["model_id"], inputs["prompt"], (target, foil), model)
     downloads(sweep)
     debug_panel(sweep)
 
