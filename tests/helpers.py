@@ -92,3 +92,28 @@ IDS = torch.tensor([[5, 17, 99, 3, 42, 7, 250, 11, 64]])
 def record(lm, ids=IDS):
     """The recorded forward pass of ``lm`` on ``ids`` ``[1, T]``: logits and per-layer records."""
     return lm.instrumentation.recorded_forward(ids)
+
+
+RANDOM_LLAMA = {
+    "model_type": "llama",
+    "vocab_size": 49152,
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+    "tie_word_embeddings": True,
+}
+"""A three-layer Llama config with the embedded model's vocabulary, for ``--model random:CONFIG``."""
+
+
+def random_model(folder) -> str:
+    """``random:<folder>/config.json`` with :data:`RANDOM_LLAMA` written there: a random-weight model the
+    command line loads with the embedded model's tokenizer."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "config.json"
+    path.write_text(json.dumps(RANDOM_LLAMA))
+    return f"random:{path}"

@@ -21,7 +21,7 @@ from explorer.text import trace_text
 from explorer.trace import trace_prompt
 from explorer.trace_file import loads_trace, read_trace
 from explorer.views import charts, labels
-from tests.helpers import tiny_loaded
+from tests.helpers import random_model, tiny_loaded
 
 SIZES = (0.01, 0.05, 0.2, 0.5, 1.0)
 
@@ -235,24 +235,10 @@ def test_the_edge_list_follows_the_residual_stream(family):
 
 
 def test_the_trace_command_writes_every_format(tmp_path, capsys):
-    config = tmp_path / "config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "model_type": "llama",
-                "vocab_size": 49152,
-                "hidden_size": 32,
-                "intermediate_size": 48,
-                "num_hidden_layers": 3,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
-                "tie_word_embeddings": True,
-            }
-        )
-    )
+    model = random_model(tmp_path)
     files = {k: tmp_path / f"{k}" for k in ("trace.json", "np.json", "edges.json", "edges.csv")}
     code = main(
-        ["trace", "--model", f"random:{config}", "--prompt", "The capital of France is", "--sizes", "0.05,0.2,1"]
+        ["trace", "--model", model, "--prompt", "The capital of France is", "--sizes", "0.05,0.2,1"]
         + ["--json", str(files["trace.json"]), "--neuronpedia", str(files["np.json"]), "--export-size", "0.2"]
         + ["--edge-list", str(files["edges.json"])]
     )
@@ -266,7 +252,7 @@ def test_the_trace_command_writes_every_format(tmp_path, capsys):
         json.loads(files["edges.json"].read_text())["edges"] == json.loads(edge_list.to_eap_json(trace, links))["edges"]
     )
     code = main(
-        ["trace", "--model", f"random:{config}", "--prompt", "The capital of France is", "--sizes", "0.05,0.2,1"]
+        ["trace", "--model", model, "--prompt", "The capital of France is", "--sizes", "0.05,0.2,1"]
         + ["--edge-list", str(files["edges.csv"]), "--export-size", "full"]
     )
     assert code == 0

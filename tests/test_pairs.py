@@ -15,7 +15,7 @@ from explorer.errors import BadSetting
 from explorer.pairs import diff_traces, trace_pair, transfer
 from explorer.results import Settings
 from explorer.trace import trace_prompt
-from tests.helpers import tiny_loaded
+from tests.helpers import random_model, tiny_loaded
 from tests.reference import llama_masked_forward
 
 SIZES = (0.01, 0.05, 0.2, 0.5, 1.0)
@@ -111,19 +111,7 @@ def test_trace_pair_does_both():
 
 
 def _config(tmp_path):
-    path = tmp_path / "config.json"
-    config = {
-        "model_type": "llama",
-        "vocab_size": 49152,
-        "hidden_size": 32,
-        "intermediate_size": 48,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "tie_word_embeddings": True,
-    }
-    path.write_text(json.dumps(config))
-    return f"random:{path}"
+    return random_model(tmp_path)
 
 
 def test_the_pair_command_prints_both_tables(tmp_path, capsys):

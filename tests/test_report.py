@@ -15,7 +15,7 @@ from explorer.results import Settings
 from explorer.trace import trace_prompt
 from explorer.views import charts, labels
 from explorer.views.report import figures, report_html
-from tests.helpers import tiny_loaded
+from tests.helpers import random_model, tiny_loaded
 
 SIZES = (0.01, 0.05, 0.2, 0.5, 1.0)
 NASTY = '</script><img src=x onerror="f()">&<b>b'  # under 40 tokens: a token graph too
@@ -68,22 +68,7 @@ def test_a_long_prompt_leaves_out_the_token_graph_and_full_shows_the_last_size()
 
 
 def _config(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text(
-        json.dumps(
-            {
-                "model_type": "llama",
-                "vocab_size": 49152,
-                "hidden_size": 32,
-                "intermediate_size": 48,
-                "num_hidden_layers": 3,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
-                "tie_word_embeddings": True,
-            }
-        )
-    )
-    return f"random:{path}"
+    return random_model(tmp_path)
 
 
 def test_trace_and_export_write_the_report(tmp_path, capsys):

@@ -17,7 +17,7 @@ from explorer.metrics import total_variation
 from explorer.results import Settings
 from explorer.trace import trace_prompt
 from explorer.whatif import changed_keep, evaluate_subgraph
-from tests.helpers import tiny_loaded
+from tests.helpers import random_model, tiny_loaded
 
 SIZES = (0.01, 0.05, 0.2, 0.5, 1.0)
 PROMPT = "hello world, again"
@@ -125,22 +125,7 @@ def test_another_model_is_refused():
 @pytest.fixture(scope="module")
 def tiny_config(tmp_path_factory):
     """A random three-layer Llama with the embedded model's tokenizer (``--model random:CONFIG``)."""
-    import json
-
-    path = tmp_path_factory.mktemp("tiny") / "config.json"
-    config = {
-        "model_type": "llama",
-        "vocab_size": 49152,
-        "hidden_size": 32,
-        "intermediate_size": 48,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 256,
-        "tie_word_embeddings": True,
-    }
-    path.write_text(json.dumps(config))
-    return f"random:{path}"
+    return random_model(tmp_path_factory.mktemp("tiny"))
 
 
 def _cli(args, capsys):
