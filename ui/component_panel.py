@@ -50,7 +50,7 @@ def component_panel(trace: Trace, index: int, name: str, model: ModelSource) -> 
     entered = "is in no trace evaluated" if part.entered is None else f"entered at s = {format_size(part.entered)}"
     st.markdown(
         f"**{code(part.name)}** {entered}; at s = {format_size(size)} it holds {len(part.edges):,} of the "
-        f"trace's {part.n_edges:,} edges and **{part.share:.1%}** of their summed weight."
+        f"trace's {part.n_edges:,} edges and **{100 * part.share:.2g}%** of their summed weight."
     )
     if model is None:
         st.info("The attention pattern and the tokens this component promotes need the model: trace the prompt.")
@@ -68,7 +68,7 @@ def component_panel(trace: Trace, index: int, name: str, model: ModelSource) -> 
     left, right = st.columns(2) if inspection.pattern is not None else (None, st.container())
     if left is not None:
         with left:
-            st.altair_chart(views.pattern_chart(inspection), width="content")
+            st.altair_chart(views.pattern_chart(inspection), width="stretch")
             st.caption(
                 "Query tokens (rows) attend to key tokens (columns); outlined cells are this head's edges in "
                 "the trace at this size."

@@ -73,8 +73,9 @@ def pattern_chart(inspection, max_tokens: int = MAX_PATTERN_TOKENS) -> alt.Layer
         .mark_rect(fill=None, stroke=style.TRACE_COLOUR, strokeWidth=2)
         .encode(x=x, y=y, tooltip=tooltip)
     )
-    side = max(180, min(560, 14 * len(order)))
-    return (cells + marked).properties(width=side, height=side, title=f"{inspection.name}: attention pattern")
+    # the plot's own height; its width is the column's (axis labels and the legend come on top of both)
+    side = max(220, min(560, 18 * len(order)))
+    return style.fit_width((cells + marked).properties(height=side, title=f"{inspection.name}: attention pattern"))
 
 
 def effects_frame(inspection) -> pd.DataFrame:
@@ -87,7 +88,7 @@ def effects_frame(inspection) -> pd.DataFrame:
 def effects_chart(inspection) -> alt.Chart:
     """Bars of the direct logit effect of the component's output at the traced position, top and bottom."""
     df = effects_frame(inspection)
-    return (
+    chart = (
         alt.Chart(df)
         .mark_bar()
         .encode(
@@ -100,8 +101,9 @@ def effects_chart(inspection) -> alt.Chart:
             ),
             tooltip=["token", alt.Tooltip("logit:Q", format=".3f"), "effect"],
         )
-        .properties(height=max(160, 16 * len(df)), title=f"{inspection.name}: tokens its output pushes")
+        .properties(height=max(200, 22 * len(df)), title=f"{inspection.name}: tokens its output pushes")
     )
+    return style.fit_width(chart)
 
 
 def whatif_frame(whatif, k: int = 10) -> pd.DataFrame:
@@ -116,7 +118,7 @@ def whatif_frame(whatif, k: int = 10) -> pd.DataFrame:
 def whatif_chart(whatif, k: int = 10) -> alt.Chart:
     """The three distributions' top tokens side by side."""
     df = whatif_frame(whatif, k)
-    return (
+    return style.fit_width(
         alt.Chart(df)
         .mark_bar()
         .encode(
