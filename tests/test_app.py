@@ -230,7 +230,14 @@ def test_the_top1_metric_says_where_it_is_first_kept(app, reference):
 def test_the_prompt_shows_its_token_count_against_the_cap():
     at = new_app().run()
     counts = [c.value for c in at.sidebar.caption if "at most" in c.value]
-    assert counts == ["5 tokens of at most 256 here."]
+    from explorer.cost import estimate_cost
+
+    lm = load_model(DEFAULT_MODEL)
+    est = estimate_cost(lm.model.config, 5, Settings(controls=True), lm.device, lm.dtype)
+    assert counts == [
+        f"5 tokens of at most 256 here. Estimate: {est.n_edges:,} edges, peak {est.peak_bytes / 2**30:.1f} GiB, "
+        f"about {est.seconds:.1f} s."
+    ]
     long = "word " * 300
     n = len(load_model(DEFAULT_MODEL).tokenizer(long)["input_ids"])
     at.text_area(key="prompt").set_value(long).run()

@@ -37,6 +37,7 @@ from ui.state import (
     prompt_tokens,
     remember_widgets,
     restore_widgets,
+    settings_for,
     sweep_with_progress,
     time_metric,
     view,
@@ -225,7 +226,19 @@ def token_counter(place, inputs: dict) -> None:
     elif len(found[1]) > cap:
         place.caption(f":red[**{len(found[1])} tokens**]: over the cap of {cap} here; shorten the prompt.")
     else:
-        place.caption(f"{labels.count_label(len(found[1]), 'token')} of at most {cap} here.")
+        place.caption(
+            f"{labels.count_label(len(found[1]), 'token')} of at most {cap} here. {cost_line(found[0], inputs)}"
+        )
+
+
+def cost_line(lm, inputs: dict) -> str:
+    """The cost preview of tracing the whole prompt with the sidebar's settings (explorer/cost.py)."""
+    from explorer.cost import estimate_cost
+
+    n = len(lm.tokenizer(inputs["prompt"])["input_ids"])
+    settings = settings_for(inputs["weighting"], inputs["mode"], inputs["controls"], inputs["compare_modes"])
+    est = estimate_cost(lm.model.config, n, settings, lm.device, lm.dtype)
+    return f"Estimate: {est.n_edges:,} edges, peak {est.peak_bytes / 2**30:.1f} GiB, about {est.seconds:.1f} s."
 
 
 def run_sweep(inputs: dict) -> Sweep | None:
