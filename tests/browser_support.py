@@ -85,14 +85,21 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def page(server):
+def browser():
+    """One headless Chromium for the whole session (Playwright's sync API allows one per thread)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        pg = browser.new_page(viewport={"width": 1500, "height": 1100})
-        yield pg
-        browser.close()
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def page(server, browser):
+    pg = browser.new_page(viewport={"width": 1500, "height": 1100})
+    yield pg
+    pg.close()
 
 
 def wait_for_views(page) -> None:

@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from tests.browser_support import page, server  # noqa: F401 - session fixtures of the browser tests
+from tests.browser_support import browser, page, server  # noqa: F401 - session fixtures of the browser tests
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,12 @@ from __future__ import annotations
 from explorer.results import Settings
 from explorer.trace import trace_prompt
 from explorer.views.report import figures, report_html
-from tests.browser_support import ARGS, CHROMIUM, needs_chromium, shoot
+from tests.browser_support import needs_chromium, shoot
 from tests.helpers import tiny_loaded
 
 
 @needs_chromium
-def test_the_report_opens_offline_from_disk(tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_the_report_opens_offline_from_disk(tmp_path, browser):
     lm, _ = tiny_loaded("llama")
     trace = trace_prompt(lm, "hello world, again", Settings(sizes=(0.01, 0.05, 0.2, 0.5, 1.0), controls=True))
     path = tmp_path / "report.html"
@@ -28,25 +26,21 @@ def test_the_report_opens_offline_from_disk(tmp_path):
         else:
             r.abort()
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            context = browser.new_context(offline=True, viewport={"width": 1440, "height": 900})
-            context.route("**/*", route)
-            page = context.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(path.as_uri())
-            page.wait_for_function(
-                f"document.querySelectorAll('div.chart svg.marks').length >= {n_charts}", timeout=60_000
-            )
-            frame = next(f for f in page.frames if f != page.main_frame)
-            frame.wait_for_selector("canvas", timeout=30_000)
-            page.wait_for_timeout(500)
-            assert page.locator("div.chart").count() == n_charts
-            assert not page.locator("div.chart", has_text="chart error").count()
-            shoot(page, tmp_path, "report")
-        finally:
-            browser.close()
+    context = browser.new_context(offline=True, viewport={"width": 1440, "height": 900})
+    try:
+        context.route("**/*", route)
+        page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        page.wait_for_function(f"document.querySelectorAll('div.chart svg.marks').length >= {n_charts}", timeout=60_000)
+        frame = next(f for f in page.frames if f != page.main_frame)
+        frame.wait_for_selector("canvas", timeout=30_000)
+        page.wait_for_timeout(500)
+        assert page.locator("div.chart").count() == n_charts
+        assert not page.locator("div.chart", has_text="chart error").count()
+        shoot(page, tmp_path, "report")
+    finally:
+        context.close()
     assert requests == [path.as_uri()], requests
     assert not errors, errors
