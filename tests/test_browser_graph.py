@@ -4,7 +4,7 @@ sandboxed without ``allow-same-origin``), reaching nothing of the app."""
 
 from __future__ import annotations
 
-from tests.browser_support import PROMPT, assert_no_exception, needs_chromium, wait_for_views
+from tests.browser_support import PROMPT, TRACE_TIMEOUT_MS, assert_no_exception, needs_chromium, wait_for_views
 
 pytestmark = needs_chromium
 
@@ -12,7 +12,7 @@ pytestmark = needs_chromium
 def graph_frame(page):
     """The frame the graph runs in, once its canvas is drawn."""
     page.frame_locator('iframe[title="node graph"]').locator("canvas").first.wait_for(timeout=60_000)
-    assert page.locator('iframe[title="node graph"]').get_attribute("sandbox") == "allow-scripts"
+    assert page.locator('iframe[title="node graph"]').get_attribute("sandbox") == "allow-scripts allow-downloads"
     frames = [f for f in page.frames if f.url == "about:srcdoc"]
     assert len(frames) == 1, [f.url[:60] for f in page.frames]
     return frames[0]
@@ -56,3 +56,38 @@ def test_node_graph_runs_apart_from_the_app_and_answers_clicks(server, page):
     tooltip.wait_for(state="visible", timeout=10_000)
     assert node in tooltip.inner_text()
     assert_no_exception(page)
+
+
+def test_the_node_graph_saves_as_png(server, page):
+    """The graph's "Save as PNG" link downloads the canvas as a PNG image (issue: figures for papers)."""
+    page.goto(f"{server}/?prompt=The%20capital%20of%20France%20is")
+    page.wait_for_selector('iframe[title="node graph"]', timeout=TRACE_TIMEOUT_MS)
+    frame = page.frame_locator('iframe[title="node graph"]')
+    frame.locator("canvas").first.wait_for(timeout=TRACE_TIMEOUT_MS)
+    page.wait_for_timeout(1000)
+    with page.expect_download(timeout=30_000) as info:
+        frame.locator("#save-png").click()
+    path = info.value.path()
+    assert info.value.suggested_filename == "node-graph.png"
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_share_link_opens_the_same_view_in_a_fresh_browser(server, browser):
+    """A link with non-default settings, opened in a new browser context (no session state), shows them."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(
+            f"{server}/?prompt=The%20capital%20of%20France%20is&weights=l2&mode=attention-kept&controls=false"
+            "&size=0.1&component=a3.h2"
+        )
+        wait_for_views(page)
+        assert_no_exception(page)
+        checked = page.locator('[data-testid="stRadio"] input:checked')
+        values = [checked.nth(i).evaluate("e => e.closest('label').textContent") for i in range(checked.count())]
+        assert any("l2" in v for v in values) and any("attention kept" in v for v in values), values
+        assert "0.1" in page.locator('[data-testid="stSlider"]').first.inner_text()
+        box = page.locator('[data-testid="stSelectbox"]:has-text("Inspect a component") input[role="combobox"]')
+        assert box.first.input_value().startswith("a3.h2")
+    finally:
+        context.close()

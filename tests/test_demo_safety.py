@@ -200,7 +200,7 @@ def test_the_node_graph_page_is_left_for_an_opaque_origin(configured):
     at = ok(app(prompt="The capital of France is").run())
     component = at.get("bidi_component")[0].proto
     script = component.js_content
-    assert 'setAttribute("sandbox", "allow-scripts")' in script and "allow-same-origin" not in script
+    assert 'setAttribute("sandbox", "allow-scripts allow-downloads")' in script and "allow-same-origin" not in script
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
     assert "own.clickable.has(m.node)" in script and "event.source !== frame.contentWindow" in script
     assert not component.html_content

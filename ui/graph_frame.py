@@ -3,10 +3,11 @@
 sandboxed frame and posts each size's graph to it; a click on a component in the graph comes back as the
 component's ``clicked`` trigger, and the page's callback makes it the inspector's choice.
 
-The frame is ``sandbox="allow-scripts"`` without ``allow-same-origin``: the graph's page (vis-network and
-text from the prompt in its tooltips) runs in an opaque origin and reaches nothing of the app. The
-component's own script, which runs in the app's page, only creates that frame, posts the graph to it,
-and passes on a click whose name is one of the graph's components (``clickable``); it never writes HTML.
+The frame is ``sandbox="allow-scripts allow-downloads"`` (downloads for its "Save as PNG") without
+``allow-same-origin``: the graph's page (vis-network and text from the prompt in its tooltips) runs in an
+opaque origin and reaches nothing of the app. The component's own script, which runs in the app's page,
+only creates that frame, posts the graph to it, and passes on a click whose name is one of the graph's
+components (``clickable``); it never writes HTML.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ export default function (component) {
   if (!own) {
     own = parentElement.__straceGraph = { loaded: false };
     const frame = document.createElement("iframe");
-    frame.setAttribute("sandbox", "allow-scripts");
+    frame.setAttribute("sandbox", "allow-scripts allow-downloads");  // the graph's "Save as PNG"
     frame.setAttribute("title", "node graph");
     frame.style.width = "100%";
     frame.style.border = "0";

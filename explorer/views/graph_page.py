@@ -142,6 +142,8 @@ html, body {{ margin: 0; background: #ffffff; font: 11px sans-serif; color: #444
 <script>{script}</script>
 </head><body>
 <div id="graph"></div><div id="legend"></div>
+<a id="save-png" href="#" download="node-graph.png" style="position: absolute; top: 4px; right: 8px; color: #31688e;"
+  onclick="this.href = document.querySelector('#graph canvas').toDataURL('image/png');">Save as PNG</a>
 <script>
 var nodes = new vis.DataSet(), edges = new vis.DataSet(), clickable = new Set();
 var network = new vis.Network(document.getElementById("graph"), {{nodes: nodes, edges: edges}}, {{

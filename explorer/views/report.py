@@ -147,7 +147,7 @@ def report_html(trace: Trace, size: float | str | None = None) -> str:
         "<h2>Components</h2>",
         '<p class="note">Heads and MLPs with edges in the trace at this size, on the layer x head grid, '
         "coloured by the size at which they entered; arrows: the flow between them.</p>",
-        '<iframe class="graph" id="node-graph" sandbox="allow-scripts" title="node graph"></iframe>',
+        '<iframe class="graph" id="node-graph" sandbox="allow-scripts allow-downloads" title="node graph"></iframe>',
         f'<script type="application/json" id="node-graph-page">{script_json(graph.html)}</script>',
     ]
     for key, title, chart in figures(trace, index):
