@@ -51,6 +51,8 @@ def test_node_graph_runs_apart_from_the_app_and_answers_clicks(server, page):
         timeout=60_000,
     )
     assert inspector.input_value().startswith(node)
+    # the component panel under the views follows the click: the head's attention pattern
+    page.get_by_text(f"{node}: attention pattern").first.wait_for(timeout=120_000)
     canvas.hover(position={"x": at["x"] + 1, "y": at["y"]})
     tooltip = frame.locator("div.vis-tooltip")
     tooltip.wait_for(state="visible", timeout=10_000)
