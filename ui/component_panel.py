@@ -9,6 +9,7 @@ removes heads, MLPs and layers and evaluates the changed subgraph in one masked 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import streamlit as st
 
@@ -58,9 +59,11 @@ def component_panel(trace: Trace, index: int, name: str, model: ModelSource) -> 
     try:
         from explorer.inspection import inspect_component
 
-        inspection = _cached(
-            _key(trace, "inspect", name, size),
-            lambda: inspect_component(model(), trace, name, size),  # type: ignore[arg-type]
+        # the pattern and the token effects do not depend on the size (one forward pass per component);
+        # the edges, share and entry size do, and come from the trace alone
+        inspection = replace(
+            _cached(_key(trace, "inspect", name), lambda: inspect_component(model(), trace, name, None)),  # type: ignore[arg-type]
+            component=part,
         )
     except ExplorerError as exc:
         st.error(plain(str(exc)))
