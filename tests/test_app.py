@@ -24,8 +24,8 @@ from explorer.views import labels, node_graph
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PROMPT = "The capital of France is"  # the page's first example prompt
 TIMEOUT = 600
-N_CHARTS = 8  # distribution, composition, three panels of "Error against size", token graph, and the
-# chosen head's attention pattern and token effects (the component panel)
+N_CHARTS = 6  # distribution, composition, three panels of "Error against size", token graph (the component
+# panel, closed until a click or its button, adds the chosen head's pattern and token effects)
 
 
 def new_app(**query) -> AppTest:
@@ -243,3 +243,13 @@ def test_the_prompt_shows_its_token_count_against_the_cap():
     at.text_area(key="prompt").set_value(long).run()
     counts = [c.value for c in at.sidebar.caption if "cap" in c.value]
     assert counts == [f":red[**{n} tokens**]: over the cap of 256 here; shorten the prompt."]
+
+
+def test_the_component_panel_opens_from_its_button():
+    """Closed by default (a slider move then re-draws only the views above it); its button opens it."""
+    at = new_app().run()
+    assert len(at.get("vega_lite_chart")) == N_CHARTS and "Component" not in [h.value for h in at.subheader]
+    at.button(key="open_panel").click().run()
+    assert not at.exception, at.exception
+    assert "Component" in [h.value for h in at.subheader] and "What if" in [h.value for h in at.subheader]
+    assert len(at.get("vega_lite_chart")) > N_CHARTS

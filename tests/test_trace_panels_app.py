@@ -94,6 +94,7 @@ def test_a_saved_trace_reopens_without_the_model(reference, tmp_path):
     at.button(key="trace_path_open").click().run()
     assert not at.exception, at.exception
     assert any("Showing the saved trace" in i.value for i in at.info)
+    at.button(key="open_panel").click().run()
     assert any("need the model" in i.value or "needs the model" in i.value for i in at.info)
     bad = tmp_path / "bad.json"
     bad.write_text('{"schema": "s-trace-explorer/trace", "schema_version": 99}')

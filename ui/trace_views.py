@@ -169,10 +169,17 @@ def heaviest(trace: Trace, index: int) -> str | None:
     return trace.layout.component_names()[int(counts.argmax())] if counts.any() else None
 
 
+PANEL = "component_panel_open"
+"""Session state: the component panel and what-if are shown (a click, the URL's or an example's component,
+or their button open them; closed, a slider move re-draws only the views above them)."""
+
+
 def choose(name: str | None) -> None:
-    """Make ``name`` the inspector's choice (an example's component, the URL's)."""
+    """Make ``name`` the inspector's choice (an example's component, the URL's, a click's) and open the
+    component panel."""
     st.session_state[INSPECT] = name
     st.session_state[NODE] = name
+    st.session_state[PANEL] = name is not None
 
 
 def _clicked() -> None:

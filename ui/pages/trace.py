@@ -370,8 +370,16 @@ def views(sweep: Sweep, model_id: str, prompt: str, probes: tuple[str | None, st
     draw_curves(sweep, index)
     trace_views.draw_token_graph(sweep, index)
     chosen = trace_views.chosen_component()
-    draw_component(sweep, index, chosen, model)
-    draw_whatif(sweep, index, chosen, model)
+    if st.session_state.get(trace_views.PANEL):
+        draw_component(sweep, index, chosen, model)
+        draw_whatif(sweep, index, chosen, model)
+    elif chosen is not None:
+        st.button(
+            f"Inspect {chosen}: its attention pattern, the tokens it pushes, and what-if",
+            key="open_panel",
+            on_click=lambda: st.session_state.update({trace_views.PANEL: True}),
+            help="or click a component in the graph",
+        )
     st.subheader("Export")
     trace_files.downloads(tr, index, "s-trace")
     for name in ("target", "foil", "component", "revision"):
