@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from explorer.chain_search import NotSettled, chain_order
+from explorer.cost import CHAIN_SEARCH_EDGES_PER_LEVEL  # smaller graphs, and any on a CPU: the heap search
 from explorer.edges import EdgeLayout
 from explorer.graph import TokenGraph
 from explorer.search import SearchGraph, prepare_search, random_priorities, run_search
@@ -31,12 +32,6 @@ def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
     return SearchGraph(
         ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node
     ), ids.cpu().numpy()
-
-
-# A graph on a GPU with at least this many edges per level (2L + 1 levels) is searched there, level by
-# level: that costs about 3.5 ms per level plus 18 ns per edge on an H200, the heap search on its host
-# 70-120 ns per edge (bench/RESULTS.md). Smaller graphs, and any graph on a CPU, go to the heap search.
-CHAIN_SEARCH_EDGES_PER_LEVEL = 50_000
 
 
 def searched_on_device(layout: EdgeLayout, device) -> bool:
