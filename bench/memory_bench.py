@@ -23,13 +23,16 @@ import explorer.trace as pipeline
 from bench.support import build, random_prompts
 from explorer.cost import estimate_cost
 from explorer.errors import OutOfMemory
+from explorer.graph import TokenGraph
 from explorer.orders import random_control_order
 from explorer.results import Settings
 
 GIB = 2**30
 STAGES = {
+    "random control": (pipeline, "start_random_control"),  # a large graph's: searched before the forward pass
     "forward": None,  # the instrumentation's recorded_forward, wrapped per model
     "graph": (pipeline, "build_graph"),
+    "search CSR": (TokenGraph, "search_csr"),
     "search (device part)": (pipeline, "greedy_search"),
     "search (host part, orders to device)": (pipeline, "search_position"),
     "ranks": (intervene.EdgeRanks, "from_orders"),
@@ -82,7 +85,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=Settings().batch_size)
     ap.add_argument("--no-controls", action="store_true", help="without the inverse and random controls")
     ap.add_argument("--json", default=None, help="also write the rows as JSON lines to this file")
+    ap.add_argument("--force", action="store_true", help="run traces that the cost preview would refuse")
     args = ap.parse_args()
+    if args.force:
+        pipeline.check_memory = lambda *a, **k: None
     settings = Settings(controls=not args.no_controls, batch_size=args.batch_size, max_tokens=4096)
     rows = []
     for name in args.models.split(","):
@@ -100,6 +106,12 @@ def main() -> None:
                 tr = pipeline.trace_prompt(lm, prompt, settings)
             except OutOfMemory as exc:
                 print(json.dumps({"model": name, "tokens": length, "refused": str(exc)}), flush=True)
+                continue
+            except torch.OutOfMemoryError as exc:  # with --force
+                peaks = {k: v / GIB for k, v in stages.peaks.items()}
+                failed = {"model": name, "tokens": length, "out_of_memory": str(exc)[:200], "stage_peak_gib": peaks}
+                print(json.dumps(failed), flush=True)
+                torch.cuda.empty_cache()
                 continue
             wall = time.perf_counter() - t0
             peak = max(stages.peaks.values())

@@ -53,11 +53,17 @@ def main() -> None:
             root, levels = graph.layout.output_node, graph.layout.node_levels(args.device)
             repeats = 1 if length >= 256 else 3
             heap_s, heap = timed(lambda: run_search(prepare_search(ptr, src, w, eid, root)), repeats)
-            chain_s, chain = timed(lambda: chain_order(ptr, src, w, eid, levels, root), repeats)
+            on_gpu = torch.cuda.is_available()
+            if on_gpu:
+                torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated() if on_gpu else 0
+            chain_s, chain = timed(lambda: eid[chain_order(ptr, src, w, levels, root)].cpu().numpy(), repeats)
             tied = len(w) - len(torch.unique(w))
             print(
                 f"{name} T={length}: E = {len(heap)}, {tied} edges share a weight; heap {heap_s * 1000:.0f} ms, "
-                f"device {chain_s * 1000:.0f} ms; same order: {np.array_equal(heap, chain)}",
+                f"device {chain_s * 1000:.0f} ms; same order: {np.array_equal(heap, chain)}; device search peak "
+                f"{(torch.cuda.max_memory_allocated() - before) / len(heap) if on_gpu else 0:.0f} bytes per edge"
+                " beyond its inputs",
                 flush=True,
             )
             del graph

@@ -26,68 +26,104 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from explorer.search import rank_weights
 
 MAX_ROUNDS = 64
+CHUNK = 1 << 26
+"""Edges per step of the whole-graph elementwise work (the heap keys): each step's int64 temporaries are
+``CHUNK`` long, not ``M``."""
+GATHER = 1 << 25
+"""Most entries of one ``[edges, depth]`` gather of chains (256 MiB of int64); a level's larger gathers
+are made in parts."""
 
 
 class NotSettled(RuntimeError):
     """The push counters did not agree within ``MAX_ROUNDS`` rounds (the heap search still can)."""
 
 
-def chain_order(node_ptr, src, weight, label, node_level, root: int) -> np.ndarray:
-    """The labels of the edges in greedy order, as :func:`explorer.search.run_search` returns them.
+def chain_order(node_ptr, src, weight, node_level, root: int) -> torch.Tensor:
+    """The CSR positions of the edges in greedy order, ``[M']`` int64 on the graph's device: the order in
+    which :func:`explorer.search.run_search` returns their labels.
 
     CSR arrays by target node in push order (tensors on one device, or arrays): ``node_ptr [N+1]``,
-    ``src [M]``, ``weight [M]`` (no NaN), ``label [M]``; ``node_level [N]``: 0 for ``root`` and, for every
-    edge ``u -> v``, ``node_level[u] > node_level[v]``. Edges whose target cannot reach the root are left
-    out, as the search never meets them.
+    ``src [M]``, ``weight [M]`` (no NaN); ``node_level [N]``: 0 for ``root`` and, for every edge
+    ``u -> v``, ``node_level[u] > node_level[v]``. Edges whose target cannot reach the root are left out,
+    as the search never meets them.
+
+    Memory beyond the inputs: five int32 and one int16 entry per edge held across rounds (ranks, targets,
+    the keys' order, the levels' edges and pairs; parents and depths), plus one sort's buffers at a time
+    (an int64 key and its sort, about 40 bytes per edge). Whole-graph elementwise work runs in steps of
+    ``CHUNK`` edges and a level's chain comparisons in parts of ``GATHER`` entries.
     """
     rank = rank_weights(weight)[1]
     dev = rank.device
     if len(rank) == 0:
-        return np.zeros(0, dtype=np.int64)
+        return torch.zeros(0, dtype=torch.long, device=dev)
     ptr = torch.as_tensor(node_ptr, device=dev).long()
-    src = torch.as_tensor(src, device=dev).long()
     level = torch.as_tensor(node_level, device=dev).long()
     n = len(ptr) - 1
     deg = ptr.diff()
-    dst = torch.repeat_interleave(torch.arange(n, device=dev), deg)
-    pos = torch.arange(len(src), device=dev) - ptr[dst]
-    levels = _level_plans(src, dst, level)
+    dst = torch.repeat_interleave(torch.arange(n, device=dev, dtype=torch.int32), deg)
+    levels = _level_plans(torch.as_tensor(src, device=dev), dst, level)
     depth_cap = int(level.max()) + 2  # a chain has at most one key per level
     # first guess of the order of reaching nodes: by level, then node id
-    reach_order = torch.argsort(level * n + torch.arange(n, device=dev))
-    key = (rank << 32) | (_push_bases(reach_order, deg)[dst] + pos)
-    key_order = None  # argsort of the live edges' keys; which edges are live does not depend on the keys
+    offset = _push_bases(torch.argsort(level * n + torch.arange(n, device=dev)), deg) - ptr[:-1]
+    key_order = _argsort_keys(rank, dst, offset)
+    live_order = None  # the edges in the trie, in key order; which edges those are does not depend on the keys
     for _ in range(MAX_ROUNDS):
-        position, reach = _trie_positions(key, dst, levels, root, n, depth_cap)
-        base = _push_bases(_reach_order(position, reach, root), deg)
-        settled = (rank << 32) | (base[dst] + pos)
-        live = position >= 0
-        if key_order is None:
-            key_order = torch.argsort(key[live])
-        settled_order = torch.argsort(settled[live])
+        position, reach = _trie_positions(rank, dst, offset, key_order, levels, root, n, depth_cap)
+        offset = _push_bases(_reach_order(position, reach, root), deg) - ptr[:-1]
+        if live_order is None:
+            live = position[key_order] >= 0
+            live_order = key_order if bool(live.all()) else key_order[live]
+            del live
         # the result depends on the keys' order only: same order, same result
-        if torch.equal(key_order, settled_order):
-            order = torch.empty(int(live.sum()), dtype=torch.long, device=dev)
-            order[position[live]] = torch.as_tensor(label, device=dev).long()[live]
-            return order.cpu().numpy()
-        key, key_order = settled, settled_order
+        if _increasing(rank, dst, offset, live_order):
+            order = torch.empty(len(live_order), dtype=torch.long, device=dev)
+            order[position[live_order].long()] = live_order.long()
+            return order
+        position = live_order = None  # room for the next sort
+        key_order = _argsort_keys(rank, dst, offset)
     raise NotSettled(f"push counters did not settle in {MAX_ROUNDS} rounds")
+
+
+def _keys(rank, dst, offset, at: torch.Tensor) -> torch.Tensor:
+    """The heap keys ``rank << 32 | push counter`` of the edges ``at`` ``[K]`` (int64), the push counter of
+    edge ``i`` being ``offset[dst[i]] + i``."""
+    at = at.long()
+    return (rank[at].long() << 32) | (offset[dst[at].long()] + at)
+
+
+def _argsort_keys(rank, dst, offset) -> torch.Tensor:
+    """``[M]`` int32: the edges by increasing heap key (keys are distinct)."""
+    m = len(rank)
+    key = torch.empty(m, dtype=torch.long, device=rank.device)
+    for i in range(0, m, CHUNK):
+        key[i : i + CHUNK] = _keys(rank, dst, offset, torch.arange(i, min(i + CHUNK, m), device=rank.device))
+    order = torch.argsort(key)
+    del key
+    return order.int()
+
+
+def _increasing(rank, dst, offset, order) -> bool:
+    """Whether the heap keys of the edges ``order [K]`` increase along it."""
+    ok = torch.ones((), dtype=torch.bool, device=rank.device)
+    for i in range(0, len(order), CHUNK):
+        k = _keys(rank, dst, offset, order[max(i - 1, 0) : i + CHUNK])  # one edge of overlap with the last step
+        ok &= (k[1:] > k[:-1]).all()
+    return bool(ok)
 
 
 @dataclass
 class _LevelPlan:
     """The fixed structure of one level's out-edges, the same in every round.
 
-    ``edges [E_l]`` sorted by source, then target; ``pair [E_l]``: the (source, target) pair of each edge;
-    ``pair_target [P]``; ``sources [S]`` (distinct, ascending) and ``source_first [S]``, the first pair of
-    each; ``rounds``: per tournament round, the pair slots that take on the slot ``step`` further, and
-    ``step``.
+    ``edges [E_l]`` (int32) sorted by source, then target; ``pair [E_l]`` (int32): the (source, target)
+    pair of each edge; ``pair_target [P]``; ``sources [S]`` (distinct, ascending) and ``source_first
+    [S]``, the first pair of each; ``rounds``: per tournament round, the pair slots that take on the slot
+    ``step`` further, and ``step``.
     """
 
     edges: torch.Tensor
@@ -102,18 +138,28 @@ def _level_plans(src, dst, level) -> list[_LevelPlan]:
     """One plan per level with out-edges, from level 1 up (the order they are processed in)."""
     dev = src.device
     n = len(level)
-    by_source = torch.argsort((level[src] * n + src) * n + dst)
-    counts = torch.bincount(level[src][by_source]).tolist()
+    top = int(level.max()) + 1
+    # by (source level, source), ties in CSR order, which is by target: int32 keys while they fit
+    key = torch.empty(len(src), dtype=torch.int32 if top * n < 2**31 else torch.long, device=dev)
+    per_level = torch.zeros(top, dtype=torch.long, device=dev)  # out-edges per level of their source
+    for i in range(0, len(src), CHUNK):
+        u = src[i : i + CHUNK].long()
+        key[i : i + CHUNK] = level[u] * n + u
+        per_level += torch.bincount(level[u], minlength=top)
+    by_source = torch.argsort(key, stable=True).int()
+    del key
+    counts = per_level.tolist()
     plans, start = [], counts[0]
     for lv in range(1, len(counts)):
         e = by_source[start : start + counts[lv]]
         start += counts[lv]
         if len(e) == 0:
             continue
-        u, v = src[e], dst[e]
+        u, v = src[e].long(), dst[e].long()
         new_pair = _group_starts(u, v)
-        pair = torch.cumsum(new_pair.long(), 0) - 1
+        pair = (torch.cumsum(new_pair, 0, dtype=torch.int32) - 1).int()
         pair_source, pair_target = u[new_pair], v[new_pair]
+        del u, v, new_pair
         new_source = _group_starts(pair_source)
         idx = torch.arange(len(pair_source), device=dev)
         place = _since_group_start(idx, new_source)  # place among its source's pairs
@@ -139,40 +185,40 @@ def _reach_order(position: torch.Tensor, reach: torch.Tensor, root: int) -> torc
     """Nodes in the order they are reached: the root, then by the position of the edge that reached them;
     unreached nodes last."""
     n = len(reach)
-    first = torch.where(reach >= 0, position[reach.clamp_min(0)], torch.full_like(reach, len(position) + 1))
+    first = torch.where(reach >= 0, position[reach.clamp_min(0)].long(), len(position) + 1)
     first[root] = -1
     return torch.argsort(first * n + torch.arange(n, device=reach.device))
 
 
-def _trie_positions(key, dst, levels: list[_LevelPlan], root: int, n: int, depth_cap: int):
-    """Each edge's position in the order (-1 when its target is never reached) ``[M]`` and each node's
-    reaching edge (-1 for the root and unreached nodes) ``[N]``, for fixed distinct ``key [M]``."""
-    dev = key.device
-    m = len(key)
+def _trie_positions(rank, dst, offset, key_order, levels: list[_LevelPlan], root: int, n: int, depth_cap: int):
+    """Each edge's position in the order (-1 when its target is never reached) ``[M]`` int32 and each
+    node's reaching edge (-1 for the root and unreached nodes) ``[N]``, for the heap keys given by
+    ``rank``, ``dst`` and ``offset`` (see :func:`_keys`), whose order is ``key_order``."""
+    dev = rank.device
+    m = len(rank)
     # each reached node's chain [N, D]: its keys (decreasing, padded with -1) and their edges
     chain_key = torch.full((n, depth_cap), -1, dtype=torch.long, device=dev)
     chain_edge = torch.full((n, depth_cap), -1, dtype=torch.long, device=dev)
     reached = torch.zeros(n, dtype=torch.bool, device=dev)
     reached[root] = True
     reach = torch.full((n,), -1, dtype=torch.long, device=dev)
-    parent = torch.full((m,), -1, dtype=torch.long, device=dev)  # trie parent: an edge id, -1 the root
-    depth = torch.full((m,), -1, dtype=torch.long, device=dev)  # -1: never reached
+    parent = torch.full((m,), -1, dtype=torch.int32, device=dev)  # trie parent: an edge, -1 the root
+    depth = torch.full((m,), -1, dtype=torch.int16, device=dev)  # -1: never reached
     cols = torch.arange(depth_cap, device=dev)
     for plan in levels:
-        e = plan.edges
-        v, k_e = dst[e], key[e]
+        e = plan.edges.long()
+        v, k_e = dst[e].long(), _keys(rank, dst, offset, e)
         live = reached[v]
-        above = (chain_key[v] > k_e[:, None]).sum(1)  # keys of chain(v) above key(e)
-        depth[e] = torch.where(live, above, -1)
-        parent[e] = torch.where(live & (above > 0), chain_edge[v, (above - 1).clamp_min(0)], -1)
+        above = _count_above(chain_key, v, k_e)  # keys of chain(v) above key(e)
+        depth[e] = torch.where(live, above, -1).to(torch.int16)
+        parent[e] = torch.where(live & (above > 0), chain_edge[v, (above - 1).clamp_min(0)], -1).int()
         # of the edges from one source into one target the smallest key has the smallest chain
+        pair = plan.pair.long()
         n_pairs = len(plan.pair_target)
         smallest = torch.full((n_pairs,), torch.iinfo(torch.long).max, device=dev)
-        smallest.scatter_reduce_(0, plan.pair, k_e, "amin")
+        smallest.scatter_reduce_(0, pair, k_e, "amin")
         first = torch.full((n_pairs,), -1, dtype=torch.long, device=dev)
-        first.scatter_reduce_(
-            0, plan.pair, torch.where(k_e == smallest[plan.pair], torch.arange(len(e), device=dev), -1), "amax"
-        )
+        first.scatter_reduce_(0, pair, torch.where(k_e == smallest[pair], torch.arange(len(e), device=dev), -1), "amax")
         # a tournament among each source's pairs: slot a takes on slot a + step
         pv, pa, pl = plan.pair_target, above[first], reached[plan.pair_target]
         best = torch.arange(n_pairs, device=dev)
@@ -189,7 +235,15 @@ def _trie_positions(key, dst, levels: list[_LevelPlan], root: int, n: int, depth
         chain_edge[u] = torch.where(got[:, None], row_edge, -1)
         reached[u] = got
         reach[u] = torch.where(got, win, -1)
-    return _preorder(key, parent, depth), reach
+    return _preorder(key_order, parent, depth), reach
+
+
+def _count_above(chain_key: torch.Tensor, v: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``[K]``: how many keys of the chain of node ``v[i]`` are larger than ``k[i]`` (rows of
+    ``chain_key [N, D]`` decrease, padded with -1), gathered in parts of at most ``GATHER`` entries."""
+    step = max(1, GATHER // chain_key.shape[1])
+    parts = [(chain_key[v[i : i + step]] > k[i : i + step, None]).sum(1) for i in range(0, len(v), step)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _less(i, j, v, above, k_e, live, chain_key, chain_edge) -> torch.Tensor:
@@ -202,30 +256,32 @@ def _less(i, j, v, above, k_e, live, chain_key, chain_edge) -> torch.Tensor:
     return (live[i] & ~live[j]) | (live[i] & live[j] & (ci < cj))
 
 
-def _preorder(key, parent, depth) -> torch.Tensor:
-    """Position of each trie node (edge) in the pre-order with children by key, ``-1`` for edges outside
-    the trie (``depth < 0``)."""
-    dev = key.device
-    m = len(key)
+def _preorder(key_order, parent, depth) -> torch.Tensor:
+    """Position of each trie node (edge) in the pre-order with children by key (``key_order [M]``: the
+    edges by increasing key), ``-1`` for edges outside the trie (``depth < 0``): ``[M]`` int32."""
+    dev = parent.device
+    m = len(parent)
     in_trie = depth >= 0
     # the edges at depth d: by_depth[ends[d + 1]: ends[d + 2]] (edges outside the trie come first)
-    by_depth = torch.argsort(depth)
-    ends = [0] + torch.cumsum(torch.bincount(depth + 1), 0).tolist()
+    by_depth = torch.argsort(depth).int()
+    ends = [0] + torch.cumsum(torch.bincount(depth + 1), 0).tolist()  # pyright: ignore[reportArgumentType]
     at_depth = [by_depth[ends[d + 1] : ends[d + 2]] for d in range(len(ends) - 2)]
-    size = in_trie.long()
+    size = in_trie.int()
     for at in reversed(at_depth[1:]):  # subtree sizes, deepest first
         size.index_add_(0, parent[at], size[at])
     # children of one parent next to each other, by key
-    order = torch.argsort(key, stable=True)
-    order = order[torch.argsort(parent[order], stable=True)]
-    order = order[in_trie[order]]
+    order = key_order[torch.argsort(parent[key_order], stable=True)]
+    if ends[1] > 0:
+        order = order[in_trie[order]]
     sizes = size[order]
-    before = torch.empty(m, dtype=torch.long, device=dev)  # nodes of the parent's subtree before this one
-    before[order] = _since_group_start(torch.cumsum(sizes, 0) - sizes, _group_starts(parent[order]))
-    position = torch.full((m,), -1, dtype=torch.long, device=dev)
+    del size
+    before = torch.empty(m, dtype=torch.int32, device=dev)  # nodes of the parent's subtree before this one
+    before[order] = _since_group_start(torch.cumsum(sizes, 0, dtype=torch.int32) - sizes, _group_starts(parent[order]))
+    del order, sizes
+    position = torch.full((m,), -1, dtype=torch.int32, device=dev)
     for at in at_depth:  # positions, shallowest first
-        base = torch.where(parent[at] >= 0, position[parent[at].clamp_min(0)], -1)
-        position[at] = base + 1 + before[at]
+        p = parent[at]
+        position[at] = torch.where(p >= 0, position[p.clamp_min(0)], -1) + 1 + before[at]
     return position
 
 

@@ -6,7 +6,9 @@ The peak is the largest of the pipeline's stages (``bench/memory_bench.py`` meas
 
 - ``graph``: the weights, the recorded forward pass and the edge weights ``[L, H, T, T]`` float32 with
   the scoring's temporaries;
-- ``search``: the sorted CSR of the ``E`` edges and, for large graphs on a GPU, the level-by-level search;
+- ``search``: the CSR of the ``E`` edges with their weights (the graph's own tensors freed) and the
+  search's device part; for large graphs on a GPU, the level-by-level search, whose buffers hold the
+  peak, with the random control's searched before the forward pass (one device search at a time);
 - ``evaluate``: the ranks of every id in each order (:class:`explorer.intervene.EdgeRanks`: int32, or
   int64 past 2**31 edges) beside the batched masked passes (eager attention ``[B, H, T, T]`` in float32
   for the softmax and in the model's dtype, the attention keeps, the MLP's ``[B, T, F]``).
@@ -36,22 +38,22 @@ costs about 3.5 ms per level plus 18 ns per edge on an H200, the heap search on 
 GIB = 2**30
 
 BYTES = {
-    "graph_per_id": 12.0,  # the recorded pass's attention, the edge weights float32, the scores' temporaries
-    "weights_per_id": 4.0,  # the edge weights [L, H, T, T] float32, alive through the search
-    "device_search_per_edge": 190.0,  # the level-by-level search: ranks, keys, CSR, trie, sorts (int64)
-    "random_search_overlap_per_edge": 45.0,  # with controls: the random control's search, partly alongside
+    "graph_per_id": 28.0,  # the recorded pass's attention, the edge weights float32, the scores' temporaries
+    "device_search_per_edge": 82.0,  # the CSR and its weights, the level-by-level search (int32, one sort)
+    "random_search_per_edge": 86.0,  # the same for the random control (float64 keys), before the forward pass
     "host_search_per_edge": 40.0,  # the heap search's device part: sorted CSR and its keys
+    "random_search_overlap_per_edge": 45.0,  # with controls: the random control's, partly alongside it
     "orders_per_edge": 16.0,  # two orders of int64 ids on the device
     "pass_per_attention": 10.0,  # per B*H*T*T: float32 scores and softmax, probabilities, keeps
     "pass_per_activation": 12.0,  # per B*T*(d + F): hidden states and the MLP's intermediate
     "fixed": 0.5 * GIB,  # the allocator's slack, the CUDA context's workspace, small tensors
 }
 """Bytes per element of each term (see the module's docstring), from the stage peaks measured on an H200
-(bench/RESULTS.md, "Long prompts: memory by stage"). With controls the random control's search (on its own
-stream) overlaps the greedy one in part."""
+(bench/RESULTS.md, "Long prompts: memory by stage"). For graphs searched by the heap search the random
+control's device part (on its own stream) overlaps the greedy one's in part."""
 
 RATES = {
-    "cuda": {"flops": 3.5e14, "launch_s_per_layer": 1.0e-3, "search_s_per_edge": 2.2e-8, "fixed_s": 0.3},
+    "cuda": {"flops": 3.5e14, "launch_s_per_layer": 1.0e-3, "search_s_per_edge": 2.5e-8, "fixed_s": 0.3},
     "cpu": {"flops": 4.0e10, "launch_s_per_layer": 2.0e-4, "search_s_per_edge": 1.0e-7, "fixed_s": 0.5},
 }
 """Throughputs by device type: FLOP/s of the masked passes, seconds per layer and pass of overhead,
@@ -148,12 +150,13 @@ def estimate_cost(
         shape.hidden + shape.intermediate
     )
     on_device = kind == "cuda" and E >= CHAIN_SEARCH_EDGES_PER_LEVEL * (2 * shape.n_layers + 1)
-    search = BYTES["device_search_per_edge" if on_device else "host_search_per_edge"] * E
-    if settings.controls:
-        search += BYTES["random_search_overlap_per_edge"] * E
+    if on_device:  # one device search at a time
+        search = BYTES["random_search_per_edge" if settings.controls else "device_search_per_edge"] * E
+    else:
+        search = (BYTES["host_search_per_edge"] + settings.controls * BYTES["random_search_overlap_per_edge"]) * E
     stages = {
         "graph": weights + BYTES["graph_per_id"] * ids + BYTES["fixed"],
-        "search": weights + BYTES["weights_per_id"] * ids + search + BYTES["fixed"],
+        "search": weights + search + BYTES["fixed"],
         "evaluate": weights + rank_bytes * orders * ids + BYTES["orders_per_edge"] * E + passes + BYTES["fixed"],
     }
     peak_stage = max(stages, key=lambda k: stages[k])

@@ -190,43 +190,92 @@ class EdgeLayout:
         heads = [f"a{l}.h{h}" for l in range(self.n_layers) for h in range(self.n_heads)]
         return heads + [f"m{l}" for l in range(self.n_layers)]
 
-    def csr(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def csr(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Edges grouped by target node in push order (residual first, then heads ``h`` and sources
         ``s``), built arithmetically on ``device``: the same for every prompt of this shape.
 
-        Returns ``node_ptr [N+1]``, ``src [M]`` (source node) and ``edge_id [M]``, ``M = E``.
+        Returns ``node_ptr [N+1]`` (int64) and ``src [M]`` (each edge's source node, int32), ``M = E``; the
+        edge ids are :meth:`csr_ids`. Built a layer at a time, so the only ``[M]`` array is the result.
         """
         import torch
 
-        lay, dev = self, device
-        L, H, T = lay.n_layers, lay.n_heads, lay.n_tokens
-        t = torch.arange(T, device=dev)
-        layer = torch.arange(L, device=dev)[:, None]
-        # attention nodes (2l+1, t): entry `pos` of node t is the residual (pos 0) or head h, source s
-        deg = 1 + H * (t + 1)
-        tt = torch.repeat_interleave(t, deg)
-        pos = torch.arange(len(tt), device=dev) - (torch.cumsum(deg, 0) - deg)[tt]
-        k = (pos - 1).clamp_min(0)
-        head, src_t = k // (tt + 1), torch.where(pos == 0, tt, k % (tt + 1))
-        attn_ids = torch.where(
-            pos == 0, lay.offset(RESIDUAL_ATTN) + layer * T + tt, ((layer * H + head) * T + tt) * T + src_t
-        )
-        attn_src = 2 * layer * T + src_t
-        attn_dst = (2 * layer + 1) * T + tt
-        # MLP nodes (2l+2, t): [residual from (2l+1, t), MLP from (2l+1, t) or, parallel, (2l, t)]
-        tm, is_mlp = t.repeat_interleave(2), torch.arange(2, device=dev).repeat(T) == 1
-        mlp_ids = torch.where(is_mlp, lay.offset(MLP), lay.offset(RESIDUAL_MLP)) + layer * T + tm
-        mlp_src_g = 2 * layer + torch.where(is_mlp & lay.parallel, 0, 1)
-        mlp_src = mlp_src_g * T + tm
-        mlp_dst = (2 * layer + 2) * T + tm
-        target = torch.cat([tt, tm]).expand(L, -1)
-        keep = (layer < L - 1) | (target == T - 1)  # last layer: only the output token's nodes
-        ids = torch.cat([attn_ids, mlp_ids], 1)[keep]
-        src = torch.cat([attn_src, mlp_src], 1)[keep]
-        dst = torch.cat([attn_dst, mlp_dst.expand(L, -1)], 1)[keep]
-        node_ptr = torch.zeros(lay.n_nodes + 1, dtype=torch.long, device=dev)
-        node_ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=lay.n_nodes), 0)
-        return node_ptr, src, ids
+        L, H, T = self.n_layers, self.n_heads, self.n_tokens
+        t = torch.arange(T, device=device)
+        deg = torch.zeros(2 * L + 1, T, dtype=torch.long, device=device)  # in-edges of node (g, t)
+        deg[1 : 2 * L - 1 : 2] = 1 + H * (t + 1)  # attention nodes: the residual, H heads x t + 1 sources
+        deg[2 : 2 * L - 1 : 2] = 2  # MLP nodes: the residual and the MLP
+        deg[2 * L - 1, T - 1], deg[2 * L, T - 1] = 1 + H * T, 2  # last layer: the output token's nodes only
+        node_ptr = torch.zeros(self.n_nodes + 1, dtype=torch.long, device=device)
+        node_ptr[1:] = torch.cumsum(deg.reshape(-1), 0)
+        src = torch.empty(self.n_edges, dtype=torch.int32, device=device)
+        for at, layer, part in self._layer_blocks(device):
+            src[at : at + len(part.src)] = part.src + 2 * layer * T
+        return node_ptr, src
+
+    def csr_ids(self, device) -> torch.Tensor:
+        """``[M]`` int64: the edge id at each position of :meth:`csr`."""
+        import torch
+
+        ids = torch.empty(self.n_edges, dtype=torch.long, device=device)
+        for at, layer, part in self._layer_blocks(device):
+            ids[at : at + len(part.src)] = part.ids + layer * part.id_step
+        return ids
+
+    def _layer_blocks(self, device):
+        """``(start, layer, part)`` for each run of :meth:`csr`: layer ``l``'s in-edges are layer 0's
+        (:class:`_LayerEdges`) with node ids ``2 l T`` and edge ids ``l * id_step`` further on; in the last
+        layer, only those into the output token's two nodes."""
+        L, H, T = self.n_layers, self.n_heads, self.n_tokens
+        attn, mlp = _layer_edges(self, device)
+        start = 0
+        for layer in range(L - 1):
+            for part in (attn, mlp):
+                yield start, layer, part
+                start += len(part.src)
+        yield start, L - 1, attn.tail(1 + H * T)
+        yield start + 1 + H * T, L - 1, mlp.tail(2)
+
+
+@dataclass(frozen=True)
+class _LayerEdges:
+    """The in-edges of layer 0's attention nodes, or of its MLP nodes, in push order: source node
+    ``src``, edge id ``ids`` and ``id_step``, what a layer adds to each id (``[K]`` int64 each)."""
+
+    src: torch.Tensor
+    ids: torch.Tensor
+    id_step: torch.Tensor
+
+    def tail(self, k: int) -> _LayerEdges:
+        """The last ``k`` edges (those into the last token's node)."""
+        return _LayerEdges(self.src[-k:], self.ids[-k:], self.id_step[-k:])
+
+
+def _layer_edges(lay: EdgeLayout, device) -> tuple[_LayerEdges, _LayerEdges]:
+    """Layer 0's in-edges: attention nodes ``(1, t)`` (entry ``pos`` of node ``t`` is the residual at 0,
+    then head ``h`` and source ``s``), then MLP nodes ``(2, t)`` (the residual, then the MLP, from
+    ``(1, t)`` or, parallel, ``(0, t)``)."""
+    import torch
+
+    H, T = lay.n_heads, lay.n_tokens
+    t = torch.arange(T, device=device)
+    deg = 1 + H * (t + 1)
+    tt = torch.repeat_interleave(t, deg)
+    pos = torch.arange(len(tt), device=device) - (torch.cumsum(deg, 0) - deg)[tt]
+    k = (pos - 1).clamp_min(0)
+    head, src_t = k // (tt + 1), torch.where(pos == 0, tt, k % (tt + 1))
+    residual = pos == 0
+    attn = _LayerEdges(
+        src=src_t,
+        ids=torch.where(residual, lay.offset(RESIDUAL_ATTN) + tt, (head * T + tt) * T + src_t),
+        id_step=torch.where(residual, T, H * T * T),
+    )
+    tm, is_mlp = t.repeat_interleave(2), torch.arange(2, device=device).repeat(T) == 1
+    mlp = _LayerEdges(
+        src=torch.where(is_mlp & lay.parallel, 0, 1) * T + tm,
+        ids=torch.where(is_mlp, lay.offset(MLP), lay.offset(RESIDUAL_MLP)) + tm,
+        id_step=torch.full_like(tm, T),
+    )
+    return attn, mlp
 
 
 def _prefix_counts(labels: torch.Tensor, n_keeps: list[int], n_labels: int) -> np.ndarray:

@@ -47,22 +47,50 @@ class TokenGraph:
     residual_mlp: torch.Tensor
     mlp: torch.Tensor
 
-    def flat_weights(self) -> torch.Tensor:
-        """All weights indexed by edge id, ``[n_ids]``."""
-        return torch.cat(
-            [
-                self.attention.reshape(-1),
-                self.residual_attn.reshape(-1),
-                self.residual_mlp.reshape(-1),
-                self.mlp.reshape(-1),
-            ]
-        )
+    def weights_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """The weights of edges ``ids [K]`` (int64, on the graph's device): ``[K]`` float32, gathered from
+        the four blocks in steps of ``STEP`` ids (no ``[n_ids]`` copy of them all)."""
+        blocks = [self.attention, self.residual_attn, self.residual_mlp, self.mlp]
+        out = torch.empty(len(ids), dtype=torch.float32, device=ids.device)
+        for i in range(0, len(ids), STEP):
+            at = ids[i : i + STEP]
+            w, start = torch.zeros(len(at), dtype=torch.float32, device=ids.device), 0
+            for block in blocks:
+                flat = block.reshape(-1)
+                inside = (at >= start) & (at < start + len(flat))
+                w = torch.where(inside, flat[(at - start).clamp(0, len(flat) - 1)].float(), w)
+                start += len(flat)
+            out[i : i + STEP] = w
+        return out
+
+    def search_csr(self) -> SearchCsr:
+        """The graph as the greedy search reads it (:class:`SearchCsr`)."""
+        dev = self.attention.device
+        node_ptr, src = self.layout.csr(dev)
+        return SearchCsr(self.layout, node_ptr, src, self.weights_of(self.layout.csr_ids(dev)))
 
     def csr(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edges grouped by target node in push order (:meth:`EdgeLayout.csr`) with their weights:
-        ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (float64) and ``edge_id [M]``, ``M = E``."""
-        node_ptr, src, ids = self.layout.csr(self.attention.device)
-        return node_ptr, src, self.flat_weights()[ids].double(), ids
+        ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (float32) and ``edge_id [M]``, ``M = E``."""
+        csr = self.search_csr()
+        return csr.node_ptr, csr.src, csr.weight, self.layout.csr_ids(self.attention.device)
+
+
+STEP = 1 << 26
+"""Edges per step of :meth:`TokenGraph.weights_of`."""
+
+
+@dataclass(frozen=True)
+class SearchCsr:
+    """One prompt's graph as the greedy search reads it, without the graph's own weight tensors: edges
+    grouped by target node in push order (:meth:`EdgeLayout.csr`; their ids are
+    :meth:`EdgeLayout.csr_ids`), on the graph's device. ``node_ptr [N+1]`` int64, ``src [M]`` int32,
+    ``weight [M]`` float32."""
+
+    layout: EdgeLayout
+    node_ptr: torch.Tensor
+    src: torch.Tensor
+    weight: torch.Tensor
 
 
 def _normalise(parts: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -20,8 +20,12 @@ import torch
 from explorer.chain_search import NotSettled, chain_order
 from explorer.cost import CHAIN_SEARCH_EDGES_PER_LEVEL  # smaller graphs, and any on a CPU: the heap search
 from explorer.edges import EdgeLayout
-from explorer.graph import TokenGraph
+from explorer.graph import SearchCsr, TokenGraph
 from explorer.search import SearchGraph, prepare_search, random_priorities, run_search
+
+_device_search = threading.Lock()
+"""One search on the device at a time (the greedy order's or the random control's): its buffers are a
+long prompt's peak, and two at once would add up."""
 
 
 def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
@@ -29,9 +33,8 @@ def search_graph(graph: TokenGraph) -> tuple[SearchGraph, np.ndarray]:
     the plain reference search in the tests and the benchmark's reference-style pipeline
     (``bench/gpu_bench.py``), which both need the graph in the heap search's host form."""
     ptr, src, w, ids = graph.csr()
-    return SearchGraph(
-        ptr.cpu().numpy(), src.cpu().numpy(), w.cpu().numpy(), graph.layout.output_node
-    ), ids.cpu().numpy()
+    src, w = src.long().cpu().numpy(), w.double().cpu().numpy()
+    return SearchGraph(ptr.cpu().numpy(), src, w, graph.layout.output_node), ids.cpu().numpy()
 
 
 def searched_on_device(layout: EdgeLayout, device) -> bool:
@@ -40,25 +43,33 @@ def searched_on_device(layout: EdgeLayout, device) -> bool:
     return torch.device(device).type == "cuda" and layout.n_edges >= CHAIN_SEARCH_EDGES_PER_LEVEL * levels
 
 
-def _search(layout: EdgeLayout, ptr, src, keys, ids) -> Callable[[], np.ndarray]:
+def _search(layout: EdgeLayout, ptr, src, keys) -> Callable[[], torch.Tensor]:
     """Search a CSR graph (tensors on one device) by ``keys``: the device part now; returns the rest, a
-    function that gives the edge ids in order (the heap search, on the host; nothing left when the whole
-    search ran on the device)."""
+    function that gives the CSR positions in greedy order (the heap search, on the host; nothing left when
+    the whole search ran on the device)."""
     if searched_on_device(layout, keys.device):
         try:
-            order = chain_order(ptr, src, keys, ids, layout.node_levels(keys.device), layout.output_node)
+            with _device_search:
+                order = chain_order(ptr, src, keys, layout.node_levels(keys.device), layout.output_node)
             return lambda: order
         except (torch.OutOfMemoryError, NotSettled):
             torch.cuda.empty_cache()  # the heap search needs a fraction of the device memory
-    job = prepare_search(ptr, src, keys, ids, layout.output_node)
-    return lambda: run_search(job)
+    job = prepare_search(ptr, src, keys, torch.arange(len(src), device=keys.device), layout.output_node)
+    return lambda: torch.from_numpy(run_search(job))
 
 
-def greedy_search(graph: TokenGraph) -> Callable[[], np.ndarray]:
-    """The greedy order of ``graph``: its device part now (sorts and ranks, or all of it for a large graph
-    on a GPU), the host part when the returned function is called (outside the model's lock)."""
-    ptr, src, w, ids = graph.csr()
-    return _search(graph.layout, ptr, src, w, ids)
+def greedy_search(csr: SearchCsr) -> Callable[[], tuple[torch.Tensor, np.ndarray]]:
+    """The greedy order of a graph (:meth:`explorer.graph.TokenGraph.search_csr`): its device part now
+    (sorts and ranks, or all of it for a large graph on a GPU), the host part when the returned function
+    is called (outside the model's lock), which gives the edge ids ``[E]`` in order (int64, on the graph's
+    device) and their weights (on the host)."""
+    finish = _search(csr.layout, csr.node_ptr, csr.src, csr.weight)
+
+    def done() -> tuple[torch.Tensor, np.ndarray]:
+        at = finish().to(csr.weight.device)
+        return csr.layout.csr_ids(at.device)[at], csr.weight[at].cpu().numpy()
+
+    return done
 
 
 class _RandomOrders:
@@ -82,10 +93,12 @@ class _RandomOrders:
                 return self._orders[key]
         device = torch.device(device)
         with self._stream(device):
-            ptr, src, ids = layout.csr(device)
-            keys = random_priorities((ids < layout.n_attention_ids).cpu().numpy(), seed)
-            finish = _search(layout, ptr, src, torch.as_tensor(keys, device=device), ids)
-        order = finish()
+            ptr, src = layout.csr(device)
+            keys = random_priorities((layout.csr_ids(device) < layout.n_attention_ids).cpu().numpy(), seed)
+            finish = _search(layout, ptr, src, torch.as_tensor(keys, device=device))
+            del keys
+            at = finish().to(device)
+            order = layout.csr_ids(device)[at].cpu().numpy()
         order.flags.writeable = False  # shared by every trace of this shape
         with self._lock:
             self._orders[key] = order
@@ -114,5 +127,13 @@ _background = ThreadPoolExecutor(4, thread_name_prefix="random-control")
 
 def start_random_control(layout: EdgeLayout, seed: int, device) -> Future:
     """:func:`random_control_order` on a background thread, so that it runs beside a trace's forward pass
-    and greedy search; the future's result is the order."""
-    return _background.submit(random_control_order, layout, seed, device)
+    and greedy search; the future's result is the order. A graph searched on the device is searched now,
+    before the forward pass: beside it, or beside the greedy search, the peaks would add up."""
+    if not searched_on_device(layout, device):
+        return _background.submit(random_control_order, layout, seed, device)
+    done: Future = Future()
+    try:
+        done.set_result(random_control_order(layout, seed, device))
+    except Exception as err:  # raised where the order is waited for, as from the thread
+        done.set_exception(err)
+    return done

@@ -58,18 +58,20 @@ class PreparedSearch:
 
 def rank_weights(weight) -> tuple[torch.Tensor, torch.Tensor]:
     """Edge weights ``[M]`` (a tensor, on its device, or an array) checked and ranked: the edges heaviest
-    first, ties in edge order, and each edge's dense rank (0 = heaviest; equal weights, -0.0 and 0.0
-    included, share a rank). Both ``[M]`` int64. NaN, or 2**31 edges or more, raise ValueError."""
-    w = torch.as_tensor(weight) + 0.0  # -0.0 becomes 0.0: equal weights must sort as equal
+    first, ties in edge order (``[M]`` int64), and each edge's dense rank (0 = heaviest; equal weights,
+    -0.0 and 0.0 included, share a rank; ``[M]`` int32). NaN, or 2**31 edges or more, raise ValueError."""
+    w = torch.as_tensor(weight)
     if torch.isnan(w).any():
         raise ValueError("edge weights contain NaN")
     if w.numel() >= 2**31:
         raise ValueError(f"{w.numel()} edges: the search handles fewer than 2**31")
-    by_weight = torch.sort(-w, stable=True).indices
-    sorted_w = w[by_weight]
-    dense = torch.zeros_like(by_weight)
-    dense[1:] = torch.cumsum(sorted_w[1:] != sorted_w[:-1], 0)
-    rank = torch.empty_like(by_weight)
+    # -(w + 0.0) is -0.0 for both zeros: equal weights must sort as equal
+    descending, by_weight = torch.sort(-(w + 0.0), stable=True)
+    dense = torch.zeros(len(descending), dtype=torch.int32, device=w.device)
+    dense[1:] = descending[1:] != descending[:-1]
+    del descending
+    dense = torch.cumsum(dense, 0, dtype=torch.int32)
+    rank = torch.empty_like(dense)
     rank[by_weight] = dense
     return by_weight, rank
 
@@ -89,7 +91,7 @@ def prepare_search(node_ptr, src, weight, label, root: int) -> PreparedSearch:
     pos = perm - ptr[node]  # the sort keeps each node's range in place
     edges = torch.stack(
         [
-            (rank[perm] << 32) | pos,
+            (rank[perm].long() << 32) | pos,
             torch.as_tensor(src, device=dev).long()[perm],
             torch.as_tensor(label, device=dev).long()[perm],
         ],

@@ -173,11 +173,10 @@ def trace_text(
                     if settings.controls
                     else None
                 )
-                graph = build_graph(lm.adapter, [_prefix(r, t + 1) for r in records], settings.weighting)
+                csr = build_graph(lm.adapter, [_prefix(r, t + 1) for r in records], settings.weighting).search_csr()
+                finish = greedy_search(csr)
                 futures.append(
-                    pool.submit(
-                        search_position, graph, greedy_search(graph), t, logits[t], probes, random_order, lm.device
-                    )
+                    pool.submit(search_position, csr.layout, finish, t, logits[t], probes, random_order, lm.device)
                 )
             timings["graph"] += time.perf_counter() - clock
         return futures

@@ -24,7 +24,7 @@ import torch
 
 from explorer.density import density, recovery_sizes
 from explorer.edges import EdgeLayout, stratum_counts
-from explorer.graph import TokenGraph, build_graph, layout_for
+from explorer.graph import build_graph, layout_for
 from explorer.inputs import (
     check_prompt_text,
     first_token_id,
@@ -157,17 +157,16 @@ class Searched:
 
 
 def search_position(
-    graph: TokenGraph, finish_search, position: int, logits: torch.Tensor, probes: Probes, random_order, device
+    layout: EdgeLayout, finish_search, position: int, logits: torch.Tensor, probes: Probes, random_order, device
 ) -> Searched:
-    """Finish the greedy search of one position's graph (``finish_search``, from
+    """Finish the greedy search of one position's graph of ``layout`` (``finish_search``, from
     :func:`explorer.orders.greedy_search`: on the host, outside the model's lock) and gather its orders on
     ``device``. ``random_order``: a future of the random control's order, or ``None``."""
-    order = finish_search()
+    order, weights = finish_search()
     with memory_message():
-        host = [order] + ([random_order.result()] if random_order is not None else [])
-    orders = [torch.tensor(o, device=device) for o in host]
-    weights = graph.flat_weights()[orders[0]].cpu().numpy()
-    return Searched(position, graph.layout, orders, order, weights, logits, probes)
+        random = [torch.from_numpy(random_order.result()).to(device)] if random_order is not None else []
+    orders = [order.to(device), *random]
+    return Searched(position, layout, orders, order.cpu().numpy(), weights, logits, probes)
 
 
 def evaluate(
@@ -326,13 +325,14 @@ def trace_modes(
         logits, records = lm.instrumentation.recorded_forward(input_ids, logits_to_keep=1)
         logits = logits[0, -1].float()
         probes = probes_for(lm, token_ids, t, logits, gold, target, foil)
-        graph = build_graph(lm.adapter, records, settings.weighting)
+        csr = build_graph(lm.adapter, records, settings.weighting).search_csr()  # the graph's weights freed
         del records
         lap("graph")
         report(0.25, "greedy search")
-        finish_search = greedy_search(graph)
-    item = search_position(graph, finish_search, t, logits, probes, random_order, lm.device)
-    del graph, finish_search  # the weights (4 bytes per id) and the search's tables are not needed again
+        finish_search = greedy_search(csr)
+        del csr
+    item = search_position(layout_for(lm.adapter, t + 1), finish_search, t, logits, probes, random_order, lm.device)
+    del finish_search  # the search's tables are not needed again
     lap("search")
     with holding(lm, report):
         clock = time.perf_counter()  # waiting for the lock is not part of any stage

@@ -7,6 +7,7 @@ import heapq
 import numpy as np
 import torch
 
+from explorer.edges import MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
 from explorer.graph import attention_scale, head_vectors
 from explorer.models.adapters import Adapter
 from explorer.models.hooks import LayerRecord
@@ -98,3 +99,33 @@ def attention_terms(adapter: Adapter, layer: int, rec: LayerRecord, t: int) -> t
     if gain is not None:
         e = e * (gain * inv_std[t])
     return e
+
+
+def plain_csr(lay: EdgeLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSR of :meth:`EdgeLayout.csr` built from every layer at once and cut to the edges that reach
+    the output: ``node_ptr [N+1]``, ``src [M]``, ``ids [M]``."""
+    L, H, T = lay.n_layers, lay.n_heads, lay.n_tokens
+    t = torch.arange(T)
+    layer = torch.arange(L)[:, None]
+    deg = 1 + H * (t + 1)
+    tt = torch.repeat_interleave(t, deg)
+    pos = torch.arange(len(tt)) - (torch.cumsum(deg, 0) - deg)[tt]
+    k = (pos - 1).clamp_min(0)
+    head, src_t = k // (tt + 1), torch.where(pos == 0, tt, k % (tt + 1))
+    attn_ids = torch.where(
+        pos == 0, lay.offset(RESIDUAL_ATTN) + layer * T + tt, ((layer * H + head) * T + tt) * T + src_t
+    )
+    attn_src = 2 * layer * T + src_t
+    attn_dst = (2 * layer + 1) * T + tt
+    tm, is_mlp = t.repeat_interleave(2), torch.arange(2).repeat(T) == 1
+    mlp_ids = torch.where(is_mlp, lay.offset(MLP), lay.offset(RESIDUAL_MLP)) + layer * T + tm
+    mlp_src = (2 * layer + torch.where(is_mlp & lay.parallel, 0, 1)) * T + tm
+    mlp_dst = (2 * layer + 2) * T + tm
+    target = torch.cat([tt, tm]).expand(L, -1)
+    keep = (layer < L - 1) | (target == T - 1)
+    ids = torch.cat([attn_ids, mlp_ids], 1)[keep]
+    src = torch.cat([attn_src, mlp_src], 1)[keep]
+    dst = torch.cat([attn_dst, mlp_dst.expand(L, -1)], 1)[keep]
+    node_ptr = torch.zeros(lay.n_nodes + 1, dtype=torch.long)
+    node_ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=lay.n_nodes), 0)
+    return node_ptr.numpy(), src.numpy(), ids.numpy()

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.edges import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP
-from explorer.graph import build_graph
+from explorer.edges import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
+from explorer.graph import TokenGraph, build_graph
 from explorer.orders import search_graph
 from tests.helpers import IDS, TINY_CONFIGS, record, tiny_loaded
-from tests.reference import attention_terms
+from tests.reference import attention_terms, plain_csr
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3", "olmo2", "gpt2", "pythia"])
@@ -25,6 +25,7 @@ def test_weights_into_every_node_sum_to_one(recorded, weighting):
     lm, records = recorded
     g = build_graph(lm.adapter, records, weighting)
     ptr, src, w, ids = g.csr()
+    w, ptr = w.numpy(), ptr.numpy()
     sums = np.add.reduceat(w, ptr[:-1][np.diff(ptr) > 0])
     np.testing.assert_allclose(sums, 1.0, atol=1e-5)
     assert (w >= 0).all()
@@ -69,6 +70,25 @@ def test_output_node_uses_linearised_final_norm(recorded):
     r, m = (gain * mid).abs().sum(), (gain * rec.mlp[-1].float()).abs().sum()
     torch.testing.assert_close(g.residual_mlp[-1, -1], r / (r + m), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(g.mlp[-1, -1], m / (r + m), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, False), (1, 3, 4, True), (3, 2, 5, False), (4, 3, 7, True)])
+def test_layer_by_layer_csr_equals_the_plain_one(shape):
+    """The CSR built a layer at a time (int32 sources) is the one built from every layer at once, and
+    the weights gathered block by block are the concatenated blocks' entries."""
+    lay = EdgeLayout(*shape)
+    ptr, src = lay.csr("cpu")
+    plain_ptr, plain_src, plain_ids = plain_csr(lay)
+    np.testing.assert_array_equal(ptr.numpy(), plain_ptr)
+    np.testing.assert_array_equal(src.numpy(), plain_src)
+    np.testing.assert_array_equal(lay.csr_ids("cpu").numpy(), plain_ids)
+    assert src.dtype == torch.int32 and len(src) == lay.n_edges
+    L, H, T, _ = shape
+    blocks = [torch.rand(L, H, T, T), torch.rand(L, T), torch.rand(L, T), torch.rand(L, T)]
+    g = TokenGraph(lay, "l1", *blocks)
+    flat = torch.cat([b.reshape(-1) for b in blocks])
+    ids = torch.as_tensor(plain_ids)
+    torch.testing.assert_close(g.weights_of(ids), flat[ids], rtol=0, atol=0)
 
 
 def test_csr_agrees_with_layout_decode(recorded):

@@ -60,9 +60,7 @@ def test_model_graph_order_equals_heap_and_is_connected(family, weighting):
     pos = greedy_order(sg)
     np.testing.assert_array_equal(pos, heap_greedy_order(sg))
     levels = g.layout.node_levels("cpu")
-    np.testing.assert_array_equal(
-        chain_order(sg.node_ptr, sg.src, sg.weight, np.arange(len(pos)), levels, sg.root), pos
-    )
+    np.testing.assert_array_equal(chain_order(sg.node_ptr, sg.src, sg.weight, levels, sg.root).numpy(), pos)
     # every edge is popped once: E edges in all
     assert sorted(pos.tolist()) == list(range(g.layout.n_edges))
     # each edge's target is the output node or the source of an earlier edge: every prefix (every
@@ -88,8 +86,10 @@ def test_trace_and_random_control_jobs_follow_the_plain_heap():
     _, records = record(lm)
     g = build_graph(lm.adapter, records, "l1")
     sg, ids = search_graph(g)
-    trace_order = greedy_search(g)()
+    trace_order, weights = greedy_search(g.search_csr())()
+    trace_order = trace_order.numpy()
     np.testing.assert_array_equal(trace_order, ids[heap_greedy_order(sg)])
+    np.testing.assert_array_equal(weights, sg.weight[heap_greedy_order(sg)].astype(np.float32))
     random_control_order.clear()
     random_order = random_control_order(g.layout, 5, "cpu")
     keys = random_priorities(ids < g.layout.n_attention_ids, 5)
@@ -172,7 +172,7 @@ def test_chain_search_equals_plain_heap_on_random_graphs(levels):
         g = random_dag(rng, int(rng.integers(2, 40)), 6, n_weight_levels=levels)
         signed = np.where(rng.random(len(g.weight)) < 0.5, -g.weight, g.weight)  # -0.0 for half the zeros
         g = SearchGraph(g.node_ptr, g.src, np.where(g.weight == 0, signed, g.weight), g.root)
-        got = chain_order(g.node_ptr, g.src, g.weight, np.arange(len(g.src)), _id_levels(g), g.root)
+        got = chain_order(g.node_ptr, g.src, g.weight, _id_levels(g), g.root).numpy()
         np.testing.assert_array_equal(got, heap_greedy_order(g))
 
 
@@ -189,8 +189,8 @@ def test_chain_search_on_a_layered_graph_with_many_ties():
     for parallel in (False, True):
         g = TokenGraph(EdgeLayout(L, H, T, parallel), "l1", q(L, H, T, T), q(L, T), q(L, T), q(L, T))
         sg, ids = search_graph(g)
-        got = chain_order(sg.node_ptr, sg.src, sg.weight, ids, g.layout.node_levels("cpu"), sg.root)
-        np.testing.assert_array_equal(got, ids[heap_greedy_order(sg)])
+        got = chain_order(sg.node_ptr, sg.src, sg.weight, g.layout.node_levels("cpu"), sg.root).numpy()
+        np.testing.assert_array_equal(got, heap_greedy_order(sg))
 
 
 def test_traces_are_the_same_with_the_chain_search(monkeypatch):
