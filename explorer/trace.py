@@ -17,6 +17,7 @@ batches, each read at its own position.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -156,6 +157,14 @@ class Searched:
     probes: Probes
 
 
+def _to_device(order: np.ndarray, device) -> torch.Tensor:
+    """A kept random control's order (read-only, shared by every trace of its shape) on ``device``, without
+    a host copy: the tensor is only read, to copy it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(order).to(device, copy=True)
+
+
 def search_position(
     layout: EdgeLayout, finish_search, position: int, logits: torch.Tensor, probes: Probes, random_order, device
 ) -> Searched:
@@ -164,7 +173,7 @@ def search_position(
     ``device``. ``random_order``: a future of the random control's order, or ``None``."""
     order, weights = finish_search()
     with memory_message():
-        random = [torch.from_numpy(random_order.result()).to(device)] if random_order is not None else []
+        random = [_to_device(random_order.result(), device)] if random_order is not None else []
     orders = [order.to(device), *random]
     return Searched(position, layout, orders, order.cpu().numpy(), weights, logits, probes)
 
