@@ -52,10 +52,12 @@ def chain_order(node_ptr, src, weight, node_level, root: int) -> torch.Tensor:
     ``u -> v``, ``node_level[u] > node_level[v]``. Edges whose target cannot reach the root are left out,
     as the search never meets them.
 
-    Memory beyond the inputs: five int32 and one int16 entry per edge held across rounds (ranks, targets,
-    the keys' order, the levels' edges and pairs; parents and depths), plus one sort's buffers at a time
-    (an int64 key and its sort, about 40 bytes per edge). Whole-graph elementwise work runs in steps of
-    ``CHUNK`` edges and a level's chain comparisons in parts of ``GATHER`` entries.
+    Memory beyond the inputs: five int32 entries per edge held across rounds (ranks, targets, the keys'
+    order, the levels' edges and pairs), each round's trie (an int32 parent, an int16 depth and an int32
+    position per edge), and one sort's buffers at a time (an int64 key and its sort, about 40 bytes per
+    edge): about 75 bytes per edge at the peak on an H200 (``bench/search_compare.py``). Whole-graph
+    elementwise work runs in steps of ``CHUNK`` edges, a level's chain comparisons in parts of ``GATHER``
+    entries.
     """
     rank = rank_weights(weight)[1]
     dev = rank.device
