@@ -3,6 +3,7 @@ real browser (Debian's headless Chromium, through Playwright) against ``streamli
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.slider_bench                       # 5, 64, 256 tokens
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.slider_bench --tokens 5 --repeats 3
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.slider_bench --tokens 5,64 --lower  # and with the views below in view
 
 The embedded model (SmolLM2-135M) on the CPU, the page's defaults (l1 weights, mode ``all``, both
 controls). For each prompt length the page traces the prompt once (not timed), then the slider is moved
@@ -10,7 +11,10 @@ one step into a small size (the stratum nearest 1e-3), a middle one (nearest 0.0
 each ``--repeats`` times (one step away and back; only the moves into the size are counted). A re-draw is
 the time from the key press to the page having settled: the script's rerun done (no "running" status),
 the header showing the new size, the node graph's frame drawn at the new size, and two animation frames
-after that. The median and the largest are printed per size.
+after that. The median and the largest are printed per size. The page is at its top, as a move leaves it:
+the views below the first ones ("Error against size", the token graph, the downloads) are drawn when
+scrolled into view, not at a move. With ``--lower`` the same moves are also timed with those views in view
+(scrolled to them, the slider keeping the keyboard's focus), until they too are drawn at the new size.
 """
 
 from __future__ import annotations
@@ -112,11 +116,45 @@ def move(page, frame, key: str) -> tuple[float, str]:
     return (end - start) / 1000, label
 
 
+FOLLOWER = (  # the key the views below were drawn for (ui/view_sync.py), in their component's shadow root
+    "() => { const m = [...document.querySelectorAll('[data-testid=\"stBidiComponentIsolated\"]')]"
+    ".map(h => h.shadowRoot && h.shadowRoot.querySelector('span[data-view]')).find(Boolean);"
+    " return m ? m.dataset.view : null; }"
+)
+
+
+def move_in_view(page, frame, key: str, index: int) -> tuple[float, str]:
+    """:func:`move` with the views below in view: the key goes to the focused slider without scrolling to
+    it, and the page has settled once those views are drawn at stratum ``index`` as well."""
+    before = slider_label(page)
+    group = str(page.evaluate(FOLLOWER)).rsplit(":", 1)[0]
+    start = page.evaluate("() => Date.now()")
+    page.keyboard.press(key)
+    page.wait_for_function(
+        "(b) => { const t = document.querySelector(" + repr(THUMB) + "); return t && t.innerText !== b; }",
+        arg=before,
+        timeout=120_000,
+    )
+    label = slider_label(page)
+    size = label.split(" \u00b7 ")[0].removeprefix("s = ")
+    page.wait_for_function(SETTLED, arg=size, polling="raf", timeout=120_000)
+    frame.wait_for_function(
+        "(size) => document.body.getAttribute('data-size') === size", arg=size, polling=10, timeout=120_000
+    )
+    page.wait_for_function(
+        "(want) => (" + FOLLOWER + ")() === want && " + IDLE, arg=f"{group}:{index}", polling="raf", timeout=120_000
+    )
+    end = page.evaluate(
+        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(Date.now()))))"
+    )
+    return (end - start) / 1000, label
+
+
 def size_of(label: str) -> float:
     return float(label.split(" \u00b7 ")[0].removeprefix("s = "))
 
 
-def bench(page, url: str, n_tokens: int, repeats: int) -> None:
+def bench(page, url: str, n_tokens: int, repeats: int, lower: bool = False) -> None:
     prompt = prompt_of(n_tokens)
     start = time.perf_counter()
     page.goto(f"{url}/?prompt={urllib.parse.quote(prompt)}")
@@ -148,6 +186,25 @@ def bench(page, url: str, n_tokens: int, repeats: int) -> None:
             f"over {repeats} moves",
             flush=True,
         )
+        if lower:
+            page.get_by_text("Error against size").first.scroll_into_view_if_needed()
+            page.wait_for_function(
+                "(want) => (" + FOLLOWER + ")() === want && " + IDLE,
+                arg=f"{str(page.evaluate(FOLLOWER)).rsplit(':', 1)[0]}:{at}",
+                polling="raf",
+                timeout=120_000,
+            )
+            here = -1 if away == "ArrowLeft" else 1
+            times = []
+            for _ in range(repeats):
+                move_in_view(page, frame, away, at + here)
+                times.append(move_in_view(page, frame, back, at)[0])
+            print(
+                f"  {'':6s} {'with the views below in view':28s} re-draw median {statistics.median(times):.2f} s, "
+                f"max {max(times):.2f} s over {repeats} moves",
+                flush=True,
+            )
+            page.locator(SLIDER).first.scroll_into_view_if_needed()
 
 
 def main() -> None:
@@ -156,6 +213,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--width", type=int, default=1440)
     ap.add_argument("--height", type=int, default=900)
+    ap.add_argument("--lower", action="store_true", help="also time the moves with the views below in view")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -166,7 +224,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": args.width, "height": args.height})
             print(f"{args.width} x {args.height} window; {os.cpu_count()} CPUs; the embedded model on the CPU")
             for n in (int(x) for x in args.tokens.split(",")):
-                bench(page, url, n, args.repeats)
+                bench(page, url, n, args.repeats, args.lower)
             browser.close()
     finally:
         proc.terminate()

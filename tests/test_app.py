@@ -69,8 +69,10 @@ def move(at: AppTest, index: int) -> AppTest:
 
 
 def graph_data(at: AppTest) -> dict:
-    """What the page sends its node graph's frame: ``page`` (the frame's document), ``graph``, ``height``."""
-    return json.loads(at.get("bidi_component")[0].proto.json)
+    """What the page sends its node graph's frame: ``page`` (the frame's document, sent with a full run of
+    the script), ``graph`` (sent as JSON text), ``height``."""
+    data = json.loads(at.get("bidi_component")[0].proto.json)
+    return data | {"graph": json.loads(data["graph"])}
 
 
 def test_page_shows_all_views(app):

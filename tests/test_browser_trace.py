@@ -2,7 +2,8 @@
 every size, and at each one the page shows no exception, the composition chart has its two bars (one
 above the other) with a legend each, the inspector keeps the component a click in the node graph chose
 (saying so where this size's trace does not hold it), the graph highlights it, and the graph's axis labels
-stay where they were. Screenshots of a few sizes are saved under the test's temporary folder."""
+stay where they were; the views below the first screen follow the slider once scrolled into view.
+Screenshots of a few sizes are saved under the test's temporary folder."""
 
 from __future__ import annotations
 
@@ -171,3 +172,49 @@ def test_every_size_reads_right(server, page, tmp_path, width, height):
     whole = shoot_whole(page, tmp_path, f"trace_whole_{width}x{height}")
     assert whole.stat().st_size > 20_000
     print(f"screenshots in {tmp_path}")
+
+
+def view_drawn(page) -> str:
+    """The view the views below the first screen were last drawn for (their follower's key)."""
+    return page.locator("span[data-view]").first.get_attribute("data-view") or ""
+
+
+def wait_for_view(page, check, timeout_s: float = 60) -> str:
+    """The follower's key once ``check(key)`` holds (and the page is idle)."""
+    for _ in range(int(timeout_s * 10)):
+        key = view_drawn(page)
+        if check(key):
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+            return key
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the views below stayed drawn for {view_drawn(page)}")
+
+
+def test_the_views_below_follow_the_slider_once_shown(server, page):
+    """A slider move re-draws the views on screen; "Error against size", the token graph and the downloads,
+    below the first screen at 1440 x 900, are drawn at the slider's size when scrolled into view (at the
+    full graph the target's probability is the full model's), and at once while they are in view."""
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{server}/?prompt={PROMPT.replace(' ', '%20')}")
+    page.wait_for_selector(SLIDER, state="attached", timeout=TRACE_TIMEOUT_MS)
+    frame = graph_frame(page)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    first = view_drawn(page)
+    group, index = first.rsplit(":", 1)
+    slider = page.locator(SLIDER).first
+    before = drawn(frame)
+    slider.focus()
+    slider.press("End")
+    settled(page, frame, before)
+    page.wait_for_timeout(500)
+    assert view_drawn(page) == first, "drawn again while out of view"
+    page.get_by_text("Error against size").first.scroll_into_view_if_needed()
+    shown = wait_for_view(page, lambda key: key != first)
+    assert shown.split(":")[0] == group and int(shown.rsplit(":", 1)[1]) > int(index), (first, shown)
+    target = page.locator('[data-testid="stMetric"]', has_text="P(target) here").first.inner_text().split("\n")
+    value, full = [t.strip() for t in target if t.strip()][1:3]
+    assert full == f"full: {value}", target
+    # while they are in view, a move re-draws them as well
+    page.keyboard.press("Home")
+    wait_for_view(page, lambda key: key == f"{group}:0")
+    assert_no_exception(page)

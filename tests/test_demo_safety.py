@@ -188,8 +188,10 @@ def test_a_prompt_with_a_script_is_shown_as_text(configured):
 
 
 def graph_frame_data(at: AppTest) -> dict:
-    """What the Trace page sends its node graph's component: ``page``, ``graph``, ``height``."""
-    return json.loads(at.get("bidi_component")[0].proto.json)
+    """What the Trace page sends its node graph's component: ``page`` (with a full run of the script),
+    ``graph`` (sent as JSON text), ``height``."""
+    data = json.loads(at.get("bidi_component")[0].proto.json)
+    return data | {"graph": json.loads(data["graph"])}
 
 
 def test_the_node_graph_page_is_left_for_an_opaque_origin(configured):

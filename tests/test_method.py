@@ -190,7 +190,7 @@ def test_guided_example_loads_and_shows_its_point(trace_page, lm, example):
     # what the sentence relies on, measured on the embedded model
     assert metrics["Top-1 here"].proto.delta == f"full: {example.top1!r}"
     assert metrics["Top-1 first kept at"].value == f"s = {format_size(example.top1_kept_from)}"
-    curves = datasets(at, 2)
+    curves = chart_with(at, {"variant", "metric"})
     variants = set(curves["variant"].dropna())
     assert ("random control" in variants) == example.controls
     assert any(v.startswith("s-trace, ") for v in variants) == example.compare_modes

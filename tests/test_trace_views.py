@@ -131,6 +131,22 @@ def test_a_component_s_edges_are_found_by_their_ids(trace):
     assert [r["weight"] for r in rows] == sorted((r["weight"] for r in rows), reverse=True)
 
 
+@pytest.mark.parametrize("kept,kept_bytes", [(3, 32 << 20), (16, 1)])
+def test_a_component_s_edges_at_every_size_from_positions_found_once(trace, monkeypatch, kept, kept_bytes):
+    """Each stratum takes the first of the component's positions in the order (found once, kept for a
+    few components, in a few bytes): the same edges as the stratum's own, for more than are kept."""
+    monkeypatch.setattr(stratum_data, "POSITIONS_KEPT", kept)
+    monkeypatch.setattr(stratum_data, "POSITIONS_BYTES", kept_bytes)
+    names = trace.layout.component_names()
+    asked = names[:5] + names[:2] + names[-3:]
+    for index in range(len(trace.strata)):
+        e = labels.trace_edges(trace, index)
+        for name in asked:
+            got = stratum_data.component_edge_ids(trace, index, name)
+            assert got.tolist() == np.nonzero(e["component"] == names.index(name))[0].tolist(), (index, name)
+            assert len(got) == trace.strata[index].components.get(name, 0)
+
+
 # ------------------------------------------------------------------------------------------ node graph
 
 

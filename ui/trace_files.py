@@ -6,6 +6,8 @@ button is pressed (``st.download_button`` with a function)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from explorer.config import AppConfig
@@ -58,13 +60,16 @@ def open_form(cfg: AppConfig) -> None:
             st.button("Close the file, back to tracing", key="trace_close", on_click=close_opened)
 
 
-def downloads(trace: Trace, index: int, stem: str) -> None:
-    """The trace's files at stratum ``index``: JSON, HTML report, Neuronpedia graph, edge list, table."""
+def downloads(trace: Trace, index: int | Callable[[], int], stem: str) -> None:
+    """The trace's files at stratum ``index`` (or at the index ``index()`` gives when a button is pressed):
+    JSON, HTML report, Neuronpedia graph, edge list, table. Each file is written when its button is pressed."""
     from explorer import edge_list, neuronpedia
     from explorer.export import to_csv, to_json
     from explorer.views.report import report_html
 
-    size = trace.strata[index].size
+    def size() -> float:
+        return trace.strata[index() if callable(index) else index].size
+
     cols = st.columns(5)
     cols[0].download_button(
         "Trace (JSON)",
@@ -76,7 +81,7 @@ def downloads(trace: Trace, index: int, stem: str) -> None:
     )
     cols[1].download_button(
         "Report (HTML)",
-        lambda: report_html(trace, size),
+        lambda: report_html(trace, size()),
         f"{stem}.html",
         "text/html",
         key="dl_html",
@@ -84,7 +89,7 @@ def downloads(trace: Trace, index: int, stem: str) -> None:
     )
     cols[2].download_button(
         "Graph (Neuronpedia JSON)",
-        lambda: neuronpedia.to_graph(trace, size).to_json(),
+        lambda: neuronpedia.to_graph(trace, size()).to_json(),
         f"{stem}-graph.json",
         "application/json",
         key="dl_np",
@@ -92,7 +97,7 @@ def downloads(trace: Trace, index: int, stem: str) -> None:
     )
     cols[3].download_button(
         "Edge list (CSV)",
-        lambda: edge_list.to_csv(edge_list.component_links(trace, size)),
+        lambda: edge_list.to_csv(edge_list.component_links(trace, size())),
         f"{stem}-edges.csv",
         "text/csv",
         key="dl_edges",

@@ -5,12 +5,14 @@ bars, the token graph and the "Error against size" panels.
 
 Session keys: ``node`` (the inspector's choice, a widget), ``inspect`` (the same choice, kept while the
 inspector is not drawn), ``node_graph`` (the graph's frame), ``size_request`` (a size asked for by the URL,
-an example or another page, for the next trace shown) and ``shown_size`` (the trace and size last shown,
-to come back to after a visit to another page).
+an example or another page, for the next trace shown), ``shown_size`` (the trace and size last shown,
+to come back to after a visit to another page) and ``shown_now`` (the index shown, for the downloads).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Literal
 
 import pandas as pd
@@ -22,12 +24,13 @@ from explorer.sweep_cache import Sweep
 from explorer.views import graph_page, labels, node_graph, sweep_views, token_graph
 from explorer.views.labels import count_label, first_entry, format_size
 from explorer.views.stratum_data import per_trace, strata_data
+from ui import view_sync
 from ui.graph_frame import node_graph_frame
 from ui.panels import panel_columns
 from ui.state import view
 
 NODE, INSPECT, GRAPH = "node", "inspect", "node_graph"
-SIZE_REQUEST, SHOWN = "size_request", "shown_size"
+SIZE_REQUEST, SHOWN, NOW = "size_request", "shown_size", "shown_now"
 MAX_ROWS = 1000  # the inspector's table shows a component's heaviest edges, at most this many
 
 
@@ -76,7 +79,26 @@ def size_slider(trace: Trace) -> int:
         "keys step through the sizes, Home and End go to the smallest and the full graph.",
     )
     state[SHOWN] = (key, trace.strata[index].size)
+    state.setdefault(NOW, {})["index"] = index
     return index
+
+
+def shown_index(trace: Trace) -> int:
+    """The index the size slider shows (for the views drawn apart from it)."""
+    index = st.session_state.get(slider_key(trace))
+    return index if isinstance(index, int) and 0 <= index < len(trace.strata) else labels.default_stratum(trace)
+
+
+def index_now(trace: Trace) -> Callable[[], int]:
+    """A function giving the index the slider shows when it is called (a download's, when pressed: it runs
+    without the session's state, so it reads a box the slider fills)."""
+    box = st.session_state.setdefault(NOW, {"index": shown_index(trace)})
+    return lambda: min(max(int(box.get("index", 0)), 0), len(trace.strata) - 1)
+
+
+def view_key(trace: Trace, index: int) -> str:
+    """The view on show, for :mod:`ui.view_sync`: the trace's slider and its index."""
+    return view_sync.view_key(slider_key(trace), index)
 
 
 # ------------------------------------------------------------------------------------------ charts
@@ -209,7 +231,7 @@ def draw_node_graph(sweep: Sweep, index: int) -> None:
     if chosen not in trace.layout.component_names():
         chosen = heaviest(trace, index)
     graph = node_graph.build(trace, index, size_by, selected=chosen)
-    node_graph_frame(graph_page.graph_data(graph), key=GRAPH, on_click=_clicked)
+    node_graph_frame(json.dumps(graph_page.graph_data(graph)), key=GRAPH, on_click=_clicked)
     inspector(trace, index, graph, chosen)
 
 

@@ -4,10 +4,11 @@ colour (the size at which a component entered) and size, and the chosen componen
 
 One page serves both uses. Standalone (:func:`standalone`: a notebook, a saved file) it holds its graph.
 In the app (:func:`frame_page`) it starts empty and draws each graph its parent window posts to it
-(``{"type": "strace-graph", "graph": graph_data(...)}``), so a slider move sends the graph, not the library;
-a click on a component posts ``{"type": "strace-node", "node": name}`` back. Tooltips are plain text
-(vis-network writes a string title as text), so token texts need no escaping there; the data embedded in
-the standalone page is JSON with ``<``, ``>`` and ``&`` escaped, which cannot end its script.
+(``{"type": "strace-graph", "graph": graph_data(...)}``, or that as JSON text), so a slider move sends the
+graph, not the library; a click on a component posts ``{"type": "strace-node", "node": name}`` back.
+Tooltips are plain text (vis-network writes a string title as text), so token texts need no escaping
+there; the data embedded in the standalone page is JSON with ``<``, ``>`` and ``&`` escaped, which cannot
+end its script.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ network.on("click", function (p) {{
   }}
 }});
 window.addEventListener("message", function (e) {{
-  if (e.source === window.parent && e.data && e.data.type === "strace-graph") draw(e.data.graph);
+  if (e.source !== window.parent || !e.data || e.data.type !== "strace-graph") return;
+  draw(typeof e.data.graph === "string" ? JSON.parse(e.data.graph) : e.data.graph);
 }});
 {start}
 </script>

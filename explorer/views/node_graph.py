@@ -157,7 +157,7 @@ def node_edges(trace: Trace, index: int, name: str, limit: int | None = None) ->
     ranks = component_edge_ids(trace, index, name)
     ranks = ranks[np.argsort(-np.asarray(trace.order_weights)[ranks], kind="stable")][:limit]
     edges = trace.layout.decode(np.asarray(trace.order)[ranks])
-    weights = np.asarray(trace.order_weights, dtype=np.float64)[ranks]
+    weights = np.asarray(trace.order_weights)[ranks].astype(np.float64)  # the rows' only: the order is long
     return [
         {
             "rank": int(ranks[i]),

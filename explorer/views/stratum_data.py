@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -175,9 +176,37 @@ def strata_data(trace: Trace) -> list[StratumData]:
     return per_trace(trace, "strata", lambda: compute(trace))
 
 
+POSITIONS_KEPT = 16
+"""Components whose positions in the greedy order are kept per trace (the inspector's recent choices)..."""
+POSITIONS_BYTES = 32 << 20
+"""... within this many bytes (the last one asked for is always kept)."""
+
+
+def _positions(trace: Trace, c: int, lo: int, hi: int) -> np.ndarray:
+    """``[n]`` the positions in the whole greedy order of the edges with ids in ``[lo, hi)`` (component
+    ``c``), ascending: found in one pass and kept for the components asked for last (:data:`POSITIONS_KEPT`,
+    :data:`POSITIONS_BYTES`)."""
+    kept: OrderedDict[int, np.ndarray] = per_trace(trace, "component_positions", OrderedDict)
+    with _LOCK:
+        found = kept.get(c)
+        if found is not None:
+            kept.move_to_end(c)
+            return found
+    ids = np.asarray(trace.order)
+    found = np.nonzero((ids >= lo) & (ids < hi))[0]
+    if len(ids) < 2**31:
+        found = found.astype(np.int32)
+    with _LOCK:
+        kept[c] = found
+        while len(kept) > 1 and (len(kept) > POSITIONS_KEPT or sum(a.nbytes for a in kept.values()) > POSITIONS_BYTES):
+            kept.popitem(last=False)
+    return found
+
+
 def component_edge_ids(trace: Trace, index: int, name: str) -> np.ndarray:
     """The positions in the greedy order of the trace's edges of component ``name`` at stratum ``index``
-    (its ids form one block of the layout, so no edge is decoded to find them)."""
+    (its ids form one block of the layout, so no edge is decoded to find them). The strata are prefixes of
+    the order, so the component's positions are found once and each stratum takes the first of them."""
     lay = trace.layout
     names = lay.component_names()
     if name not in names:
@@ -191,5 +220,5 @@ def component_edge_ids(trace: Trace, index: int, name: str) -> np.ndarray:
 
         lo = lay.block_id(MLP, c - lay.n_layers * lay.n_heads, 0)
         hi = lo + T
-    ids = np.asarray(trace.order[: trace.strata[index].n_edges])
-    return np.nonzero((ids >= lo) & (ids < hi))[0]
+    found = _positions(trace, c, lo, hi)
+    return found[: int(np.searchsorted(found, trace.strata[index].n_edges))].astype(np.int64)

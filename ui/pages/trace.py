@@ -3,9 +3,9 @@
 Pick a model and a prompt in the sidebar, and the prompt's token after which the prediction is traced
 (default: the last); the whole size sweep is computed once and cached, and the slider above the views
 moves over the evaluated sizes, re-drawing the linked views (:mod:`ui.trace_views`; a slider move re-runs
-only them). A target token (and a foil) is followed across sizes beside TV (:mod:`ui.trace_target`). The
-URL's query parameters (``model``, ``prompt``, ``size``, ``position``, ``target``, ``foil``,
-``component``) reproduce a view.
+only those at the top of the page, and those below, :mod:`ui.trace_lower`, when they are in view). A target
+token (and a foil) is followed across sizes beside TV (:mod:`ui.trace_target`). The URL's query parameters
+(``model``, ``prompt``, ``size``, ``position``, ``target``, ``foil``, ``component``) reproduce a view.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from explorer.examples import EXAMPLES
 from explorer.results import Trace, table_rows
 from explorer.sweep_cache import Sweep
 from explorer.views import labels, sweep_views
-from ui import component_panel, trace_files, trace_target, trace_views
+from ui import component_panel, trace_files, trace_lower, trace_target, trace_views, view_sync
 from ui.debug import debug_panel
 from ui.nav import take_open_request
 from ui.safe import code, plain
@@ -254,16 +254,6 @@ def run_sweep(inputs: dict) -> Sweep | None:
     return sweep
 
 
-@view(
-    "Error against size",
-    "Each line: how far the subgraph's prediction is from the full model's as it grows; "
-    "the s-trace should sit well below the random control. Red dashes: the slider's size. " + trace_target.CAPTION,
-)
-def draw_curves(sweep: Sweep, index: int) -> None:
-    trace_target.draw_target(sweep, index)
-    trace_views.draw_curves(sweep.trace, index, most=2)
-
-
 def short(text: str, most: int = 28) -> str:
     """``text`` cut to ``most`` characters with an ellipsis (a metric's value; the whole in its help)."""
     return text if len(text) <= most else text[: most - 1] + "\u2026"
@@ -352,13 +342,14 @@ def downloads(sweep: Sweep) -> None:
 
 @st.fragment
 def views(sweep: Sweep, model_id: str, prompt: str, probes: tuple[str | None, str | None], model=None) -> None:
-    """Everything that follows the size slider. A move of the slider, a click in the node graph or a choice
-    in the views re-runs only this part of the page; a new target or foil (``probes`` were the sweep's)
-    re-runs the whole page, which traces again."""
+    """The size slider and the views at the top of the page (the node graph and its inspector, the output
+    distribution, the composition), with the component panel. A move of the slider, a click in the node
+    graph or a choice in the views re-runs only this part of the page (the views below,
+    :mod:`ui.trace_lower`, follow when in view); a new target or foil (``probes`` were the sweep's) re-runs
+    the whole page, which traces again."""
     if trace_target.target_and_foil() != probes:
         st.rerun()
     tr = sweep.trace
-    summary(tr)
     index = trace_views.size_slider(tr)
     header(sweep, index)
     left, right = st.columns([1, 1], gap="large")
@@ -367,8 +358,7 @@ def views(sweep: Sweep, model_id: str, prompt: str, probes: tuple[str | None, st
     with right:
         trace_views.draw_distribution(sweep, index)
         trace_views.draw_composition(sweep, index)
-    draw_curves(sweep, index)
-    trace_views.draw_token_graph(sweep, index)
+        view_sync.publish(trace_views.view_key(tr, index))  # no room taken: the column is the shorter
     chosen = trace_views.chosen_component()
     if st.session_state.get(trace_views.PANEL):
         draw_component(sweep, index, chosen, model)
@@ -380,8 +370,6 @@ def views(sweep: Sweep, model_id: str, prompt: str, probes: tuple[str | None, st
             on_click=lambda: st.session_state.update({trace_views.PANEL: True}),
             help="or click a component in the graph",
         )
-    st.subheader("Export")
-    trace_files.downloads(tr, index, "s-trace")
     for name in ("target", "foil", "component", "revision"):
         if name in st.query_params:
             del st.query_params[name]
@@ -399,7 +387,9 @@ def show_opened(name: str, tr: Trace) -> None:
     st.info(f"Showing the saved trace {code(name)}; close it in the sidebar to trace a prompt.")
     sweep = Sweep(tr, 0.0, 0.0, cached=True)
     sweep_views.warm(tr)
+    summary(tr)
     views(sweep, tr.model_id, tr.prompt, trace_target.target_and_foil(), None)
+    trace_lower.lower_views(sweep, trace_target.target_and_foil())
     downloads(sweep)
 
 
@@ -431,7 +421,9 @@ def main() -> None:
     def model():
         return cached_model(inputs["model_id"], inputs["device"], inputs["dtype"], inputs["revision"])[0]
 
+    summary(sweep.trace)
     views(sweep, inputs["model_id"], inputs["prompt"], (target, foil), model)
+    trace_lower.lower_views(sweep, (target, foil))
     downloads(sweep)
     debug_panel(sweep)
 
