@@ -92,13 +92,9 @@ def slider_label(page) -> str:
     return page.locator(THUMB).first.inner_text()
 
 
-def move(page, frame, key: str) -> tuple[float, str]:
-    """Press ``key`` on the slider; the seconds until the page has settled at the new size, and its label."""
-    before = slider_label(page)
-    slider = page.locator(SLIDER).first
-    slider.focus()
-    start = page.evaluate("() => Date.now()")
-    slider.press(key)
+def _settled(page, frame, before: str) -> tuple[str, str]:
+    """Wait until the slider's label is no longer ``before``, the page has settled at the new size and the
+    node graph's frame has drawn it; the label and the size."""
     page.wait_for_function(
         "(b) => { const t = document.querySelector(" + repr(THUMB) + "); return t && t.innerText !== b; }",
         arg=before,
@@ -110,10 +106,25 @@ def move(page, frame, key: str) -> tuple[float, str]:
     frame.wait_for_function(  # polled on a timer: a frame out of view gets no animation frames
         "(size) => document.body.getAttribute('data-size') === size", arg=size, polling=10, timeout=120_000
     )
-    end = page.evaluate(
+    return label, size
+
+
+def _two_frames_later(page) -> int:
+    """The browser's clock (ms) two animation frames from now."""
+    return page.evaluate(
         "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(Date.now()))))"
     )
-    return (end - start) / 1000, label
+
+
+def move(page, frame, key: str) -> tuple[float, str]:
+    """Press ``key`` on the slider; the seconds until the page has settled at the new size, and its label."""
+    before = slider_label(page)
+    slider = page.locator(SLIDER).first
+    slider.focus()
+    start = page.evaluate("() => Date.now()")
+    slider.press(key)
+    label, _ = _settled(page, frame, before)
+    return (_two_frames_later(page) - start) / 1000, label
 
 
 FOLLOWER = (  # the key the views below were drawn for (ui/view_sync.py), in their component's shadow root
@@ -130,24 +141,11 @@ def move_in_view(page, frame, key: str, index: int) -> tuple[float, str]:
     group = str(page.evaluate(FOLLOWER)).rsplit(":", 1)[0]
     start = page.evaluate("() => Date.now()")
     page.keyboard.press(key)
-    page.wait_for_function(
-        "(b) => { const t = document.querySelector(" + repr(THUMB) + "); return t && t.innerText !== b; }",
-        arg=before,
-        timeout=120_000,
-    )
-    label = slider_label(page)
-    size = label.split(" \u00b7 ")[0].removeprefix("s = ")
-    page.wait_for_function(SETTLED, arg=size, polling="raf", timeout=120_000)
-    frame.wait_for_function(
-        "(size) => document.body.getAttribute('data-size') === size", arg=size, polling=10, timeout=120_000
-    )
+    label, _ = _settled(page, frame, before)
     page.wait_for_function(
         "(want) => (" + FOLLOWER + ")() === want && " + IDLE, arg=f"{group}:{index}", polling="raf", timeout=120_000
     )
-    end = page.evaluate(
-        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(Date.now()))))"
-    )
-    return (end - start) / 1000, label
+    return (_two_frames_later(page) - start) / 1000, label
 
 
 def size_of(label: str) -> float:
