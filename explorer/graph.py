@@ -64,16 +64,17 @@ class TokenGraph:
         return out
 
     def search_csr(self) -> SearchCsr:
-        """The graph as the greedy search reads it (:class:`SearchCsr`)."""
-        dev = self.attention.device
-        node_ptr, src = self.layout.csr(dev)
-        return SearchCsr(self.layout, node_ptr, src, self.weights_of(self.layout.csr_ids(dev)))
+        """The graph as the greedy search reads it (:class:`SearchCsr`; the edge ids are not kept)."""
+        node_ptr, src, weight, _ = self.csr()
+        return SearchCsr(self.layout, node_ptr, src, weight)
 
     def csr(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edges grouped by target node in push order (:meth:`EdgeLayout.csr`) with their weights:
         ``node_ptr [N+1]``, ``src [M]``, ``weight [M]`` (float32) and ``edge_id [M]``, ``M = E``."""
-        csr = self.search_csr()
-        return csr.node_ptr, csr.src, csr.weight, self.layout.csr_ids(self.attention.device)
+        dev = self.attention.device
+        node_ptr, src = self.layout.csr(dev)
+        ids = self.layout.csr_ids(dev)
+        return node_ptr, src, self.weights_of(ids), ids
 
 
 STEP = 1 << 26

@@ -58,6 +58,11 @@ def _search(layout: EdgeLayout, ptr, src, keys) -> Callable[[], torch.Tensor]:
     return lambda: torch.from_numpy(run_search(job))
 
 
+def _edge_ids(layout: EdgeLayout, at: torch.Tensor) -> torch.Tensor:
+    """The edge ids of CSR positions ``at [K]`` (as :func:`_search` gives them), on their device."""
+    return layout.csr_ids(at.device)[at]
+
+
 def greedy_search(csr: SearchCsr) -> Callable[[], tuple[torch.Tensor, np.ndarray]]:
     """The greedy order of a graph (:meth:`explorer.graph.TokenGraph.search_csr`): its device part now
     (sorts and ranks, or all of it for a large graph on a GPU), the host part when the returned function
@@ -67,7 +72,7 @@ def greedy_search(csr: SearchCsr) -> Callable[[], tuple[torch.Tensor, np.ndarray
 
     def done() -> tuple[torch.Tensor, np.ndarray]:
         at = finish().to(csr.weight.device)
-        return csr.layout.csr_ids(at.device)[at], csr.weight[at].cpu().numpy()
+        return _edge_ids(csr.layout, at), csr.weight[at].cpu().numpy()
 
     return done
 
@@ -97,8 +102,7 @@ class _RandomOrders:
             keys = random_priorities((layout.csr_ids(device) < layout.n_attention_ids).cpu().numpy(), seed)
             finish = _search(layout, ptr, src, torch.as_tensor(keys, device=device))
             del keys
-            at = finish().to(device)
-            order = layout.csr_ids(device)[at].cpu().numpy()
+            order = _edge_ids(layout, finish().to(device)).cpu().numpy()
         order.flags.writeable = False  # shared by every trace of this shape
         with self._lock:
             self._orders[key] = order
