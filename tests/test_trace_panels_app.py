@@ -5,7 +5,6 @@ a trace opened from a file shows every view without tracing."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,17 +18,7 @@ from explorer.export import write_json
 from explorer.inspection import inspect_component
 from explorer.views import labels
 from explorer.whatif import evaluate_subgraph
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PROMPT = "The capital of France is"
-TIMEOUT = 600
-
-
-def new_app(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for k, v in query.items():
-        at.query_params[k] = v
-    return at
+from tests.test_app import PROMPT, new_app
 
 
 @pytest.fixture(scope="module")
