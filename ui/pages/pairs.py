@@ -22,6 +22,7 @@ from explorer.pairs import PromptPair, pair_traces
 from explorer.sweep_cache import SweepRequest
 from explorer.views import labels
 from explorer.views import pairs as views
+from ui.model_choice import OTHER, choose_model, model_options
 from ui.panels import draw_panels
 from ui.safe import plain
 from ui.state import (
@@ -39,7 +40,6 @@ from ui.state import (
 )
 from ui.trace_target import quoted
 
-OTHER = "other: hub id or local folder"
 WEIGHTS = {"l1": "l1 (default)", "l2": "l2", "ifr": "ifr"}
 PROMPT_A = "When Mary and John went to the store, John gave a drink to"
 PROMPT_B = "When Mary and John went to the store, Mary gave a drink to"
@@ -70,11 +70,7 @@ def init_state() -> None:
     if "pairs_initialised" not in state:
         state.pairs_initialised = True
         qp = st.query_params
-        model = qp.get("model", cfg.default_model)
-        if model in cfg.models or not cfg.allow_other_models:
-            state.pairs_preset = model
-        else:
-            state.pairs_preset, state.pairs_model_text = OTHER, model
+        choose_model(cfg, qp.get("model", cfg.default_model), "pairs_preset", "pairs_model_text")
         if qp.get("a") and qp.get("b"):  # the rest of the address is this page's only with both prompts
             state.pairs_a, state.pairs_b, state.pairs_go = qp["a"], qp["b"], True
             state.pairs_position_a, state.pairs_position_b = qp.get("position", ""), qp.get("position_b", "")
@@ -106,7 +102,7 @@ def sidebar(cfg: AppConfig) -> dict:
     """The model (the configuration says which may be chosen), device, dtype, revision, and the method."""
     state, sb = st.session_state, st.sidebar
     sb.header("Model")
-    options = list(cfg.models) + ([OTHER] if cfg.allow_other_models else [])
+    options = model_options(cfg)
     if state.pairs_preset not in options:
         st.warning(
             f"This app offers only these models: {', '.join(cfg.models)}; showing {cfg.default_model} instead "

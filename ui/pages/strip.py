@@ -20,6 +20,7 @@ from explorer.options import DEFAULT_SIZES
 from explorer.results import TextTrace
 from explorer.sweep_cache import Generation, Strip, StripRequest
 from explorer.views import labels, strip
+from ui.model_choice import OTHER, choose_model, model_options
 from ui.nav import open_in_trace_page
 from ui.safe import plain
 from ui.state import (
@@ -34,7 +35,6 @@ from ui.state import (
     with_progress,
 )
 
-OTHER = "other: hub id or local folder"
 SOURCES = {"text": "Paste a text", "generate": "Generate a continuation"}
 DECODING = {"sampled": "sampled", "greedy": "greedy"}
 WEIGHTS = {"l1": "l1 (default)", "l2": "l2", "ifr": "ifr"}
@@ -79,11 +79,7 @@ def init_state() -> None:
     if "strip_initialised" not in state:
         state.strip_initialised = True
         qp = st.query_params
-        model = qp.get("model", cfg.default_model)
-        if model in cfg.models or not cfg.allow_other_models:
-            state.strip_preset = model
-        else:
-            state.strip_preset, state.strip_model_text = OTHER, model
+        choose_model(cfg, qp.get("model", cfg.default_model), "strip_preset", "strip_model_text")
         if qp.get("text"):
             state.strip_source, state.strip_text, state.strip_go = "text", qp["text"], True
         elif qp.get("continue"):
@@ -128,7 +124,7 @@ def sidebar() -> dict:
     """The model and method of the strip (the device and dtype are the configuration's)."""
     cfg, sb = app_config(), st.sidebar
     sb.header("Model")
-    options = list(cfg.models) + ([OTHER] if cfg.allow_other_models else [])
+    options = model_options(cfg)
     model = sb.selectbox("Model", options, key="strip_preset", label_visibility="collapsed", format_func=model_label)
     if model == OTHER:
         model = sb.text_input("Hub id or local folder", key="strip_model_text").strip()

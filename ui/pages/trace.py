@@ -25,6 +25,7 @@ from explorer.sweep_cache import Sweep
 from explorer.views import labels, sweep_views
 from ui import component_panel, trace_files, trace_lower, trace_target, trace_views, view_sync
 from ui.debug import debug_panel
+from ui.model_choice import OTHER, choose_model, model_options
 from ui.nav import take_open_request
 from ui.safe import code, plain
 from ui.state import (
@@ -43,7 +44,6 @@ from ui.state import (
     view,
 )
 
-OTHER = "other: hub id or local folder"
 WEIGHTS = {"l1": "l1 (default)", "l2": "l2", "ifr": "ifr (information flow routes)"}
 MODES = labels.MODE_LABELS
 
@@ -67,11 +67,7 @@ WIDGETS = (
 
 
 def set_model(model: str) -> None:
-    if model in app_config().models or not app_config().allow_other_models:
-        st.session_state.preset = model
-    else:
-        st.session_state.preset = OTHER
-        st.session_state.model_text = model
+    choose_model(app_config(), model, "preset", "model_text")
 
 
 FLAGS = {"true": True, "false": False}
@@ -158,7 +154,7 @@ def sidebar(cfg: AppConfig) -> tuple[dict, DeltaGenerator]:
     configuration says which models may be chosen."""
     sb = st.sidebar
     sb.header("Model")
-    options = list(cfg.models) + ([OTHER] if cfg.allow_other_models else [])
+    options = model_options(cfg)
     if st.session_state.get("preset") not in options:
         refused = st.session_state.get("preset")
         st.session_state.preset = cfg.default_model
