@@ -113,7 +113,9 @@ def test_sharded_run_equals_a_local_run_and_resumes(local_ray, smollm, text_file
 
 def test_killed_worker_and_failing_prompts(local_ray, tmp_path, monkeypatch):
     """The first actor kills its own process (SIGKILL) before its second prompt; every actor that is given
-    the POISON prompt does the same; one prompt is too long for the token cap."""
+    the POISON prompt does the same; one prompt is too long for the token cap. One prompt in flight per
+    actor: with more, the reply of the prompt an actor finished just before it died can be lost with it,
+    and that prompt is then charged the death instead of the one it died on (see RayTracer._retire)."""
     texts = TEXTS + ["POISON pill", "long " * 80, "the last one"]
     corpus = Corpus("mem", [Prompt(f"p{i}", t) for i, t in enumerate(texts)])
     appended: list[str] = []
@@ -131,7 +133,7 @@ def test_killed_worker_and_failing_prompts(local_ray, tmp_path, monkeypatch):
         out,
         Settings(sizes=(0.1, 1.0), max_tokens=48),
         ("all",),
-        options=RayOptions(workers=2, max_retries=1, fault="after:1,text:POISON"),
+        options=RayOptions(workers=2, max_retries=1, in_flight=1, fault="after:1,text:POISON"),
     )
 
     failed = dict(summary.failed)

@@ -214,7 +214,10 @@ class RayTracer:
         self.waiting[actor.info.remote()] = (slot, None)
 
     def _retire(self, slot: _Slot, reason: str, loaded: bool) -> None:
-        """``slot``'s actor is dead (or unusable): kill it, requeue its prompts, start another or give up."""
+        """``slot``'s actor is dead (or unusable): kill it, requeue its prompts, start another or give up.
+        The oldest prompt without a result is charged the death. An actor that dies right after finishing a
+        prompt can take that prompt's reply with it; that prompt is then the one charged (and traced again),
+        and the one it died on is sent again uncharged: with ``in_flight=1`` the charge is always exact."""
         self._deaths += 1
         self.last_reason = reason
         self.ray.kill(slot.actor)
