@@ -18,7 +18,9 @@ import time
 
 import torch
 
+import explorer.chain_search as chain_search
 import explorer.intervene as intervene
+import explorer.orders as orders
 import explorer.trace as pipeline
 from bench.support import build, random_prompts
 from explorer.cost import estimate_cost
@@ -40,17 +42,31 @@ STAGES = {
 }
 
 
-class StageMemory:
-    """Wraps the stage functions; ``peaks[name]`` and ``left[name]`` in bytes, ``seconds[name]``."""
+SEARCH_PARTS = {  # inside either search on the device (explorer/chain_search.py), reported per search
+    "weight ranks": (orders, "rank_weights"),
+    "level plans": (chain_search, "_level_plans"),
+    "key sort": (chain_search, "_argsort_keys"),
+    "trie": (chain_search, "_trie_positions"),
+    "pre-order": (chain_search, "_preorder"),
+}
 
-    def __init__(self, lm):
+
+class StageMemory:
+    """Wraps the stage functions; ``peaks[name]`` and ``left[name]`` in bytes, ``seconds[name]``. A stage
+    that runs inside another is named ``outer / inner`` (the search's parts); the outer stage's peak
+    includes the inner ones'."""
+
+    def __init__(self, lm, search_parts: bool = False):
         self.peaks: dict[str, int] = {}
         self.left: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
-        self._undo = []
+        self._stack: list[list] = []  # [name, peak so far] of the stages running now, outermost first
         for name, where in STAGES.items():
             owner, attr = (lm.instrumentation, "recorded_forward") if where is None else where
             self._wrap(name, owner, attr)
+        if search_parts:
+            for name, (owner, attr) in SEARCH_PARTS.items():
+                self._wrap(name, owner, attr)
 
     def _wrap(self, name, owner, attr):
         real = getattr(owner, attr)
@@ -60,17 +76,32 @@ class StageMemory:
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
             torch.cuda.synchronize()
+            self._lift()
+            full = " / ".join([n for n, _ in self._stack] + [name]) if name in SEARCH_PARTS else name
+            self._stack.append([full, 0])
             torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
-            torch.cuda.synchronize()
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-            self.peaks[name] = max(self.peaks.get(name, 0), torch.cuda.max_memory_allocated())
-            self.left[name] = torch.cuda.memory_allocated()
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                torch.cuda.synchronize()
+                self._lift()
+                _, peak = self._stack.pop()
+                self.seconds[full] = self.seconds.get(full, 0.0) + time.perf_counter() - t0
+                self.peaks[full] = max(self.peaks.get(full, 0), peak)
+                self.left[full] = torch.cuda.memory_allocated()
+                if self._stack:
+                    self._stack[-1][1] = max(self._stack[-1][1], peak)
             return out
 
         setattr(owner, attr, classmethod(wrapped) if is_class_method else wrapped)
-        self._undo.append((owner, attr, owner.__dict__.get(attr) if isinstance(owner, type) else real))
+
+    def _lift(self) -> None:
+        """Give the peak since the last reset to every running stage, and reset it."""
+        peak = torch.cuda.max_memory_allocated()
+        for entry in self._stack:
+            entry[1] = max(entry[1], peak)
+        torch.cuda.reset_peak_memory_stats()
 
     def reset(self):
         self.peaks.clear()
@@ -86,6 +117,7 @@ def main() -> None:
     ap.add_argument("--no-controls", action="store_true", help="without the inverse and random controls")
     ap.add_argument("--json", default=None, help="also write the rows as JSON lines to this file")
     ap.add_argument("--force", action="store_true", help="run traces that the cost preview would refuse")
+    ap.add_argument("--search-parts", action="store_true", help="also the device search's parts, per search")
     args = ap.parse_args()
     if args.force:
         pipeline.check_memory = lambda *a, **k: None
@@ -94,7 +126,7 @@ def main() -> None:
     for name in args.models.split(","):
         lm = build(name, "cuda", torch.bfloat16)
         weights = torch.cuda.memory_allocated()
-        stages = StageMemory(lm)
+        stages = StageMemory(lm, args.search_parts)
         pipeline.trace_prompt(lm, random_prompts(1, 32, lm.model.config.vocab_size)[0], settings)
         for length in [int(x) for x in args.lengths.split(",")]:
             stages.reset()
@@ -106,6 +138,7 @@ def main() -> None:
                 tr = pipeline.trace_prompt(lm, prompt, settings)
             except OutOfMemory as exc:
                 print(json.dumps({"model": name, "tokens": length, "refused": str(exc)}), flush=True)
+                torch.cuda.empty_cache()
                 continue
             except torch.OutOfMemoryError as exc:  # with --force
                 peaks = {k: v / GIB for k, v in stages.peaks.items()}
@@ -114,7 +147,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 continue
             wall = time.perf_counter() - t0
-            peak = max(stages.peaks.values())
+            peak = max(v for k, v in stages.peaks.items() if " / " not in k)
             row = {
                 "model": name,
                 "tokens": length,

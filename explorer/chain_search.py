@@ -28,8 +28,6 @@ from dataclasses import dataclass
 
 import torch
 
-from explorer.search import rank_weights
-
 MAX_ROUNDS = 64
 CHUNK = 1 << 26
 """Edges per step of the whole-graph elementwise work (the heap keys): each step's int64 temporaries are
@@ -43,23 +41,23 @@ class NotSettled(RuntimeError):
     """The push counters did not agree within ``MAX_ROUNDS`` rounds (the heap search still can)."""
 
 
-def chain_order(node_ptr, src, weight, node_level, root: int) -> torch.Tensor:
+def chain_order(node_ptr, src, rank, node_level, root: int) -> torch.Tensor:
     """The CSR positions of the edges in greedy order, ``[M']`` int64 on the graph's device: the order in
     which :func:`explorer.search.run_search` returns their labels.
 
     CSR arrays by target node in push order (tensors on one device, or arrays): ``node_ptr [N+1]``,
-    ``src [M]``, ``weight [M]`` (no NaN); ``node_level [N]``: 0 for ``root`` and, for every edge
-    ``u -> v``, ``node_level[u] > node_level[v]``. Edges whose target cannot reach the root are left out,
-    as the search never meets them.
+    ``src [M]``, ``rank [M]`` int32, the dense rank of each edge's weight (0 the heaviest, equal weights
+    one rank: :func:`explorer.search.rank_weights`, so that a caller can free the weights before the
+    search); ``node_level [N]``: 0 for ``root`` and, for every edge ``u -> v``, ``node_level[u] >
+    node_level[v]``. Edges whose target cannot reach the root are left out, as the search never meets them.
 
-    Memory beyond the inputs: five int32 entries per edge held across rounds (ranks, targets, the keys'
-    order, the levels' edges and pairs), each round's trie (an int32 parent, an int16 depth and an int32
-    position per edge), and one sort's buffers at a time (an int64 key and its sort, about 40 bytes per
-    edge): about 75 bytes per edge at the peak on an H200 (``bench/search_compare.py``). Whole-graph
-    elementwise work runs in steps of ``CHUNK`` edges, a level's chain comparisons in parts of ``GATHER``
-    entries.
+    Memory beyond the inputs: four int32 entries per edge held across rounds (targets, the keys' order,
+    the levels' edges and pairs), each round's trie (an int32 parent, an int16 depth and an int32 position
+    per edge), and one sort's buffers at a time (one stable sort of int32 keys, about 36 bytes per edge;
+    see ``bench/memory_bench.py --search-parts`` for the measured peaks). Whole-graph elementwise work runs
+    in steps of ``CHUNK`` edges, a level's chain comparisons in parts of ``GATHER`` entries.
     """
-    rank = rank_weights(weight)[1]
+    rank = torch.as_tensor(rank)
     dev = rank.device
     if len(rank) == 0:
         return torch.zeros(0, dtype=torch.long, device=dev)
@@ -84,9 +82,11 @@ def chain_order(node_ptr, src, weight, node_level, root: int) -> torch.Tensor:
         # the result depends on the keys' order only: same order, same result
         if _increasing(rank, dst, offset, live_order):
             order = torch.empty(len(live_order), dtype=torch.long, device=dev)
-            order[position[live_order].long()] = live_order.long()
+            for i in range(0, len(live_order), CHUNK):
+                at = live_order[i : i + CHUNK].long()
+                order[position[at].long()] = at
             return order
-        position = live_order = None  # room for the next sort
+        position = live_order = key_order = None  # room for the next sort
         key_order = _argsort_keys(rank, dst, offset)
     raise NotSettled(f"push counters did not settle in {MAX_ROUNDS} rounds")
 
@@ -99,14 +99,47 @@ def _keys(rank, dst, offset, at: torch.Tensor) -> torch.Tensor:
 
 
 def _argsort_keys(rank, dst, offset) -> torch.Tensor:
-    """``[M]`` int32: the edges by increasing heap key (keys are distinct)."""
+    """``[M]`` int32: the edges by increasing heap key, that is by rank, ties by push counter. The push
+    counters number the edges ``0 .. M-1`` (each node's in-edges take the next ``deg`` counters, reached
+    nodes or not), so the edges by counter are one scatter, and one stable sort of their int32 ranks
+    finishes the order: no ``[M]`` int64 key is formed."""
     m = len(rank)
-    key = torch.empty(m, dtype=torch.long, device=rank.device)
+    dev = rank.device
+    by_counter = torch.empty(m, dtype=torch.int32, device=dev)
     for i in range(0, m, CHUNK):
-        key[i : i + CHUNK] = _keys(rank, dst, offset, torch.arange(i, min(i + CHUNK, m), device=rank.device))
-    order = torch.argsort(key)
-    del key
-    return order.int()
+        at = torch.arange(i, min(i + CHUNK, m), device=dev)
+        by_counter[offset[dst[at].long()] + at] = at.int()
+    return _stable_sort_by(by_counter, rank)
+
+
+def _stable_sort_by(items: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``items [K]`` (int32 edges) stably sorted by ``value[items]`` (int32, at least -1), a range of values
+    at a time: each range's items, in their order, are sorted on their own and written after the ranges
+    below, so no sort spans more than about ``CHUNK`` items (one value's many items excepted): a sort's
+    buffers are some 36 bytes per item, and all ``M`` edges at once were a long prompt's peak."""
+    if len(items) <= CHUNK:
+        return items[torch.sort(value[items.long()], stable=True).indices]
+    v = _gather(value, items)
+    lo, hi = int(v.min()), int(v.max()) + 1
+    width = max(1, -(-(hi - lo) * CHUNK // len(items)))  # about CHUNK items per range if spread evenly
+    out = torch.empty_like(items)
+    done = 0
+    for start in range(lo, hi, width):
+        inside = (v >= start) & (v < start + width)
+        part = items[inside]
+        part = part[torch.sort(v[inside], stable=True).indices]
+        del inside
+        out[done : done + len(part)] = part
+        done += len(part)
+    return out
+
+
+def _gather(table: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """``table[at]`` in steps of ``CHUNK`` (no ``[len(at)]`` int64 copy of ``at``)."""
+    out = torch.empty(len(at), dtype=table.dtype, device=table.device)
+    for i in range(0, len(at), CHUNK):
+        out[i : i + CHUNK] = table[at[i : i + CHUNK].long()]
+    return out
 
 
 def _increasing(rank, dst, offset, order) -> bool:
@@ -260,31 +293,30 @@ def _less(i, j, v, above, k_e, live, chain_key, chain_edge) -> torch.Tensor:
 
 def _preorder(key_order, parent, depth) -> torch.Tensor:
     """Position of each trie node (edge) in the pre-order with children by key (``key_order [M]``: the
-    edges by increasing key), ``-1`` for edges outside the trie (``depth < 0``): ``[M]`` int32."""
-    dev = parent.device
+    edges by increasing key), ``-1`` for edges outside the trie (``depth < 0``): ``[M]`` int32.
+
+    A depth at a time: an edge's position is its parent's plus one plus the sizes of the subtrees of its
+    siblings with smaller keys (a stable sort of that depth's edges, in key order, by parent)."""
     m = len(parent)
-    in_trie = depth >= 0
-    # the edges at depth d: by_depth[ends[d + 1]: ends[d + 2]] (edges outside the trie come first)
-    by_depth = torch.argsort(depth).int()
-    ends = [0] + torch.cumsum(torch.bincount(depth + 1), 0).tolist()  # pyright: ignore[reportArgumentType]
-    at_depth = [by_depth[ends[d + 1] : ends[d + 2]] for d in range(len(ends) - 2)]
-    size = in_trie.int()
+    at_depth = _edges_by_depth(key_order, depth)
+    size = (depth >= 0).int()
     for at in reversed(at_depth[1:]):  # subtree sizes, deepest first
         size.index_add_(0, parent[at], size[at])
-    # children of one parent next to each other, by key
-    order = key_order[torch.argsort(parent[key_order], stable=True)]
-    if ends[1] > 0:
-        order = order[in_trie[order]]
-    sizes = size[order]
-    del size
-    before = torch.empty(m, dtype=torch.int32, device=dev)  # nodes of the parent's subtree before this one
-    before[order] = _since_group_start(torch.cumsum(sizes, 0, dtype=torch.int32) - sizes, _group_starts(parent[order]))
-    del order, sizes
-    position = torch.full((m,), -1, dtype=torch.int32, device=dev)
+    position = torch.full((m,), -1, dtype=torch.int32, device=parent.device)
     for at in at_depth:  # positions, shallowest first
+        at = _stable_sort_by(at, parent)  # siblings next to each other, by key
         p = parent[at]
-        position[at] = torch.where(p >= 0, position[p.clamp_min(0)], -1) + 1 + before[at]
+        sizes = size[at]
+        before = _since_group_start(torch.cumsum(sizes, 0, dtype=torch.int32) - sizes, _group_starts(p))
+        position[at] = torch.where(p >= 0, position[p.clamp_min(0)], -1) + 1 + before
     return position
+
+
+def _edges_by_depth(key_order, depth) -> list[torch.Tensor]:
+    """The trie's edges at each depth ``0, 1, ...``, each in key order (int32), by one pass over
+    ``key_order`` per depth rather than a sort of all ``M`` depths."""
+    d = _gather(depth, key_order)
+    return [key_order[d == k] for k in range(int(d.max()) + 1)] if len(d) else []
 
 
 def _group_starts(*columns: torch.Tensor) -> torch.Tensor:

@@ -155,8 +155,9 @@ def _ifr_attention(y: torch.Tensor, probs: torch.Tensor, u: torch.Tensor, block_
 def build_graph(adapter: Adapter, records: list[LayerRecord], weighting: str = "l1") -> TokenGraph:
     """Edge weights from one recorded forward pass (batch element 0).
 
-    Scores are computed per layer only where a layer's own weights enter (the heads' output vectors,
-    post-attention norms, and every ``ifr`` score); the rest runs once over ``[L, ...]`` stacks.
+    The attention weights are scored and normalised a layer at a time, into the one ``[L, H, T, T]``
+    result (a layer's ``[H, T, T]`` temporaries, not the whole graph's); the residual and MLP scores run
+    once over ``[L, T, ...]`` stacks.
     """
     if weighting not in WEIGHTINGS:
         raise BadSetting(f"unknown edge weighting '{weighting}'; choose one of {', '.join(WEIGHTINGS)}")
@@ -164,54 +165,54 @@ def build_graph(adapter: Adapter, records: list[LayerRecord], weighting: str = "
     first_probs = _recorded(records[0].probs)
     H, T = first_probs.shape[0], first_probs.shape[1]
     layout = layout_for(adapter, T)
-    causal = torch.ones(T, T, dtype=torch.bool, device=_recorded(records[0].x).device).tril()
+    causal = torch.ones(T, T, dtype=torch.bool, device=first_probs.device).tril()
     x = torch.stack([_recorded(rec.x) for rec in records]).float()  # [L, T, d]
     m = torch.stack([_recorded(rec.mlp) for rec in records]).float()
     mid = x + torch.stack([_recorded(rec.attn) for rec in records]).float()
-    probs = torch.stack([_recorded(rec.probs) for rec in records]).float() * causal  # [L, H, T, T]
     # MLP node (2l+2, t): residual mid[t], MLP m[t]; the output node's vectors go through the
     # linearised final norm.
     final = adapter.final_norm
     scale = adapter.norm_gain(final)[None, :] * adapter.norm_inv_std(final, mid[-1] + m[-1])[:, None]  # [T, d]
     r_last, m_last = mid[-1] * scale, m[-1] * scale
+    p = 2 if weighting == "l2" else 1
     if weighting == "ifr":
-        res_score, att_score = [], []
-        for l, rec in enumerate(records):
-            u, inv_std = _scaled_head_vectors(adapter, l, rec)
-            y = mid[l]
-            res_score.append((y.abs().sum(-1) - (y - x[l]).abs().sum(-1)).clamp_min(0))
-            att_score.append(_ifr_attention(y, probs[l] if inv_std is None else probs[l] * inv_std[None, :, None], u))
-        res_score, att_score = torch.stack(res_score), torch.stack(att_score)
+        res_score = torch.stack([(y.abs().sum(-1) - (y - x_l).abs().sum(-1)).clamp_min(0) for y, x_l in zip(mid, x)])
 
-        def ifr_mlp_scores(r_vec, m_vec):
+        def mlp_scores(r_vec, m_vec):
             y_norm = (r_vec + m_vec).abs().sum(-1)
             return (y_norm - m_vec.abs().sum(-1)).clamp_min(0), (y_norm - r_vec.abs().sum(-1)).clamp_min(0)
 
-        mlp_scores = ifr_mlp_scores
     else:
-        p = 2 if weighting == "l2" else 1
-        u_norm, inv_stds = [], []
-        for l, rec in enumerate(records):
-            u, inv_std = _scaled_head_vectors(adapter, l, rec)
-            u_norm.append(_norm(u, p))  # [H, T]
-            inv_stds.append(torch.ones(T, device=x.device) if inv_std is None else inv_std)
         res_score = _norm(x, p)  # [L, T]
-        att_score = probs * torch.stack(u_norm)[:, :, None, :] * torch.stack(inv_stds)[:, None, :, None]
 
-        def norm_mlp_scores(r_vec, m_vec):
+        def mlp_scores(r_vec, m_vec):
             return _norm(r_vec, p), _norm(m_vec, p)
 
-        mlp_scores = norm_mlp_scores
-    att_score = att_score * causal
-    res_n, att_n = _normalise([res_score[..., None], att_score.permute(0, 2, 1, 3).reshape(L, T, H * T)])
+    attention = torch.empty(L, H, T, T, device=x.device)
+    res_n = torch.empty(L, T, device=x.device)
+    for l, rec in enumerate(records):
+        probs = _recorded(rec.probs).float() * causal  # [H, T, T]
+        u, inv_std = _scaled_head_vectors(adapter, l, rec)
+        if weighting == "ifr":
+            att_score = _ifr_attention(mid[l], probs if inv_std is None else probs * inv_std[None, :, None], u)
+        else:
+            inv_std = torch.ones(T, device=x.device) if inv_std is None else inv_std
+            att_score = probs * _norm(u, p)[:, None, :] * inv_std[None, :, None]
+        del probs, u
+        att_score = att_score * causal
+        r_n, att_n = _normalise([res_score[l, :, None], att_score.permute(1, 0, 2).reshape(T, H * T)])
+        del att_score
+        res_n[l] = r_n[:, 0]
+        attention[l] = att_n.view(T, H, T).permute(1, 0, 2)
+        del att_n
     r_score, m_score = mlp_scores(mid, m)  # [L, T]
     r_score[-1], m_score[-1] = mlp_scores(r_last, m_last)
     r_n, m_n = _normalise([r_score[..., None], m_score[..., None]])
     return TokenGraph(
         layout=layout,
         weighting=weighting,
-        attention=att_n.view(L, T, H, T).permute(0, 2, 1, 3).contiguous(),
-        residual_attn=res_n[..., 0],
+        attention=attention,
+        residual_attn=res_n,
         residual_mlp=r_n[..., 0],
         mlp=m_n[..., 0],
     )

@@ -5,6 +5,7 @@ the model's lock, held for device work only."""
 from __future__ import annotations
 
 import numbers
+import traceback
 from contextlib import contextmanager
 
 import numpy as np
@@ -91,10 +92,13 @@ def token_text(lm: LoadedModel, token_id: int) -> str:
 
 @contextmanager
 def memory_message():
-    """Out of memory becomes one message."""
+    """Out of memory becomes one message. The failed step's frames are cleared first: their tensors (a
+    long prompt's search buffers) would otherwise stay allocated while the exception, or a reference cycle
+    through its frames, lives on, and the next trace would run out of memory too."""
     try:
         yield
     except torch.OutOfMemoryError as exc:
+        traceback.clear_frames(exc.__traceback__)
         raise OutOfMemory("out of memory: try a shorter prompt, a smaller dtype or a smaller batch") from exc
 
 

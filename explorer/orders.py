@@ -21,7 +21,7 @@ from explorer.chain_search import NotSettled, chain_order
 from explorer.cost import CHAIN_SEARCH_EDGES_PER_LEVEL  # smaller graphs, and any on a CPU: the heap search
 from explorer.edges import EdgeLayout
 from explorer.graph import SearchCsr, TokenGraph
-from explorer.search import SearchGraph, prepare_search, random_priorities, run_search
+from explorer.search import SearchGraph, prepare_search, random_keys, rank_weights, run_search
 
 _device_search = threading.Lock()
 """One search on the device at a time (the greedy order's or the random control's): its buffers are a
@@ -43,18 +43,21 @@ def searched_on_device(layout: EdgeLayout, device) -> bool:
     return torch.device(device).type == "cuda" and layout.n_edges >= CHAIN_SEARCH_EDGES_PER_LEVEL * levels
 
 
-def _search(layout: EdgeLayout, ptr, src, keys) -> Callable[[], torch.Tensor]:
-    """Search a CSR graph (tensors on one device) by ``keys``: the device part now; returns the rest, a
-    function that gives the CSR positions in greedy order (the heap search, on the host; nothing left when
-    the whole search ran on the device)."""
-    if searched_on_device(layout, keys.device):
+def _search(layout: EdgeLayout, ptr, src, keys: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """Search a CSR graph (tensors on one device) by the keys ``[M]`` that ``keys()`` gives (on the same
+    device): the device part now; returns the rest, a function that gives the CSR positions in greedy
+    order (the heap search, on the host; nothing left when the whole search ran on the device). On the
+    device the keys are ranked first and, unless the caller holds them, freed before the search."""
+    device = src.device
+    if searched_on_device(layout, device):
         try:
             with _device_search:
-                order = chain_order(ptr, src, keys, layout.node_levels(keys.device), layout.output_node)
+                rank = rank_weights(keys())[1]
+                order = chain_order(ptr, src, rank, layout.node_levels(device), layout.output_node)
             return lambda: order
         except (torch.OutOfMemoryError, NotSettled):
             torch.cuda.empty_cache()  # the heap search needs a fraction of the device memory
-    job = prepare_search(ptr, src, keys, torch.arange(len(src), device=keys.device), layout.output_node)
+    job = prepare_search(ptr, src, keys(), torch.arange(len(src), device=device), layout.output_node)
     return lambda: torch.from_numpy(run_search(job))
 
 
@@ -68,7 +71,7 @@ def greedy_search(csr: SearchCsr) -> Callable[[], tuple[torch.Tensor, np.ndarray
     (sorts and ranks, or all of it for a large graph on a GPU), the host part when the returned function
     is called (outside the model's lock), which gives the edge ids ``[E]`` in order (int64, on the graph's
     device) and their weights (on the host)."""
-    finish = _search(csr.layout, csr.node_ptr, csr.src, csr.weight)
+    finish = _search(csr.layout, csr.node_ptr, csr.src, lambda: csr.weight)
 
     def done() -> tuple[torch.Tensor, np.ndarray]:
         at = finish().to(csr.weight.device)
@@ -89,8 +92,10 @@ class _RandomOrders:
         self._lock = threading.Lock()
         self._streams: dict[torch.device, torch.cuda.Stream] = {}
 
-    def __call__(self, layout: EdgeLayout, seed: int, device) -> np.ndarray:
-        """Edge ids ``[E]`` in the random control's order; the sorts run on ``device``."""
+    def __call__(self, layout: EdgeLayout, seed: int, device) -> np.ndarray | torch.Tensor:
+        """Edge ids ``[E]`` in the random control's order; the sorts run on ``device``. A read-only host
+        array, kept; an order larger than ``max_bytes`` stays on ``device`` (a tensor), not kept: it would
+        not fit the cache, and a long prompt's order would cross to the host and back for nothing."""
         key = (layout, seed)
         with self._lock:
             if key in self._orders:
@@ -99,10 +104,12 @@ class _RandomOrders:
         device = torch.device(device)
         with self._stream(device):
             ptr, src = layout.csr(device)
-            keys = random_priorities((layout.csr_ids(device) < layout.n_attention_ids).cpu().numpy(), seed)
-            finish = _search(layout, ptr, src, torch.as_tensor(keys, device=device))
-            del keys
-            order = _edge_ids(layout, finish().to(device)).cpu().numpy()
+            is_attention = lambda: layout.csr_ids(device) < layout.n_attention_ids
+            finish = _search(layout, ptr, src, lambda: random_keys(is_attention(), seed))
+            on_device = _edge_ids(layout, finish().to(device))
+            if on_device.nbytes > self.max_bytes:
+                return on_device
+            order = on_device.cpu().numpy()
         order.flags.writeable = False  # shared by every trace of this shape
         with self._lock:
             self._orders[key] = order

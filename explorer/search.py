@@ -66,7 +66,9 @@ def rank_weights(weight) -> tuple[torch.Tensor, torch.Tensor]:
     if w.numel() >= 2**31:
         raise ValueError(f"{w.numel()} edges: the search handles fewer than 2**31")
     # -(w + 0.0) is -0.0 for both zeros: equal weights must sort as equal
-    descending, by_weight = torch.sort(-(w + 0.0), stable=True)
+    negated = w + 0.0
+    descending, by_weight = torch.sort(negated.neg_(), stable=True)
+    del negated
     dense = torch.zeros(len(descending), dtype=torch.int32, device=w.device)
     dense[1:] = descending[1:] != descending[:-1]
     del descending
@@ -197,6 +199,19 @@ def random_priorities(is_attention: np.ndarray, seed: int) -> np.ndarray:
     (``1 + U``) comes before any attention edge (``U``), ``U`` uniform on ``[0, 1)`` from ``seed``."""
     rng = np.random.default_rng(seed)
     return rng.random(len(is_attention)) + np.where(is_attention, 0.0, 1.0)
+
+
+def random_keys(is_attention: torch.Tensor, seed: int, step: int = 1 << 26) -> torch.Tensor:
+    """:func:`random_priorities` on the device of ``is_attention [M]`` (bool), the same float64 values: the
+    uniforms are drawn on the host ``step`` at a time (one stream, so in the same sequence) and finished
+    there, with no ``[M]`` array on the host."""
+    rng = np.random.default_rng(seed)
+    dev = is_attention.device
+    keys = torch.empty(len(is_attention), dtype=torch.float64, device=dev)
+    for i in range(0, len(keys), step):
+        u = torch.from_numpy(rng.random(min(step, len(keys) - i))).to(dev)
+        keys[i : i + step] = u + (~is_attention[i : i + step]).double()
+    return keys
 
 
 def strata_edges(sizes, n_edges: int) -> list[tuple[float, int]]:

@@ -157,9 +157,11 @@ class Searched:
     probes: Probes
 
 
-def _to_device(order: np.ndarray, device) -> torch.Tensor:
-    """A kept random control's order (read-only, shared by every trace of its shape) on ``device``, without
-    a host copy: the tensor is only read, to copy it."""
+def _to_device(order: np.ndarray | torch.Tensor, device) -> torch.Tensor:
+    """A random control's order on ``device``: a kept one (read-only, shared by every trace of its shape)
+    without a host copy (the tensor is only read, to copy it); one already there as it is."""
+    if torch.is_tensor(order):
+        return order.to(device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
         return torch.from_numpy(order).to(device, copy=True)

@@ -71,3 +71,33 @@ def test_dry_run_prints_the_estimate_and_loads_no_weights(smollm, capsys, monkey
     assert "E = " in out and "estimated peak" in out and "GiB available" in out and "fits" in out
     n = len(smollm.tokenizer("The capital of France is")["input_ids"])
     assert out.startswith(f"{n} tokens: E = {layout_for(smollm.adapter, n).n_edges:,} edges")
+
+
+def test_out_of_memory_frees_the_failed_steps_tensors():
+    """The message replaces the error, and the tensors of the step that failed are released at once,
+    although a reference cycle through its frames (here: the error kept in a frame's own local) lives on."""
+    import gc
+    import weakref
+
+    from explorer.inputs import memory_message
+
+    held = []
+
+    def step():
+        buffers = torch.zeros(1000)
+        held.append(weakref.ref(buffers))
+        try:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        except torch.OutOfMemoryError as exc:
+            kept = exc  # error -> traceback -> this frame -> error: a cycle
+            raise kept from None
+
+    gc.disable()
+    try:
+        with pytest.raises(OutOfMemory) as caught:
+            with memory_message():
+                step()
+        assert held[0]() is None
+        assert "out of memory" in str(caught.value)
+    finally:
+        gc.enable()

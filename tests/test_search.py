@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from explorer.chain_search import NotSettled, chain_order
 from explorer.graph import build_graph
 from explorer.options import DEFAULT_SIZES
 from explorer.orders import greedy_search, random_control_order, search_graph
-from explorer.search import SearchGraph, greedy_order, random_priorities, strata_edges
+from explorer.search import SearchGraph, greedy_order, random_keys, random_priorities, rank_weights, strata_edges
 from tests.helpers import record, tiny_loaded
 from tests.reference import heap_greedy_order
 
@@ -60,7 +61,8 @@ def test_model_graph_order_equals_heap_and_is_connected(family, weighting):
     pos = greedy_order(sg)
     np.testing.assert_array_equal(pos, heap_greedy_order(sg))
     levels = g.layout.node_levels("cpu")
-    np.testing.assert_array_equal(chain_order(sg.node_ptr, sg.src, sg.weight, levels, sg.root).numpy(), pos)
+    chain = chain_order(sg.node_ptr, sg.src, rank_weights(sg.weight)[1], levels, sg.root)
+    np.testing.assert_array_equal(chain.numpy(), pos)
     # every edge is popped once: E edges in all
     assert sorted(pos.tolist()) == list(range(g.layout.n_edges))
     # each edge's target is the output node or the source of an earlier edge: every prefix (every
@@ -100,11 +102,33 @@ def test_trace_and_random_control_jobs_follow_the_plain_heap():
     assert not np.array_equal(random_control_order(g.layout, 6, "cpu"), random_order)
 
 
+def test_a_random_control_order_too_large_to_keep_stays_on_its_device():
+    from explorer.orders import _RandomOrders
+
+    lm, _ = tiny_loaded("llama")
+    _, records = record(lm)
+    layout = build_graph(lm.adapter, records).layout
+    kept = _RandomOrders()(layout, 5, "cpu")
+    small = _RandomOrders(max_bytes=8 * layout.n_edges - 1)
+    got = small(layout, 5, "cpu")
+    assert isinstance(kept, np.ndarray) and not kept.flags.writeable
+    assert isinstance(got, torch.Tensor) and not small._orders  # not kept
+    np.testing.assert_array_equal(got.numpy(), kept)
+
+
 def test_random_control_takes_residual_and_mlp_edges_first():
     is_attn = np.array([True, False, True, False])
     keys = random_priorities(is_attn, seed=3)
     assert (keys[~is_attn] >= 1).all() and (keys[is_attn] < 1).all()
     np.testing.assert_array_equal(keys, random_priorities(is_attn, seed=3))
+
+
+def test_random_keys_on_the_device_are_the_hosts_keys():
+    """Drawn in steps (here 7 at a time, over 50 keys), the same float64 values as one host draw."""
+    is_attn = np.random.default_rng(0).random(50) < 0.8
+    got = random_keys(torch.from_numpy(is_attn), seed=9, step=7)
+    assert got.dtype == torch.float64
+    np.testing.assert_array_equal(got.numpy(), random_priorities(is_attn, seed=9))
 
 
 def test_strata_are_nested_and_skip_empty_sizes():
@@ -172,24 +196,29 @@ def test_chain_search_equals_plain_heap_on_random_graphs(levels):
         g = random_dag(rng, int(rng.integers(2, 40)), 6, n_weight_levels=levels)
         signed = np.where(rng.random(len(g.weight)) < 0.5, -g.weight, g.weight)  # -0.0 for half the zeros
         g = SearchGraph(g.node_ptr, g.src, np.where(g.weight == 0, signed, g.weight), g.root)
-        got = chain_order(g.node_ptr, g.src, g.weight, _id_levels(g), g.root).numpy()
+        got = chain_order(g.node_ptr, g.src, rank_weights(g.weight)[1], _id_levels(g), g.root).numpy()
         np.testing.assert_array_equal(got, heap_greedy_order(g))
 
 
-def test_chain_search_on_a_layered_graph_with_many_ties():
+@pytest.mark.parametrize("steps", [None, (5, 7)], ids=["whole", "in steps"])
+def test_chain_search_on_a_layered_graph_with_many_ties(monkeypatch, steps):
     """Weights from four values over a model-shaped graph: push counters decide most ties, and are only
-    known once nodes are reached (the search iterates until they agree)."""
-    torch = pytest.importorskip("torch")
+    known once nodes are reached (the search iterates until they agree). "in steps": the whole-graph work
+    and the chains' gathers in steps of 5 edges and 7 entries, as a long prompt's are."""
+    from explorer import chain_search
     from explorer.edges import EdgeLayout
     from explorer.graph import TokenGraph
 
+    if steps is not None:
+        monkeypatch.setattr(chain_search, "CHUNK", steps[0])
+        monkeypatch.setattr(chain_search, "GATHER", steps[1])
     gen = torch.Generator().manual_seed(3)
     L, H, T = 4, 3, 9
     q = lambda *shape: torch.randint(0, 4, shape, generator=gen).float()
     for parallel in (False, True):
         g = TokenGraph(EdgeLayout(L, H, T, parallel), "l1", q(L, H, T, T), q(L, T), q(L, T), q(L, T))
         sg, ids = search_graph(g)
-        got = chain_order(sg.node_ptr, sg.src, sg.weight, g.layout.node_levels("cpu"), sg.root).numpy()
+        got = chain_order(sg.node_ptr, sg.src, rank_weights(sg.weight)[1], g.layout.node_levels("cpu"), sg.root).numpy()
         np.testing.assert_array_equal(got, heap_greedy_order(sg))
 
 
