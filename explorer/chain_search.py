@@ -301,22 +301,35 @@ def _preorder(key_order, parent, depth) -> torch.Tensor:
     at_depth = _edges_by_depth(key_order, depth)
     size = (depth >= 0).int()
     for at in reversed(at_depth[1:]):  # subtree sizes, deepest first
-        size.index_add_(0, parent[at], size[at])
+        for i in range(0, len(at), CHUNK):
+            size.index_add_(0, parent[at[i : i + CHUNK]], size[at[i : i + CHUNK]])
     position = torch.full((m,), -1, dtype=torch.int32, device=parent.device)
     for at in at_depth:  # positions, shallowest first
         at = _stable_sort_by(at, parent)  # siblings next to each other, by key
-        p = parent[at]
-        sizes = size[at]
-        before = _since_group_start(torch.cumsum(sizes, 0, dtype=torch.int32) - sizes, _group_starts(p))
-        position[at] = torch.where(p >= 0, position[p.clamp_min(0)], -1) + 1 + before
+        # in steps, carrying the running sum of sizes, the sum where the last group began, its parent
+        total = first = torch.zeros((), dtype=torch.int32, device=parent.device)
+        last = torch.full((), -2, dtype=torch.int32, device=parent.device)
+        for i in range(0, len(at), CHUNK):
+            a = at[i : i + CHUNK]
+            p, sizes = parent[a], size[a]
+            x = torch.cumsum(sizes, 0, dtype=torch.int32) - sizes + total  # sizes before, in this depth
+            start = _group_starts(p)
+            start[0] = p[0] != last
+            base = torch.cummax(torch.where(start, x, 0), 0).values
+            base = torch.where(start.cumsum(0) > 0, base, first)  # before this step's first new group
+            position[a] = torch.where(p >= 0, position[p.clamp_min(0)], -1) + 1 + x - base
+            total, first, last = x[-1] + sizes[-1], base[-1], p[-1]
     return position
 
 
 def _edges_by_depth(key_order, depth) -> list[torch.Tensor]:
     """The trie's edges at each depth ``0, 1, ...``, each in key order (int32), by one pass over
-    ``key_order`` per depth rather than a sort of all ``M`` depths."""
+    ``key_order`` per depth (in steps of ``CHUNK``) rather than a sort of all ``M`` depths."""
     d = _gather(depth, key_order)
-    return [key_order[d == k] for k in range(int(d.max()) + 1)] if len(d) else []
+    if len(d) == 0:
+        return []
+    steps = [(key_order[i : i + CHUNK], d[i : i + CHUNK]) for i in range(0, len(d), CHUNK)]
+    return [torch.cat([k[dk == depth_] for k, dk in steps]) for depth_ in range(int(d.max()) + 1)]
 
 
 def _group_starts(*columns: torch.Tensor) -> torch.Tensor:
