@@ -178,15 +178,18 @@ def build_graph(adapter: Adapter, records: list[LayerRecord], weighting: str = "
     if weighting == "ifr":
         res_score = torch.stack([(y.abs().sum(-1) - (y - x_l).abs().sum(-1)).clamp_min(0) for y, x_l in zip(mid, x)])
 
-        def mlp_scores(r_vec, m_vec):
+        def ifr_mlp_scores(r_vec, m_vec):
             y_norm = (r_vec + m_vec).abs().sum(-1)
             return (y_norm - m_vec.abs().sum(-1)).clamp_min(0), (y_norm - r_vec.abs().sum(-1)).clamp_min(0)
 
+        mlp_scores = ifr_mlp_scores
     else:
         res_score = _norm(x, p)  # [L, T]
 
-        def mlp_scores(r_vec, m_vec):
+        def norm_mlp_scores(r_vec, m_vec):
             return _norm(r_vec, p), _norm(m_vec, p)
+
+        mlp_scores = norm_mlp_scores
 
     attention = torch.empty(L, H, T, T, device=x.device)
     res_n = torch.empty(L, T, device=x.device)
