@@ -53,10 +53,10 @@ def chain_order(node_ptr, src, rank, node_level, root: int) -> torch.Tensor:
 
     Memory beyond the inputs: four int32 entries per edge held across rounds (targets, the keys' order,
     the levels' edges and pairs), each round's trie (an int32 parent, an int16 depth and an int32 position
-    per edge), and temporaries of some 13 bytes per edge (by count) plus one step's: sorts go a range of values at a time
-    (:func:`_stable_sort_by`), whole-graph elementwise work in steps of ``CHUNK`` edges, a level's chain
-    comparisons in parts of ``GATHER`` entries (``bench/memory_bench.py --search-parts`` measures the
-    parts' peaks)."""
+    per edge), and temporaries of some 13 bytes per edge (by count) plus one step's: sorts go a range of
+    values at a time (:func:`_stable_sort_by`), whole-graph elementwise work in steps of ``CHUNK`` edges, a
+    level's chain comparisons in parts of ``GATHER`` entries (``bench/memory_bench.py --search-parts``
+    measures the parts' peaks)."""
     rank = torch.as_tensor(rank)
     dev = rank.device
     if len(rank) == 0:
