@@ -65,7 +65,7 @@ def chain_order(node_ptr, src, rank, node_level, root: int) -> torch.Tensor:
     level = torch.as_tensor(node_level, device=dev).long()
     n = len(ptr) - 1
     deg = ptr.diff()
-    dst = torch.repeat_interleave(torch.arange(n, device=dev, dtype=torch.int32), deg)
+    dst = _Targets(ptr)
     levels = _level_plans(torch.as_tensor(src, device=dev), dst, level)
     depth_cap = int(level.max()) + 2  # a chain has at most one key per level
     # first guess of the order of reaching nodes: by level, then node id
@@ -89,6 +89,17 @@ def chain_order(node_ptr, src, rank, node_level, root: int) -> torch.Tensor:
         position = live_order = key_order = None  # room for the next sort
         key_order = _argsort_keys(rank, dst, offset)
     raise NotSettled(f"push counters did not settle in {MAX_ROUNDS} rounds")
+
+
+class _Targets:
+    """Each edge's target node, looked up in ``node_ptr`` when asked (``dst[at]``: int64 like ``at``)
+    rather than held as an ``[M]`` array."""
+
+    def __init__(self, node_ptr: torch.Tensor):
+        self.node_ptr = node_ptr
+
+    def __getitem__(self, at: torch.Tensor) -> torch.Tensor:
+        return torch.searchsorted(self.node_ptr, at.long(), right=True) - 1
 
 
 def _keys(rank, dst, offset, at: torch.Tensor) -> torch.Tensor:
@@ -181,7 +192,10 @@ def _level_plans(src, dst, level) -> list[_LevelPlan]:
         u = src[i : i + CHUNK].long()
         key[i : i + CHUNK] = level[u] * n + u
         per_level += torch.bincount(level[u], minlength=top)
-    by_source = torch.argsort(key, stable=True).int()
+    if key.dtype == torch.int32:
+        by_source = _stable_sort_by(torch.arange(len(src), dtype=torch.int32, device=dev), key)
+    else:
+        by_source = torch.argsort(key, stable=True).int()
     del key
     counts = per_level.tolist()
     plans, start = [], counts[0]
@@ -202,9 +216,11 @@ def _level_plans(src, dst, level) -> list[_LevelPlan]:
         group_size = torch.bincount(group)[group]
         rounds, step, longest = [], 1, int(group_size.max())
         while step < longest:
-            rounds.append((torch.nonzero((place % (2 * step) == 0) & (place + step < group_size)).squeeze(1), step))
+            slots = torch.nonzero((place % (2 * step) == 0) & (place + step < group_size)).squeeze(1)
+            rounds.append((slots.int(), step))
             step *= 2
-        plans.append(_LevelPlan(e, pair, pair_target, pair_source[new_source], idx[new_source], rounds))
+        sources, source_first = pair_source[new_source].int(), idx[new_source].int()
+        plans.append(_LevelPlan(e, pair, pair_target.int(), sources, source_first, rounds))
     return plans
 
 
@@ -296,40 +312,37 @@ def _preorder(key_order, parent, depth) -> torch.Tensor:
     edges by increasing key), ``-1`` for edges outside the trie (``depth < 0``): ``[M]`` int32.
 
     A depth at a time: an edge's position is its parent's plus one plus the sizes of the subtrees of its
-    siblings with smaller keys (a stable sort of that depth's edges, in key order, by parent)."""
-    m = len(parent)
-    at_depth = _edges_by_depth(key_order, depth)
-    size = (depth >= 0).int()
-    for at in reversed(at_depth[1:]):  # subtree sizes, deepest first
+    siblings with smaller keys (a stable sort of that depth's edges, in key order, by parent). One
+    ``[M]`` buffer holds the subtree sizes, then, a depth at a time, the positions (each depth's sizes are
+    read before they are replaced, its parents' positions are already there)."""
+    d = _gather(depth, key_order)  # the depths in key order: one pass per depth finds its edges
+    buf = (depth >= 0).int()
+    for k in range(int(d.max()) if len(d) else 0, 0, -1):  # subtree sizes, deepest first
+        at = _at_depth(key_order, d, k)
         for i in range(0, len(at), CHUNK):
-            size.index_add_(0, parent[at[i : i + CHUNK]], size[at[i : i + CHUNK]])
-    position = torch.full((m,), -1, dtype=torch.int32, device=parent.device)
-    for at in at_depth:  # positions, shallowest first
-        at = _stable_sort_by(at, parent)  # siblings next to each other, by key
+            buf.index_add_(0, parent[at[i : i + CHUNK]], buf[at[i : i + CHUNK]])
+    for k in range(int(d.max()) + 1 if len(d) else 0):  # positions, shallowest first
+        at = _stable_sort_by(_at_depth(key_order, d, k), parent)  # siblings next to each other, by key
         # in steps, carrying the running sum of sizes, the sum where the last group began, its parent
         total = first = torch.zeros((), dtype=torch.int32, device=parent.device)
         last = torch.full((), -2, dtype=torch.int32, device=parent.device)
         for i in range(0, len(at), CHUNK):
             a = at[i : i + CHUNK]
-            p, sizes = parent[a], size[a]
+            p, sizes = parent[a], buf[a]
             x = torch.cumsum(sizes, 0, dtype=torch.int32) - sizes + total  # sizes before, in this depth
             start = _group_starts(p)
             start[0] = p[0] != last
             base = torch.cummax(torch.where(start, x, 0), 0).values
             base = torch.where(start.cumsum(0) > 0, base, first)  # before this step's first new group
-            position[a] = torch.where(p >= 0, position[p.clamp_min(0)], -1) + 1 + x - base
+            buf[a] = torch.where(p >= 0, buf[p.clamp_min(0)], -1) + 1 + x - base
             total, first, last = x[-1] + sizes[-1], base[-1], p[-1]
-    return position
+    return buf.masked_fill_(depth < 0, -1)
 
 
-def _edges_by_depth(key_order, depth) -> list[torch.Tensor]:
-    """The trie's edges at each depth ``0, 1, ...``, each in key order (int32), by one pass over
-    ``key_order`` per depth (in steps of ``CHUNK``) rather than a sort of all ``M`` depths."""
-    d = _gather(depth, key_order)
-    if len(d) == 0:
-        return []
-    steps = [(key_order[i : i + CHUNK], d[i : i + CHUNK]) for i in range(0, len(d), CHUNK)]
-    return [torch.cat([k[dk == depth_] for k, dk in steps]) for depth_ in range(int(d.max()) + 1)]
+def _at_depth(key_order, d, k: int) -> torch.Tensor:
+    """The edges at depth ``k``, in key order (int32), in steps of ``CHUNK``; ``d``: the depths of
+    ``key_order``."""
+    return torch.cat([key_order[i : i + CHUNK][d[i : i + CHUNK] == k] for i in range(0, len(d), CHUNK)])
 
 
 def _group_starts(*columns: torch.Tensor) -> torch.Tensor:
