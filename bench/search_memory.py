@@ -102,12 +102,13 @@ def main() -> None:
     ptr, src, weight, _ = graph.csr()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "graph.npz"
-        arrays = {"ptr": ptr, "src": src, "weight": weight.to(torch.bfloat16).float()}
         np.savez(
             path,
+            ptr=ptr.numpy(),
+            src=src.numpy(),
+            weight=weight.to(torch.bfloat16).float().numpy(),
             levels=graph.layout.node_levels("cpu").numpy(),
             root=graph.layout.output_node,
-            **{k: v.numpy() for k, v in arrays.items()},
         )
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
         cmd = [sys.executable, "-m", "bench.search_memory", "--measure", str(path)]
