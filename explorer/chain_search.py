@@ -106,7 +106,7 @@ def _keys(rank, dst, offset, at: torch.Tensor) -> torch.Tensor:
     """The heap keys ``rank << 32 | push counter`` of the edges ``at`` ``[K]`` (int64), the push counter of
     edge ``i`` being ``offset[dst[i]] + i``."""
     at = at.long()
-    return (rank[at].long() << 32) | (offset[dst[at].long()] + at)
+    return (rank[at].long() << 32) | (offset[dst[at]] + at)
 
 
 def _argsort_keys(rank, dst, offset) -> torch.Tensor:
@@ -119,7 +119,7 @@ def _argsort_keys(rank, dst, offset) -> torch.Tensor:
     by_counter = torch.empty(m, dtype=torch.int32, device=dev)
     for i in range(0, m, CHUNK):
         at = torch.arange(i, min(i + CHUNK, m), device=dev)
-        by_counter[offset[dst[at].long()] + at] = at.int()
+        by_counter[offset[dst[at]] + at] = at.int()
     return _stable_sort_by(by_counter, rank)
 
 
@@ -204,7 +204,7 @@ def _level_plans(src, dst, level) -> list[_LevelPlan]:
         start += counts[lv]
         if len(e) == 0:
             continue
-        u, v = src[e].long(), dst[e].long()
+        u, v = src[e].long(), dst[e]
         new_pair = _group_starts(u, v)
         pair = (torch.cumsum(new_pair, 0, dtype=torch.int32) - 1).int()
         pair_source, pair_target = u[new_pair], v[new_pair]
@@ -258,7 +258,7 @@ def _trie_positions(rank, dst, offset, key_order, levels: list[_LevelPlan], root
     cols = torch.arange(depth_cap, device=dev)
     for plan in levels:
         e = plan.edges.long()
-        v, k_e = dst[e].long(), _keys(rank, dst, offset, e)
+        v, k_e = dst[e], _keys(rank, dst, offset, e)
         live = reached[v]
         above = _count_above(chain_key, v, k_e)  # keys of chain(v) above key(e)
         depth[e] = torch.where(live, above, -1).to(torch.int16)
@@ -316,12 +316,13 @@ def _preorder(key_order, parent, depth) -> torch.Tensor:
     ``[M]`` buffer holds the subtree sizes, then, a depth at a time, the positions (each depth's sizes are
     read before they are replaced, its parents' positions are already there)."""
     d = _gather(depth, key_order)  # the depths in key order: one pass per depth finds its edges
+    deepest = int(d.max()) if len(d) else -1
     buf = (depth >= 0).int()
-    for k in range(int(d.max()) if len(d) else 0, 0, -1):  # subtree sizes, deepest first
+    for k in range(deepest, 0, -1):  # subtree sizes, deepest first
         at = _at_depth(key_order, d, k)
         for i in range(0, len(at), CHUNK):
             buf.index_add_(0, parent[at[i : i + CHUNK]], buf[at[i : i + CHUNK]])
-    for k in range(int(d.max()) + 1 if len(d) else 0):  # positions, shallowest first
+    for k in range(deepest + 1):  # positions, shallowest first
         at = _stable_sort_by(_at_depth(key_order, d, k), parent)  # siblings next to each other, by key
         # in steps, carrying the running sum of sizes, the sum where the last group began, its parent
         total = first = torch.zeros((), dtype=torch.int32, device=parent.device)
