@@ -4,11 +4,14 @@
     python -m bench.gpu_bench --models smollm2-135m,qwen3-0.6b,llama-3.2-1b,llama-3.1-8b --lengths 48,128,256,512
     python -m bench.gpu_bench --models llama-3.1-8b --lengths 48 --reference
     python -m bench.gpu_bench --models llama-3.1-8b --corpus 200
+    python -m bench.gpu_bench --models smollm2-135m,llama-3.1-8b --lengths 48 --graphs
 
 Per prompt: median wall time of each stage of trace_prompt (27 sizes, both controls) over several
 random prompts after a warm-up, and peak GPU memory. ``--reference`` also times a reference-style
 pipeline on the same inputs: a networkx multigraph with one object per edge, a Python heap, and one
-masked forward pass per subgraph at batch size 1.
+masked forward pass per subgraph at batch size 1. ``--graphs``: each length with the masked passes
+eager and replayed as CUDA graphs (explorer/pass_graphs.py), timed back to back, and whether the traces
+agree exactly (one batch per trace, and batches of 32 over both modes: several batch structures).
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ import argparse
 import heapq
 import statistics
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from bench.support import build, random_prompts
+from explorer import pass_graphs
 from explorer.graph import build_graph
 from explorer.intervene import MaskSpec, masked_logits
 from explorer.orders import random_control_order, search_graph
 from explorer.results import Settings
-from explorer.trace import trace_prompt
+from explorer.trace import trace_modes, trace_prompt
 
 
 def time_model(lm, length: int, n_prompts: int, settings: Settings) -> dict:
@@ -42,6 +47,36 @@ def time_model(lm, length: int, n_prompts: int, settings: Settings) -> dict:
     med["cold"] = cold
     med["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return med
+
+
+def _outputs(traces) -> list:
+    return [(t.order.tolist(), [s.outputs for s in t.strata], t.full) for t in traces]
+
+
+def compare_graphs(lm, length: int, n_prompts: int, settings: Settings) -> str:
+    """Stage times with the masked passes eager, then replayed as CUDA graphs, and whether both give the
+    same traces (orders, and every output of every stratum, exactly)."""
+    inst = lm.instrumentation
+    vocab = lm.adapter.config.vocab_size
+    check = random_prompts(3, length, vocab, seed=3)
+    several = replace(settings, batch_size=32)
+    lines = []
+    results = {}
+    for replayed in (False, True):
+        pass_graphs.disable(inst)
+        graphs = pass_graphs.enable(inst, lm.device) if replayed else None
+        med = time_model(lm, length, n_prompts, settings)
+        traces = [trace_prompt(lm, p, settings) for p in check]
+        traces += [t for p in check for t in trace_modes(lm, p, several)]
+        results[replayed] = _outputs(traces)
+        stages = ", ".join(f"{k} {v * 1000:.1f}" for k, v in med.items() if k not in ("cold", "peak_gib"))
+        counts = f"; {graphs.captures} captures, {graphs.replays} replays" if graphs else ""
+        lines.append(
+            f"  {'graphs' if replayed else 'eager '}: {stages} ms; first trace of this length "
+            f"{med['cold'] * 1000:.0f} ms; peak {med['peak_gib']:.1f} GiB{counts}"
+        )
+    same = results[False] == results[True]
+    return "\n".join(lines + [f"  traces equal, eager and replayed: {same}"])
 
 
 def reference_pipeline(lm, prompt: str, settings: Settings) -> float:
@@ -150,6 +185,7 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true")
     parser.add_argument("--correctness", action="store_true")
     parser.add_argument("--corpus", type=int, default=0, help="time this many prompts back to back")
+    parser.add_argument("--graphs", action="store_true", help="eager against CUDA-graph masked passes")
     args = parser.parse_args()
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}")
     if args.correctness:
@@ -159,6 +195,9 @@ def main() -> None:
     for name in [m for m in args.models.split(",") if m]:
         lm = build(name, "cuda", torch.bfloat16)
         for length in lengths:
+            if args.graphs:
+                print(f"{name} T={length}:\n{compare_graphs(lm, length, args.prompts, settings)}", flush=True)
+                continue
             med = time_model(lm, length, args.prompts, settings)
             stages = ", ".join(
                 f"{k} {v * 1000:.0f} ms" for k, v in med.items() if k not in ("total", "cold", "peak_gib")

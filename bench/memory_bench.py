@@ -43,11 +43,13 @@ STAGES = {
 
 
 SEARCH_PARTS = {  # inside either search on the device (explorer/chain_search.py), reported per search
-    "weight ranks": (orders, "rank_weights"),
+    "weight ranks": (orders, "dense_rank"),
     "level plans": (chain_search, "_level_plans"),
     "key sort": (chain_search, "_argsort_keys"),
     "trie": (chain_search, "_trie_positions"),
     "pre-order": (chain_search, "_preorder"),
+    "depth's edges": (chain_search, "_at_depth"),
+    "sort by parent": (chain_search, "_stable_sort_by"),
 }
 
 
@@ -59,6 +61,7 @@ class StageMemory:
     def __init__(self, lm, search_parts: bool = False):
         self.peaks: dict[str, int] = {}
         self.left: dict[str, int] = {}
+        self.entry: dict[str, int] = {}  # allocated when the call that reached the peak began
         self.seconds: dict[str, float] = {}
         self._stack: list[list] = []  # [name, peak so far] of the stages running now, outermost first
         for name, where in STAGES.items():
@@ -80,6 +83,7 @@ class StageMemory:
             full = " / ".join([n for n, _ in self._stack] + [name]) if name in SEARCH_PARTS else name
             self._stack.append([full, 0])
             torch.cuda.reset_peak_memory_stats()
+            entry = torch.cuda.memory_allocated()
             t0 = time.perf_counter()
             try:
                 out = fn(*args, **kwargs)
@@ -88,7 +92,8 @@ class StageMemory:
                 self._lift()
                 _, peak = self._stack.pop()
                 self.seconds[full] = self.seconds.get(full, 0.0) + time.perf_counter() - t0
-                self.peaks[full] = max(self.peaks.get(full, 0), peak)
+                if peak >= self.peaks.get(full, 0):
+                    self.peaks[full], self.entry[full] = peak, entry
                 self.left[full] = torch.cuda.memory_allocated()
                 if self._stack:
                     self._stack[-1][1] = max(self._stack[-1][1], peak)
@@ -106,6 +111,7 @@ class StageMemory:
     def reset(self):
         self.peaks.clear()
         self.left.clear()
+        self.entry.clear()
         self.seconds.clear()
 
 
@@ -161,6 +167,7 @@ def main() -> None:
                 "estimate_seconds": est.seconds,
                 "stage_peak_gib": {k: v / GIB for k, v in stages.peaks.items()},
                 "stage_left_gib": {k: v / GIB for k, v in stages.left.items()},
+                "stage_entry_gib": {k: v / GIB for k, v in stages.entry.items()},
                 "stage_seconds": dict(stages.seconds),
             }
             rows.append(row)

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from bench.support import build
-from explorer.chain_search import chain_order
+from explorer.chain_search import chain_order, dense_rank
 from explorer.graph import build_graph
-from explorer.search import prepare_search, rank_weights, run_search
+from explorer.search import prepare_search, run_search
 
 
 def timed(fn, repeats: int):
@@ -57,7 +57,7 @@ def main() -> None:
             if on_gpu:
                 torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated() if on_gpu else 0
-            search = lambda: chain_order(ptr, src, rank_weights(w)[1], levels, root)  # ranking included
+            search = lambda: chain_order(ptr, src, dense_rank(w), levels, root)  # ranking included
             chain_s, chain = timed(lambda: eid[search()].cpu().numpy(), repeats)
             tied = len(w) - len(torch.unique(w))
             print(

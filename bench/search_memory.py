@@ -45,7 +45,6 @@ def _peak() -> int:
 def measure(graph: Path, chunk_log2: int | None, parts: bool) -> dict:
     """Run the search on the saved graph in this process (started with the allocation settings)."""
     import explorer.chain_search as chain_search
-    from explorer.search import rank_weights
 
     torch.set_num_threads(1)
     saved = np.load(graph)
@@ -68,7 +67,7 @@ def measure(graph: Path, chunk_log2: int | None, parts: bool) -> dict:
             setattr(chain_search, name, functools.wraps(real)(watched))
     start = time.perf_counter()
     ranked = "rank" in inspect.signature(chain_search.chain_order).parameters  # (earlier versions ranked)
-    keys = (lambda: rank_weights(weight)[1]) if ranked else (lambda: weight)
+    keys = (lambda: chain_search.dense_rank(weight)) if ranked else (lambda: weight)
     order = chain_search.chain_order(ptr, src, keys(), levels, int(saved["root"]))
     seconds = time.perf_counter() - start
     return {

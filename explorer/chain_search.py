@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
+from explorer.search import check_weights, rank_weights
+
 MAX_ROUNDS = 64
 CHUNK = 1 << 26
 """Edges per step of the whole-graph elementwise work (the heap keys): each step's int64 temporaries are
@@ -47,9 +49,9 @@ def chain_order(node_ptr, src, rank, node_level, root: int) -> torch.Tensor:
 
     CSR arrays by target node in push order (tensors on one device, or arrays): ``node_ptr [N+1]``,
     ``src [M]``, ``rank [M]`` int32, the dense rank of each edge's weight (0 the heaviest, equal weights
-    one rank: :func:`explorer.search.rank_weights`, so that a caller can free the weights before the
-    search); ``node_level [N]``: 0 for ``root`` and, for every edge ``u -> v``, ``node_level[u] >
-    node_level[v]``. Edges whose target cannot reach the root are left out, as the search never meets them.
+    one rank: :func:`dense_rank`, so that a caller can free the weights before the search);
+    ``node_level [N]``: 0 for ``root`` and, for every edge ``u -> v``, ``node_level[u] > node_level[v]``.
+    Edges whose target cannot reach the root are left out, as the search never meets them.
 
     Memory beyond the inputs: four int32 entries per edge held across rounds (targets, the keys' order,
     the levels' edges and pairs), each round's trie (an int32 parent, an int16 depth and an int32 position
@@ -123,26 +125,89 @@ def _argsort_keys(rank, dst, offset) -> torch.Tensor:
     return _stable_sort_by(by_counter, rank)
 
 
+SAMPLE = 1 << 20
+"""Values sampled (evenly spaced) to cut a large array's values into ranges of about ``CHUNK / 2`` items."""
+
+
+def _value_ranges(v: torch.Tensor) -> list[tuple[float | None, float | None]]:
+    """Bounds ``(lo, hi)`` (``lo <= x < hi``; ``None``: unbounded) that cut the values of ``v [K]`` into
+    increasing ranges of about ``CHUNK / 2`` items each, from a sample's quantiles. Each cut value gets a
+    range of its own (``[x, next(x))``), so one value's many items fall in a range that needs no sort."""
+    stride = max(1, len(v) // SAMPLE)
+    sample = torch.sort(v[::stride]).values
+    per = max(1, CHUNK // 2 // stride)
+    cuts = sample[per::per]
+    if not len(cuts):
+        return [(None, None)]
+    after = torch.nextafter(cuts, torch.full_like(cuts, torch.inf)) if cuts.is_floating_point() else cuts + 1
+    bounds: list = [None, *torch.unique(torch.cat([cuts, after])).tolist(), None]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _inside(v: torch.Tensor, lo, hi) -> torch.Tensor:
+    inside = torch.ones_like(v, dtype=torch.bool) if lo is None else v >= lo
+    return inside if hi is None else inside.logical_and_(v < hi)
+
+
+def _one_value(lo, hi) -> bool:
+    """Whether the range ``[lo, hi)`` of :func:`_value_ranges` holds a single value."""
+    if lo is None or hi is None:
+        return False
+    return hi == lo + 1 if isinstance(lo, int) else hi == torch.nextafter(torch.tensor(lo), torch.tensor(torch.inf))
+
+
 def _stable_sort_by(items: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """``items [K]`` (int32 edges) stably sorted by ``value[items]`` (int32, at least -1), a range of values
-    at a time: each range's items, in their order, are sorted on their own and written after the ranges
-    below, so no sort spans more than about ``CHUNK`` items (one value's many items excepted): a sort's
-    buffers are some 36 bytes per item, and all ``M`` edges at once were a long prompt's peak."""
+    at a time (:func:`_value_ranges`): each range's items are gathered in their order, in steps, and
+    sorted on their own after the ranges below (a range of one value, however many items, needs no
+    sort), so no sort spans much more than ``CHUNK / 2`` items: a sort's buffers are some 36 bytes per
+    item, and all ``M`` edges at once were a long prompt's peak."""
     if len(items) <= CHUNK:
         return items[torch.sort(value[items.long()], stable=True).indices]
     v = _gather(value, items)
-    lo, hi = int(v.min()), int(v.max()) + 1
-    width = max(1, -(-(hi - lo) * CHUNK // len(items)))  # about CHUNK items per range if spread evenly
     out = torch.empty_like(items)
     done = 0
-    for start in range(lo, hi, width):
-        inside = (v >= start) & (v < start + width)
-        part = items[inside]
-        part = part[torch.sort(v[inside], stable=True).indices]
-        del inside
-        out[done : done + len(part)] = part
-        done += len(part)
+    for lo, hi in _value_ranges(v):
+        start = done
+        for i in range(0, len(items), CHUNK):
+            part = items[i : i + CHUNK][_inside(v[i : i + CHUNK], lo, hi)]
+            out[done : done + len(part)] = part
+            done += len(part)
+        if done - start > 1 and not _one_value(lo, hi):
+            seg = out[start:done]
+            seg.copy_(seg[torch.sort(_gather(value, seg), stable=True).indices])
     return out
+
+
+def dense_rank(weight: torch.Tensor) -> torch.Tensor:
+    """The dense rank of each of ``weight [M]``'s values, 0 the heaviest (equal weights, -0.0 and 0.0
+    included, share a rank): :func:`explorer.search.rank_weights`'s ranks, ``[M]`` int32, without its
+    ``[M]`` int64 order. Past ``CHUNK`` edges, a range of values at a time (:func:`_value_ranges`): the
+    ranks of a range follow the number of distinct values below it."""
+    if len(weight) <= CHUNK:
+        return rank_weights(weight)[1]
+    check_weights(weight)
+    negated = (weight + 0.0).neg_()  # -0.0 for both zeros
+    rank = torch.empty(len(weight), dtype=torch.int32, device=weight.device)
+    below = 0  # distinct values in the ranges done
+    for lo, hi in _value_ranges(negated):
+        ids, values = [], []
+        for i in range(0, len(negated), CHUNK):
+            inside = _inside(negated[i : i + CHUNK], lo, hi)
+            ids.append(torch.nonzero(inside).squeeze(1).int() + i)
+            values.append(negated[i : i + CHUNK][inside])
+        at, vals = torch.cat(ids), torch.cat(values)
+        del ids, values
+        if not len(at):
+            continue
+        vals, by = torch.sort(vals)
+        new = torch.ones(len(vals), dtype=torch.int32, device=vals.device)
+        new[1:] = vals[1:] != vals[:-1]
+        del vals
+        dense = torch.cumsum(new, 0, dtype=torch.int32).add_(below - 1)
+        rank[at[by]] = dense
+        below = int(dense[-1]) + 1
+    return rank
 
 
 def _gather(table: torch.Tensor, at: torch.Tensor) -> torch.Tensor:

@@ -50,16 +50,27 @@ class EdgeRanks:
     residual_mlp: torch.Tensor
     mlp: torch.Tensor
 
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.attention, self.residual_attn, self.residual_mlp, self.mlp
+
+    @staticmethod
+    def dtype_for(layout: EdgeLayout) -> torch.dtype:
+        return torch.int32 if layout.n_edges < torch.iinfo(torch.int32).max else torch.int64
+
+    @classmethod
+    def nbytes_for(cls, layout: EdgeLayout, n_orders: int) -> int:
+        """The bytes of the ranks of ``n_orders`` orders of ``layout``'s graph."""
+        return n_orders * layout.n_ids * cls.dtype_for(layout).itemsize
+
     @classmethod
     def from_orders(cls, layout: EdgeLayout, orders: Sequence[np.ndarray | torch.Tensor], device) -> EdgeRanks:
         """``orders``: edge ids (arrays, or tensors already on ``device``), each a permutation of the
         graph's ``E`` edges."""
         L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
-        dtype = torch.int32 if layout.n_edges < torch.iinfo(torch.int32).max else torch.int64
-        ranks = torch.full((len(orders), layout.n_ids), layout.n_edges, dtype=dtype, device=device)
+        ranks = torch.full((len(orders), layout.n_ids), layout.n_edges, dtype=cls.dtype_for(layout), device=device)
         for i, order in enumerate(orders):
             ids = order.to(device) if torch.is_tensor(order) else torch.tensor(order, device=device)
-            ranks[i, ids] = torch.arange(len(order), device=device, dtype=dtype)
+            ranks[i, ids] = torch.arange(len(order), device=device, dtype=ranks.dtype)
         block = lambda kind: ranks[:, layout.offset(kind) : layout.offset(kind) + L * T].view(-1, L, T)
         return cls(
             attention=ranks[:, : layout.n_attention_ids].view(-1, L, H, T, T),
@@ -69,45 +80,94 @@ class EdgeRanks:
         )
 
 
+@dataclass(frozen=True)
+class BatchColumns:
+    """A batch of ``B`` :class:`MaskSpec` on the device, and its structure.
+
+    ``values [4, B]`` (the ranks' dtype): each spec's ``n_keep``, ``invert``, ``keep_attention`` and
+    ``keep_residual``, sent in one copy; :meth:`load` refills it in place for another batch of the same
+    :attr:`structure` (a captured pass reads it from the same address). ``groups``: ``(order, batch
+    positions using it)``, positions ``None`` when the whole batch uses one order. ``all_attention`` /
+    ``all_residual``: every spec keeps every attention / residual edge (those masks are skipped).
+    """
+
+    values: torch.Tensor
+    groups: tuple[tuple[int, torch.Tensor | None], ...]
+    all_attention: bool
+    all_residual: bool
+    structure: tuple
+
+    @staticmethod
+    def structure_of(specs: Sequence[MaskSpec]) -> tuple:
+        """What a batch's masks are computed with, apart from its values: batches of one structure run
+        the same kernels on the same shapes."""
+        orders = sorted({s.order_index for s in specs})
+        where = tuple((o, tuple(b for b, s in enumerate(specs) if s.order_index == o)) for o in orders)
+        return (
+            len(specs),
+            all(s.keep_attention for s in specs),
+            all(s.keep_residual for s in specs),
+            where if len(orders) > 1 else ((orders[0], None),),
+        )
+
+    @staticmethod
+    def _rows(specs: Sequence[MaskSpec]) -> list[list[int]]:
+        names = ("n_keep", "invert", "keep_attention", "keep_residual")
+        return [[int(getattr(s, name)) for s in specs] for name in names]
+
+    @classmethod
+    def of(cls, specs: Sequence[MaskSpec], dtype: torch.dtype, device) -> BatchColumns:
+        structure = cls.structure_of(specs)
+        _, all_attention, all_residual, where = structure
+        groups = tuple((o, None if at is None else torch.tensor(at, device=device)) for o, at in where)
+        values = torch.tensor(cls._rows(specs), dtype=dtype, device=device)
+        return cls(values, groups, all_attention, all_residual, structure)
+
+    def load(self, specs: Sequence[MaskSpec]) -> None:
+        """Refill :attr:`values` in place with ``specs``, which must have this batch's structure."""
+        if self.structure_of(specs) != self.structure:
+            raise ValueError("the specs' structure differs from this batch's")
+        self.values.copy_(torch.tensor(self._rows(specs), dtype=self.values.dtype))
+
+
 class RankMasks:
     """:class:`explorer.models.hooks.EdgeMasks` for a batch of :class:`MaskSpec`, derived from
     :class:`EdgeRanks` as ``rank < n_keep`` (no mask is stored for the whole graph).
 
     The residual and MLP keeps of every layer are computed at once (``[L, B, T, 1]``), the attention keeps
-    for as many layers at a time as fit in ``block_bytes`` (``[k, B, H, T, T]``), so a layer's masks cost
-    a few kernel launches for the whole model rather than a few per layer.
+    for as many layers at a time as fit in ``block_bytes`` (``[k, B, H, T, T]``; at least one layer), so
+    a layer's masks cost a few kernel launches for the whole model rather than a few per layer. Every
+    mask is exactly 0 or 1, so the block size changes no result. ``batch``: the specs, or their
+    :class:`BatchColumns` already on the device. Nothing here waits for the device or copies from the
+    host once the columns are there: a pass that builds its masks can be captured as a CUDA graph.
     """
 
-    def __init__(self, ranks: EdgeRanks, specs: list[MaskSpec], dtype: torch.dtype, block_bytes: int = 1 << 29):
+    def __init__(
+        self,
+        ranks: EdgeRanks,
+        batch: Sequence[MaskSpec] | BatchColumns,
+        dtype: torch.dtype,
+        block_bytes: int = 1 << 29,
+    ):
         dev = ranks.attention.device
+        columns = batch if isinstance(batch, BatchColumns) else BatchColumns.of(batch, ranks.attention.dtype, dev)
         self.ranks = ranks
         self.dtype = dtype
-        column = lambda name: torch.tensor([getattr(s, name) for s in specs], device=dev)
-        self.n_keep = column("n_keep").to(ranks.attention.dtype)
-        self.invert = column("invert")
-        self.keep_attention = column("keep_attention")
-        orders = sorted({s.order_index for s in specs})
-        # (order, batch positions using it); None when the whole batch uses one order
-        self.groups = [
-            (
-                o,
-                None
-                if len(orders) == 1
-                else torch.tensor([b for b, s in enumerate(specs) if s.order_index == o], device=dev),
-            )
-            for o in orders
-        ]
-        self.all_attention = all(s.keep_attention for s in specs)
+        self.n_keep = columns.values[0]
+        self.invert = columns.values[1].bool()
+        self.keep_attention = columns.values[2].bool()
+        self.groups = columns.groups
+        self.all_attention = columns.all_attention
         every_layer = slice(None)
-        if all(s.keep_residual for s in specs):
+        if columns.all_residual:
             self._residual_attn = self._residual_mlp = None
         else:
-            keep_residual = column("keep_residual")
+            keep_residual = columns.values[3].bool()
             self._residual_attn = self._keep(ranks.residual_attn, every_layer, False, keep_residual)[..., None]
             self._residual_mlp = self._keep(ranks.residual_mlp, every_layer, False, keep_residual)[..., None]
         self._mlp = self._keep(ranks.mlp, every_layer, True, None)[..., None]
         L, H, T = ranks.attention.shape[1:4]
-        per_layer = len(specs) * H * T * T * (torch.finfo(dtype).bits // 8 + 1)
+        per_layer = len(self.n_keep) * H * T * T * (torch.finfo(dtype).bits // 8 + 1)
         self.block_layers = max(1, min(L, block_bytes // per_layer))
         self._block: tuple[int, torch.Tensor] | None = None  # (first layer, [k, B, H, T, T])
 
@@ -159,23 +219,38 @@ def masked_logits(
     """Logits of each subgraph in ``specs`` at its position: ``input_ids [1, T]`` -> ``[len(specs), V]``
     float32, evaluated ``batch_size`` subgraphs per forward pass. ``positions`` (one per spec, default the
     last, ``T - 1``): where each subgraph's output node is; the model is causal, so the tokens after a
-    position change nothing there."""
-    model = inst.adapter.model
-    dtype = next(model.parameters()).dtype
+    position change nothing there.
+
+    Passes at the last position go through ``inst.replay`` when it is set (CUDA graphs of repeated
+    shapes, :mod:`explorer.pass_graphs`), which gives these same logits bit for bit."""
+    if positions is None and inst.replay is not None:
+        replayed = inst.replay.logits(input_ids, ranks, specs, batch_size)
+        if replayed is not None:
+            return replayed
+    dtype = next(inst.adapter.model.parameters()).dtype
     out = []
+    for start in range(0, len(specs), batch_size):
+        chunk = specs[start : start + batch_size]
+        at = None if positions is None else positions[start : start + batch_size]
+        out.append(masked_pass(inst, input_ids, RankMasks(ranks, chunk, dtype), at))
+    return torch.cat(out)
+
+
+def masked_pass(
+    inst: Instrumentation, input_ids: torch.Tensor, masks: RankMasks, positions: list[int] | None = None
+) -> torch.Tensor:
+    """One forward pass of ``input_ids [1, T]`` for each of ``masks``' ``B`` subgraphs: ``[B, V]`` float32
+    logits at ``positions`` (one per subgraph; default the last)."""
+    model = inst.adapter.model
+    batch = len(masks.n_keep)
+    ids = input_ids.expand(batch, -1)
+    inst.masks = masks
     try:
-        for start in range(0, len(specs), batch_size):
-            chunk = specs[start : start + batch_size]
-            inst.masks = RankMasks(ranks, chunk, dtype)
-            ids = input_ids.expand(len(chunk), -1)
-            if positions is None:
-                out.append(model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[:, -1].float())
-                continue
-            at = positions[start : start + batch_size]
-            kept = sorted(set(at))
-            logits = model(input_ids=ids, logits_to_keep=torch.tensor(kept, device=ids.device), use_cache=False).logits
-            column = torch.tensor([kept.index(t) for t in at], device=logits.device)
-            out.append(logits[torch.arange(len(chunk), device=logits.device), column].float())
+        if positions is None:
+            return model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[:, -1].float()
+        kept = sorted(set(positions))
+        logits = model(input_ids=ids, logits_to_keep=torch.tensor(kept, device=ids.device), use_cache=False).logits
+        column = torch.tensor([kept.index(t) for t in positions], device=logits.device)
+        return logits[torch.arange(batch, device=logits.device), column].float()
     finally:
         inst.masks = None
-    return torch.cat(out)

@@ -17,11 +17,11 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from explorer.chain_search import NotSettled, chain_order
+from explorer.chain_search import NotSettled, chain_order, dense_rank
 from explorer.cost import CHAIN_SEARCH_EDGES_PER_LEVEL  # smaller graphs, and any on a CPU: the heap search
 from explorer.edges import EdgeLayout
 from explorer.graph import SearchCsr, TokenGraph
-from explorer.search import SearchGraph, prepare_search, random_keys, rank_weights, run_search
+from explorer.search import SearchGraph, prepare_search, random_keys, run_search
 
 _device_search = threading.Lock()
 """One search on the device at a time (the greedy order's or the random control's): its buffers are a
@@ -52,7 +52,7 @@ def _search(layout: EdgeLayout, ptr, src, keys: Callable[[], torch.Tensor]) -> C
     if searched_on_device(layout, device):
         try:
             with _device_search:
-                rank = rank_weights(keys())[1]
+                rank = dense_rank(keys())
                 order = chain_order(ptr, src, rank, layout.node_levels(device), layout.output_node)
             return lambda: order
         except (torch.OutOfMemoryError, NotSettled):

@@ -56,15 +56,20 @@ class PreparedSearch:
     root: int
 
 
+def check_weights(w: torch.Tensor) -> None:
+    """Edge weights a search can rank: no NaN, fewer than 2**31 (ValueError otherwise)."""
+    if torch.isnan(w).any():
+        raise ValueError("edge weights contain NaN")
+    if w.numel() >= 2**31:
+        raise ValueError(f"{w.numel()} edges: the search handles fewer than 2**31")
+
+
 def rank_weights(weight) -> tuple[torch.Tensor, torch.Tensor]:
     """Edge weights ``[M]`` (a tensor, on its device, or an array) checked and ranked: the edges heaviest
     first, ties in edge order (``[M]`` int64), and each edge's dense rank (0 = heaviest; equal weights,
     -0.0 and 0.0 included, share a rank; ``[M]`` int32). NaN, or 2**31 edges or more, raise ValueError."""
     w = torch.as_tensor(weight)
-    if torch.isnan(w).any():
-        raise ValueError("edge weights contain NaN")
-    if w.numel() >= 2**31:
-        raise ValueError(f"{w.numel()} edges: the search handles fewer than 2**31")
+    check_weights(w)
     # -(w + 0.0) is -0.0 for both zeros: equal weights must sort as equal
     negated = w + 0.0
     descending, by_weight = torch.sort(negated.neg_(), stable=True)

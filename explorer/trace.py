@@ -327,6 +327,9 @@ def trace_modes(
         t = resolve_position(position, text_ids.shape[1])
         check_settings(lm, settings, t + 1)
         check_memory(lm, settings, t + 1)  # refuse, with the estimate, what would run out of memory
+        if lm.instrumentation.replay is not None:  # a long prompt: the recorded passes' memory is freed
+            n_orders = 2 if settings.controls else 1
+            lm.instrumentation.replay.make_room(EdgeRanks.nbytes_for(layout_for(lm.adapter, t + 1), n_orders))
         input_ids = text_ids[:, : t + 1]  # the text cut after the traced token
         token_ids = text_ids[0].tolist()
         random_order = None

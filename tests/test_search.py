@@ -248,3 +248,36 @@ def test_traces_are_the_same_with_the_chain_search(monkeypatch):
     fallback = trace_prompt(lm, "one two three four five", settings)
     random_control_order.clear()
     np.testing.assert_array_equal(fallback.order, heap.order)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_rank_by_ranges_of_values_equals_the_whole_sort(monkeypatch, dtype):
+    """Past ``CHUNK`` edges the ranks are made a range of values at a time: the same ranks as one sort of
+    all the weights, with ties, both zeros, infinities and one value that fills many ranges' worth."""
+    from explorer import chain_search
+
+    rng = np.random.default_rng(4)
+    monkeypatch.setattr(chain_search, "CHUNK", 16)
+    for n, levels in [(17, 3), (200, 1000), (500, 7), (1000, 0)]:
+        w = rng.integers(0, levels, n).astype(float) if levels else rng.random(n)
+        w[rng.random(n) < 0.1] = 0.0
+        w[rng.random(n) < 0.1] = -0.0
+        w[rng.random(n) < 0.02] = np.inf
+        w[: n // 3] = 0.5  # one heavy value
+        weight = torch.tensor(rng.permutation(w), dtype=dtype)
+        np.testing.assert_array_equal(chain_search.dense_rank(weight).numpy(), rank_weights(weight)[1].numpy())
+    with pytest.raises(ValueError, match="NaN"):
+        chain_search.dense_rank(torch.tensor([1.0, float("nan")] * 20, dtype=dtype))
+
+
+def test_stable_sort_by_ranges_of_values_equals_one_stable_sort(monkeypatch):
+    from explorer import chain_search
+
+    rng = np.random.default_rng(5)
+    monkeypatch.setattr(chain_search, "CHUNK", 8)
+    for n, levels in [(9, 2), (300, 5), (300, 1000), (1000, 1)]:
+        value = torch.tensor(rng.integers(-1, levels, n), dtype=torch.int32)
+        value[rng.random(n) < 0.4] = 3  # one value with many items
+        items = torch.tensor(rng.permutation(n), dtype=torch.int32)
+        expected = items[torch.sort(value[items.long()], stable=True).indices]
+        assert torch.equal(chain_search._stable_sort_by(items, value), expected)

@@ -44,6 +44,18 @@ class LayerRecord:
     values: torch.Tensor | None = None
 
 
+class PassReplay(Protocol):
+    """Runs masked passes at the last position from recorded ones (:class:`explorer.pass_graphs.PassGraphs`)."""
+
+    def logits(self, input_ids: torch.Tensor, ranks, specs: list, batch_size: int) -> torch.Tensor | None:
+        """As :func:`explorer.intervene.masked_logits` with no positions, or ``None`` where it does not
+        apply (the caller then runs the passes itself)."""
+
+    def make_room(self, rank_bytes: int) -> None:
+        """Before a trace whose edge ranks take ``rank_bytes``: free what is kept for replays if that
+        trace's passes will not be replayed (a long prompt needs the memory)."""
+
+
 class EdgeMasks(Protocol):
     """Keep-multipliers (0 or 1, activations' dtype) for a batch of ``B`` subgraphs, layer by layer.
 
@@ -70,6 +82,7 @@ class Instrumentation:
     adapter: Adapter
     recorder: list[LayerRecord] | None = None
     masks: EdgeMasks | None = None
+    replay: PassReplay | None = None
 
     def recorded_forward(self, input_ids: torch.Tensor, **kwargs) -> tuple[torch.Tensor, list[LayerRecord]]:
         """One unmasked forward pass that records every layer: returns the model's logits and the
@@ -143,12 +156,25 @@ def strace_attention(
     return out, probs
 
 
+def strace_mask(*args, dtype: torch.dtype = torch.float32, **kwargs) -> torch.Tensor | None:
+    """transformers' eager attention mask (``[B, 1, Tq, Tk]``: 0 where a key is attended, the dtype's
+    minimum elsewhere), made with device operations only. The library's own builds a host scalar and
+    copies it to the device, which a CUDA graph's capture refuses. Arguments as ``sdpa_mask``'s."""
+    from transformers.masking_utils import sdpa_mask
+
+    kwargs.pop("allow_is_causal_skip", None)
+    mask = sdpa_mask(*args, allow_is_causal_skip=False, **kwargs)
+    if mask is None:
+        return None
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+
+
 def _register_attention() -> None:
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(ATTENTION_NAME, strace_attention)
-    AttentionMaskInterface.register(ATTENTION_NAME, eager_mask)
+    AttentionMaskInterface.register(ATTENTION_NAME, strace_mask)
 
 
 def _scale(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:

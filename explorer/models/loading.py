@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from explorer import pass_graphs
 from explorer.errors import BadModel, BadSetting, ExplorerError, ModelNotFound, OutOfMemory
 from explorer.models.adapters import Adapter, adapter_for, family_for
 from explorer.models.hooks import Instrumentation, instrument
@@ -380,6 +381,8 @@ def prepare_model(model, tokenizer, model_id: str, revision: str | None = None, 
     model = model.to(dev).eval()
     adapter = adapter_for(model)
     inst = instrument(adapter)
+    if os.environ.get("STRACE_CUDA_GRAPHS", "1") != "0":
+        pass_graphs.enable(inst, dev)
     commit = revision or getattr(model.config, "_commit_hash", None)
     return LoadedModel(
         model_id=model_id,

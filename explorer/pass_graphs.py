@@ -1,0 +1,220 @@
+"""Masked forward passes replayed as CUDA graphs where a prompt length and a batch's shape repeat.
+
+On a GPU the masked passes of short prompts are bound by kernel launches: some 2,000 per pass on the
+SmolLM2 shape, about 17 us of host time each (bench/RESULTS.md). :class:`PassGraphs` records a pass once
+as a CUDA graph and then replays it, one launch for the whole pass, for every later batch of the same
+:meth:`~explorer.intervene.BatchColumns.structure_of` at the same prompt length and number of orders:
+
+- the first batch of a (length, structure) runs eagerly, which also warms that shape up; the second is
+  captured, and it and every later one are replayed;
+- a graph reads its inputs from fixed addresses: the length's token ids ``[1, T]`` and edge ranks
+  (copied in by each call) and the batch's :class:`~explorer.intervene.BatchColumns` (refilled per
+  batch); it writes its logits into one ``[B, V]`` buffer per batch size, which every graph shares;
+- every graph allocates from one memory pool, and nothing a graph allocates outlives its replay, so the
+  pool holds about one pass's activations; inside a graph the attention masks are built a layer at a
+  time (a block of layers is only a way to save launches).
+
+A replay runs the eager pass's kernels on the same shapes and the masks are exactly 0 or 1 however they
+are built, so its logits are the eager pass's bit for bit (``python -m bench.gpu_bench --graphs`` checks
+it on the GPU; the tests check the buffers' plumbing on the CPU with a stand-in for the capture). Only
+passes at the last position are recorded, for lengths whose ranks fit in :data:`MAX_RANK_BYTES`; the
+least recently used lengths are dropped beyond :data:`MAX_GRAPHS` graphs or :data:`MAX_STATIC_BYTES` of
+inputs. A capture that fails switches recording off for the model, with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from explorer.intervene import BatchColumns, EdgeRanks, MaskSpec, RankMasks, masked_pass
+from explorer.models.hooks import Instrumentation
+
+MAX_RANK_BYTES = 1 << 26  # a length's ranks (all orders); longer prompts are not bound by launches
+MAX_STATIC_BYTES = 1 << 29  # the ranks and ids of every length kept
+MAX_GRAPHS = 256  # a corpus of 40-word windows: ~18 lengths x up to 6 batch structures
+
+
+class Replayable(Protocol):
+    def replay(self) -> None: ...
+
+
+Capture = Callable[[Callable[[], None]], Replayable]  # runs the pass once while recording it
+
+
+@dataclass
+class _Graph:
+    recorded: Replayable
+    columns: BatchColumns
+    out: torch.Tensor  # [B, V] float32: written by each replay
+
+
+@dataclass
+class _Length:
+    """The fixed inputs of one prompt length and number of orders, and the graphs that read them."""
+
+    ids: torch.Tensor  # [1, T]
+    ranks: EdgeRanks
+    graphs: dict[tuple, _Graph] = field(default_factory=dict)
+    seen: set[tuple] = field(default_factory=set)  # structures run eagerly once
+
+    @property
+    def nbytes(self) -> int:
+        return self.ids.nbytes + _ranks_nbytes(self.ranks)
+
+
+def _ranks_nbytes(ranks: EdgeRanks) -> int:
+    return sum(t.nbytes for t in ranks.tables())
+
+
+def _empty_like(ranks: EdgeRanks) -> EdgeRanks:
+    return EdgeRanks(*(torch.empty_like(t) for t in ranks.tables()))
+
+
+class CudaCapture:
+    """Records a pass as a CUDA graph on one side stream, from one memory pool shared by every graph.
+    The first capture runs the pass once on that stream beforehand, so that the libraries' lazy set-up
+    for a new stream (cuBLAS's workspace) happens outside a capture. (``torch.cuda.graph`` would also
+    collect garbage and empty the allocator's cache at each capture.)"""
+
+    def __init__(self, device: torch.device):
+        self.stream = torch.cuda.Stream(device)
+        self.pool = torch.cuda.graph_pool_handle()
+        self.warm = False
+
+    def __call__(self, run: Callable[[], None]) -> Replayable:
+        graph = torch.cuda.CUDAGraph()
+        self.stream.wait_stream(torch.cuda.current_stream(self.stream.device))
+        with torch.cuda.stream(self.stream):
+            if not self.warm:
+                run()
+                self.warm = True
+            graph.capture_begin(pool=self.pool, capture_error_mode="thread_local")
+            try:
+                run()
+            finally:
+                graph.capture_end()
+        torch.cuda.current_stream(self.stream.device).wait_stream(self.stream)
+        return graph
+
+
+class PassGraphs:
+    """:class:`explorer.models.hooks.PassReplay` by CUDA graphs for one instrumented model (see the module
+    docstring). ``capture``: how a pass is recorded (default: a CUDA graph on ``device``)."""
+
+    def __init__(self, inst: Instrumentation, device: torch.device, capture: Capture | None = None):
+        self.inst = inst
+        self.device = device
+        self.capture = capture if capture is not None else CudaCapture(device)
+        self.enabled = True
+        self._lengths: OrderedDict[tuple, _Length] = OrderedDict()
+        self._outs: dict[int, torch.Tensor] = {}  # batch size -> [B, V] float32
+        self.captures = 0  # counters, for the benchmark
+        self.replays = 0
+
+    @property
+    def n_graphs(self) -> int:
+        return sum(len(length.graphs) for length in self._lengths.values())
+
+    def clear(self) -> None:
+        """Drop every graph and fixed input (their pool's memory returns to the allocator's cache)."""
+        self._lengths.clear()
+        self._outs.clear()
+
+    def make_room(self, rank_bytes: int) -> None:
+        if rank_bytes > MAX_RANK_BYTES:
+            self.clear()
+
+    def logits(
+        self, input_ids: torch.Tensor, ranks: EdgeRanks, specs: list[MaskSpec], batch_size: int
+    ) -> torch.Tensor | None:
+        if not self.enabled or ranks.attention.device != self.device or _ranks_nbytes(ranks) > MAX_RANK_BYTES:
+            return None
+        length = self._length(input_ids, ranks)
+        dtype = next(self.inst.adapter.model.parameters()).dtype
+        out = []
+        for start in range(0, len(specs), batch_size):
+            chunk = specs[start : start + batch_size]
+            structure = BatchColumns.structure_of(chunk)
+            graph = length.graphs.get(structure)
+            if graph is None and structure in length.seen and self.enabled:
+                graph = self._record(length, chunk, structure, dtype)
+            if graph is None:
+                length.seen.add(structure)
+                logits = masked_pass(self.inst, length.ids, RankMasks(length.ranks, chunk, dtype))
+                if len(chunk) not in self._outs:
+                    self._outs[len(chunk)] = torch.empty_like(logits)
+                out.append(logits)
+                continue
+            graph.columns.load(chunk)
+            graph.recorded.replay()
+            self.replays += 1
+            out.append(graph.out.clone())
+        return torch.cat(out)
+
+    def _length(self, input_ids: torch.Tensor, ranks: EdgeRanks) -> _Length:
+        """The fixed inputs of this length, filled with this call's ids and ranks."""
+        key = (input_ids.shape[1], tuple(ranks.attention.shape), ranks.attention.dtype)
+        length = self._lengths.get(key)
+        if length is None:
+            length = _Length(torch.empty_like(input_ids), _empty_like(ranks))
+            self._lengths[key] = length
+        self._lengths.move_to_end(key)
+        length.ids.copy_(input_ids)
+        for fixed, table in zip(length.ranks.tables(), ranks.tables()):
+            fixed.copy_(table)
+        self._evict()
+        return length
+
+    def _evict(self) -> None:
+        """Drop the least recently used lengths (never the current one) beyond the caps."""
+        while len(self._lengths) > 1 and (
+            self.n_graphs > MAX_GRAPHS or sum(length.nbytes for length in self._lengths.values()) > MAX_STATIC_BYTES
+        ):
+            self._lengths.popitem(last=False)
+
+    def _record(self, length: _Length, chunk: list[MaskSpec], structure: tuple, dtype: torch.dtype) -> _Graph | None:
+        columns = BatchColumns.of(chunk, length.ranks.attention.dtype, self.device)
+        out = self._outs[len(chunk)]
+
+        def run() -> None:
+            masks = RankMasks(length.ranks, columns, dtype, block_bytes=0)
+            out.copy_(masked_pass(self.inst, length.ids, masks))
+
+        try:
+            recorded = self.capture(run)
+        except Exception as exc:  # a forward that cannot be captured: run this model's passes eagerly
+            self.enabled = False
+            self.clear()
+            warnings.warn(f"masked passes are not replayed as CUDA graphs on this model: {exc}", stacklevel=2)
+            return None
+        self.captures += 1
+        graph = _Graph(recorded, columns, out)
+        length.graphs[structure] = graph
+        self._evict()
+        return graph
+
+
+def enable(inst: Instrumentation, device: torch.device, capture: Capture | None = None) -> PassGraphs | None:
+    """Replay ``inst``'s masked passes as CUDA graphs on ``device`` (a CUDA device, or any device with a
+    ``capture`` stand-in). Returns the :class:`PassGraphs`, or ``None`` where there is nothing to do."""
+    if capture is None and device.type != "cuda":
+        return None
+    if device.type == "cuda" and device.index is None:  # compared with tensors' devices, which have one
+        device = torch.device("cuda", torch.cuda.current_device())
+    graphs = PassGraphs(inst, device, capture)
+    inst.replay = graphs
+    return graphs
+
+
+def disable(inst: Instrumentation) -> None:
+    """Run ``inst``'s masked passes eagerly again (its graphs are dropped)."""
+    replay: Any = inst.replay
+    if isinstance(replay, PassGraphs):
+        replay.clear()
+    inst.replay = None
