@@ -2,6 +2,8 @@
 several worker counts and batch sizes, the GPU's utilisation while it runs, and whether the rows agree.
 
     python -m bench.corpus_throughput --model llama-3.1-8b --prompts 200 --runs 1x32,2x32,2x162
+    python -m bench.corpus_throughput --prompts 100 --runs 1x32e,1x32,2x32
+
 
 The prompts have the token counts of the shipped forty-word Bible windows (``smollm2-135m-kjv40``: the
 papers' setting, 42-59 tokens) with random token ids, for a model with random weights from
@@ -9,7 +11,9 @@ papers' setting, 42-59 tokens) with random token ids, for a model with random we
 (threads sharing the model) and ``B`` masked subgraphs per forward pass. Its time is the tracing time once
 the model is loaded (:attr:`explorer.corpus.driver.RunSummary.trace_seconds`); the utilisation is the
 mean of ``nvidia-smi``'s samples every 100 ms over the run. Rows are compared with the first run's, the
-``seconds`` column aside: identical, or the largest difference of the float columns.
+``seconds`` column aside: identical, or the largest difference of the float columns. A run ``WxBe``
+runs the masked passes eagerly; the others replay them as CUDA graphs where a length repeats
+(explorer/pass_graphs.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pyarrow.parquet as pq
 import torch
 
 from bench.support import build
+from explorer import pass_graphs
 from explorer.corpus.local import run_corpus
 from explorer.corpus.sources import Corpus, Prompt, prompt_id
 from explorer.results import Settings
@@ -105,7 +110,11 @@ def main() -> None:
         warm = Settings(controls=True, max_tokens=256)
         run_corpus(lm, replace(corpus, prompts=corpus.prompts[:3]), Path(tmp) / "warm", warm)
         for run in args.runs.split(","):
-            workers, batch = (int(x) for x in run.split("x"))
+            eager = run.endswith("e")
+            workers, batch = (int(x) for x in run.removesuffix("e").split("x"))
+            pass_graphs.disable(lm.instrumentation)
+            if not eager:
+                pass_graphs.enable(lm.instrumentation, lm.device)
             settings = Settings(controls=True, max_tokens=256, batch_size=batch)
             folder = Path(tmp) / run
             with Utilisation() as gpu:
@@ -114,7 +123,8 @@ def main() -> None:
             agreement = "reference" if first is None else compare(first, rows)
             first = rows if first is None else first
             print(
-                f"{workers} worker(s), batch {batch}: {summary.traced} prompts in {summary.trace_seconds:.1f} s = "
+                f"{workers} worker(s), batch {batch}{', eager' if eager else ''}: {summary.traced} prompts in "
+                f"{summary.trace_seconds:.1f} s = "
                 f"{summary.traced / summary.trace_seconds:.2f} prompts/s; GPU utilisation {gpu.mean:.0f}%; "
                 f"rows: {agreement}",
                 flush=True,
