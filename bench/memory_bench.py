@@ -64,6 +64,7 @@ class StageMemory:
         self.entry: dict[str, int] = {}  # allocated when the call that reached the peak began
         self.seconds: dict[str, float] = {}
         self._stack: list[list] = []  # [name, peak so far] of the stages running now, outermost first
+        self._originals: list[tuple] = []  # (owner, attribute, value) to put back
         for name, where in STAGES.items():
             owner, attr = (lm.instrumentation, "recorded_forward") if where is None else where
             self._wrap(name, owner, attr)
@@ -71,7 +72,15 @@ class StageMemory:
             for name, (owner, attr) in SEARCH_PARTS.items():
                 self._wrap(name, owner, attr)
 
+    def close(self) -> None:
+        """Put the wrapped functions back. A second model's wrappers around the first's would each reset
+        the peak, so that the outer ones saw only what followed the inner ones' last reset."""
+        for owner, attr, value in reversed(self._originals):
+            setattr(owner, attr, value)
+        self._originals.clear()
+
     def _wrap(self, name, owner, attr):
+        self._originals.append((owner, attr, owner.__dict__.get(attr, getattr(owner, attr))))
         real = getattr(owner, attr)
         is_class_method = isinstance(owner, type) and isinstance(owner.__dict__.get(attr), classmethod)
         fn = real.__func__ if is_class_method else real
@@ -173,6 +182,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             torch.cuda.empty_cache()
+        stages.close()
         del lm, stages
         torch.cuda.empty_cache()
     if args.json:

@@ -39,17 +39,18 @@ GIB = 2**30
 
 BYTES = {
     "graph_per_id": 28.0,  # the recorded pass's attention, the edge weights float32, the scores' temporaries
-    "device_search_per_edge": 82.0,  # the CSR and its weights, the level-by-level search (int32, one sort)
-    "random_search_per_edge": 86.0,  # the same for the random control (float64 keys), before the forward pass
+    "device_search_per_edge": 60.0,  # the CSR and its weights, the level-by-level search (int32, sorts by ranges)
+    "random_search_per_edge": 48.0,  # the random control's, before the forward pass (less is held then)
     "host_search_per_edge": 40.0,  # the heap search's device part: sorted CSR and its keys
     "random_search_overlap_per_edge": 45.0,  # with controls: the random control's, partly alongside it
     "orders_per_edge": 16.0,  # two orders of int64 ids on the device
-    "pass_per_attention": 10.0,  # per B*H*T*T: float32 scores and softmax, probabilities, keeps
+    "pass_per_attention": 13.0,  # per B*H*T*T: float32 scores and softmax, probabilities, keeps
     "pass_per_activation": 12.0,  # per B*T*(d + F): hidden states and the MLP's intermediate
     "fixed": 0.5 * GIB,  # the allocator's slack, the CUDA context's workspace, small tensors
 }
 """Bytes per element of each term (see the module's docstring), from the stage peaks measured on an H200
-(bench/RESULTS.md, "Long prompts: memory by stage"). For graphs searched by the heap search the random
+(bench/RESULTS.md, "Long prompts: memory by stage"; the device search's and the passes' refitted in
+"Long prompts: sorts by sampled ranges"). For graphs searched by the heap search the random
 control's device part (on its own stream) overlaps the greedy one's in part."""
 
 RATES = {
@@ -151,7 +152,8 @@ def estimate_cost(
     )
     on_device = kind == "cuda" and E >= CHAIN_SEARCH_EDGES_PER_LEVEL * (2 * shape.n_layers + 1)
     if on_device:  # one device search at a time
-        search = BYTES["random_search_per_edge" if settings.controls else "device_search_per_edge"] * E
+        per_edge = max(BYTES["device_search_per_edge"], settings.controls * BYTES["random_search_per_edge"])
+        search = per_edge * E
     else:
         search = (BYTES["host_search_per_edge"] + settings.controls * BYTES["random_search_overlap_per_edge"]) * E
     stages = {
