@@ -38,7 +38,7 @@ costs about 3.5 ms per level plus 18 ns per edge on an H200, the heap search on 
 GIB = 2**30
 
 BYTES = {
-    "graph_per_id": 28.0,  # the recorded pass's attention, the edge weights float32, the scores' temporaries
+    "graph_per_id": 14.0,  # per L*H*T*T id: the recorded attention, the edge weights float32, a layer's temporaries
     "device_search_per_edge": 60.0,  # the CSR and its weights, the level-by-level search (int32, sorts by ranges)
     "random_search_per_edge": 48.0,  # the random control's, before the forward pass (less is held then)
     "host_search_per_edge": 40.0,  # the heap search's device part: sorted CSR and its keys
