@@ -1,8 +1,10 @@
-"""Masked forward passes replayed as CUDA graphs where a prompt length and a batch's shape repeat.
+"""Forward passes replayed as CUDA graphs where a prompt length and a batch's shape repeat.
 
-On a GPU the masked passes of short prompts are bound by kernel launches: some 2,000 per pass on the
-SmolLM2 shape, about 17 us of host time each (bench/RESULTS.md). :class:`PassGraphs` records a pass once
-as a CUDA graph and then replays it, one launch for the whole pass, for every later batch of the same
+On a GPU the passes of short prompts are bound by kernel launches: some 2,000 per masked pass on the
+SmolLM2 shape and as many for the recorded pass and the graph's weights, about 17 us of host time each
+(bench/RESULTS.md). :class:`PassGraphs` records them once as CUDA graphs and then replays them, one launch
+each: the recorded pass with :func:`explorer.graph.build_graph` per length and weighting
+(:meth:`PassGraphs.forward_graph`), and the masked passes for every later batch of the same
 :meth:`~explorer.intervene.BatchColumns.structure_of` at the same prompt length and number of orders:
 
 - the first batch of a (length, structure) runs eagerly, which also warms that shape up; the second is
@@ -32,12 +34,14 @@ from typing import Any, Protocol
 
 import torch
 
+from explorer.graph import TokenGraph, build_graph, layout_for
 from explorer.intervene import BatchColumns, EdgeRanks, MaskSpec, RankMasks, masked_pass
 from explorer.models.hooks import Instrumentation
 
 MAX_RANK_BYTES = 1 << 26  # a length's ranks (all orders); longer prompts are not bound by launches
 MAX_STATIC_BYTES = 1 << 29  # the ranks and ids of every length kept
 MAX_GRAPHS = 256  # a corpus of 40-word windows: ~18 lengths x up to 6 batch structures
+MAX_FORWARDS = 32  # recorded passes and graphs (one per length and weighting)
 
 
 class Replayable(Protocol):
@@ -52,6 +56,16 @@ class _Graph:
     recorded: Replayable
     columns: BatchColumns
     out: torch.Tensor  # [B, V] float32: written by each replay
+
+
+@dataclass
+class _Forward:
+    """The recorded pass and graph of one length and weighting: fixed ids in, fixed outputs written."""
+
+    recorded: Replayable
+    ids: torch.Tensor  # [1, T]
+    logits: torch.Tensor  # [V] float32
+    graph: TokenGraph
 
 
 @dataclass
@@ -114,6 +128,8 @@ class PassGraphs:
         self.enabled = True
         self._lengths: OrderedDict[tuple, _Length] = OrderedDict()
         self._outs: dict[int, torch.Tensor] = {}  # batch size -> [B, V] float32
+        self._forwards: OrderedDict[tuple, _Forward] = OrderedDict()  # (T, weighting)
+        self._forwards_seen: set[tuple] = set()
         self.captures = 0  # counters, for the benchmark
         self.replays = 0
 
@@ -125,6 +141,76 @@ class PassGraphs:
         """Drop every graph and fixed input (their pool's memory returns to the allocator's cache)."""
         self._lengths.clear()
         self._outs.clear()
+        self._forwards.clear()
+
+    def forward_graph(self, input_ids: torch.Tensor, weighting: str) -> tuple[torch.Tensor, TokenGraph] | None:
+        """The recorded pass's logits at the last position (``[V]`` float32) and the prompt's graph
+        (:func:`explorer.graph.build_graph`) for ``input_ids [1, T]``, replayed from a CUDA graph where
+        this length and weighting were seen before (the outputs are copies); ``None`` the first time, or
+        where the graph's weights would exceed :data:`MAX_RANK_BYTES` (the caller then runs them itself)."""
+        layout = layout_for(self.inst.adapter, input_ids.shape[1])
+        key = (input_ids.shape[1], weighting)
+        if not self.enabled or input_ids.device != self.device or 4 * layout.n_ids > MAX_RANK_BYTES:
+            return None
+        forward = self._forwards.get(key)
+        if forward is None:
+            if key not in self._forwards_seen:
+                self._forwards_seen.add(key)
+                return None
+            forward = self._record_forward(input_ids, weighting)
+            if forward is None:
+                return None
+        self._forwards.move_to_end(key)
+        forward.ids.copy_(input_ids)
+        forward.recorded.replay()
+        self.replays += 1
+        g = forward.graph
+        copies = (t.clone() for t in (g.attention, g.residual_attn, g.residual_mlp, g.mlp))
+        return forward.logits.clone(), TokenGraph(g.layout, g.weighting, *copies)
+
+    def _record_forward(self, input_ids: torch.Tensor, weighting: str) -> _Forward | None:
+        adapter = self.inst.adapter
+        layout = layout_for(adapter, input_ids.shape[1])
+        L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
+        head = adapter.model.get_output_embeddings()
+        if not isinstance(head, torch.nn.Linear):  # no plain output head to size the logits by
+            return None
+        ids = input_ids.clone()
+        vocab = head.weight.shape[0]
+        new = lambda *shape: torch.empty(shape, dtype=torch.float32, device=self.device)
+        logits = new(vocab)
+        graph = TokenGraph(layout, weighting, new(L, H, T, T), new(L, T), new(L, T), new(L, T))
+
+        def run() -> None:
+            out, records = self.inst.recorded_forward(ids, logits_to_keep=1)
+            logits.copy_(out[0, -1])
+            built = build_graph(adapter, records, weighting)
+            for fixed, t in zip(
+                (graph.attention, graph.residual_attn, graph.residual_mlp, graph.mlp),
+                (built.attention, built.residual_attn, built.residual_mlp, built.mlp),
+            ):
+                fixed.copy_(t)
+
+        recorded = self._capture_or_stop(run)
+        if recorded is None:
+            return None
+        forward = _Forward(recorded, ids, logits, graph)
+        self._forwards[(T, weighting)] = forward
+        while len(self._forwards) > MAX_FORWARDS:
+            self._forwards.popitem(last=False)
+        return forward
+
+    def _capture_or_stop(self, run: Callable[[], None]) -> Replayable | None:
+        """``run`` recorded, or ``None`` (with recording switched off for this model) if it cannot be."""
+        try:
+            recorded = self.capture(run)
+        except Exception as exc:  # a forward that cannot be captured: run this model's passes eagerly
+            self.enabled = False
+            self.clear()
+            warnings.warn(f"masked passes are not replayed as CUDA graphs on this model: {exc}", stacklevel=3)
+            return None
+        self.captures += 1
+        return recorded
 
     def make_room(self, rank_bytes: int) -> None:
         if rank_bytes > MAX_RANK_BYTES:
@@ -186,14 +272,9 @@ class PassGraphs:
             masks = RankMasks(length.ranks, columns, dtype, block_bytes=0)
             out.copy_(masked_pass(self.inst, length.ids, masks))
 
-        try:
-            recorded = self.capture(run)
-        except Exception as exc:  # a forward that cannot be captured: run this model's passes eagerly
-            self.enabled = False
-            self.clear()
-            warnings.warn(f"masked passes are not replayed as CUDA graphs on this model: {exc}", stacklevel=2)
+        recorded = self._capture_or_stop(run)
+        if recorded is None:
             return None
-        self.captures += 1
         graph = _Graph(recorded, columns, out)
         length.graphs[structure] = graph
         self._evict()

@@ -25,7 +25,7 @@ import torch
 
 from explorer.density import density, recovery_sizes
 from explorer.edges import EdgeLayout, stratum_counts
-from explorer.graph import build_graph, layout_for
+from explorer.graph import TokenGraph, build_graph, layout_for
 from explorer.inputs import (
     check_prompt_text,
     first_token_id,
@@ -229,6 +229,17 @@ def evaluate(
     return result
 
 
+def recorded_graph(lm: LoadedModel, input_ids: torch.Tensor, weighting: str) -> tuple[torch.Tensor, TokenGraph]:
+    """The full model's logits at the last position (``[V]`` float32) and the graph of ``input_ids [1, T]``:
+    one recorded forward pass, or its replay (``lm.instrumentation.replay``), which gives the same."""
+    replay = lm.instrumentation.replay
+    replayed = replay.forward_graph(input_ids, weighting) if replay is not None else None
+    if replayed is not None:
+        return replayed
+    logits, records = lm.instrumentation.recorded_forward(input_ids, logits_to_keep=1)
+    return logits[0, -1].float(), build_graph(lm.adapter, records, weighting)
+
+
 def full_output(lm: LoadedModel, item: Searched, k: int) -> Output:
     """The full model's own output at ``item``'s position."""
     p = torch.softmax(item.logits.float(), -1)
@@ -336,11 +347,10 @@ def trace_modes(
         if settings.controls:
             random_order = start_random_control(layout_for(lm.adapter, t + 1), settings.seed, lm.device)
         report(0.05, "forward pass")
-        logits, records = lm.instrumentation.recorded_forward(input_ids, logits_to_keep=1)
-        logits = logits[0, -1].float()
+        logits, graph = recorded_graph(lm, input_ids, settings.weighting)
         probes = probes_for(lm, token_ids, t, logits, gold, target, foil)
-        csr = build_graph(lm.adapter, records, settings.weighting).search_csr()  # the graph's weights freed
-        del records
+        csr = graph.search_csr()
+        del graph  # the graph's weights are freed: the search reads the CSR
         lap("graph")
         report(0.25, "greedy search")
         finish_search = greedy_search(csr)

@@ -186,3 +186,27 @@ def test_the_device_only_mask_is_transformers_eager_mask():
                 got = strace_mask(attention_mask=padding, **kwargs)
                 assert got is not None and got.dtype == expected.dtype
                 assert torch.equal(got, expected.expand_as(got))
+
+
+def _graph_tensors(graph):
+    return (graph.attention, graph.residual_attn, graph.residual_mlp, graph.mlp)
+
+
+@pytest.mark.parametrize("weighting", ["l1", "ifr"])
+def test_the_replayed_forward_pass_and_graph_equal_eager_ones(lm, weighting):
+    from explorer.trace import recorded_graph
+
+    prompts = [torch.randint(0, 200, (1, 8), generator=torch.Generator().manual_seed(s)) for s in range(4)]
+    eager = [recorded_graph(lm, ids, weighting) for ids in prompts]
+    graphs = pass_graphs.enable(lm.instrumentation, torch.device("cpu"), rerun_capture)
+    assert graphs is not None
+    replayed = [recorded_graph(lm, ids, weighting) for ids in prompts]
+    assert (graphs.captures, graphs.replays) == (1, 3)  # the first of a length runs eagerly
+    for (logits_a, graph_a), (logits_b, graph_b) in zip(eager, replayed):
+        assert torch.equal(logits_a, logits_b)
+        assert graph_b.layout == graph_a.layout and graph_b.weighting == weighting
+        for a, b in zip(_graph_tensors(graph_a), _graph_tensors(graph_b)):
+            assert torch.equal(a, b)
+    # each replay's outputs are its own: the next replay does not write over them
+    assert not torch.equal(replayed[1][1].attention, replayed[2][1].attention)
+    assert torch.equal(replayed[1][1].attention, eager[1][1].attention)

@@ -16,7 +16,7 @@ graph reproduces the unmasked logits bit for bit on pre-norm and post-norm layer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -50,6 +50,11 @@ class PassReplay(Protocol):
     def logits(self, input_ids: torch.Tensor, ranks, specs: list, batch_size: int) -> torch.Tensor | None:
         """As :func:`explorer.intervene.masked_logits` with no positions, or ``None`` where it does not
         apply (the caller then runs the passes itself)."""
+
+    def forward_graph(self, input_ids: torch.Tensor, weighting: str) -> tuple[torch.Tensor, Any] | None:
+        """The recorded pass's last logits ``[V]`` and the prompt's :class:`explorer.graph.TokenGraph`, or
+        ``None`` where it does not apply (the caller then runs :meth:`Instrumentation.recorded_forward`
+        and ``build_graph`` itself)."""
 
     def make_room(self, rank_bytes: int) -> None:
         """Before a trace whose edge ranks take ``rank_bytes``: free what is kept for replays if that
