@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,17 @@ def _text_of(data: str | bytes) -> str:
         raise BadTraceFile(f"not a trace JSON: byte {exc.start} is not UTF-8 text") from None
 
 
+_LITERALS = ("null", "true", "false", "NaN", "Infinity", "-Infinity")
+
+
+def _cut_value(rest: str) -> bool:
+    """Whether ``rest``, what the parser could not read up to the end of the text, is the start of a
+    value cut short: part of a literal (``nu``) or the end of a number (``0.``, ``1e-``)."""
+    if any(word.startswith(rest) for word in _LITERALS):
+        return True
+    return re.fullmatch(r"[.eE][0-9eE+-]*", rest) is not None
+
+
 def _parse(text: str) -> object:
     try:
         return json.loads(text)
@@ -56,7 +68,7 @@ def _parse(text: str) -> object:
         end = len(text.rstrip())
         if end == 0:
             raise BadTraceFile("not a trace JSON: the file is empty") from None
-        if exc.pos >= end or exc.msg.startswith("Unterminated string"):
+        if exc.pos >= end or exc.msg.startswith("Unterminated string") or _cut_value(text[exc.pos : end]):
             raise BadTraceFile(f"the trace JSON is truncated: it stops after {len(text)} characters") from None
         raise BadTraceFile(f"not a trace JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:

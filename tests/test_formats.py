@@ -63,6 +63,16 @@ def test_a_truncated_trace_says_so(traced, fraction):
         loads_trace(text[: int(len(text) * fraction)])
 
 
+@pytest.mark.parametrize("inside", ["null", "0.", "e-"])
+def test_a_trace_cut_inside_a_literal_or_a_number_is_truncated(traced, inside):
+    """Cut just after ``nu`` of a ``null``, the ``.`` of a number or the ``e-`` of an exponent: the
+    parser sees a bad value or a missing comma there, but the file is only cut short."""
+    text = traced[1].to_json() if inside != "e-" else '{"schema": 1, "tiny": 1.5e-07}'
+    at = text.index(inside) + (2 if inside == "null" else len(inside))
+    with pytest.raises(BadTraceFile, match="the trace JSON is truncated"):
+        loads_trace(text[:at])
+
+
 def _edited(trace, **changes) -> str:
     data = json.loads(trace.to_json())
     for key, value in changes.items():
