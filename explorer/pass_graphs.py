@@ -21,7 +21,8 @@ are built, so its logits are the eager pass's bit for bit (``python -m bench.gpu
 it on the GPU; the tests check the buffers' plumbing on the CPU with a stand-in for the capture). Only
 passes at the last position are recorded, for lengths whose ranks fit in :data:`MAX_RANK_BYTES`; the
 least recently used lengths are dropped beyond :data:`MAX_GRAPHS` graphs or :data:`MAX_STATIC_BYTES` of
-inputs. A capture that fails switches recording off for the model, with a warning.
+inputs, the least recently used recorded passes beyond :data:`MAX_FORWARDS` or as many bytes of outputs.
+A capture that fails switches recording off for the model, with a warning.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from explorer.intervene import BatchColumns, EdgeRanks, MaskSpec, RankMasks, mas
 from explorer.models.hooks import Instrumentation
 
 MAX_RANK_BYTES = 1 << 26  # a length's ranks (all orders); longer prompts are not bound by launches
-MAX_STATIC_BYTES = 1 << 29  # the ranks and ids of every length kept
+MAX_STATIC_BYTES = 1 << 29  # the ranks and ids of every length kept; apart from them, the recorded graphs' outputs
 MAX_GRAPHS = 256  # a corpus of 40-word windows: ~18 lengths x up to 6 batch structures
 MAX_FORWARDS = 32  # recorded passes and graphs (one per length and weighting)
 
@@ -196,7 +197,8 @@ class PassGraphs:
             return None
         forward = _Forward(recorded, ids, logits, graph)
         self._forwards[(T, weighting)] = forward
-        while len(self._forwards) > MAX_FORWARDS:
+        held = lambda: sum(f.logits.nbytes + f.graph.attention.nbytes for f in self._forwards.values())
+        while len(self._forwards) > 1 and (len(self._forwards) > MAX_FORWARDS or held() > MAX_STATIC_BYTES):
             self._forwards.popitem(last=False)
         return forward
 

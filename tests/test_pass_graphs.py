@@ -210,3 +210,21 @@ def test_the_replayed_forward_pass_and_graph_equal_eager_ones(lm, weighting):
     # each replay's outputs are its own: the next replay does not write over them
     assert not torch.equal(replayed[1][1].attention, replayed[2][1].attention)
     assert torch.equal(replayed[1][1].attention, eager[1][1].attention)
+
+
+def test_recorded_passes_beyond_the_cap_are_dropped_least_recent_first(lm, monkeypatch):
+    from explorer.trace import recorded_graph
+
+    monkeypatch.setattr(pass_graphs, "MAX_FORWARDS", 2)
+    graphs = pass_graphs.enable(lm.instrumentation, torch.device("cpu"), rerun_capture)
+    assert graphs is not None
+    for n_tokens in (5, 6, 7, 5, 6, 7):  # each length seen twice: recorded on the second
+        expected = None
+        for seed in range(2):
+            ids = torch.randint(0, 200, (1, n_tokens), generator=torch.Generator().manual_seed(seed))
+            logits, _ = recorded_graph(lm, ids, "l1")
+            if seed == 0:
+                expected = logits
+        assert expected is not None
+        assert len(graphs._forwards) <= 2
+    assert [key[0] for key in graphs._forwards] == [6, 7]
