@@ -21,6 +21,7 @@ from explorer.chain_search import NotSettled, chain_order, dense_rank
 from explorer.cost import CHAIN_SEARCH_EDGES_PER_LEVEL  # smaller graphs, and any on a CPU: the heap search
 from explorer.edges import EdgeLayout
 from explorer.graph import SearchCsr, TokenGraph
+from explorer.pass_graphs import empty_cache
 from explorer.search import SearchGraph, prepare_search, random_keys, run_search
 
 _device_search = threading.Lock()
@@ -56,7 +57,7 @@ def _search(layout: EdgeLayout, ptr, src, keys: Callable[[], torch.Tensor]) -> C
                 order = chain_order(ptr, src, rank, layout.node_levels(device), layout.output_node)
             return lambda: order
         except (torch.OutOfMemoryError, NotSettled):
-            torch.cuda.empty_cache()  # the heap search needs a fraction of the device memory
+            empty_cache()  # the heap search needs a fraction of the device memory
     job = prepare_search(ptr, src, keys(), torch.arange(len(src), device=device), layout.output_node)
     return lambda: torch.from_numpy(run_search(job))
 

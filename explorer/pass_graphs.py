@@ -27,6 +27,7 @@ A capture that fails switches recording off for the model, with a warning.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -43,6 +44,31 @@ MAX_RANK_BYTES = 1 << 26  # a length's ranks (all orders); longer prompts are no
 MAX_STATIC_BYTES = 1 << 29  # the ranks and ids of every length kept; apart from them, the recorded graphs' outputs
 MAX_GRAPHS = 256  # a corpus of 40-word windows: ~18 lengths x up to 6 batch structures
 MAX_FORWARDS = 32  # recorded passes and graphs (one per length and weighting)
+
+
+_DEVICE_WIDE = threading.Lock()
+"""Held while a pass is captured. A device-wide call from another thread (synchronising the device,
+emptying the allocator's cache) in that time would invalidate the capture, and fail that thread's own
+work too: such calls go through :func:`device_wide`. (Seen with two corpus workers: one worker's timing
+sync during the other's capture.)"""
+
+
+def device_wide(call: Callable[[], None]) -> None:
+    """Run ``call``, a device-wide CUDA call, when no pass is being captured."""
+    with _DEVICE_WIDE:
+        call()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for all work on ``device`` (a CUDA device; nothing to wait for on others)."""
+    if device.type == "cuda":
+        device_wide(lambda: torch.cuda.synchronize(device))
+
+
+def empty_cache() -> None:
+    """Return the CUDA allocator's unused cached memory to the device."""
+    if torch.cuda.is_available():
+        device_wide(torch.cuda.empty_cache)
 
 
 class Replayable(Protocol):
@@ -205,7 +231,8 @@ class PassGraphs:
     def _capture_or_stop(self, run: Callable[[], None]) -> Replayable | None:
         """``run`` recorded, or ``None`` (with recording switched off for this model) if it cannot be."""
         try:
-            recorded = self.capture(run)
+            with _DEVICE_WIDE:
+                recorded = self.capture(run)
         except Exception as exc:  # a forward that cannot be captured: run this model's passes eagerly
             self.enabled = False
             self.clear()

@@ -41,13 +41,9 @@ from explorer.models.limits import check_memory, check_settings
 from explorer.models.loading import LoadedModel
 from explorer.options import MODES, Mode, Variant, check_modes
 from explorer.orders import greedy_search, start_random_control
+from explorer.pass_graphs import synchronize
 from explorer.results import Output, Settings, Stratum, TokenProb, Trace
 from explorer.search import strata_edges
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -324,7 +320,7 @@ def trace_modes(
 
     def lap(name: str) -> None:
         nonlocal clock
-        _sync(lm.device)
+        synchronize(lm.device)
         now = time.perf_counter()
         timings[name] = now - clock
         clock = now

@@ -228,3 +228,27 @@ def test_recorded_passes_beyond_the_cap_are_dropped_least_recent_first(lm, monke
         assert expected is not None
         assert len(graphs._forwards) <= 2
     assert [key[0] for key in graphs._forwards] == [6, 7]
+
+
+def test_device_wide_calls_from_other_threads_wait_for_a_capture(lm):
+    """Synchronising the device or emptying the allocator's cache during another thread's capture would
+    invalidate it (and fail that thread's work): they wait until the capture is over."""
+    import threading
+
+    events, threads = [], []
+
+    def capture_while_another_thread_syncs(run):
+        other = threading.Thread(target=pass_graphs.device_wide, args=(lambda: events.append("device-wide"),))
+        other.start()
+        threads.append(other)
+        other.join(timeout=0.5)  # it would have run by now, were it not waiting
+        events.append("captured")
+        return Rerun(run)
+
+    graphs = pass_graphs.enable(lm.instrumentation, torch.device("cpu"), capture_while_another_thread_syncs)
+    assert graphs is not None
+    layout = _layout(lm, 6)
+    for seed in range(2):
+        masked_logits(lm.instrumentation, torch.arange(6)[None], _ranks(layout, seed), [MaskSpec(3)], batch_size=1)
+    threads[0].join(timeout=5)
+    assert events == ["captured", "device-wide"]

@@ -13,8 +13,6 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from itertools import islice
 from pathlib import Path
 
-import torch
-
 from explorer.corpus import rows
 from explorer.corpus.driver import (
     Event,
@@ -34,6 +32,7 @@ from explorer.corpus.sources import Corpus
 from explorer.errors import BadSetting, ExplorerError
 from explorer.models.loading import LoadedModel
 from explorer.options import MODES
+from explorer.pass_graphs import empty_cache
 from explorer.results import Settings
 
 
@@ -88,7 +87,7 @@ class LocalTracer:
         except Exception as exc:
             # others may not: recorded in failed.jsonl with the reason. KeyboardInterrupt still stops the run.
             if self.lm.device.type == "cuda":
-                torch.cuda.empty_cache()
+                empty_cache()
             return Failed(job, failure_reason(exc))
 
     def trace(self, jobs: list[Job], frequencies: Frequencies | None) -> Generator[Event, None, None]:
