@@ -89,7 +89,8 @@ class StageMemory:
         def wrapped(*args, **kwargs):
             torch.cuda.synchronize()
             self._lift()
-            full = " / ".join([n for n, _ in self._stack] + [name]) if name in SEARCH_PARTS else name
+            inside = name in SEARCH_PARTS and self._stack  # the stack holds full names already
+            full = f"{self._stack[-1][0]} / {name}" if inside else name
             self._stack.append([full, 0])
             torch.cuda.reset_peak_memory_stats()
             entry = torch.cuda.memory_allocated()
