@@ -150,10 +150,8 @@ def _inside(v: torch.Tensor, lo, hi) -> torch.Tensor:
 
 
 def _one_value(lo, hi) -> bool:
-    """Whether the range ``[lo, hi)`` of :func:`_value_ranges` holds a single value."""
-    if lo is None or hi is None:
-        return False
-    return hi == lo + 1 if isinstance(lo, int) else hi == torch.nextafter(torch.tensor(lo), torch.tensor(torch.inf))
+    """Whether the range ``[lo, hi)`` of :func:`_value_ranges` over integers holds a single value."""
+    return lo is not None and hi is not None and hi == lo + 1
 
 
 def _stable_sort_by(items: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
