@@ -113,6 +113,10 @@ def _ranks_nbytes(ranks: EdgeRanks) -> int:
     return sum(t.nbytes for t in ranks.tables())
 
 
+def _weights(graph: TokenGraph) -> tuple[torch.Tensor, ...]:
+    return graph.attention, graph.residual_attn, graph.residual_mlp, graph.mlp
+
+
 def _empty_like(ranks: EdgeRanks) -> EdgeRanks:
     return EdgeRanks(*(torch.empty_like(t) for t in ranks.tables()))
 
@@ -192,7 +196,7 @@ class PassGraphs:
         forward.recorded.replay()
         self.replays += 1
         g = forward.graph
-        copies = (t.clone() for t in (g.attention, g.residual_attn, g.residual_mlp, g.mlp))
+        copies = (t.clone() for t in _weights(g))
         return forward.logits.clone(), TokenGraph(g.layout, g.weighting, *copies)
 
     def _record_forward(self, input_ids: torch.Tensor, weighting: str) -> _Forward | None:
@@ -211,11 +215,7 @@ class PassGraphs:
         def run() -> None:
             out, records = self.inst.recorded_forward(ids, logits_to_keep=1)
             logits.copy_(out[0, -1])
-            built = build_graph(adapter, records, weighting)
-            for fixed, t in zip(
-                (graph.attention, graph.residual_attn, graph.residual_mlp, graph.mlp),
-                (built.attention, built.residual_attn, built.residual_mlp, built.mlp),
-            ):
+            for fixed, t in zip(_weights(graph), _weights(build_graph(adapter, records, weighting))):
                 fixed.copy_(t)
 
         recorded = self._capture_or_stop(run)

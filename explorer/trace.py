@@ -334,14 +334,14 @@ def trace_modes(
         t = resolve_position(position, text_ids.shape[1])
         check_settings(lm, settings, t + 1)
         check_memory(lm, settings, t + 1)  # refuse, with the estimate, what would run out of memory
+        layout = layout_for(lm.adapter, t + 1)
         if lm.instrumentation.replay is not None:  # a long prompt: the recorded passes' memory is freed
-            n_orders = 2 if settings.controls else 1
-            lm.instrumentation.replay.make_room(EdgeRanks.nbytes_for(layout_for(lm.adapter, t + 1), n_orders))
+            lm.instrumentation.replay.make_room(EdgeRanks.nbytes_for(layout, 1 + settings.controls))
         input_ids = text_ids[:, : t + 1]  # the text cut after the traced token
         token_ids = text_ids[0].tolist()
         random_order = None
         if settings.controls:
-            random_order = start_random_control(layout_for(lm.adapter, t + 1), settings.seed, lm.device)
+            random_order = start_random_control(layout, settings.seed, lm.device)
         report(0.05, "forward pass")
         logits, graph = recorded_graph(lm, input_ids, settings.weighting)
         probes = probes_for(lm, token_ids, t, logits, gold, target, foil)
@@ -351,7 +351,7 @@ def trace_modes(
         report(0.25, "greedy search")
         finish_search = greedy_search(csr)
         del csr
-    item = search_position(layout_for(lm.adapter, t + 1), finish_search, t, logits, probes, random_order, lm.device)
+    item = search_position(layout, finish_search, t, logits, probes, random_order, lm.device)
     del finish_search  # the search's tables are not needed again
     lap("search")
     with holding(lm, report):
