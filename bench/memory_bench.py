@@ -43,6 +43,7 @@ STAGES = {
 
 
 SEARCH_PARTS = {  # inside either search on the device (explorer/chain_search.py), reported per search
+    "random keys": (orders, "random_keys"),
     "weight ranks": (orders, "dense_rank"),
     "level plans": (chain_search, "_level_plans"),
     "key sort": (chain_search, "_argsort_keys"),
@@ -50,19 +51,21 @@ SEARCH_PARTS = {  # inside either search on the device (explorer/chain_search.py
     "pre-order": (chain_search, "_preorder"),
     "depth's edges": (chain_search, "_at_depth"),
     "sort by parent": (chain_search, "_stable_sort_by"),
+    "round check": (chain_search, "_increasing"),  # once per round of push counters
 }
 
 
 class StageMemory:
-    """Wraps the stage functions; ``peaks[name]`` and ``left[name]`` in bytes, ``seconds[name]``. A stage
-    that runs inside another is named ``outer / inner`` (the search's parts); the outer stage's peak
-    includes the inner ones'."""
+    """Wraps the stage functions; ``peaks[name]`` and ``left[name]`` in bytes, ``seconds[name]`` and
+    ``calls[name]`` summed over its calls. A stage that runs inside another is named ``outer / inner``
+    (the search's parts); the outer stage's peak includes the inner ones'."""
 
     def __init__(self, lm, search_parts: bool = False):
         self.peaks: dict[str, int] = {}
         self.left: dict[str, int] = {}
         self.entry: dict[str, int] = {}  # allocated when the call that reached the peak began
         self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
         self._stack: list[list] = []  # [name, peak so far] of the stages running now, outermost first
         self._originals: list[tuple] = []  # (owner, attribute, value) to put back
         for name, where in STAGES.items():
@@ -102,6 +105,7 @@ class StageMemory:
                 self._lift()
                 _, peak = self._stack.pop()
                 self.seconds[full] = self.seconds.get(full, 0.0) + time.perf_counter() - t0
+                self.calls[full] = self.calls.get(full, 0) + 1
                 if peak >= self.peaks.get(full, 0):
                     self.peaks[full], self.entry[full] = peak, entry
                 self.left[full] = torch.cuda.memory_allocated()
@@ -123,6 +127,7 @@ class StageMemory:
         self.left.clear()
         self.entry.clear()
         self.seconds.clear()
+        self.calls.clear()
 
 
 def main() -> None:
@@ -179,6 +184,7 @@ def main() -> None:
                 "stage_left_gib": {k: v / GIB for k, v in stages.left.items()},
                 "stage_entry_gib": {k: v / GIB for k, v in stages.entry.items()},
                 "stage_seconds": dict(stages.seconds),
+                "stage_calls": dict(stages.calls),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -274,7 +274,7 @@ def _level_plans(src, dst, level) -> list[_LevelPlan]:
         del u, v, new_pair
         new_source = _group_starts(pair_source)
         idx = torch.arange(len(pair_source), device=dev)
-        place = _since_group_start(idx, new_source)  # place among its source's pairs
+        place = idx - _at_group_start(idx, new_source, 0)  # place among its source's pairs
         group = torch.cumsum(new_source.long(), 0) - 1
         group_size = torch.bincount(group)[group]
         rounds, step, longest = [], 1, int(group_size.max())
@@ -363,7 +363,7 @@ def _count_above(chain_key: torch.Tensor, v: torch.Tensor, k: torch.Tensor) -> t
 def _less(i, j, v, above, k_e, live, chain_key, chain_edge) -> torch.Tensor:
     """Whether candidate ``i``'s chain is smaller than ``j``'s (elementwise over index tensors)."""
     vi, vj = v[i], v[j]
-    same = (chain_edge[vi] == chain_edge[vj]).long().cumprod(1).sum(1)  # common prefix of chain(v)s
+    same = _common_prefix(chain_edge[vi], chain_edge[vj])  # of chain(v)s
     at = torch.minimum(torch.minimum(above[i], above[j]), same)
     ci = torch.where(at == above[i], k_e[i], chain_key[vi, at.clamp_max(chain_key.shape[1] - 1)])
     cj = torch.where(at == above[j], k_e[j], chain_key[vj, at.clamp_max(chain_key.shape[1] - 1)])
@@ -396,8 +396,7 @@ def _preorder(key_order, parent, depth) -> torch.Tensor:
             x = torch.cumsum(sizes, 0, dtype=torch.int32) - sizes + total  # sizes before, in this depth
             start = _group_starts(p)
             start[0] = p[0] != last
-            base = torch.cummax(torch.where(start, x, 0), 0).values
-            base = torch.where(start.cumsum(0) > 0, base, first)  # before this step's first new group
+            base = _at_group_start(x, start, first)  # first: before this step's first new group
             buf[a] = torch.where(p >= 0, buf[p.clamp_min(0)], -1) + 1 + x - base
             total, first, last = x[-1] + sizes[-1], base[-1], p[-1]
     return buf.masked_fill_(depth < 0, -1)
@@ -418,7 +417,21 @@ def _group_starts(*columns: torch.Tensor) -> torch.Tensor:
     return start
 
 
-def _since_group_start(x: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    """``x [K]`` (non-decreasing) minus its value where the element's run begins (``start`` from
-    :func:`_group_starts`)."""
-    return x - torch.cummax(torch.where(start, x, 0), 0).values
+def _at_group_start(x: torch.Tensor, start: torch.Tensor, before) -> torch.Tensor:
+    """``x [K]`` where each element's run begins (``start`` from :func:`_group_starts`; ``before`` for
+    elements ahead of the first start): the runs numbered by a cumulative sum of ``start``, their first
+    values gathered. (``torch.cummax`` of the start values gives the same for a non-decreasing ``x``, but
+    its CUDA kernel took 40% of a long prompt's search.)"""
+    run = start.cumsum(0, dtype=torch.int32)
+    firsts = x[start]
+    if not len(firsts):
+        return torch.full_like(x, 0).add_(before)
+    begun = run > 0
+    return torch.where(begun, firsts[run.sub_(1).clamp_min_(0)], before)
+
+
+def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``[K]`` int64: the length of the common prefix of each row of ``a`` and ``b`` (``[K, D]``): the
+    first column where they differ, or ``D`` (a reduction, where a cumulative product is a slow scan)."""
+    differ = a != b
+    return torch.where(differ.any(1), differ.to(torch.uint8).argmax(1), a.shape[1])

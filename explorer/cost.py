@@ -54,11 +54,30 @@ BYTES = {
 control's device part (on its own stream) overlaps the greedy one's in part."""
 
 RATES = {
-    "cuda": {"flops": 3.5e14, "launch_s_per_layer": 1.0e-3, "search_s_per_edge": 2.5e-8, "fixed_s": 0.3},
-    "cpu": {"flops": 4.0e10, "launch_s_per_layer": 2.0e-4, "search_s_per_edge": 1.0e-7, "fixed_s": 0.5},
+    "cuda": {
+        "flops": 5.0e14,
+        "attention_s_per_entry": 2.3e-11,
+        "launch_s_per_layer": 1.0e-3,
+        "search_s_per_edge": 6.0e-8,
+        "device_search_s_per_edge": 8.5e-9,
+        "fixed_s": 0.3,
+    },
+    "cpu": {
+        "flops": 4.0e10,
+        "attention_s_per_entry": 0.0,
+        "launch_s_per_layer": 2.0e-4,
+        "search_s_per_edge": 1.0e-7,
+        "device_search_s_per_edge": 1.0e-7,
+        "fixed_s": 0.5,
+    },
 }
-"""Throughputs by device type: FLOP/s of the masked passes, seconds per layer and pass of overhead,
-seconds per edge of each search (greedy, random control), and a fixed cost (forward pass, metrics)."""
+"""Throughputs by device type: FLOP/s of the masked passes; seconds per attention entry (batch x head x
+T x T, per layer) of their elementwise work (the softmax, the keeps: memory-bound, it holds the passes of a
+small model on a long prompt; on the CPU it is in the FLOP rate); seconds per layer and pass of overhead;
+seconds per edge of each search (greedy, random control) by the heap search and by the device search
+(with the orders' copy to the host); and a fixed cost (forward pass, metrics). The GPU's fitted to the
+0.6B shape at 2,048 tokens and the 8B shape at 1,024 (bench/RESULTS.md, "Long prompts: the device search's
+scans replaced")."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +186,8 @@ def estimate_cost(
     seconds = (
         rate["fixed_s"]
         + n_passes * (flops_per_pass / rate["flops"] + shape.n_layers * rate["launch_s_per_layer"])
-        + E * rate["search_s_per_edge"] * orders
+        + n_passes * rate["attention_s_per_entry"] * batch * shape.n_heads * shape.n_layers * T * T
+        + E * rate["device_search_s_per_edge" if on_device else "search_s_per_edge"] * orders
     )
     return CostEstimate(
         n_tokens,

@@ -13,6 +13,8 @@ no Python object per edge.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -206,17 +208,72 @@ def random_priorities(is_attention: np.ndarray, seed: int) -> np.ndarray:
     return rng.random(len(is_attention)) + np.where(is_attention, 0.0, 1.0)
 
 
-def random_keys(is_attention: torch.Tensor, seed: int, step: int = 1 << 26) -> torch.Tensor:
-    """:func:`random_priorities` on the device of ``is_attention [M]`` (bool), the same float64 values: the
-    uniforms are drawn on the host ``step`` at a time (one stream, so in the same sequence) and finished
-    there, with no ``[M]`` array on the host."""
-    rng = np.random.default_rng(seed)
-    dev = is_attention.device
-    keys = torch.empty(len(is_attention), dtype=torch.float64, device=dev)
-    for i in range(0, len(keys), step):
-        u = torch.from_numpy(rng.random(min(step, len(keys) - i))).to(dev)
-        keys[i : i + step] = u + (~is_attention[i : i + step]).double()
+DRAWERS = min(8, os.cpu_count() or 1)
+"""Host threads drawing the random control's uniforms (numpy's generator releases the GIL while it draws)."""
+
+
+def _draw(seed: int, start: int, out: np.ndarray, wait=None) -> None:
+    """The uniforms ``start .. start + len(out)`` of ``np.random.default_rng(seed).random(M)`` into
+    ``out``: that generator's bit generator advanced by ``start`` (PCG64 draws one 64-bit word per
+    float64). ``wait``: an event to wait for first (the last copy out of ``out``'s buffer)."""
+    if wait is not None:
+        wait.synchronize()
+    bits = np.random.PCG64(seed)  # what default_rng(seed) holds
+    bits.advance(start)
+    np.random.Generator(bits).random(out=out)
+
+
+def random_keys(is_attention: torch.Tensor, seed: int, step: int = 1 << 23) -> torch.Tensor:
+    """:func:`random_priorities` on the device of ``is_attention [M]`` (bool), the same float64 values,
+    with no ``[M]`` array on the host: the uniforms are drawn ``step`` at a time, each step by its own
+    copy of the seed's generator advanced to it (:func:`_draw`), ``DRAWERS`` steps at once. On a CUDA
+    device each step is drawn into a pinned buffer (twice as many buffers as threads) and copied from it
+    while later steps are drawn; the ``1`` of the residual and MLP edges is added on the device."""
+    n, dev = len(is_attention), is_attention.device
+    keys = torch.empty(n, dtype=torch.float64, device=dev)
+    starts = range(0, n, step)
+    if len(starts) == 1:  # a short prompt's: no threads, no pinned buffers
+        host = np.empty(n)
+        _draw(seed, 0, host)
+        keys.copy_(torch.from_numpy(host))
+    else:
+        _draw_steps(keys, seed, step)
+    for i in range(0, n, 1 << 26):
+        keys[i : i + (1 << 26)] += ~is_attention[i : i + (1 << 26)]
     return keys
+
+
+def _draw_steps(keys: torch.Tensor, seed: int, step: int) -> None:
+    """:func:`random_keys`' uniforms into ``keys [M]`` (float64), ``step`` at a time, ``DRAWERS`` steps at
+    once."""
+    n, dev = len(keys), keys.device
+    starts = range(0, n, step)
+    with ThreadPoolExecutor(DRAWERS) as pool:
+        if dev.type != "cuda":
+            host = keys.numpy()
+            list(pool.map(lambda i: _draw(seed, i, host[i : i + step]), starts))
+        else:
+            count, size = min(2 * DRAWERS, len(starts)), min(step, n)
+            buffers = [torch.empty(size, dtype=torch.float64, pin_memory=True) for _ in range(count)]
+            copied: list = [None] * len(buffers)  # the event after each buffer's last copy
+            drawn: dict[int, Future] = {}
+
+            def submit(j: int) -> None:
+                i, b = starts[j], j % len(buffers)
+                out = buffers[b][: min(step, n - i)].numpy()
+                drawn[j] = pool.submit(_draw, seed, i, out, copied[b])
+
+            for j in range(min(len(buffers), len(starts))):
+                submit(j)
+            for j, i in enumerate(starts):
+                drawn.pop(j).result()
+                b = j % len(buffers)
+                keys[i : i + step].copy_(buffers[b][: min(step, n - i)], non_blocking=True)
+                copied[b] = torch.cuda.Event()
+                copied[b].record()
+                if j + len(buffers) < len(starts):
+                    submit(j + len(buffers))
+            torch.cuda.current_stream(dev).synchronize()  # the buffers are free once their copies are done
 
 
 def strata_edges(sizes, n_edges: int) -> list[tuple[float, int]]:

@@ -40,7 +40,7 @@ from explorer.metrics import entropy, shared_nucleus, tie_rtol, total_variation
 from explorer.models.limits import check_memory, check_settings
 from explorer.models.loading import LoadedModel
 from explorer.options import MODES, Mode, Variant, check_modes
-from explorer.orders import greedy_search, start_random_control
+from explorer.orders import greedy_search, host_copy, start_random_control
 from explorer.pass_graphs import synchronize
 from explorer.results import Output, Settings, Stratum, TokenProb, Trace
 from explorer.search import strata_edges
@@ -173,7 +173,7 @@ def search_position(
     with memory_message():
         random = [_to_device(random_order.result(), device)] if random_order is not None else []
     orders = [order.to(device), *random]
-    return Searched(position, layout, orders, order.cpu().numpy(), weights, logits, probes)
+    return Searched(position, layout, orders, host_copy(order), weights, logits, probes)
 
 
 def evaluate(

@@ -281,3 +281,27 @@ def test_stable_sort_by_ranges_of_values_equals_one_stable_sort(monkeypatch):
         items = torch.tensor(rng.permutation(n), dtype=torch.int32)
         expected = items[torch.sort(value[items.long()], stable=True).indices]
         assert torch.equal(chain_search._stable_sort_by(items, value), expected)
+
+
+def test_group_start_values_and_common_prefixes_equal_the_scans_they_replace():
+    """``_at_group_start`` and ``_common_prefix`` (a gather and a reduction) give what ``torch.cummax`` of
+    the start values and a cumulative product of equal columns gave, with and without a start at the
+    first element, and with rows that are equal in every column."""
+    from explorer import chain_search
+
+    rng = np.random.default_rng(6)
+    for n in (1, 2, 50, 400):
+        x = torch.tensor(np.cumsum(rng.integers(0, 4, n)), dtype=torch.int32)
+        start = torch.tensor(rng.random(n) < 0.2)
+        for first in (False, True):
+            start[0] = first
+            before = torch.tensor(-7, dtype=torch.int32)
+            scanned = torch.cummax(torch.where(start, x, 0), 0).values
+            expected = torch.where(start.cumsum(0) > 0, scanned, before)
+            assert torch.equal(chain_search._at_group_start(x, start, before), expected)
+    a = torch.tensor(rng.integers(0, 3, (300, 5)))
+    b = a.clone()
+    b[rng.random((300, 5)) < 0.3] = 9
+    expected = (a == b).long().cumprod(1).sum(1)
+    assert (expected == 5).any() and (expected == 0).any()
+    assert torch.equal(chain_search._common_prefix(a, b), expected)
