@@ -4,23 +4,14 @@ how fast an order reaches the host. python -m bench.search_probe --layers 28 --h
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from bench.copy_probe import timed
 from explorer.edges import EdgeLayout
 from explorer.orders import random_control_order
-
-
-def timed(label, fn):
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    out = fn()
-    torch.cuda.synchronize()
-    print(f"{label}: {time.perf_counter() - t:.2f} s", flush=True)
-    return out
 
 
 def copies(n: int) -> None:
