@@ -45,12 +45,12 @@ STAGES = {
 SEARCH_PARTS = {  # inside either search on the device (explorer/chain_search.py), reported per search
     "random keys": (orders, "random_keys"),
     "weight ranks": (orders, "dense_rank"),
-    "level plans": (chain_search, "_level_plans"),
+    "level plans": (orders, "plan_levels"),
     "key sort": (chain_search, "_argsort_keys"),
     "trie": (chain_search, "_trie_positions"),
     "pre-order": (chain_search, "_preorder"),
     "depth's edges": (chain_search, "_at_depth"),
-    "sort by parent": (chain_search, "_stable_sort_by"),
+    "sort by parent": (chain_search, "stable_sort_by"),
     "round check": (chain_search, "_increasing"),  # once per round of push counters
 }
 
@@ -141,7 +141,7 @@ def main() -> None:
     ap.add_argument("--search-parts", action="store_true", help="also the device search's parts, per search")
     args = ap.parse_args()
     if args.force:
-        pipeline.check_memory = lambda *a, **k: None
+        pipeline.check_memory = lambda lm, settings, n_tokens: settings
     settings = Settings(controls=not args.no_controls, batch_size=args.batch_size, max_tokens=4096)
     rows = []
     for name in args.models.split(","):
@@ -153,7 +153,6 @@ def main() -> None:
             stages.reset()
             random_control_order.clear()
             prompt = random_prompts(1, length, lm.model.config.vocab_size, seed=length)[0]
-            est = estimate_cost(lm.model.config, length, settings, device="cuda", dtype=torch.bfloat16)
             t0 = time.perf_counter()
             try:
                 tr = pipeline.trace_prompt(lm, prompt, settings)
@@ -168,11 +167,14 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 continue
             wall = time.perf_counter() - t0
+            # the settings it ran with: a smaller batch of masked passes where only that fits
+            est = estimate_cost(lm.model.config, length, tr.settings, device="cuda", dtype=torch.bfloat16)
             peak = max(v for k, v in stages.peaks.items() if " / " not in k)
             row = {
                 "model": name,
                 "tokens": length,
                 "controls": settings.controls,
+                "batch_size": tr.settings.batch_size,
                 "edges": tr.n_edges,
                 "weights_gib": weights / GIB,
                 "peak_gib": peak / GIB,

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from bench.support import build
-from explorer.chain_search import chain_order, dense_rank
+from explorer.chain_search import chain_order
 from explorer.graph import build_graph
+from explorer.range_sort import dense_rank
 from explorer.search import prepare_search, run_search
 
 

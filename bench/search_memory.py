@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import inspect
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PARTS = ("_level_plans", "_argsort_keys", "_trie_positions", "_preorder", "_stable_sort_by", "_increasing")
+PARTS = ("plan_levels", "_argsort_keys", "_trie_positions", "_preorder", "stable_sort_by", "_increasing")
 
 
 def _resident() -> int:
@@ -45,12 +44,14 @@ def _peak() -> int:
 def measure(graph: Path, chunk_log2: int | None, parts: bool) -> dict:
     """Run the search on the saved graph in this process (started with the allocation settings)."""
     import explorer.chain_search as chain_search
+    import explorer.range_sort as range_sort
 
     torch.set_num_threads(1)
     saved = np.load(graph)
     ptr, src, weight, levels = (torch.from_numpy(saved[k]) for k in ("ptr", "src", "weight", "levels"))
     if chunk_log2 is not None:
         chain_search.CHUNK, chain_search.GATHER = 1 << chunk_log2, 1 << (chunk_log2 - 1)
+        range_sort.CHUNK = 1 << chunk_log2
     m, base = len(weight), _resident()
     rises: list[dict] = []
     if parts:
@@ -66,9 +67,7 @@ def measure(graph: Path, chunk_log2: int | None, parts: bool) -> dict:
 
             setattr(chain_search, name, functools.wraps(real)(watched))
     start = time.perf_counter()
-    ranked = "rank" in inspect.signature(chain_search.chain_order).parameters  # (earlier versions ranked)
-    keys = (lambda: chain_search.dense_rank(weight)) if ranked else (lambda: weight)
-    order = chain_search.chain_order(ptr, src, keys(), levels, int(saved["root"]))
+    order = chain_search.chain_order(ptr, src, range_sort.dense_rank(weight), levels, int(saved["root"]))
     seconds = time.perf_counter() - start
     return {
         "edges": m,

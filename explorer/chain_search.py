@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from explorer.search import check_weights, rank_weights
+from explorer.range_sort import gather, stable_sort_by
 
 MAX_ROUNDS = 64
 CHUNK = 1 << 26
@@ -48,15 +48,16 @@ def chain_order(node_ptr, src, rank, node_level, root: int) -> torch.Tensor:
     which :func:`explorer.search.run_search` returns their labels.
 
     CSR arrays by target node in push order (tensors on one device, or arrays): ``node_ptr [N+1]``,
-    ``src [M]``, ``rank [M]`` int32, the dense rank of each edge's weight (0 the heaviest, equal weights
-    one rank: :func:`dense_rank`, so that a caller can free the weights before the search);
+    ``src [M]`` (or its :class:`LevelPlans`, which are all the search needs of it: a caller that plans
+    first can free it), ``rank [M]`` int32, the dense rank of each edge's weight (0 the heaviest, equal
+    weights one rank: :func:`explorer.range_sort.dense_rank`, so that a caller can free the weights);
     ``node_level [N]``: 0 for ``root`` and, for every edge ``u -> v``, ``node_level[u] > node_level[v]``.
     Edges whose target cannot reach the root are left out, as the search never meets them.
 
-    Memory beyond the inputs: four int32 entries per edge held across rounds (targets, the keys' order,
-    the levels' edges and pairs), each round's trie (an int32 parent, an int16 depth and an int32 position
+    Memory beyond the inputs: the level plans (two int32 entries per edge) and the keys' order (one),
+    held across rounds, each round's trie (an int32 parent, an int16 depth and an int32 position
     per edge), and temporaries of some 13 bytes per edge (by count) plus one step's: sorts go a range of
-    values at a time (:func:`_stable_sort_by`), whole-graph elementwise work in steps of ``CHUNK`` edges, a
+    values at a time (:mod:`explorer.range_sort`), whole-graph elementwise work in steps of ``CHUNK`` edges, a
     level's chain comparisons in parts of ``GATHER`` entries (``bench/memory_bench.py --search-parts``
     measures the parts' peaks)."""
     rank = torch.as_tensor(rank)
@@ -68,7 +69,7 @@ def chain_order(node_ptr, src, rank, node_level, root: int) -> torch.Tensor:
     n = len(ptr) - 1
     deg = ptr.diff()
     dst = _Targets(ptr)
-    levels = _level_plans(torch.as_tensor(src, device=dev), dst, level)
+    levels = (src if isinstance(src, LevelPlans) else plan_levels(ptr, src, level)).levels
     depth_cap = int(level.max()) + 2  # a chain has at most one key per level
     # first guess of the order of reaching nodes: by level, then node id
     offset = _push_bases(torch.argsort(level * n + torch.arange(n, device=dev)), deg) - ptr[:-1]
@@ -122,98 +123,7 @@ def _argsort_keys(rank, dst, offset) -> torch.Tensor:
     for i in range(0, m, CHUNK):
         at = torch.arange(i, min(i + CHUNK, m), device=dev)
         by_counter[offset[dst[at]] + at] = at.int()
-    return _stable_sort_by(by_counter, rank)
-
-
-SAMPLE = 1 << 20
-"""Values sampled (evenly spaced) to cut a large array's values into ranges of about ``CHUNK / 2`` items."""
-
-
-def _value_ranges(v: torch.Tensor) -> list[tuple[float | None, float | None]]:
-    """Bounds ``(lo, hi)`` (``lo <= x < hi``; ``None``: unbounded) that cut the values of ``v [K]`` into
-    increasing ranges of about ``CHUNK / 2`` items each, from a sample's quantiles. Each cut value gets a
-    range of its own (``[x, next(x))``), so one value's many items fall in a range that needs no sort."""
-    stride = max(1, len(v) // SAMPLE)
-    sample = torch.sort(v[::stride]).values
-    per = max(1, CHUNK // 2 // stride)
-    cuts = sample[per::per]
-    if not len(cuts):
-        return [(None, None)]
-    after = torch.nextafter(cuts, torch.full_like(cuts, torch.inf)) if cuts.is_floating_point() else cuts + 1
-    bounds: list = [None, *torch.unique(torch.cat([cuts, after])).tolist(), None]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-def _inside(v: torch.Tensor, lo, hi) -> torch.Tensor:
-    inside = torch.ones_like(v, dtype=torch.bool) if lo is None else v >= lo
-    return inside if hi is None else inside.logical_and_(v < hi)
-
-
-def _one_value(lo, hi) -> bool:
-    """Whether the range ``[lo, hi)`` of :func:`_value_ranges` over integers holds a single value."""
-    return lo is not None and hi is not None and hi == lo + 1
-
-
-def _stable_sort_by(items: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """``items [K]`` (int32 edges) stably sorted by ``value[items]`` (int32, at least -1), a range of values
-    at a time (:func:`_value_ranges`): each range's items are gathered in their order, in steps, and
-    sorted on their own after the ranges below (a range of one value, however many items, needs no
-    sort), so no sort spans much more than ``CHUNK / 2`` items: a sort's buffers are some 36 bytes per
-    item, and all ``M`` edges at once were a long prompt's peak."""
-    if len(items) <= CHUNK:
-        return items[torch.sort(value[items.long()], stable=True).indices]
-    v = _gather(value, items)
-    out = torch.empty_like(items)
-    done = 0
-    for lo, hi in _value_ranges(v):
-        start = done
-        for i in range(0, len(items), CHUNK):
-            part = items[i : i + CHUNK][_inside(v[i : i + CHUNK], lo, hi)]
-            out[done : done + len(part)] = part
-            done += len(part)
-        if done - start > 1 and not _one_value(lo, hi):
-            seg = out[start:done]
-            seg.copy_(seg[torch.sort(_gather(value, seg), stable=True).indices])
-    return out
-
-
-def dense_rank(weight: torch.Tensor) -> torch.Tensor:
-    """The dense rank of each of ``weight [M]``'s values, 0 the heaviest (equal weights, -0.0 and 0.0
-    included, share a rank): :func:`explorer.search.rank_weights`'s ranks, ``[M]`` int32, without its
-    ``[M]`` int64 order. Past ``CHUNK`` edges, a range of values at a time (:func:`_value_ranges`): the
-    ranks of a range follow the number of distinct values below it."""
-    if len(weight) <= CHUNK:
-        return rank_weights(weight)[1]
-    check_weights(weight)
-    negated = (weight + 0.0).neg_()  # -0.0 for both zeros
-    rank = torch.empty(len(weight), dtype=torch.int32, device=weight.device)
-    below = 0  # distinct values in the ranges done
-    for lo, hi in _value_ranges(negated):
-        ids, values = [], []
-        for i in range(0, len(negated), CHUNK):
-            inside = _inside(negated[i : i + CHUNK], lo, hi)
-            ids.append(torch.nonzero(inside).squeeze(1).int() + i)
-            values.append(negated[i : i + CHUNK][inside])
-        at, vals = torch.cat(ids), torch.cat(values)
-        del ids, values
-        if not len(at):
-            continue
-        vals, by = torch.sort(vals)
-        new = torch.ones(len(vals), dtype=torch.int32, device=vals.device)
-        new[1:] = vals[1:] != vals[:-1]
-        del vals
-        dense = torch.cumsum(new, 0, dtype=torch.int32).add_(below - 1)
-        rank[at[by]] = dense
-        below = int(dense[-1]) + 1
-    return rank
-
-
-def _gather(table: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-    """``table[at]`` in steps of ``CHUNK`` (no ``[len(at)]`` int64 copy of ``at``)."""
-    out = torch.empty(len(at), dtype=table.dtype, device=table.device)
-    for i in range(0, len(at), CHUNK):
-        out[i : i + CHUNK] = table[at[i : i + CHUNK].long()]
-    return out
+    return stable_sort_by(by_counter, rank)
 
 
 def _increasing(rank, dst, offset, order) -> bool:
@@ -243,9 +153,22 @@ class _LevelPlan:
     rounds: list[tuple[torch.Tensor, int]]
 
 
-def _level_plans(src, dst, level) -> list[_LevelPlan]:
-    """One plan per level with out-edges, from level 1 up (the order they are processed in)."""
+@dataclass
+class LevelPlans:
+    """A graph's :class:`_LevelPlan` for each level with out-edges, from level 1 up (the order they are
+    processed in): they depend on the graph's shape only, so one shape's two searches (the random
+    control's, the greedy one) can share them. Two int32 entries per edge."""
+
+    levels: list[_LevelPlan]
+
+
+def plan_levels(node_ptr, src, node_level) -> LevelPlans:
+    """The level plans of the CSR graph ``node_ptr [N+1]``, ``src [M]`` with ``node_level [N]`` (as
+    :func:`chain_order` takes them), on ``src``'s device."""
+    src = torch.as_tensor(src)
     dev = src.device
+    dst = _Targets(torch.as_tensor(node_ptr, device=dev).long())
+    level = torch.as_tensor(node_level, device=dev).long()
     n = len(level)
     top = int(level.max()) + 1
     # by (source level, source), ties in CSR order, which is by target: int32 keys while they fit
@@ -256,7 +179,7 @@ def _level_plans(src, dst, level) -> list[_LevelPlan]:
         key[i : i + CHUNK] = level[u] * n + u
         per_level += torch.bincount(level[u], minlength=top)
     if key.dtype == torch.int32:
-        by_source = _stable_sort_by(torch.arange(len(src), dtype=torch.int32, device=dev), key)
+        by_source = stable_sort_by(torch.arange(len(src), dtype=torch.int32, device=dev), key)
     else:
         by_source = torch.argsort(key, stable=True).int()
     del key
@@ -284,7 +207,7 @@ def _level_plans(src, dst, level) -> list[_LevelPlan]:
             step *= 2
         sources, source_first = pair_source[new_source].int(), idx[new_source].int()
         plans.append(_LevelPlan(e, pair, pair_target.int(), sources, source_first, rounds))
-    return plans
+    return LevelPlans(plans)
 
 
 def _push_bases(reach_order: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:
@@ -378,7 +301,7 @@ def _preorder(key_order, parent, depth) -> torch.Tensor:
     siblings with smaller keys (a stable sort of that depth's edges, in key order, by parent). One
     ``[M]`` buffer holds the subtree sizes, then, a depth at a time, the positions (each depth's sizes are
     read before they are replaced, its parents' positions are already there)."""
-    d = _gather(depth, key_order)  # the depths in key order: one pass per depth finds its edges
+    d = gather(depth, key_order)  # the depths in key order: one pass per depth finds its edges
     deepest = int(d.max()) if len(d) else -1
     buf = (depth >= 0).int()
     for k in range(deepest, 0, -1):  # subtree sizes, deepest first
@@ -386,7 +309,7 @@ def _preorder(key_order, parent, depth) -> torch.Tensor:
         for i in range(0, len(at), CHUNK):
             buf.index_add_(0, parent[at[i : i + CHUNK]], buf[at[i : i + CHUNK]])
     for k in range(deepest + 1):  # positions, shallowest first
-        at = _stable_sort_by(_at_depth(key_order, d, k), parent)  # siblings next to each other, by key
+        at = stable_sort_by(_at_depth(key_order, d, k), parent)  # siblings next to each other, by key
         # in steps, carrying the running sum of sizes, the sum where the last group began, its parent
         total = first = torch.zeros((), dtype=torch.int32, device=parent.device)
         last = torch.full((), -2, dtype=torch.int32, device=parent.device)

@@ -10,8 +10,9 @@ The peak is the largest of the pipeline's stages (``bench/memory_bench.py`` meas
   search's device part; for large graphs on a GPU, the level-by-level search, whose buffers hold the
   peak, with the random control's searched before the forward pass (one device search at a time);
 - ``evaluate``: the ranks of every id in each order (:class:`explorer.intervene.EdgeRanks`: int32, or
-  int64 past 2**31 edges) beside the batched masked passes (eager attention ``[B, H, T, T]`` in float32
-  for the softmax and in the model's dtype, the attention keeps, the MLP's ``[B, T, F]``).
+  int64 past 2**31 edges) beside the orders while they are ranked, then beside the batched masked passes
+  (eager attention ``[B, H, T, T]`` in float32 for the softmax and in the model's dtype, the attention
+  keeps, the MLP's ``[B, T, F]``).
 
 Each term is bytes per element times a count; the constants (:data:`BYTES`) come from the measured
 stage peaks in ``bench/RESULTS.md`` (the estimate is checked there against the measured peaks). Time:
@@ -22,7 +23,7 @@ edge (:data:`RATES`); a rough guide, not a promise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from explorer.edges import EdgeLayout
@@ -39,11 +40,12 @@ GIB = 2**30
 
 BYTES = {
     "graph_per_id": 14.0,  # per L*H*T*T id: the recorded attention, the edge weights float32, a layer's temporaries
-    "device_search_per_edge": 60.0,  # the CSR and its weights, the level-by-level search (int32, sorts by ranges)
+    "device_search_per_edge": 52.0,  # the weights, the level-by-level search (int32, sorts by ranges), a random order
     "random_search_per_edge": 48.0,  # the random control's, before the forward pass (less is held then)
     "host_search_per_edge": 40.0,  # the heap search's device part: sorted CSR and its keys
     "random_search_overlap_per_edge": 45.0,  # with controls: the random control's, partly alongside it
-    "orders_per_edge": 16.0,  # two orders of int64 ids on the device
+    "orders_per_edge": 16.0,  # two orders of int64 ids on the device, while they are ranked
+    "plans_per_edge": 8.0,  # the level plans, held from the random control's device search to the greedy one
     "pass_per_attention": 13.0,  # per B*H*T*T: float32 scores and softmax, probabilities, keeps
     "pass_per_activation": 12.0,  # per B*T*(d + F): hidden states and the MLP's intermediate
     "fixed": 0.5 * GIB,  # the allocator's slack, the CUDA context's workspace, small tensors
@@ -176,9 +178,13 @@ def estimate_cost(
     else:
         search = (BYTES["host_search_per_edge"] + settings.controls * BYTES["random_search_overlap_per_edge"]) * E
     stages = {
-        "graph": weights + BYTES["graph_per_id"] * ids + BYTES["fixed"],
+        "graph": weights
+        + BYTES["graph_per_id"] * ids
+        + on_device * settings.controls * BYTES["plans_per_edge"] * E
+        + BYTES["fixed"],
         "search": weights + search + BYTES["fixed"],
-        "evaluate": weights + rank_bytes * orders * ids + BYTES["orders_per_edge"] * E + passes + BYTES["fixed"],
+        # the orders are released once ranked, before the passes
+        "evaluate": weights + rank_bytes * orders * ids + max(BYTES["orders_per_edge"] * E, passes) + BYTES["fixed"],
     }
     peak_stage = max(stages, key=lambda k: stages[k])
     rate = RATES[kind]
@@ -199,6 +205,45 @@ def estimate_cost(
         seconds,
         {k: int(v) for k, v in stages.items()},
     )
+
+
+ESTIMATE_ERROR = 0.25
+"""How far a peak estimate may be from the measured peak (bench/RESULTS.md): a trace is refused only when
+even an estimate this much too high would not fit."""
+
+
+def fits(est: CostEstimate, free_bytes: int, weights_loaded: bool = True, error: float = ESTIMATE_ERROR) -> bool:
+    """Whether a trace of estimate ``est`` could fit in ``free_bytes`` of device memory, the weights
+    already loaded (they are then not in ``free_bytes``) or not, were the estimate ``error`` too high."""
+    needed = est.peak_bytes - (est.weights_bytes if weights_loaded else 0)
+    return needed * (1 - error) <= free_bytes
+
+
+def fitting_settings(
+    config,
+    n_tokens: int,
+    settings: Settings,
+    free_bytes: int,
+    device: object = "cuda",
+    dtype: object = "bfloat16",
+    weights_loaded: bool = True,
+) -> tuple[Settings, CostEstimate]:
+    """The settings to trace with, and their estimate (:func:`estimate_cost`): ``settings`` if their
+    estimate fits in ``free_bytes``; else those with the largest smaller ``batch_size`` whose estimate fits
+    (a long prompt's masked passes hold ``[B, H, T, T]`` attention; the numbers can then differ from the
+    requested batch's in float rounding, and the trace's settings say which batch it used); else the
+    largest batch that could fit were the estimate :data:`ESTIMATE_ERROR` too high (:func:`fits`). When
+    none could, the requested settings' estimate (the caller refuses it)."""
+    at = lambda batch: estimate_cost(config, n_tokens, replace(settings, batch_size=batch), device, dtype)
+    ests = {settings.batch_size: at(settings.batch_size)}
+    for error in (0.0, ESTIMATE_ERROR):
+        for batch in range(settings.batch_size, 0, -1):
+            est = ests.setdefault(batch, at(batch))
+            if fits(est, free_bytes, weights_loaded, error):
+                return replace(settings, batch_size=batch), est
+            if est.peak_stage != "evaluate":  # another stage holds the peak: a smaller batch cannot help
+                break
+    return settings, ests[settings.batch_size]
 
 
 def suggestions(settings: Settings) -> list[str]:

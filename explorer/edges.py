@@ -194,9 +194,19 @@ class EdgeLayout:
         """Edges grouped by target node in push order (residual first, then heads ``h`` and sources
         ``s``), built arithmetically on ``device``: the same for every prompt of this shape.
 
-        Returns ``node_ptr [N+1]`` (int64) and ``src [M]`` (each edge's source node, int32), ``M = E``; the
-        edge ids are :meth:`csr_ids`. Built a layer at a time, so the only ``[M]`` array is the result.
+        Returns ``node_ptr [N+1]`` (:meth:`node_ptr`) and ``src [M]`` (each edge's source node, int32),
+        ``M = E``; the edge ids are :meth:`csr_ids`. Built a layer at a time, so the only ``[M]`` array is
+        the result.
         """
+        import torch
+
+        src = torch.empty(self.n_edges, dtype=torch.int32, device=device)
+        for at, layer, part in self._layer_blocks(device):
+            src[at : at + len(part.src)] = part.src + 2 * layer * self.n_tokens
+        return self.node_ptr(device), src
+
+    def node_ptr(self, device) -> torch.Tensor:
+        """``[N+1]`` int64: where each node's in-edges begin in :meth:`csr`."""
         import torch
 
         L, H, T = self.n_layers, self.n_heads, self.n_tokens
@@ -207,10 +217,7 @@ class EdgeLayout:
         deg[2 * L - 1, T - 1], deg[2 * L, T - 1] = 1 + H * T, 2  # last layer: the output token's nodes only
         node_ptr = torch.zeros(self.n_nodes + 1, dtype=torch.long, device=device)
         node_ptr[1:] = torch.cumsum(deg.reshape(-1), 0)
-        src = torch.empty(self.n_edges, dtype=torch.int32, device=device)
-        for at, layer, part in self._layer_blocks(device):
-            src[at : at + len(part.src)] = part.src + 2 * layer * T
-        return node_ptr, src
+        return node_ptr
 
     def csr_ids(self, device) -> torch.Tensor:
         """``[M]`` int64: the edge id at each position of :meth:`csr`."""

@@ -65,8 +65,8 @@ class TokenGraph:
 
     def search_csr(self) -> SearchCsr:
         """The graph as the greedy search reads it (:class:`SearchCsr`; the edge ids are not kept)."""
-        node_ptr, src, weight, _ = self.csr()
-        return SearchCsr(self.layout, node_ptr, src, weight)
+        dev = self.attention.device
+        return SearchCsr(self.layout, self.layout.node_ptr(dev), self.weights_of(self.layout.csr_ids(dev)))
 
     def csr(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edges grouped by target node in push order (:meth:`EdgeLayout.csr`) with their weights:
@@ -84,13 +84,12 @@ STEP = 1 << 26
 @dataclass(frozen=True)
 class SearchCsr:
     """One prompt's graph as the greedy search reads it, without the graph's own weight tensors: edges
-    grouped by target node in push order (:meth:`EdgeLayout.csr`; their ids are
-    :meth:`EdgeLayout.csr_ids`), on the graph's device. ``node_ptr [N+1]`` int64, ``src [M]`` int32,
-    ``weight [M]`` float32."""
+    grouped by target node in push order (:meth:`EdgeLayout.csr`; their sources, the same for every
+    prompt of this shape, are built when a search needs them; their ids are :meth:`EdgeLayout.csr_ids`),
+    on the graph's device. ``node_ptr [N+1]`` int64, ``weight [M]`` float32."""
 
     layout: EdgeLayout
     node_ptr: torch.Tensor
-    src: torch.Tensor
     weight: torch.Tensor
 
 

@@ -13,15 +13,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from explorer.chain_search import NotSettled, chain_order, dense_rank
+from explorer.chain_search import LevelPlans, NotSettled, chain_order, plan_levels
 from explorer.cost import CHAIN_SEARCH_EDGES_PER_LEVEL  # smaller graphs, and any on a CPU: the heap search
 from explorer.edges import EdgeLayout
 from explorer.graph import SearchCsr, TokenGraph
 from explorer.pass_graphs import empty_cache
+from explorer.range_sort import dense_rank
 from explorer.search import SearchGraph, prepare_search, random_keys, run_search
 
 _device_search = threading.Lock()
@@ -57,22 +59,32 @@ def searched_on_device(layout: EdgeLayout, device) -> bool:
     return torch.device(device).type == "cuda" and layout.n_edges >= CHAIN_SEARCH_EDGES_PER_LEVEL * levels
 
 
-def _search(layout: EdgeLayout, ptr, src, keys: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """Search a CSR graph (tensors on one device) by the keys ``[M]`` that ``keys()`` gives (on the same
-    device): the device part now; returns the rest, a function that gives the CSR positions in greedy
-    order (the heap search, on the host; nothing left when the whole search ran on the device). On the
-    device the keys are ranked first and, unless the caller holds them, freed before the search."""
-    device = src.device
+def _search(
+    layout: EdgeLayout, ptr, keys: Callable[[], torch.Tensor], plans: LevelPlans | None = None
+) -> tuple[Callable[[], torch.Tensor], LevelPlans | None]:
+    """Search the CSR graph of ``layout`` (``ptr``: its node pointers, on the search's device) by the keys
+    ``[M]`` that ``keys()`` gives (on the same device): the device part now; returns the rest, a function
+    that gives the CSR positions in greedy order (the heap search, on the host; nothing left when the
+    whole search ran on the device), and the level plans of a search on the device (``plans``: this
+    shape's, from another search, or made here). There, the plans are made before the keys are ranked, and
+    the keys and the graph's sources (:meth:`EdgeLayout.csr`'s, built here) are freed before the search,
+    unless the caller holds them."""
+    device = ptr.device
     if searched_on_device(layout, device):
         try:
             with _device_search:
+                levels = layout.node_levels(device)
+                if plans is None:
+                    plans = plan_levels(ptr, layout.csr(device)[1], levels)
                 rank = dense_rank(keys())
-                order = chain_order(ptr, src, rank, layout.node_levels(device), layout.output_node)
-            return lambda: order
+                order = chain_order(ptr, plans, rank, levels, layout.output_node)
+            return (lambda: order), plans
         except (torch.OutOfMemoryError, NotSettled):
+            plans = rank = None
             empty_cache()  # the heap search needs a fraction of the device memory
-    job = prepare_search(ptr, src, keys(), torch.arange(len(src), device=device), layout.output_node)
-    return lambda: torch.from_numpy(run_search(job))
+    labels = torch.arange(layout.n_edges, device=device)  # CSR positions
+    job = prepare_search(ptr, layout.csr(device)[1], keys(), labels, layout.output_node)
+    return (lambda: torch.from_numpy(run_search(job))), None
 
 
 def _edge_ids(layout: EdgeLayout, at: torch.Tensor) -> torch.Tensor:
@@ -80,12 +92,14 @@ def _edge_ids(layout: EdgeLayout, at: torch.Tensor) -> torch.Tensor:
     return layout.csr_ids(at.device)[at]
 
 
-def greedy_search(csr: SearchCsr) -> Callable[[], tuple[torch.Tensor, np.ndarray]]:
+def greedy_search(csr: SearchCsr, plans: LevelPlans | None = None) -> Callable[[], tuple[torch.Tensor, np.ndarray]]:
     """The greedy order of a graph (:meth:`explorer.graph.TokenGraph.search_csr`): its device part now
-    (sorts and ranks, or all of it for a large graph on a GPU), the host part when the returned function
-    is called (outside the model's lock), which gives the edge ids ``[E]`` in order (int64, on the graph's
+    (sorts and ranks, or all of it for a large graph on a GPU, with ``plans`` if the random control's
+    search left them: :meth:`RandomControl.take_plans`), the host part when the returned function is
+    called (outside the model's lock), which gives the edge ids ``[E]`` in order (int64, on the graph's
     device) and their weights (on the host)."""
-    finish = _search(csr.layout, csr.node_ptr, csr.src, lambda: csr.weight)
+    finish, _ = _search(csr.layout, csr.node_ptr, lambda: csr.weight, plans)
+    del plans
 
     def done() -> tuple[torch.Tensor, np.ndarray]:
         at = finish().to(csr.weight.device)
@@ -108,28 +122,35 @@ class _RandomOrders:
 
     def __call__(self, layout: EdgeLayout, seed: int, device) -> np.ndarray | torch.Tensor:
         """Edge ids ``[E]`` in the random control's order; the sorts run on ``device``. A read-only host
-        array, kept; an order larger than ``max_bytes`` stays on ``device`` (a tensor), not kept: it would
-        not fit the cache, and a long prompt's order would cross to the host and back for nothing."""
+        array, kept; an order larger than ``max_bytes`` stays on ``device`` (an int32 tensor while the ids
+        fit), not kept: it would not fit the cache, and a long prompt's order would cross to the host and
+        back for nothing."""
+        return self.with_plans(layout, seed, device)[0]
+
+    def with_plans(self, layout: EdgeLayout, seed: int, device) -> tuple[np.ndarray | torch.Tensor, LevelPlans | None]:
+        """The order, as :meth:`__call__` gives it, and the level plans when it was searched on the device
+        just now (a kept order: ``None``)."""
         key = (layout, seed)
         with self._lock:
             if key in self._orders:
                 self._orders.move_to_end(key)
-                return self._orders[key]
+                return self._orders[key], None
         device = torch.device(device)
-        with self._stream(device):
-            ptr, src = layout.csr(device)
+        # a search on the device runs before the forward pass, on the trace's stream: a stream of its own
+        # would keep its freed buffers in a memory pool of their own
+        with nullcontext() if searched_on_device(layout, device) else self._stream(device):
             is_attention = lambda: layout.csr_ids(device) < layout.n_attention_ids
-            finish = _search(layout, ptr, src, lambda: random_keys(is_attention(), seed))
+            finish, plans = _search(layout, layout.node_ptr(device), lambda: random_keys(is_attention(), seed))
             on_device = _edge_ids(layout, finish().to(device))
             if on_device.nbytes > self.max_bytes:
-                return on_device
+                return (on_device.int() if layout.n_edges < 2**31 else on_device), plans
             order = host_copy(on_device)
         order.flags.writeable = False  # shared by every trace of this shape
         with self._lock:
             self._orders[key] = order
             while sum(o.nbytes for o in self._orders.values()) > self.max_bytes and len(self._orders) > 1:
                 self._orders.popitem(last=False)
-        return order
+        return order, plans
 
     def clear(self) -> None:
         with self._lock:
@@ -150,15 +171,32 @@ random_control_order = _RandomOrders()
 _background = ThreadPoolExecutor(4, thread_name_prefix="random-control")
 
 
-def start_random_control(layout: EdgeLayout, seed: int, device) -> Future:
+@dataclass
+class RandomControl:
+    """The random control's order being made (``order``: a future of the edge ids) and, when its graph was
+    searched on the device, the level plans, for the greedy search of the same shape to take."""
+
+    order: Future
+    plans: LevelPlans | None = None
+
+    def take_plans(self) -> LevelPlans | None:
+        """The level plans, handed over: not held here afterwards."""
+        plans, self.plans = self.plans, None
+        return plans
+
+
+def start_random_control(layout: EdgeLayout, seed: int, device) -> RandomControl:
     """:func:`random_control_order` on a background thread, so that it runs beside a trace's forward pass
-    and greedy search; the future's result is the order. A graph searched on the device is searched now,
-    before the forward pass: beside it, or beside the greedy search, the peaks would add up."""
+    and greedy search. A graph searched on the device is searched now, before the forward pass (beside
+    it, or beside the greedy search, the peaks would add up), and its level plans are kept for the greedy
+    search: they depend on the shape only."""
     if not searched_on_device(layout, device):
-        return _background.submit(random_control_order, layout, seed, device)
+        return RandomControl(_background.submit(random_control_order, layout, seed, device))
     done: Future = Future()
+    plans = None
     try:
-        done.set_result(random_control_order(layout, seed, device))
+        order, plans = random_control_order.with_plans(layout, seed, device)
+        done.set_result(order)
     except Exception as err:  # raised where the order is waited for, as from the thread
         done.set_exception(err)
-    return done
+    return RandomControl(done, plans)

@@ -168,13 +168,14 @@ def trace_text(
             futures = []
             for t in group:
                 probes = probes_for(lm, all_ids, t, logits[t], None, None, None)
-                random_order = (
+                random = (
                     start_random_control(layout_for(lm.adapter, t + 1), settings.seed, lm.device)
                     if settings.controls
                     else None
                 )
                 csr = build_graph(lm.adapter, [_prefix(r, t + 1) for r in records], settings.weighting).search_csr()
-                finish = greedy_search(csr)
+                finish = greedy_search(csr, random.take_plans() if random else None)
+                random_order = random.order if random else None
                 futures.append(
                     pool.submit(search_position, csr.layout, finish, t, logits[t], probes, random_order, lm.device)
                 )

@@ -141,8 +141,9 @@ def _variants(settings: Settings, mode: Mode, n: int) -> list[tuple[Variant, Mas
 @dataclass
 class Searched:
     """One position's graph after the search: what its masked passes and its :class:`Trace` need.
-    ``orders``: ``[E]`` edge ids on the device (the greedy order, then the random control's, if any),
-    in ``layout`` (the position's own, ``position + 1`` tokens); ``logits [V]``: the full model there."""
+    ``orders``: ``[E]`` edge ids on the device (the greedy order, then the random control's, if any;
+    emptied by :func:`evaluate`), in ``layout`` (the position's own, ``position + 1`` tokens);
+    ``logits [V]``: the full model there."""
 
     position: int
     layout: EdgeLayout
@@ -181,19 +182,26 @@ def evaluate(
 ) -> list[list[Stratum]]:
     """Every stratum, control and mode of every position in ``items`` in shared batched masked passes over
     ``input_ids [1, T]`` (``T`` at least each position + 1; each pass read at its own position), with
-    their metrics: one list of strata per item and mode, ``[item][mode]`` flattened item-major."""
+    their metrics: one list of strata per item and mode, ``[item][mode]`` flattened item-major. The items'
+    device orders are released once ranked (``item.orders`` is emptied): beside a long prompt's passes
+    they would hold 12-16 bytes per edge."""
     layout = layout_for(lm.adapter, input_ids.shape[1])
-    orders = [o if item.layout == layout else item.layout.translate(o, layout) for item in items for o in item.orders]
-    ranks = EdgeRanks.from_orders(layout, orders, lm.device)
-    specs: list[tuple[int, Mode, int, Variant, MaskSpec]] = []
     strata = [strata_edges(settings.sizes, item.layout.n_edges) for item in items]
+    counts = [stratum_counts(item.layout, item.orders[0], [n for _, n in strata[k]]) for k, item in enumerate(items)]
+    n_orders = [len(item.orders) for item in items]
+    orders = [o if item.layout == layout else item.layout.translate(o, layout) for item in items for o in item.orders]
+    for item in items:
+        item.orders = []
+    ranks = EdgeRanks.from_orders(layout, orders, lm.device)
+    del orders
+    specs: list[tuple[int, Mode, int, Variant, MaskSpec]] = []
     first = 0
-    for k, item in enumerate(items):
+    for k in range(len(items)):
         for mode in modes:
             for i, (_, n) in enumerate(strata[k]):
                 for variant, spec in _variants(settings, mode, n):
                     specs.append((k, mode, i, variant, replace(spec, order_index=first + spec.order_index)))
-        first += len(item.orders)
+        first += n_orders[k]
     positions = [items[k].position for k, *_ in specs]
     last = all(t == input_ids.shape[1] - 1 for t in positions)
     q_logits = masked_logits(
@@ -206,8 +214,7 @@ def evaluate(
         rows = [j for j, spec in enumerate(specs) if spec[0] == k]
         p = torch.softmax(item.logits.float(), -1)
         outs = dict(zip(rows, _outputs(lm, p, q_all[rows], item.probes, settings.top_k)))
-        n_keeps = [n for _, n in strata[k]]
-        comps, kinds = stratum_counts(item.layout, item.orders[0], n_keeps)
+        comps, kinds = counts[k]
         names = item.layout.component_names()
         for mode in modes:
             result.append(
@@ -333,15 +340,14 @@ def trace_modes(
         text_ids = tokenize(lm, prompt, settings.max_tokens)
         t = resolve_position(position, text_ids.shape[1])
         check_settings(lm, settings, t + 1)
-        check_memory(lm, settings, t + 1)  # refuse, with the estimate, what would run out of memory
+        # refuse, with the estimate, what would run out of memory; a smaller batch where only that fits
+        settings = check_memory(lm, settings, t + 1)
         layout = layout_for(lm.adapter, t + 1)
         if lm.instrumentation.replay is not None:  # a long prompt: the recorded passes' memory is freed
             lm.instrumentation.replay.make_room(EdgeRanks.nbytes_for(layout, 1 + settings.controls))
         input_ids = text_ids[:, : t + 1]  # the text cut after the traced token
         token_ids = text_ids[0].tolist()
-        random_order = None
-        if settings.controls:
-            random_order = start_random_control(layout, settings.seed, lm.device)
+        random = start_random_control(layout, settings.seed, lm.device) if settings.controls else None
         report(0.05, "forward pass")
         logits, graph = recorded_graph(lm, input_ids, settings.weighting)
         probes = probes_for(lm, token_ids, t, logits, gold, target, foil)
@@ -349,9 +355,9 @@ def trace_modes(
         del graph  # the graph's weights are freed: the search reads the CSR
         lap("graph")
         report(0.25, "greedy search")
-        finish_search = greedy_search(csr)
+        finish_search = greedy_search(csr, random.take_plans() if random else None)
         del csr
-    item = search_position(layout, finish_search, t, logits, probes, random_order, lm.device)
+    item = search_position(layout, finish_search, t, logits, probes, random.order if random else None, lm.device)
     del finish_search  # the search's tables are not needed again
     lap("search")
     with holding(lm, report):

@@ -4,11 +4,13 @@ benchmark (bench/memory_bench.py), not a test."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 import explorer.models.limits as limits
-from explorer.cost import BYTES, ModelShape, estimate_cost
+from explorer.cost import BYTES, ESTIMATE_ERROR, ModelShape, estimate_cost
 from explorer.errors import OutOfMemory
 from explorer.graph import layout_for
 from explorer.results import Settings
@@ -54,6 +56,36 @@ def test_a_trace_that_fits_is_not_refused(monkeypatch):
     lm, _ = tiny_loaded("llama")
     monkeypatch.setattr(limits, "available_bytes", lambda device: 1 << 40)
     assert trace_prompt(lm, "a tiny prompt", Settings(sizes=(0.5, 1.0))).strata[-1].trace.tv < 1e-5
+
+
+def test_a_trace_that_fits_only_in_smaller_batches_runs_in_them(monkeypatch):
+    """Where only the masked passes' batch is too large, the trace runs in the largest batch whose
+    estimate fits (not one that fits only were the estimate too high) and says so in its settings (the
+    numbers equal the requested batch's within float rounding); where none fits, the estimate is the
+    requested one's (the caller refuses it)."""
+    from explorer.cost import fits, fitting_settings
+    from explorer.inputs import tokenize
+
+    lm, _ = tiny_loaded("llama")
+    prompt, settings = "a tiny prompt for the batches", Settings(controls=True)
+    n = tokenize(lm, prompt, settings.max_tokens).shape[1]
+    config = lm.model.config
+    at = lambda b: estimate_cost(config, n, replace(settings, batch_size=b), lm.device, lm.dtype)
+    assert at(32).peak_stage == "evaluate" and at(8).peak_bytes < at(9).peak_bytes < at(32).peak_bytes
+    free = at(8).peak_bytes - at(8).weights_bytes  # batches of 8 fit outright; of 9, only were it 25% too high
+    fitted, est = fitting_settings(config, n, settings, free, lm.device, lm.dtype)
+    assert fitted.batch_size == 8 and fits(est, free, error=0) and not fits(at(9), free, error=0) and fits(at(9), free)
+    monkeypatch.setattr(limits, "available_bytes", lambda device: free)
+    small = trace_prompt(lm, prompt, settings)
+    monkeypatch.setattr(limits, "available_bytes", lambda device: 1 << 40)
+    whole = trace_prompt(lm, prompt, settings)
+    assert small.settings.batch_size == 8 and whole.settings.batch_size == 32
+    for a, b in zip(small.strata, whole.strata):
+        for variant in ("trace", "inverse", "random"):
+            assert a.outputs[variant].tv == pytest.approx(b.outputs[variant].tv, abs=1e-6)
+    tight = int((at(1).peak_bytes - at(1).weights_bytes) * (1 - ESTIMATE_ERROR)) - 1  # not even one at a time
+    fitted, est = fitting_settings(config, n, settings, tight, lm.device, lm.dtype)
+    assert fitted == settings and est == at(32) and not fits(est, tight)
 
 
 def test_available_bytes_on_the_cpu_is_positive():

@@ -135,7 +135,9 @@ def test_engine_takes_any_unicode(smollm, prompt):
         if any(0xD800 <= ord(c) <= 0xDFFF for c in prompt):
             assert isinstance(exc, BadPrompt) and "lone surrogate" in str(exc), repr(exc)
         return
-    assert tr.strata[-1].trace.tv < 1e-4
+    # float rounding only: batching alone moves this model's output by up to some 5e-4 on a few short
+    # prompts (its hidden states reach 2e4: "W " has TV 1.2e-4 between plain transformers' batch of 1 and of 2)
+    assert tr.strata[-1].trace.tv < 1e-3
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.chain_search import NotSettled, chain_order
+from explorer.chain_search import NotSettled, chain_order, plan_levels
 from explorer.graph import build_graph
 from explorer.options import DEFAULT_SIZES
 from explorer.orders import greedy_search, random_control_order, search_graph
@@ -113,6 +113,7 @@ def test_a_random_control_order_too_large_to_keep_stays_on_its_device():
     got = small(layout, 5, "cpu")
     assert isinstance(kept, np.ndarray) and not kept.flags.writeable
     assert isinstance(got, torch.Tensor) and not small._orders  # not kept
+    assert got.dtype == torch.int32  # half the bytes of int64 ids while it waits for the masked passes
     np.testing.assert_array_equal(got.numpy(), kept)
 
 
@@ -205,12 +206,13 @@ def test_chain_search_on_a_layered_graph_with_many_ties(monkeypatch, steps):
     """Weights from four values over a model-shaped graph: push counters decide most ties, and are only
     known once nodes are reached (the search iterates until they agree). "in steps": the whole-graph work
     and the chains' gathers in steps of 5 edges and 7 entries, as a long prompt's are."""
-    from explorer import chain_search
+    from explorer import chain_search, range_sort
     from explorer.edges import EdgeLayout
     from explorer.graph import TokenGraph
 
     if steps is not None:
         monkeypatch.setattr(chain_search, "CHUNK", steps[0])
+        monkeypatch.setattr(range_sort, "CHUNK", steps[0])
         monkeypatch.setattr(chain_search, "GATHER", steps[1])
     gen = torch.Generator().manual_seed(3)
     L, H, T = 4, 3, 9
@@ -218,8 +220,11 @@ def test_chain_search_on_a_layered_graph_with_many_ties(monkeypatch, steps):
     for parallel in (False, True):
         g = TokenGraph(EdgeLayout(L, H, T, parallel), "l1", q(L, H, T, T), q(L, T), q(L, T), q(L, T))
         sg, ids = search_graph(g)
-        got = chain_order(sg.node_ptr, sg.src, rank_weights(sg.weight)[1], g.layout.node_levels("cpu"), sg.root).numpy()
+        levels, rank = g.layout.node_levels("cpu"), rank_weights(sg.weight)[1]
+        got = chain_order(sg.node_ptr, sg.src, rank, levels, sg.root).numpy()
         np.testing.assert_array_equal(got, heap_greedy_order(sg))
+        plans = plan_levels(sg.node_ptr, sg.src, levels)  # made beforehand, as a trace hands them over
+        np.testing.assert_array_equal(chain_order(sg.node_ptr, plans, rank, levels, sg.root).numpy(), got)
 
 
 def test_traces_are_the_same_with_the_chain_search(monkeypatch):
@@ -234,9 +239,12 @@ def test_traces_are_the_same_with_the_chain_search(monkeypatch):
     random_control_order.clear()
     heap = trace_prompt(lm, "one two three four five", settings)
     monkeypatch.setattr(orders, "searched_on_device", lambda layout, device: True)
+    planned = []
+    monkeypatch.setattr(orders, "plan_levels", lambda *args: planned.append(1) or plan_levels(*args))
     random_control_order.clear()
     device = trace_prompt(lm, "one two three four five", settings)
     np.testing.assert_array_equal(device.order, heap.order)
+    assert len(planned) == 1  # the random control's level plans were handed to the greedy search
     assert [s.outputs["random"].tv for s in device.strata] == [s.outputs["random"].tv for s in heap.strata]
 
     def unsettled(*args):
@@ -254,10 +262,10 @@ def test_traces_are_the_same_with_the_chain_search(monkeypatch):
 def test_dense_rank_by_ranges_of_values_equals_the_whole_sort(monkeypatch, dtype):
     """Past ``CHUNK`` edges the ranks are made a range of values at a time: the same ranks as one sort of
     all the weights, with ties, both zeros, infinities and one value that fills many ranges' worth."""
-    from explorer import chain_search
+    from explorer import range_sort
 
     rng = np.random.default_rng(4)
-    monkeypatch.setattr(chain_search, "CHUNK", 16)
+    monkeypatch.setattr(range_sort, "CHUNK", 16)
     for n, levels in [(17, 3), (200, 1000), (500, 7), (1000, 0)]:
         w = rng.integers(0, levels, n).astype(float) if levels else rng.random(n)
         w[rng.random(n) < 0.1] = 0.0
@@ -265,22 +273,22 @@ def test_dense_rank_by_ranges_of_values_equals_the_whole_sort(monkeypatch, dtype
         w[rng.random(n) < 0.02] = np.inf
         w[: n // 3] = 0.5  # one heavy value
         weight = torch.tensor(rng.permutation(w), dtype=dtype)
-        np.testing.assert_array_equal(chain_search.dense_rank(weight).numpy(), rank_weights(weight)[1].numpy())
+        np.testing.assert_array_equal(range_sort.dense_rank(weight).numpy(), rank_weights(weight)[1].numpy())
     with pytest.raises(ValueError, match="NaN"):
-        chain_search.dense_rank(torch.tensor([1.0, float("nan")] * 20, dtype=dtype))
+        range_sort.dense_rank(torch.tensor([1.0, float("nan")] * 20, dtype=dtype))
 
 
-def test_stable_sort_by_ranges_of_values_equals_one_stable_sort(monkeypatch):
-    from explorer import chain_search
+def teststable_sort_by_ranges_of_values_equals_one_stable_sort(monkeypatch):
+    from explorer import range_sort
 
     rng = np.random.default_rng(5)
-    monkeypatch.setattr(chain_search, "CHUNK", 8)
+    monkeypatch.setattr(range_sort, "CHUNK", 8)
     for n, levels in [(9, 2), (300, 5), (300, 1000), (1000, 1)]:
         value = torch.tensor(rng.integers(-1, levels, n), dtype=torch.int32)
         value[rng.random(n) < 0.4] = 3  # one value with many items
         items = torch.tensor(rng.permutation(n), dtype=torch.int32)
         expected = items[torch.sort(value[items.long()], stable=True).indices]
-        assert torch.equal(chain_search._stable_sort_by(items, value), expected)
+        assert torch.equal(range_sort.stable_sort_by(items, value), expected)
 
 
 def test_group_start_values_and_common_prefixes_equal_the_scans_they_replace():

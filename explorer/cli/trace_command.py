@@ -118,9 +118,9 @@ def dry_run(args, settings) -> int:
     tokenizer, without its weights; says whether the trace would be refused here."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from explorer.cost import GIB, estimate_cost
+    from explorer.cost import GIB, fits, fitting_settings
     from explorer.inputs import resolve_position
-    from explorer.models.limits import ESTIMATE_ERROR, available_bytes
+    from explorer.models.limits import available_bytes
     from explorer.models.loading import _hub_error, model_source, resolve_device, resolve_dtype
 
     source = model_source(args.model)
@@ -132,13 +132,15 @@ def dry_run(args, settings) -> int:
     count = len(tokenizer(args.prompt)["input_ids"])
     n = resolve_position(args.position, count) + 1
     device = resolve_device(args.device)
-    est = estimate_cost(config, n, settings, device, resolve_dtype(args.dtype, device))
+    free = available_bytes(device)  # the weights are not loaded here
+    fitted, est = fitting_settings(config, n, settings, free, device, resolve_dtype(args.dtype, device), False)
     print(est.summary())
     print("stages: " + ", ".join(f"{k} {v / GIB:.1f} GiB" for k, v in est.stages.items()))
-    free = available_bytes(device)
-    beyond = est.peak_bytes - est.weights_bytes
-    verdict = "would be refused" if beyond * (1 - ESTIMATE_ERROR) > free else "fits"
-    print(f"{device}: {free / GIB:.1f} GiB available, {beyond / GIB:.1f} GiB needed beyond the weights: {verdict}")
+    verdict = "fits" if fits(est, free, False) else "would be refused"
+    if fitted.batch_size != settings.batch_size:
+        verdict += f" with the masked passes in batches of {fitted.batch_size} (of --batch-size {settings.batch_size})"
+    needed = est.peak_bytes / GIB
+    print(f"{device}: {free / GIB:.1f} GiB available, {needed:.1f} GiB needed with the weights: {verdict}")
     if count > settings.max_tokens:
         print(f"note: the prompt has {count} tokens, above the cap of {settings.max_tokens} (--max-tokens)")
     return 0

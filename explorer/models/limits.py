@@ -65,25 +65,20 @@ def available_bytes(device: torch.device) -> int:
         return 1 << 62  # unknown: do not refuse
 
 
-ESTIMATE_ERROR = 0.25
-"""How far a peak estimate may be from the measured peak (bench/RESULTS.md): a trace is refused only when
-even an estimate this much too high would not fit."""
-
-
-def check_memory(lm: LoadedModel, settings: Settings, n_tokens: int):
-    """The cost estimate of tracing ``n_tokens`` tokens (:func:`explorer.cost.estimate_cost`); refuses
+def check_memory(lm: LoadedModel, settings: Settings, n_tokens: int) -> Settings:
+    """The settings to trace ``n_tokens`` tokens with: ``settings``, or with a smaller batch of masked
+    passes where only that fits (:func:`explorer.cost.fitting_settings`); refuses
     (:class:`explorer.errors.OutOfMemory`, with the estimate and what would make it smaller) a trace whose
     estimated peak beyond the loaded weights exceeds the device's available memory by more than the
     estimate's error."""
-    from explorer.cost import GIB, estimate_cost, suggestions
+    from explorer.cost import GIB, fits, fitting_settings, suggestions
     from explorer.errors import OutOfMemory
 
-    est = estimate_cost(lm.model.config, n_tokens, settings, lm.device, lm.dtype)
-    needed = (est.peak_bytes - est.weights_bytes) * (1 - ESTIMATE_ERROR)
     free = available_bytes(lm.device)
-    if needed > free:
+    fitted, est = fitting_settings(lm.model.config, n_tokens, settings, free, lm.device, lm.dtype)
+    if not fits(est, free):
         raise OutOfMemory(
             f"this trace would not fit: {est.summary()}, of which {(est.peak_bytes - est.weights_bytes) / GIB:.1f} "
             f"GiB beyond the weights, but {free / GIB:.1f} GiB are free; try {'; '.join(suggestions(settings))}"
         )
-    return est
+    return fitted

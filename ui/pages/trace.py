@@ -229,12 +229,19 @@ def token_counter(place, inputs: dict) -> None:
 
 def cost_line(lm, inputs: dict) -> str:
     """The cost preview of tracing the whole prompt with the sidebar's settings (explorer/cost.py)."""
-    from explorer.cost import estimate_cost
+    from explorer.cost import fits, fitting_settings
+    from explorer.models.limits import available_bytes
 
     n = len(lm.tokenizer(inputs["prompt"])["input_ids"])
     settings = settings_for(inputs["weighting"], inputs["mode"], inputs["controls"], inputs["compare_modes"])
-    est = estimate_cost(lm.model.config, n, settings, lm.device, lm.dtype)
-    return f"Estimate: {est.n_edges:,} edges, peak {est.peak_bytes / 2**30:.1f} GiB, about {est.seconds:.1f} s."
+    free = available_bytes(lm.device)
+    fitted, est = fitting_settings(lm.model.config, n, settings, free, lm.device, lm.dtype)
+    line = f"Estimate: {est.n_edges:,} edges, peak {est.peak_bytes / 2**30:.1f} GiB, about {est.seconds:.1f} s."
+    if not fits(est, free):
+        return line + f" :red[**Would not fit**] in the {free / 2**30:.1f} GiB free: the trace will be refused."
+    if fitted.batch_size != settings.batch_size:
+        return line + f" Masked passes in batches of {fitted.batch_size} to fit."
+    return line
 
 
 def run_sweep(inputs: dict) -> Sweep | None:
