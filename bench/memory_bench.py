@@ -67,6 +67,7 @@ class StageMemory:
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         self._stack: list[list] = []  # [name, peak so far] of the stages running now, outermost first
+        self.whole = 0  # the peak of everything since the last reset, inside the stages or between them
         self._originals: list[tuple] = []  # (owner, attribute, value) to put back
         for name, where in STAGES.items():
             owner, attr = (lm.instrumentation, "recorded_forward") if where is None else where
@@ -118,11 +119,20 @@ class StageMemory:
     def _lift(self) -> None:
         """Give the peak since the last reset to every running stage, and reset it."""
         peak = torch.cuda.max_memory_allocated()
+        self.whole = max(self.whole, peak)
         for entry in self._stack:
             entry[1] = max(entry[1], peak)
         torch.cuda.reset_peak_memory_stats()
 
+    def whole_peak(self) -> int:
+        """The peak since the last :meth:`reset`, between the stages too (work outside every stage)."""
+        torch.cuda.synchronize()
+        self._lift()
+        return self.whole
+
     def reset(self):
+        torch.cuda.reset_peak_memory_stats()
+        self.whole = 0
         self.peaks.clear()
         self.left.clear()
         self.entry.clear()
@@ -156,20 +166,18 @@ def main() -> None:
             t0 = time.perf_counter()
             try:
                 tr = pipeline.trace_prompt(lm, prompt, settings)
-            except OutOfMemory as exc:
-                print(json.dumps({"model": name, "tokens": length, "refused": str(exc)}), flush=True)
-                torch.cuda.empty_cache()
-                continue
-            except torch.OutOfMemoryError as exc:  # with --force
+            except (OutOfMemory, torch.OutOfMemoryError) as exc:  # refused by the preview, or out of memory
                 peaks = {k: v / GIB for k, v in stages.peaks.items()}
-                failed = {"model": name, "tokens": length, "out_of_memory": str(exc)[:200], "stage_peak_gib": peaks}
-                print(json.dumps(failed), flush=True)
+                entry = {k: v / GIB for k, v in stages.entry.items()}
+                why = str(exc.__cause__ or exc)[:400]
+                failed = {"model": name, "tokens": length, "failed": why, "stage_peak_gib": peaks}
+                print(json.dumps({**failed, "stage_entry_gib": entry}), flush=True)
                 torch.cuda.empty_cache()
                 continue
             wall = time.perf_counter() - t0
             # the settings it ran with: a smaller batch of masked passes where only that fits
             est = estimate_cost(lm.model.config, length, tr.settings, device="cuda", dtype=torch.bfloat16)
-            peak = max(v for k, v in stages.peaks.items() if " / " not in k)
+            peak = stages.whole_peak()  # at least every stage's: the trace's whole peak
             row = {
                 "model": name,
                 "tokens": length,
@@ -182,6 +190,7 @@ def main() -> None:
                 "seconds": wall,
                 "estimate_peak_gib": est.peak_bytes / GIB,
                 "estimate_seconds": est.seconds,
+                "peak_outside_stages": peak > max(stages.peaks.values()),
                 "stage_peak_gib": {k: v / GIB for k, v in stages.peaks.items()},
                 "stage_left_gib": {k: v / GIB for k, v in stages.left.items()},
                 "stage_entry_gib": {k: v / GIB for k, v in stages.entry.items()},

@@ -285,28 +285,31 @@ def _layer_edges(lay: EdgeLayout, device) -> tuple[_LayerEdges, _LayerEdges]:
     return attn, mlp
 
 
-def _prefix_counts(labels: torch.Tensor, n_keeps: list[int], n_labels: int) -> np.ndarray:
-    """Counts of each label in ``labels[:n]`` for each ``n`` of the ascending ``n_keeps``:
-    ``[len(n_keeps), n_labels]``; labels below 0 are not counted. On the labels' device: each position
-    goes to the first stratum that holds it, then counts accumulate over the strata."""
-    import torch
-
-    dev = labels.device
-    first = torch.searchsorted(torch.tensor(n_keeps, device=dev), torch.arange(len(labels), device=dev), right=True)
-    counted = (labels >= 0) & (first < len(n_keeps))
-    flat = torch.bincount((first * n_labels + labels)[counted], minlength=len(n_keeps) * n_labels)
-    return flat.view(len(n_keeps), n_labels).cumsum(0).cpu().numpy()
+COUNT_STEP = 1 << 26
+"""Edges of an order counted at a time by :func:`stratum_counts` (its temporaries are some 50 bytes per
+edge: all of a long prompt's at once ran an 8B model out of memory at 2,048 tokens)."""
 
 
 def stratum_counts(layout: EdgeLayout, order: torch.Tensor, n_keeps: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Among the first ``n`` edges of ``order`` (edge ids, a tensor on any device), for each ascending
     ``n``: edges per component (``a{l}.h{h}`` then ``m{l}``, see :meth:`EdgeLayout.component_names`)
-    ``[len(n_keeps), L*H + L]``, and attention, MLP and residual edges ``[len(n_keeps), 3]``."""
+    ``[len(n_keeps), L*H + L]``, and attention, MLP and residual edges ``[len(n_keeps), 3]``. On the
+    order's device, ``COUNT_STEP`` edges at a time: each edge goes to the first stratum that holds it,
+    then counts accumulate over the strata."""
     import torch
 
-    kind = layout.kind(order)
-    group = torch.where(kind == ATTENTION, 0, torch.where(kind == MLP, 1, 2))
-    return (
-        _prefix_counts(layout.component(order), n_keeps, layout.n_components),
-        _prefix_counts(group, n_keeps, 3),
-    )
+    dev, S, C = order.device, len(n_keeps), layout.n_components
+    keeps = torch.tensor(n_keeps, device=dev)
+    comps = torch.zeros(S * C, dtype=torch.long, device=dev)
+    kinds = torch.zeros(S * 3, dtype=torch.long, device=dev)
+    for at in range(0, min(len(order), max(n_keeps, default=0)), COUNT_STEP):
+        part = order[at : at + COUNT_STEP]
+        first = torch.searchsorted(keeps, torch.arange(at, at + len(part), device=dev), right=True)
+        inside = first < S
+        kind = layout.kind(part)
+        group = torch.where(kind == ATTENTION, 0, torch.where(kind == MLP, 1, 2))
+        comp = layout.component(part)
+        counted = inside & (comp >= 0)
+        comps += torch.bincount((first * C + comp)[counted], minlength=S * C)
+        kinds += torch.bincount((first * 3 + group)[inside], minlength=S * 3)
+    return comps.view(S, C).cumsum(0).cpu().numpy(), kinds.view(S, 3).cumsum(0).cpu().numpy()

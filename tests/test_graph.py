@@ -117,9 +117,14 @@ def test_all_families_have_adapters():
         assert lm.adapter.n_layers == 3
 
 
-def test_stratum_counts_equal_counting_each_prefix(recorded):
+@pytest.mark.parametrize("step", [None, 13], ids=["whole", "in steps"])
+def test_stratum_counts_equal_counting_each_prefix(recorded, monkeypatch, step):
+    """ "in steps": the order counted 13 edges at a time, as a long prompt's is."""
+    from explorer import edges
     from explorer.edges import stratum_counts
 
+    if step is not None:
+        monkeypatch.setattr(edges, "COUNT_STEP", step)
     lm, records = recorded
     g = build_graph(lm.adapter, records, "l1")
     lay = g.layout
