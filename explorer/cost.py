@@ -52,8 +52,9 @@ BYTES = {
 }
 """Bytes per element of each term (see the module's docstring), from the stage peaks measured on an H200
 (bench/RESULTS.md, "Long prompts: memory by stage"; the device search's and the passes' refitted in
-"Long prompts: sorts by sampled ranges"). For graphs searched by the heap search the random
-control's device part (on its own stream) overlaps the greedy one's in part."""
+"Long prompts: sorts by sampled ranges", the device search's and the orders' again in "Long prompts: the
+8B shape at 2,048 tokens"). For graphs searched by the heap search the random control's device part (on
+its own stream) overlaps the greedy one's in part."""
 
 RATES = {
     "cuda": {
