@@ -99,7 +99,6 @@ def greedy_search(csr: SearchCsr, plans: LevelPlans | None = None) -> Callable[[
     called (outside the model's lock), which gives the edge ids ``[E]`` in order (int64, on the graph's
     device) and their weights (on the host)."""
     finish, _ = _search(csr.layout, csr.node_ptr, lambda: csr.weight, plans)
-    del plans
 
     def done() -> tuple[torch.Tensor, np.ndarray]:
         at = finish().to(csr.weight.device)
