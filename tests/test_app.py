@@ -247,6 +247,21 @@ def test_the_prompt_shows_its_token_count_against_the_cap():
     assert counts == [f":red[**{n} tokens**]: over the cap of 256 here; shorten the prompt."]
 
 
+def test_the_estimate_says_when_a_trace_runs_in_smaller_batches_or_would_not_fit(monkeypatch):
+    import explorer.models.limits as limits
+    from explorer.cost import estimate_cost
+
+    lm = load_model(DEFAULT_MODEL)
+    at = lambda b: estimate_cost(lm.model.config, 5, Settings(controls=True, batch_size=b), lm.device, lm.dtype)
+    monkeypatch.setattr(limits, "available_bytes", lambda device: at(8).peak_bytes - at(8).weights_bytes)
+    captions = [c.value for c in new_app().run().sidebar.caption if "Estimate:" in c.value]
+    assert len(captions) == 1 and captions[0].endswith(" Masked passes in batches of 8 to fit."), captions
+    monkeypatch.setattr(limits, "available_bytes", lambda device: 1024)
+    captions = [c.value for c in new_app().run().sidebar.caption if "Estimate:" in c.value]
+    refused = ":red[**Would not fit**] in the 0.0 GiB free: the trace will be refused."
+    assert len(captions) == 1 and captions[0].endswith(refused), captions
+
+
 def test_the_component_panel_opens_from_its_button():
     """Closed by default (a slider move then re-draws only the views above it); its button opens it."""
     at = new_app().run()
