@@ -60,10 +60,11 @@ RATES = {
     "cuda": {
         "flops": 5.0e14,
         "attention_s_per_entry": 2.3e-11,
-        "launch_s_per_layer": 1.0e-3,
+        "launch_s_per_layer": 3.0e-4,
         "search_s_per_edge": 6.0e-8,
-        "device_search_s_per_edge": 8.5e-9,
-        "fixed_s": 0.3,
+        "device_search_s_per_edge": 7.0e-9,
+        "device_search_s_per_level": 7.0e-3,
+        "fixed_s": 0.04,
     },
     "cpu": {
         "flops": 4.0e10,
@@ -71,6 +72,7 @@ RATES = {
         "launch_s_per_layer": 2.0e-4,
         "search_s_per_edge": 1.0e-7,
         "device_search_s_per_edge": 1.0e-7,
+        "device_search_s_per_level": 0.0,
         "fixed_s": 0.5,
     },
 }
@@ -78,9 +80,10 @@ RATES = {
 T x T, per layer) of their elementwise work (the softmax, the keeps: memory-bound, it holds the passes of a
 small model on a long prompt; on the CPU it is in the FLOP rate); seconds per layer and pass of overhead;
 seconds per edge of each search (greedy, random control) by the heap search and by the device search
-(with the orders' copy to the host); and a fixed cost (forward pass, metrics). The GPU's fitted to the
-0.6B shape at 2,048 tokens and the 8B shape at 1,024 (bench/RESULTS.md, "Long prompts: the device search's
-scans replaced")."""
+(with the orders' copy to the host), and per level of the device search (its small operations, two
+rounds); and a fixed cost (forward pass, metrics). The GPU's fitted to the 0.6B shape at 2,048 tokens and
+the 8B shape at 1,024 and 2,048 (the long prompts), and to the eager traces of 48 tokens (the fixed and
+per-layer costs) (bench/RESULTS.md, "Long prompts: the 8B shape at 2,048 tokens")."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ def estimate_cost(
         + n_passes * (flops_per_pass / rate["flops"] + shape.n_layers * rate["launch_s_per_layer"])
         + n_passes * rate["attention_s_per_entry"] * batch * shape.n_heads * shape.n_layers * T * T
         + E * rate["device_search_s_per_edge" if on_device else "search_s_per_edge"] * orders
+        + on_device * (2 * shape.n_layers + 1) * rate["device_search_s_per_level"] * orders
     )
     return CostEstimate(
         n_tokens,
