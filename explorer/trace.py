@@ -358,7 +358,7 @@ def trace_modes(
         finish_search = greedy_search(csr, random.take_plans() if random else None)
         del csr
     item = search_position(layout, finish_search, t, logits, probes, random.order if random else None, lm.device)
-    del finish_search  # the search's tables are not needed again
+    del finish_search, random  # the search's tables, and the random order's future (its order is in item)
     lap("search")
     with holding(lm, report):
         clock = time.perf_counter()  # waiting for the lock is not part of any stage
