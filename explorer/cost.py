@@ -22,6 +22,7 @@ edge (:data:`RATES`); a rough guide, not a promise.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -176,8 +177,9 @@ def estimate_cost(
         shape.hidden + shape.intermediate
     )
     on_device = kind == "cuda" and E >= CHAIN_SEARCH_EDGES_PER_LEVEL * (2 * shape.n_layers + 1)
-    if on_device:  # one device search at a time
-        per_edge = max(BYTES["device_search_per_edge"], settings.controls * BYTES["random_search_per_edge"])
+    if on_device:  # one device search at a time; a random order of ids past int32 held as int64
+        wide_ids = settings.controls * 4.0 * (layout.n_ids > 2**31)
+        per_edge = max(BYTES["device_search_per_edge"] + wide_ids, settings.controls * BYTES["random_search_per_edge"])
         search = per_edge * E
     else:
         search = (BYTES["host_search_per_edge"] + settings.controls * BYTES["random_search_overlap_per_edge"]) * E
@@ -239,16 +241,17 @@ def fitting_settings(
     requested batch's in float rounding, and the trace's settings say which batch it used); else the
     largest batch that could fit were the estimate :data:`ESTIMATE_ERROR` too high (:func:`fits`). When
     none could, the requested settings' estimate (the caller refuses it)."""
-    at = lambda batch: estimate_cost(config, n_tokens, replace(settings, batch_size=batch), device, dtype)
-    ests = {settings.batch_size: at(settings.batch_size)}
+    at = functools.cache(
+        lambda batch: estimate_cost(config, n_tokens, replace(settings, batch_size=batch), device, dtype)
+    )
     for error in (0.0, ESTIMATE_ERROR):
         for batch in range(settings.batch_size, 0, -1):
-            est = ests.setdefault(batch, at(batch))
+            est = at(batch)
             if fits(est, free_bytes, weights_loaded, error):
                 return replace(settings, batch_size=batch), est
             if est.peak_stage != "evaluate":  # another stage holds the peak: a smaller batch cannot help
                 break
-    return settings, ests[settings.batch_size]
+    return settings, at(settings.batch_size)
 
 
 def suggestions(settings: Settings) -> list[str]:

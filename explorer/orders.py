@@ -121,9 +121,9 @@ class _RandomOrders:
 
     def __call__(self, layout: EdgeLayout, seed: int, device) -> np.ndarray | torch.Tensor:
         """Edge ids ``[E]`` in the random control's order; the sorts run on ``device``. A read-only host
-        array, kept; an order larger than ``max_bytes`` stays on ``device`` (an int32 tensor while the ids
-        fit), not kept: it would not fit the cache, and a long prompt's order would cross to the host and
-        back for nothing."""
+        array, kept; an order larger than ``max_bytes`` stays on ``device`` (int32 where every edge id fits:
+        :func:`_compact_ids`), not kept: it would not fit the cache, and a long prompt's order would cross
+        to the host and back for nothing."""
         return self.with_plans(layout, seed, device)[0]
 
     def with_plans(self, layout: EdgeLayout, seed: int, device) -> tuple[np.ndarray | torch.Tensor, LevelPlans | None]:
@@ -142,7 +142,7 @@ class _RandomOrders:
             finish, plans = _search(layout, layout.node_ptr(device), lambda: random_keys(is_attention(), seed))
             on_device = _edge_ids(layout, finish().to(device))
             if on_device.nbytes > self.max_bytes:
-                return (on_device.int() if layout.n_edges < 2**31 else on_device), plans
+                return _compact_ids(on_device, layout), plans
             order = host_copy(on_device)
         order.flags.writeable = False  # shared by every trace of this shape
         with self._lock:
@@ -168,6 +168,12 @@ class _RandomOrders:
 
 random_control_order = _RandomOrders()
 _background = ThreadPoolExecutor(4, thread_name_prefix="random-control")
+
+
+def _compact_ids(ids: torch.Tensor, layout: EdgeLayout) -> torch.Tensor:
+    """Edge ids of ``layout`` (int64) as int32 where every id fits (ids run to ``n_ids``, about twice the
+    edges: past 2**31 of them, as on the 8B shape at 2,048 tokens, they stay int64)."""
+    return ids.int() if layout.n_ids <= 2**31 else ids
 
 
 @dataclass

@@ -117,6 +117,18 @@ def test_a_random_control_order_too_large_to_keep_stays_on_its_device():
     np.testing.assert_array_equal(got.numpy(), kept)
 
 
+def test_edge_ids_past_int32_stay_int64():
+    """The 8B shape at 2,048 tokens has 2.08 G edges but ids up to 4.3 G: int32 would wrap them."""
+    from explorer.edges import EdgeLayout
+    from explorer.orders import _compact_ids
+
+    wide, narrow = EdgeLayout(32, 32, 2048), EdgeLayout(28, 16, 2048)
+    assert wide.n_edges < 2**31 < wide.n_ids
+    ids = torch.tensor([0, 2**31 + 5, wide.n_ids - 1])
+    assert _compact_ids(ids, wide).dtype == torch.int64 and torch.equal(_compact_ids(ids, wide), ids)
+    assert _compact_ids(ids[:1], narrow).dtype == torch.int32
+
+
 def test_random_control_takes_residual_and_mlp_edges_first():
     is_attn = np.array([True, False, True, False])
     keys = random_priorities(is_attn, seed=3)
