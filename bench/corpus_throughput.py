@@ -11,7 +11,8 @@ papers' setting, 42-59 tokens) with random token ids, for a model with random we
 (threads sharing the model) and ``B`` masked subgraphs per forward pass. Its time is the tracing time once
 the model is loaded (:attr:`explorer.corpus.driver.RunSummary.trace_seconds`); the utilisation is the
 mean of ``nvidia-smi``'s samples every 100 ms over the run. Rows are compared with the first run's, the
-``seconds`` column aside: identical, or the largest difference of the float columns. A run ``WxBe``
+``seconds`` column aside (or with those of ``--against``, another run's ``--keep``, say another version's):
+identical, or the largest difference of the float columns. A run ``WxBe``
 runs the masked passes eagerly; the others replay them as CUDA graphs where a length repeats
 (explorer/pass_graphs.py).
 """
@@ -99,13 +100,15 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=200)
     ap.add_argument("--runs", default="1x32,2x32,2x162", help="workers x batch size, comma-separated")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--keep", type=Path, help="write the first run's rows to this Parquet file")
+    ap.add_argument("--against", type=Path, help="compare every run with the rows of this file (--keep's)")
     args = ap.parse_args()
     lm = build(args.model, args.device, torch.bfloat16 if args.device == "cuda" else torch.float32)
     corpus = id_corpus(window_lengths(args.prompts), lm.model.config.vocab_size)
     lengths = [len(p.text.split()) for p in corpus.prompts]
     spread = f"{min(lengths)}-{max(lengths)} tokens (median {np.median(lengths):.0f})"
     print(f"{args.model}: {len(lengths)} prompts of {spread}")
-    first = None
+    first = pq.read_table(args.against).to_pandas() if args.against else None
     with tempfile.TemporaryDirectory() as tmp:
         warm = Settings(controls=True, max_tokens=256)
         run_corpus(lm, replace(corpus, prompts=corpus.prompts[:3]), Path(tmp) / "warm", warm)
@@ -121,7 +124,10 @@ def main() -> None:
                 summary = run_corpus(lm, corpus, folder, settings, workers=workers)
             rows = rows_of(folder)
             agreement = "reference" if first is None else compare(first, rows)
-            first = rows if first is None else first
+            if first is None:
+                first = rows
+                if args.keep:
+                    rows.to_parquet(args.keep)
             print(
                 f"{workers} worker(s), batch {batch}{', eager' if eager else ''}: {summary.traced} prompts in "
                 f"{summary.trace_seconds:.1f} s = "

@@ -21,6 +21,7 @@ import torch
 import explorer.chain_search as chain_search
 import explorer.intervene as intervene
 import explorer.orders as orders
+import explorer.passes as passes
 import explorer.trace as pipeline
 from bench.support import build, random_prompts
 from explorer.cost import estimate_cost
@@ -36,9 +37,11 @@ STAGES = {
     "graph": (pipeline, "build_graph"),
     "search CSR": (TokenGraph, "search_csr"),
     "search (device part)": (pipeline, "greedy_search"),
-    "search (host part, orders to device)": (pipeline, "search_position"),
-    "ranks": (intervene.EdgeRanks, "from_orders"),
-    "masked passes": (pipeline, "masked_logits"),
+    "random order to the device": (pipeline, "search_position"),
+    "greedy order to the host": (pipeline.Searched, "finish"),
+    "ranks": (intervene.EdgeRanks, "empty"),
+    "ranks placed": (intervene.EdgeRanks, "fill"),
+    "masked passes": (passes, "masked_logits"),
 }
 
 

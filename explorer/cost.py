@@ -195,13 +195,21 @@ def estimate_cost(
     peak_stage = max(stages, key=lambda k: stages[k])
     rate = RATES[kind]
     flops_per_pass = 2 * shape.n_params * batch * T + 4 * batch * shape.n_layers * shape.hidden * T * T
-    seconds = (
-        rate["fixed_s"]
-        + n_passes * (flops_per_pass / rate["flops"] + shape.n_layers * rate["launch_s_per_layer"])
-        + n_passes * rate["attention_s_per_entry"] * batch * shape.n_heads * shape.n_layers * T * T
-        + E * rate["device_search_s_per_edge" if on_device else "search_s_per_edge"] * orders
-        + on_device * (2 * shape.n_layers + 1) * rate["device_search_s_per_level"] * orders
+    passes_s = n_passes * (
+        flops_per_pass / rate["flops"]
+        + shape.n_layers * rate["launch_s_per_layer"]
+        + rate["attention_s_per_entry"] * batch * shape.n_heads * shape.n_layers * T * T
     )
+    search_s = E * rate["device_search_s_per_edge" if on_device else "search_s_per_edge"] * orders
+    if on_device:
+        seconds = (
+            rate["fixed_s"]
+            + passes_s
+            + search_s
+            + (2 * shape.n_layers + 1) * rate["device_search_s_per_level"] * orders
+        )
+    else:  # the passes run beside the host search (explorer/passes.py): only the last waits for its end
+        seconds = rate["fixed_s"] + max(passes_s, search_s + passes_s / max(n_passes, 1))
     return CostEstimate(
         n_tokens,
         E,

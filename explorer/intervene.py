@@ -42,13 +42,14 @@ class EdgeRanks:
 
     ``attention [O, L, H, T, T]``, ``residual_attn``, ``residual_mlp``, ``mlp [O, L, T]``: int32 while
     ``E`` fits (8 bytes per id and order fewer than int64, which larger graphs use). Ids that are not
-    edges get rank ``E``.
+    edges get rank ``E``. ``table [O, n_ids]``: the four are its views (ranks made by :meth:`empty`).
     """
 
     attention: torch.Tensor
     residual_attn: torch.Tensor
     residual_mlp: torch.Tensor
     mlp: torch.Tensor
+    table: torch.Tensor | None = None  # [O, n_ids]: what the four are views of, when made here
 
     def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.attention, self.residual_attn, self.residual_mlp, self.mlp
@@ -63,21 +64,37 @@ class EdgeRanks:
         return n_orders * layout.n_ids * cls.dtype_for(layout).itemsize
 
     @classmethod
-    def from_orders(cls, layout: EdgeLayout, orders: Sequence[np.ndarray | torch.Tensor], device) -> EdgeRanks:
-        """``orders``: edge ids (arrays, or tensors already on ``device``), each a permutation of the
-        graph's ``E`` edges."""
+    def empty(cls, layout: EdgeLayout, n_orders: int, device) -> EdgeRanks:
+        """Ranks of ``n_orders`` orders with no edge placed yet (every id at rank ``E``): :meth:`fill` places
+        them. A subgraph of an order's first ``n`` edges is read right once they are placed: every other
+        edge has a rank of at least ``n``."""
         L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
-        ranks = torch.full((len(orders), layout.n_ids), layout.n_edges, dtype=cls.dtype_for(layout), device=device)
-        for i, order in enumerate(orders):
-            ids = order.to(device) if torch.is_tensor(order) else torch.tensor(order, device=device)
-            ranks[i, ids] = torch.arange(len(order), device=device, dtype=ranks.dtype)
+        ranks = torch.full((n_orders, layout.n_ids), layout.n_edges, dtype=cls.dtype_for(layout), device=device)
         block = lambda kind: ranks[:, layout.offset(kind) : layout.offset(kind) + L * T].view(-1, L, T)
         return cls(
             attention=ranks[:, : layout.n_attention_ids].view(-1, L, H, T, T),
             residual_attn=block(RESIDUAL_ATTN),
             residual_mlp=block(RESIDUAL_MLP),
             mlp=block(MLP),
+            table=ranks,
         )
+
+    def fill(self, index: int, ids: np.ndarray | torch.Tensor, start: int = 0) -> None:
+        """Place edges ``ids [K]`` (an array, or a tensor on any device) of order ``index`` at ranks
+        ``start .. start + K - 1``."""
+        assert self.table is not None, "ranks made by EdgeRanks.empty"
+        table = self.table
+        ids = ids.to(table.device) if torch.is_tensor(ids) else torch.tensor(ids, device=table.device)
+        table[index, ids] = torch.arange(start, start + len(ids), device=table.device, dtype=table.dtype)
+
+    @classmethod
+    def from_orders(cls, layout: EdgeLayout, orders: Sequence[np.ndarray | torch.Tensor], device) -> EdgeRanks:
+        """``orders``: edge ids (arrays, or tensors already on ``device``), each a permutation of the
+        graph's ``E`` edges."""
+        ranks = cls.empty(layout, len(orders), device)
+        for i, order in enumerate(orders):
+            ranks.fill(i, order)
+        return ranks
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,14 @@
 the random control's order (section 5), which depends on the graph's shape only and is kept per shape.
 
 Both are prepared on the graph's device (:func:`explorer.search.prepare_search`) and searched on the host
-(:func:`explorer.search.run_search`), or, for large graphs on a GPU, searched on the device level by level
+(:class:`explorer.search.HeapSearch`), or, for large graphs on a GPU, searched on the device level by level
 (:func:`explorer.chain_search.chain_order`, the same order).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +25,7 @@ from explorer.edges import EdgeLayout
 from explorer.graph import SearchCsr, TokenGraph
 from explorer.pass_graphs import empty_cache
 from explorer.range_sort import dense_rank
-from explorer.search import SearchGraph, prepare_search, random_keys, run_search
+from explorer.search import HeapSearch, SearchGraph, prepare_search, random_keys
 
 _device_search = threading.Lock()
 """One search on the device at a time (the greedy order's or the random control's): its buffers are a
@@ -61,14 +62,13 @@ def searched_on_device(layout: EdgeLayout, device) -> bool:
 
 def _search(
     layout: EdgeLayout, ptr, keys: Callable[[], torch.Tensor], plans: LevelPlans | None = None
-) -> tuple[Callable[[], torch.Tensor], LevelPlans | None]:
+) -> tuple[torch.Tensor | None, HeapSearch | None, LevelPlans | None]:
     """Search the CSR graph of ``layout`` (``ptr``: its node pointers, on the search's device) by the keys
-    ``[M]`` that ``keys()`` gives (on the same device): the device part now; returns the rest, a function
-    that gives the CSR positions in greedy order (the heap search, on the host; nothing left when the
-    whole search ran on the device), and the level plans of a search on the device (``plans``: this
-    shape's, from another search, or made here). There, the plans are made before the keys are ranked, and
-    the keys and the graph's sources (:meth:`EdgeLayout.csr`'s, built here) are freed before the search,
-    unless the caller holds them."""
+    ``[M]`` that ``keys()`` gives (on the same device). Returns, for a search on the device, the CSR
+    positions in greedy order, else the heap search on the host, prepared but not run; and the level
+    plans of a search on the device (``plans``: this shape's, from another search, or made here). There,
+    the plans are made before the keys are ranked, and the keys and the graph's sources
+    (:meth:`EdgeLayout.csr`'s, built here) are freed before the search, unless the caller holds them."""
     device = ptr.device
     if searched_on_device(layout, device):
         try:
@@ -78,13 +78,12 @@ def _search(
                     plans = plan_levels(ptr, layout.csr(device)[1], levels)
                 rank = dense_rank(keys())
                 order = chain_order(ptr, plans, rank, levels, layout.output_node)
-            return (lambda: order), plans
+            return order, None, plans
         except (torch.OutOfMemoryError, NotSettled):
             plans = rank = None
             empty_cache()  # the heap search needs a fraction of the device memory
     labels = torch.arange(layout.n_edges, device=device)  # CSR positions
-    job = prepare_search(ptr, layout.csr(device)[1], keys(), labels, layout.output_node)
-    return (lambda: torch.from_numpy(run_search(job))), None
+    return None, HeapSearch(prepare_search(ptr, layout.csr(device)[1], keys(), labels, layout.output_node)), None
 
 
 def _edge_ids(layout: EdgeLayout, at: torch.Tensor) -> torch.Tensor:
@@ -92,19 +91,120 @@ def _edge_ids(layout: EdgeLayout, at: torch.Tensor) -> torch.Tensor:
     return layout.csr_ids(at.device)[at]
 
 
-def greedy_search(csr: SearchCsr, plans: LevelPlans | None = None) -> Callable[[], tuple[torch.Tensor, np.ndarray]]:
+STRETCH = 1 << 15
+"""Edges a host search on a background thread (:meth:`GreedyOrder.start`) pops between two reports of its
+progress: about 2 ms of the loop."""
+
+_host_searches = ThreadPoolExecutor(4, thread_name_prefix="greedy-search")
+
+
+class GreedyOrder:
+    """The greedy order of one graph, as :func:`greedy_search` gives it: edge ids on the graph's device, a
+    prefix at a time (:meth:`take`) while the host part of the search runs, whole from :meth:`result`.
+
+    Nested strata need only the order's first edges, so a masked pass can start as soon as the search has
+    popped its stratum's edges (:mod:`explorer.passes`). A search that ran on the device is done at once.
+    """
+
+    def __init__(self, csr: SearchCsr, search: HeapSearch | None = None, positions: torch.Tensor | None = None):
+        self.layout = csr.layout
+        self._weight = csr.weight
+        self._search = search
+        self._positions = positions  # [E] CSR positions in order (a host search: filled as it pops)
+        self._ids: torch.Tensor | None = None  # [E] edge ids in order, the first `given` of them filled
+        self._ids_of: torch.Tensor | None = None  # [E] the edge id at each CSR position (a host search's)
+        self.given = 0
+        self._running: Future | None = None
+        self._finished = False
+        self.seconds = 0.0  # the host search's own time
+        self._progress = threading.Condition()
+
+    @property
+    def done(self) -> bool:
+        """Whether the search has popped every edge (:meth:`result` does not wait)."""
+        return self._search is None or self._search.done
+
+    def start(self) -> None:
+        """Run the host part of the search on a background thread, a stretch at a time, so that
+        :meth:`take` can hand out the first edges while it runs (numba releases the GIL). Without it, the
+        search runs in the thread that waits for it."""
+        if self._search is not None and self._running is None:
+            self._running = _host_searches.submit(self._run)
+
+    def _run(self) -> None:
+        search = self._search
+        assert search is not None
+        start = time.perf_counter()
+        try:
+            while not search.done:
+                search.advance(search.popped + STRETCH)
+                with self._progress:
+                    self._progress.notify_all()
+        finally:
+            self.seconds = time.perf_counter() - start
+            with self._progress:
+                self._finished = True
+                self._progress.notify_all()
+
+    def _popped(self, n: int) -> int:
+        """Wait until the search has popped ``n`` edges, or all; how many it has."""
+        search = self._search
+        assert search is not None
+        if self._running is None:
+            start = time.perf_counter()
+            search.advance(n)
+            self.seconds += time.perf_counter() - start
+            return search.popped
+        with self._progress:
+            self._progress.wait_for(lambda: search.popped >= n or self._finished)
+        if self._finished:
+            self._running.result()  # the search's own error, if it failed
+        return search.popped
+
+    def take(self, n: int) -> torch.Tensor:
+        """The edge ids ``[K]`` (int64, on the graph's device) at the order's positions from :attr:`given`
+        on, through at least position ``n - 1`` where the order is that long (waiting for the search);
+        :attr:`given` moves past them."""
+        weight = self._weight
+        if self._search is None:  # searched on the device: all at once
+            if self._ids is None:
+                assert self._positions is not None
+                self._ids = _edge_ids(self.layout, self._positions)
+            new, self.given = self._ids[self.given :], len(self._ids)
+            return new
+        if self._ids is None:
+            m = len(self._search.order)
+            self._ids = torch.empty(m, dtype=torch.long, device=weight.device)
+            self._positions = torch.empty(m, dtype=torch.long, device=weight.device)
+        start, end = self.given, max(self._popped(n), self.given)
+        assert self._positions is not None
+        if end > start:
+            if self._ids_of is None:
+                self._ids_of = self.layout.csr_ids(weight.device)
+            at = torch.from_numpy(self._search.order[start:end]).to(weight.device)
+            self._positions[start:end] = at
+            self._ids[start:end] = self._ids_of[at]
+            self.given = end
+        if self._search.done and end == self._search.popped:
+            self._ids_of = None  # every edge is given
+        return self._ids[start:end]
+
+    def result(self) -> tuple[torch.Tensor, np.ndarray]:
+        """The whole order (waiting for the search): the edge ids ``[E]`` in order (int64, on the graph's
+        device) and their weights (on the host)."""
+        self.take(len(self._weight))
+        assert self._ids is not None and self._positions is not None
+        ids, at = self._ids[: self.given], self._positions[: self.given]
+        return ids, host_copy(self._weight[at])
+
+
+def greedy_search(csr: SearchCsr, plans: LevelPlans | None = None) -> GreedyOrder:
     """The greedy order of a graph (:meth:`explorer.graph.TokenGraph.search_csr`): its device part now
     (sorts and ranks, or all of it for a large graph on a GPU, with ``plans`` if the random control's
-    search left them: :meth:`RandomControl.take_plans`), the host part when the returned function is
-    called (outside the model's lock), which gives the edge ids ``[E]`` in order (int64, on the graph's
-    device) and their weights (on the host)."""
-    finish, _ = _search(csr.layout, csr.node_ptr, lambda: csr.weight, plans)
-
-    def done() -> tuple[torch.Tensor, np.ndarray]:
-        at = finish().to(csr.weight.device)
-        return _edge_ids(csr.layout, at), host_copy(csr.weight[at])
-
-    return done
+    search left them: :meth:`RandomControl.take_plans`); the host part runs when the order is waited for
+    (outside the model's lock), or from :meth:`GreedyOrder.start` on, beside other work."""
+    on_device, search, _ = _search(csr.layout, csr.node_ptr, lambda: csr.weight, plans)
+    return GreedyOrder(csr, search, on_device.to(csr.weight.device) if on_device is not None else None)
 
 
 class _RandomOrders:
@@ -139,8 +239,11 @@ class _RandomOrders:
         # would keep its freed buffers in a memory pool of their own
         with nullcontext() if searched_on_device(layout, device) else self._stream(device):
             is_attention = lambda: layout.csr_ids(device) < layout.n_attention_ids
-            finish, plans = _search(layout, layout.node_ptr(device), lambda: random_keys(is_attention(), seed))
-            on_device = _edge_ids(layout, finish().to(device))
+            at, search, plans = _search(layout, layout.node_ptr(device), lambda: random_keys(is_attention(), seed))
+            if search is not None:
+                at = torch.from_numpy(search.run())
+            assert at is not None
+            on_device = _edge_ids(layout, at.to(device))
             if on_device.nbytes > self.max_bytes:
                 return _compact_ids(on_device, layout), plans
             order = host_copy(on_device)

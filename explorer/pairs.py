@@ -24,8 +24,9 @@ from explorer.errors import BadSetting
 from explorer.inputs import holding
 from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
 from explorer.models.loading import LoadedModel
+from explorer.outputs import summaries
 from explorer.results import Output, Settings, Trace
-from explorer.trace import _outputs, trace_prompt
+from explorer.trace import trace_prompt
 from explorer.whatif import probe_ids
 
 
@@ -109,7 +110,7 @@ def transfer(lm: LoadedModel, source: Trace, target: Trace) -> Transfer:
         logits = masked_logits(lm.instrumentation, ids, ranks, specs, target.settings.batch_size)
         del ranks
         q = torch.softmax(logits, -1)
-        outputs = _outputs(lm, q[0], q[1:], probes, target.settings.top_k)
+        outputs = summaries(lm, q[0], q[1:], probes, target.settings.top_k)
     own = {s.n_edges: s.trace for s in target.strata}
     points = [TransferPoint(s.size, s.n_edges, own.get(s.n_edges), out) for s, out in zip(source.strata, outputs)]
     actual = [p.n_edges / E for p in points]

@@ -110,30 +110,26 @@ def prepare_search(node_ptr, src, weight, label, root: int) -> PreparedSearch:
 
 
 @numba.njit(cache=True, nogil=True)
-def _greedy(node_ptr, edges, root):
-    """The search over in-edges sorted within each node; returns the labels in pop order.
+def _advance(node_ptr, edges, root, counts, cursor, base, reached, hk, hv, order, stop):
+    """The search over in-edges sorted within each node, from the state of an earlier call (``counts``:
+    heap size, edges popped, push counter; ``cursor``, ``base``, ``reached`` per node; the heap ``hk``
+    / ``hv``; the labels popped so far in ``order``) until ``stop`` edges have been popped or the heap is
+    empty. ``counts[1] == -1``: not started (the root is pushed first).
 
     The heap holds one entry per reached node with edges left: a 4-ary min-heap of one int64 key (the
     node's best remaining edge: larger weight first, then first pushed), moved with a hole rather than
     swaps.
     """
-    n_nodes = node_ptr.shape[0] - 1
-    m = node_ptr[n_nodes]
-    cursor = node_ptr[:n_nodes].copy()
-    base = np.zeros(n_nodes, np.int64)
-    reached = np.zeros(n_nodes, np.bool_)
-    hk = np.empty(n_nodes, np.int64)
-    hv = np.empty(n_nodes, np.int64)
-    order = np.empty(m, np.int64)
-    size = 0
-    k = 0
-    reached[root] = True
-    if node_ptr[root + 1] > node_ptr[root]:
-        hk[0] = edges[cursor[root], 0]
-        hv[0] = root
-        size = 1
-    counter = node_ptr[root + 1] - node_ptr[root]
-    while size > 0:
+    size, k, counter = counts[0], counts[1], counts[2]
+    if k < 0:
+        k = 0
+        reached[root] = True
+        if node_ptr[root + 1] > node_ptr[root]:
+            hk[0] = edges[cursor[root], 0]
+            hv[0] = root
+            size = 1
+        counter = node_ptr[root + 1] - node_ptr[root]
+    while size > 0 and k < stop:
         v = hv[0]
         c = cursor[v]
         order[k] = edges[c, 2]
@@ -186,12 +182,49 @@ def _greedy(node_ptr, edges, root):
                     i = parent
                 hk[i] = key
                 hv[i] = u
-    return order[:k]
+    counts[0], counts[1], counts[2] = size, k, counter
+    return size == 0
+
+
+class HeapSearch:
+    """The greedy loop over a :class:`PreparedSearch`, run a stretch at a time (:meth:`advance`), so that
+    the first edges of the order can be used while the rest is searched. ``order [M]``: the labels in pop
+    order, the first :attr:`popped` of them final."""
+
+    def __init__(self, job: PreparedSearch):
+        self.job = job
+        n_nodes = len(job.node_ptr) - 1
+        self.order = np.empty(len(job.edges), np.int64)
+        self._counts = np.array([0, -1, 0], np.int64)
+        self._state = (
+            job.node_ptr[:n_nodes].copy(),  # each node's next edge
+            np.zeros(n_nodes, np.int64),  # the push counter when the node was reached
+            np.zeros(n_nodes, np.bool_),
+            np.empty(n_nodes, np.int64),  # heap keys
+            np.empty(n_nodes, np.int64),  # heap nodes
+        )
+        self.done = False
+
+    @property
+    def popped(self) -> int:
+        return max(0, int(self._counts[1]))
+
+    def advance(self, stop: int) -> int:
+        """Pop edges until ``stop`` have been popped or none is left (compiled; releases the GIL);
+        returns how many have been popped."""
+        if not self.done:
+            job = self.job
+            self.done = bool(_advance(job.node_ptr, job.edges, job.root, self._counts, *self._state, self.order, stop))
+        return self.popped
+
+    def run(self) -> np.ndarray:
+        """The rest of the search: every label, in pop order."""
+        return self.order[: self.advance(len(self.order))]
 
 
 def run_search(job: PreparedSearch) -> np.ndarray:
     """The labels of the edges in the order the greedy search pops them (compiled; releases the GIL)."""
-    return _greedy(job.node_ptr, job.edges, job.root)
+    return HeapSearch(job).run()
 
 
 def greedy_order(graph: SearchGraph) -> np.ndarray:

@@ -6,8 +6,10 @@ position of a prompt (default: after its last token) by tying the steps together
 3. the greedy edge order (:mod:`explorer.search`), and the random control's order, which depends on the
    graph's shape only: computed beside steps 1-3 on a background thread and kept per shape;
 4. strata, controls and (optionally) the other ablation mode, evaluated in batched masked passes
-   (:mod:`explorer.intervene`);
-5. metrics and density (:mod:`explorer.metrics`), moved to the host once.
+   (:mod:`explorer.passes`, :mod:`explorer.intervene`): the random controls first and the strata smallest
+   first, each batch as soon as the greedy search, still running on the host, has popped the edges it
+   reads (a stratum needs only the order's first edges);
+5. metrics and density (:mod:`explorer.outputs`, :mod:`explorer.metrics`), moved to the host once.
 
 Steps 4-5 take any number of positions of one text (:class:`Searched`, one per position), so that
 :func:`explorer.text.trace_text` shares them: the masked passes of every position go through the same
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,71 +39,16 @@ from explorer.inputs import (
     token_text,
     tokenize,
 )
-from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
-from explorer.metrics import entropy, shared_nucleus, tie_rtol, total_variation
+from explorer.intervene import EdgeRanks
 from explorer.models.limits import check_memory, check_settings
 from explorer.models.loading import LoadedModel
-from explorer.options import MODES, Mode, Variant, check_modes
-from explorer.orders import greedy_search, host_copy, start_random_control
+from explorer.options import MODES, Mode, check_modes
+from explorer.orders import GreedyOrder, greedy_search, host_copy, start_random_control
+from explorer.outputs import Probes, summaries
 from explorer.pass_graphs import synchronize
-from explorer.results import Output, Settings, Stratum, TokenProb, Trace
+from explorer.passes import PlannedPass, plan_passes, run_batches, strata_of
+from explorer.results import Output, Settings, Stratum, Trace
 from explorer.search import strata_edges
-
-
-@dataclass
-class Probes:
-    """Token ids measured in every output besides TV: ``gold`` (cross-entropy), ``target`` and ``foil``."""
-
-    gold: int | None = None
-    target: int | None = None
-    foil: int | None = None
-
-
-def _outputs(lm: LoadedModel, p: torch.Tensor, q: torch.Tensor, probes: Probes, k: int) -> list[Output]:
-    """Summaries of ``q [B, V]`` against ``p [V]``, computed on the device and moved to the host in one
-    transfer (a float64 table ``[B, 7 + 3k]``; token ids are exact in float64)."""
-    top_p, top_i = q.topk(k, dim=-1)
-    at = lambda i: q[:, i].double() if i is not None else torch.full_like(q[:, 0], float("nan"), dtype=torch.float64)
-    columns = [
-        total_variation(p, q),
-        shared_nucleus(p, q, tie_rtol(lm.dtype)),
-        entropy(q),
-        -torch.log(at(probes.gold).clamp_min(1e-45)),
-        at(probes.target),
-        at(probes.foil),
-        torch.log(at(probes.target).clamp_min(1e-300)) - torch.log(at(probes.foil).clamp_min(1e-300)),
-    ]
-    table = (
-        torch.cat(
-            [
-                torch.stack([c.double() for c in columns], 1),
-                top_p.double(),
-                top_i.double(),
-                q[:, p.topk(k).indices].double(),
-            ],
-            1,
-        )
-        .cpu()
-        .numpy()
-    )
-    tv, nuc, ent, ce, target, foil, diff = table[:, :7].T
-    top_p, top_i, at_full_top = table[:, 7 : 7 + k], table[:, 7 + k : 7 + 2 * k].astype(np.int64), table[:, 7 + 2 * k :]
-    text = {i: token_text(lm, i) for i in set(top_i.ravel().tolist())}  # subgraphs share most
-    given = lambda i, x: None if i is None else float(x)
-    return [
-        Output(
-            [TokenProb(text[i], i, float(pr)) for i, pr in zip(top_i[b].tolist(), top_p[b])],
-            float(ent[b]),
-            float(tv[b]),
-            int(nuc[b]),
-            given(probes.gold, ce[b]),
-            [float(x) for x in at_full_top[b]],
-            given(probes.target, target[b]),
-            given(probes.foil, foil[b]),
-            given(probes.foil if probes.target is not None else None, diff[b]),
-        )
-        for b in range(len(table))
-    ]
 
 
 def trace_prompt(
@@ -125,33 +74,34 @@ def trace_prompt(
     return trace_modes(lm, prompt, settings, (settings.mode,), gold, progress, position, target, foil)[0]
 
 
-def _variants(settings: Settings, mode: Mode, n: int) -> list[tuple[Variant, MaskSpec]]:
-    """The masked passes of one stratum of ``n`` edges in one ablation mode (order 0: the greedy order,
-    1: the random control's)."""
-    keep_attn = mode == "attention-kept"
-    out: list[tuple[Variant, MaskSpec]] = [("trace", MaskSpec(n, keep_attention=keep_attn))]
-    if settings.compare_modes:
-        out.append(("other_mode", MaskSpec(n, keep_attention=not keep_attn)))
-    if settings.controls:
-        out.append(("inverse", MaskSpec(n, invert=True, keep_residual=True, keep_attention=keep_attn)))
-        out.append(("random", MaskSpec(n, order_index=1, keep_residual=True, keep_attention=keep_attn)))
-    return out
-
-
 @dataclass
 class Searched:
-    """One position's graph after the search: what its masked passes and its :class:`Trace` need.
-    ``orders``: ``[E]`` edge ids on the device (the greedy order, then the random control's, if any;
-    emptied by :func:`evaluate`), in ``layout`` (the position's own, ``position + 1`` tokens);
-    ``logits [V]``: the full model there."""
+    """One position's graph after the search's device part: what its masked passes and its :class:`Trace`
+    need, in ``layout`` (the position's own, ``position + 1`` tokens). ``greedy``: its greedy order, whose
+    host search may still be running (:meth:`finish` waits for it); ``random``: the random control's
+    order (``[E]`` edge ids on the device), if any; ``logits [V]``: the full model there. Once finished:
+    ``ids``, the greedy order's ``[E]`` edge ids on the device, and ``order`` / ``order_weights``, the
+    same and their weights on the host, and ``search_seconds``, the host search's own time.
+    :func:`evaluate` releases the device orders once it has ranked them."""
 
     position: int
     layout: EdgeLayout
-    orders: list[torch.Tensor]
-    order: np.ndarray
-    order_weights: np.ndarray
+    greedy: GreedyOrder | None
+    random: torch.Tensor | None
     logits: torch.Tensor
     probes: Probes
+    ids: torch.Tensor | None = None
+    order: np.ndarray | None = None
+    order_weights: np.ndarray | None = None
+    search_seconds: float = 0.0
+
+    def finish(self) -> None:
+        """Wait for the greedy search (if not done yet) and keep its order, on the device and the host."""
+        if self.greedy is not None:
+            self.ids, self.order_weights = self.greedy.result()
+            self.order = host_copy(self.ids)
+            self.search_seconds = self.greedy.seconds
+            self.greedy = None
 
 
 def _to_device(order: np.ndarray | torch.Tensor, device) -> torch.Tensor:
@@ -165,71 +115,90 @@ def _to_device(order: np.ndarray | torch.Tensor, device) -> torch.Tensor:
 
 
 def search_position(
-    layout: EdgeLayout, finish_search, position: int, logits: torch.Tensor, probes: Probes, random_order, device
+    layout: EdgeLayout,
+    greedy: GreedyOrder,
+    position: int,
+    logits: torch.Tensor,
+    probes: Probes,
+    random_order,
+    device,
+    finish: bool = True,
 ) -> Searched:
-    """Finish the greedy search of one position's graph of ``layout`` (``finish_search``, from
-    :func:`explorer.orders.greedy_search`: on the host, outside the model's lock) and gather its orders on
-    ``device``. ``random_order``: a future of the random control's order, or ``None``."""
-    order, weights = finish_search()
+    """One position's graph of ``layout`` searched (``greedy``, from :func:`explorer.orders.greedy_search`:
+    its host part runs here, outside the model's lock; with ``finish=False`` it is left to run, as
+    :meth:`GreedyOrder.start` runs it, for :func:`evaluate` to read as it goes) and the random control's
+    order on ``device`` (``random_order``: a future of it, or ``None``)."""
     with memory_message():
-        random = [_to_device(random_order.result(), device)] if random_order is not None else []
-    orders = [order.to(device), *random]
-    return Searched(position, layout, orders, host_copy(order), weights, logits, probes)
+        random = _to_device(random_order.result(), device) if random_order is not None else None
+    item = Searched(position, layout, greedy, random, logits, probes)
+    if finish:
+        item.finish()
+    return item
 
 
 def evaluate(
-    lm: LoadedModel, input_ids: torch.Tensor, items: list[Searched], settings: Settings, modes: tuple[Mode, ...]
+    lm: LoadedModel,
+    input_ids: torch.Tensor,
+    items: list[Searched],
+    settings: Settings,
+    modes: tuple[Mode, ...],
+    hold: Callable[[], AbstractContextManager] = nullcontext,
 ) -> list[list[Stratum]]:
     """Every stratum, control and mode of every position in ``items`` in shared batched masked passes over
     ``input_ids [1, T]`` (``T`` at least each position + 1; each pass read at its own position), with
-    their metrics: one list of strata per item and mode, ``[item][mode]`` flattened item-major. The items'
-    device orders are released once ranked (``item.orders`` is emptied): beside a long prompt's passes
-    they would hold 12-16 bytes per edge."""
+    their metrics: one list of strata per item and mode, ``[item][mode]`` flattened item-major.
+
+    An item whose greedy search still runs is read as it goes (:mod:`explorer.passes`): each batch waits
+    only for the edges it reads. The others' orders are ranked, counted by stratum and released before
+    the passes: beside a long prompt's passes they would hold 12-16 bytes per edge. ``hold``: the model's
+    lock, taken for the device work (the caller holds it throughout when it passes none)."""
     layout = layout_for(lm.adapter, input_ids.shape[1])
     strata = [strata_edges(settings.sizes, item.layout.n_edges) for item in items]
-    counts = [stratum_counts(item.layout, item.orders[0], [n for _, n in strata[k]]) for k, item in enumerate(items)]
-    n_orders = [len(item.orders) for item in items]
-    orders = [o if item.layout == layout else item.layout.translate(o, layout) for item in items for o in item.orders]
+    plan = plan_passes([[n for _, n in s] for s in strata], settings, modes)
+    per_item = 1 + settings.controls  # orders: item k's greedy order at per_item * k, its random one next
+    here = lambda k, ids: ids if items[k].layout == layout else items[k].layout.translate(ids, layout)
+    counts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def settle(k: int) -> None:
+        item = items[k]
+        item.finish()
+        assert item.ids is not None
+        counts[k] = stratum_counts(item.layout, item.ids, [n for _, n in strata[k]])
+
     for item in items:
-        item.orders = []
-    ranks = EdgeRanks.from_orders(layout, orders, lm.device)
-    del orders
-    specs: list[tuple[int, Mode, int, Variant, MaskSpec]] = []
-    first = 0
-    for k in range(len(items)):
-        for mode in modes:
-            for i, (_, n) in enumerate(strata[k]):
-                for variant, spec in _variants(settings, mode, n):
-                    specs.append((k, mode, i, variant, replace(spec, order_index=first + spec.order_index)))
-        first += n_orders[k]
-    positions = [items[k].position for k, *_ in specs]
+        if item.greedy is None or item.greedy.done:
+            item.finish()  # its host copies, outside the lock
+    with hold():
+        ranks = EdgeRanks.empty(layout, per_item * len(items), lm.device)
+        for k, item in enumerate(items):
+            if item.random is not None:
+                ranks.fill(per_item * k + 1, here(k, item.random))
+                item.random = None
+            if item.greedy is None:
+                settle(k)
+                ranks.fill(per_item * k, here(k, item.ids))
+                item.ids = None
+
+    def ready(ranks: EdgeRanks, batch: list[PlannedPass]) -> None:
+        for k in sorted({p.item for p in batch}):
+            greedy, n = items[k].greedy, max(p.needs for p in batch if p.item == k)
+            if greedy is not None and greedy.given < n:
+                start = greedy.given
+                ranks.fill(per_item * k, here(k, greedy.take(n)), start)
+
+    positions = [items[p.item].position for p in plan]
     last = all(t == input_ids.shape[1] - 1 for t in positions)
-    q_logits = masked_logits(
-        lm.instrumentation, input_ids, ranks, [s for *_, s in specs], settings.batch_size, None if last else positions
-    )
+    inst = lm.instrumentation
+    q_logits = run_batches(inst, input_ids, ranks, plan, settings.batch_size, None if last else positions, ready, hold)
     del ranks
-    q_all = torch.softmax(q_logits, -1)
-    result = []
-    for k, item in enumerate(items):
-        rows = [j for j, spec in enumerate(specs) if spec[0] == k]
-        p = torch.softmax(item.logits.float(), -1)
-        outs = dict(zip(rows, _outputs(lm, p, q_all[rows], item.probes, settings.top_k)))
-        comps, kinds = counts[k]
-        names = item.layout.component_names()
-        for mode in modes:
-            result.append(
-                [
-                    Stratum(
-                        size=size,
-                        n_edges=n,
-                        outputs={specs[j][3]: outs[j] for j in rows if specs[j][1] == mode and specs[j][2] == i},
-                        kinds={"attention": int(kinds[i, 0]), "mlp": int(kinds[i, 1]), "residual": int(kinds[i, 2])},
-                        components={names[c]: int(comps[i, c]) for c in np.nonzero(comps[i])[0]},
-                    )
-                    for i, (size, n) in enumerate(strata[k])
-                ]
-            )
-    return result
+    for item in items:
+        item.finish()  # the rest of the search (the largest stratum may not need it all), outside the lock
+    with hold():
+        for k, item in enumerate(items):
+            if k not in counts:
+                settle(k)
+            item.ids = None
+        return strata_of(lm, items, strata, counts, plan, torch.softmax(q_logits, -1), settings.top_k, modes)
 
 
 def recorded_graph(lm: LoadedModel, input_ids: torch.Tensor, weighting: str) -> tuple[torch.Tensor, TokenGraph]:
@@ -246,7 +215,12 @@ def recorded_graph(lm: LoadedModel, input_ids: torch.Tensor, weighting: str) -> 
 def full_output(lm: LoadedModel, item: Searched, k: int) -> Output:
     """The full model's own output at ``item``'s position."""
     p = torch.softmax(item.logits.float(), -1)
-    return _outputs(lm, p, p[None], item.probes, k)[0]
+    return summaries(lm, p, p[None], item.probes, k)[0]
+
+
+def _finished(a: np.ndarray | None) -> np.ndarray:
+    assert a is not None, "the item's search is finished (Searched.finish)"
+    return a
 
 
 def make_trace(
@@ -279,8 +253,8 @@ def make_trace(
         density=density(actual, [s.trace.tv for s in strata], settings.density_axis),
         recovery=recovery_sizes(sizes, [s.trace.shared_nucleus for s in strata]),
         timings=dict(timings),
-        order=item.order,
-        order_weights=item.order_weights,
+        order=_finished(item.order),
+        order_weights=_finished(item.order_weights),
         position=t,
         next_token=text(token_ids[t + 1]) if t + 1 < len(token_ids) else None,
         target=text(item.probes.target),
@@ -355,19 +329,20 @@ def trace_modes(
         del graph  # the graph's weights are freed: the search reads the CSR
         lap("graph")
         report(0.25, "greedy search")
-        finish_search = greedy_search(csr, random.take_plans() if random else None)
+        greedy = greedy_search(csr, random.take_plans() if random else None)
         del csr
-    item = search_position(layout, finish_search, t, logits, probes, random.order if random else None, lm.device)
-    del finish_search, random  # the search's tables, and the random order's future (its order is in item)
+    greedy.start()  # the host part, on a background thread: the first masked passes run beside it
+    item = search_position(layout, greedy, t, logits, probes, random.order if random else None, lm.device, False)
+    del greedy, random  # the random order's future (its order is in item)
     lap("search")
+    report(0.4, "masked forward passes")
+    strata = evaluate(lm, input_ids, [item], settings, modes, hold=lambda: holding(lm, report))
     with holding(lm, report):
-        clock = time.perf_counter()  # waiting for the lock is not part of any stage
-        report(0.4, "masked forward passes")
-        strata = evaluate(lm, input_ids, [item], settings, modes)
         full = full_output(lm, item, settings.top_k)
-        lap("evaluate")
+    lap("evaluate")
     report(1.0, "done")
     timings["total"] = sum(timings.values())
+    timings["host search"] = item.search_seconds  # in "search" and "evaluate": the passes run beside it
     return [
         make_trace(
             lm,

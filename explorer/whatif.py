@@ -28,8 +28,8 @@ from explorer.inputs import first_token_id, holding
 from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
 from explorer.models.loading import LoadedModel
 from explorer.options import Mode
+from explorer.outputs import Probes, summaries
 from explorer.results import Output, Trace
-from explorer.trace import Probes, _outputs
 
 
 @dataclass
@@ -123,7 +123,7 @@ def evaluate_subgraph(
         logits = masked_logits(lm.instrumentation, ids, ranks, specs, batch_size=len(specs))
         del ranks
         q = torch.softmax(logits, -1)
-        full, base, changed = _outputs(lm, q[0], q, probes, trace.settings.top_k)
+        full, base, changed = summaries(lm, q[0], q, probes, trace.settings.top_k)
     return WhatIf(
         size=1.0 if index is None else trace.strata[index].size,
         from_full=index is None,

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-import explorer.trace as trace_module
+import explorer.passes as passes_module
 from explorer.errors import BadPrompt
 from explorer.results import Settings
 from explorer.trace import trace_prompt
@@ -23,7 +23,7 @@ def test_concurrent_traces_equal_sequential_and_never_overlap(monkeypatch):
     sequential = [trace_prompt(lm, p, SETTINGS) for p in PROMPTS]
 
     inside, peak, lock = 0, 0, threading.Lock()
-    real = trace_module.masked_logits
+    real = passes_module.masked_logits
 
     def watched(*args, **kwargs):
         nonlocal inside, peak
@@ -37,7 +37,7 @@ def test_concurrent_traces_equal_sequential_and_never_overlap(monkeypatch):
             with lock:
                 inside -= 1
 
-    monkeypatch.setattr(trace_module, "masked_logits", watched)
+    monkeypatch.setattr(passes_module, "masked_logits", watched)  # each batch, under the lock
     results: dict[int, object] = {}
     messages: list[str] = []
     barrier = threading.Barrier(len(PROMPTS) * 2)

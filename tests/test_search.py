@@ -88,7 +88,7 @@ def test_trace_and_random_control_jobs_follow_the_plain_heap():
     _, records = record(lm)
     g = build_graph(lm.adapter, records, "l1")
     sg, ids = search_graph(g)
-    trace_order, weights = greedy_search(g.search_csr())()
+    trace_order, weights = greedy_search(g.search_csr()).result()
     trace_order = trace_order.numpy()
     np.testing.assert_array_equal(trace_order, ids[heap_greedy_order(sg)])
     np.testing.assert_array_equal(weights, sg.weight[heap_greedy_order(sg)].astype(np.float32))

@@ -1,0 +1,133 @@
+"""The masked passes of a trace's strata (METHOD.md sections 4-5): which subgraphs each position needs, in
+the order they are batched, and the batches run as the greedy order's edges they read become known.
+
+A stratum of ``n`` edges reads only the greedy order's first ``n`` edges (the inverse control too: it drops
+them), and the random control reads the random control's order only, which is ready before the greedy
+search ends. So the passes are planned item by item as the random controls first, then the other
+subgraphs stratum by stratum, smallest first: while the host search pops the greedy order, the first
+batches already run on the device (:func:`run_batches`), and only the last waits for the search's end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
+from explorer.models.hooks import Instrumentation
+from explorer.options import VARIANTS, Mode, Variant
+from explorer.outputs import summaries
+from explorer.results import Settings, Stratum
+
+
+@dataclass(frozen=True)
+class PlannedPass:
+    """One subgraph to evaluate: stratum ``stratum`` of item ``item`` (a position) in ablation mode
+    ``mode``, as ``variant``; ``spec.order_index`` indexes every item's orders together (the ranks' ``O``).
+    ``needs``: how many of the item's greedy order's first edges it reads (0: the random control's order
+    only)."""
+
+    item: int
+    mode: Mode
+    stratum: int
+    variant: Variant
+    spec: MaskSpec
+    needs: int
+
+
+def variants(settings: Settings, mode: Mode, n: int) -> list[tuple[Variant, MaskSpec]]:
+    """The masked passes of one stratum of ``n`` edges in one ablation mode (order 0: the greedy order,
+    1: the random control's)."""
+    keep_attn = mode == "attention-kept"
+    out: list[tuple[Variant, MaskSpec]] = [("trace", MaskSpec(n, keep_attention=keep_attn))]
+    if settings.compare_modes:
+        out.append(("other_mode", MaskSpec(n, keep_attention=not keep_attn)))
+    if settings.controls:
+        out.append(("inverse", MaskSpec(n, invert=True, keep_residual=True, keep_attention=keep_attn)))
+        out.append(("random", MaskSpec(n, order_index=1, keep_residual=True, keep_attention=keep_attn)))
+    return out
+
+
+def plan_passes(strata: Sequence[Sequence[int]], settings: Settings, modes: Sequence[Mode]) -> list[PlannedPass]:
+    """Every subgraph of every item (``strata[k]``: item ``k``'s strata edge counts, ascending) in every
+    mode of ``modes``, in batching order: item by item, the random controls first, then stratum by
+    stratum (each mode's variants in :data:`~explorer.options.VARIANTS` order). Item ``k``'s orders are
+    ``first[k]`` (its greedy order) and, with controls, ``first[k] + 1``."""
+    plan: list[PlannedPass] = []
+    first = 0
+    for k, counts in enumerate(strata):
+        every = [
+            PlannedPass(
+                k, mode, i, variant, replace(spec, order_index=first + spec.order_index), n * (spec.order_index == 0)
+            )
+            for i, n in enumerate(counts)
+            for mode in modes
+            for variant, spec in variants(settings, mode, n)
+        ]
+        plan += [p for p in every if p.variant == "random"]
+        plan += [p for p in every if p.variant != "random"]
+        first += 1 + settings.controls
+    return plan
+
+
+def run_batches(
+    inst: Instrumentation,
+    input_ids: torch.Tensor,
+    ranks: EdgeRanks,
+    plan: list[PlannedPass],
+    batch_size: int,
+    positions: list[int] | None,
+    ready: Callable[[EdgeRanks, list[PlannedPass]], None],
+    hold: Callable[[], AbstractContextManager],
+) -> torch.Tensor:
+    """The logits ``[len(plan), V]`` of every planned subgraph of ``input_ids [1, T]``, ``batch_size`` per
+    masked pass (:func:`explorer.intervene.masked_logits`; ``positions``: each one's, or ``None`` for the
+    last). Before each batch, ``ready(ranks, batch)`` places the edges it reads in ``ranks`` (waiting for the
+    search where it must); each batch runs inside ``hold()`` (the model's lock, where the caller does not
+    hold it throughout)."""
+    out = []
+    for start in range(0, len(plan), batch_size):
+        batch = plan[start : start + batch_size]
+        at = None if positions is None else positions[start : start + batch_size]
+        ready(ranks, batch)
+        with hold():
+            out.append(masked_logits(inst, input_ids, ranks, [p.spec for p in batch], batch_size, at))
+    return torch.cat(out)
+
+
+def by_variant(passes: list[tuple[PlannedPass, object]]) -> dict:
+    """``{variant: value}`` for one stratum's passes, in :data:`~explorer.options.VARIANTS` order."""
+    return dict(sorted(((p.variant, v) for p, v in passes), key=lambda pv: VARIANTS.index(pv[0])))
+
+
+def strata_of(lm, items, strata, counts, plan, q_all, top_k: int, modes) -> list[list[Stratum]]:
+    """The strata of :func:`explorer.trace.evaluate`: of each item (``items``, its ``strata``: ``(size,
+    n)`` pairs, ``counts``: its strata's edges by component and kind) and mode, from the distributions
+    ``q_all [len(plan), V]`` of the planned passes; ``[item][mode]`` flattened item-major."""
+    result = []
+    for k, item in enumerate(items):
+        rows = [j for j, p in enumerate(plan) if p.item == k]
+        p = torch.softmax(item.logits.float(), -1)
+        outs = dict(zip(rows, summaries(lm, p, q_all[rows], item.probes, top_k)))
+        comps, kinds = counts[k]
+        names = item.layout.component_names()
+        for mode in modes:
+            result.append(
+                [
+                    Stratum(
+                        size=size,
+                        n_edges=n,
+                        outputs=by_variant(
+                            [(plan[j], outs[j]) for j in rows if plan[j].mode == mode and plan[j].stratum == i]
+                        ),
+                        kinds={"attention": int(kinds[i, 0]), "mlp": int(kinds[i, 1]), "residual": int(kinds[i, 2])},
+                        components={names[c]: int(comps[i, c]) for c in np.nonzero(comps[i])[0]},
+                    )
+                    for i, (size, n) in enumerate(strata[k])
+                ]
+            )
+    return result
