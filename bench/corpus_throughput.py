@@ -84,14 +84,18 @@ def compare(a, b) -> str:
         return "identical"
     floats = [c for c in a.columns if a[c].dtype.kind == "f"]
     same_rest = a.drop(columns=floats).astype(str).equals(b.drop(columns=floats).astype(str))
-    worst = 0.0
+    worst, where = 0.0, ""
+    nan_moved = []
     for c in floats:
         x, y = a[c].to_numpy(), b[c].to_numpy()
         if not np.array_equal(np.isnan(x), np.isnan(y)):
-            return "NaN in other places"
-        both = ~np.isnan(x)
-        worst = max(worst, float(np.abs(x[both] - y[both]).max(initial=0.0)))
-    return f"{'other columns equal' if same_rest else 'OTHER COLUMNS DIFFER'}; largest float difference {worst:.2e}"
+            nan_moved.append(f"{c} ({np.isnan(x).sum()} against {np.isnan(y).sum()})")
+        both = ~np.isnan(x) & ~np.isnan(y)
+        gap = float(np.abs(x[both] - y[both]).max(initial=0.0))
+        worst, where = (gap, c) if gap > worst else (worst, where)
+    moved = f"; NaN in other places: {', '.join(nan_moved)}" if nan_moved else ""
+    rest = "other columns equal" if same_rest else "OTHER COLUMNS DIFFER"
+    return f"{rest}; largest float difference {worst:.2e} ({where}){moved}"
 
 
 def main() -> None:

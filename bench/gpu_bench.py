@@ -6,7 +6,8 @@
     python -m bench.gpu_bench --models llama-3.1-8b --corpus 200
     python -m bench.gpu_bench --models smollm2-135m,llama-3.1-8b --lengths 48 --graphs
 
-Per prompt: median wall time of each stage of trace_prompt (27 sizes, both controls) over several
+Per prompt: median wall time of each stage of trace_prompt (27 sizes, both controls; ``--batch-size``
+subgraphs per masked pass, default 81: one pass per trace; the app's default is 32) over several
 random prompts after a warm-up, and peak GPU memory. ``--reference`` also times a reference-style
 pipeline on the same inputs: a networkx multigraph with one object per edge, a Python heap, and one
 masked forward pass per subgraph at batch size 1. ``--graphs``: each length with the masked passes
@@ -186,12 +187,13 @@ def main() -> None:
     parser.add_argument("--correctness", action="store_true")
     parser.add_argument("--corpus", type=int, default=0, help="time this many prompts back to back")
     parser.add_argument("--graphs", action="store_true", help="eager against CUDA-graph masked passes")
+    parser.add_argument("--batch-size", type=int, default=81, help="masked subgraphs per pass (81: one per trace)")
     args = parser.parse_args()
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}")
     if args.correctness:
         correctness()
     lengths = [int(x) for x in args.lengths.split(",")]
-    settings = Settings(controls=True, batch_size=81, max_tokens=max(lengths + [48]) + 8)
+    settings = Settings(controls=True, batch_size=args.batch_size, max_tokens=max(lengths + [48]) + 8)
     for name in [m for m in args.models.split(",") if m]:
         lm = build(name, "cuda", torch.bfloat16)
         for length in lengths:

@@ -168,15 +168,16 @@ def estimate_cost(
     E, ids, T, B = layout.n_edges, layout.n_ids, n_tokens, settings.batch_size
     per_stratum = 1 + settings.compare_modes + 2 * settings.controls
     n_specs = sum(math.floor(s * E) > 0 for s in check_sizes(settings.sizes)) * per_stratum
-    n_passes = math.ceil(n_specs / B)
     weights = shape.n_params * _dtype_bytes(dtype)
     orders = 1 + settings.controls
     rank_bytes = 4 if E < 2**31 - 1 else 8
-    batch = min(B, n_specs)
+    on_device = kind == "cuda" and E >= CHAIN_SEARCH_EDGES_PER_LEVEL * (2 * shape.n_layers + 1)
+    split = not on_device and 1 < n_specs <= B  # one pass cut in two beside a host search (passes.batch_bounds)
+    n_passes = 2 if split else math.ceil(n_specs / B)
+    batch = math.ceil(n_specs / 2) if split else min(B, n_specs)  # the largest batch
     passes = BYTES["pass_per_attention"] * batch * shape.n_heads * T * T + BYTES["pass_per_activation"] * batch * T * (
         shape.hidden + shape.intermediate
     )
-    on_device = kind == "cuda" and E >= CHAIN_SEARCH_EDGES_PER_LEVEL * (2 * shape.n_layers + 1)
     if on_device:  # one device search at a time; a random order of ids past int32 held as int64
         wide_ids = settings.controls * 4.0 * (layout.n_ids > 2**31)
         per_edge = max(BYTES["device_search_per_edge"] + wide_ids, settings.controls * BYTES["random_search_per_edge"])

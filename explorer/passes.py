@@ -74,6 +74,16 @@ def plan_passes(strata: Sequence[Sequence[int]], settings: Settings, modes: Sequ
     return plan
 
 
+def batch_bounds(n: int, batch_size: int, beside_search: bool) -> list[tuple[int, int]]:
+    """Where each masked pass of a plan of ``n`` subgraphs starts and ends: ``batch_size`` at a time. A
+    plan that fits one pass is cut in two when it reads a greedy order that may still be searched
+    (``beside_search``): its first half (the random controls, the smallest strata) then runs while the
+    search ends, not after it."""
+    if beside_search and 1 < n <= batch_size:
+        return [(0, (n + 1) // 2), ((n + 1) // 2, n)]
+    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
 def run_batches(
     inst: Instrumentation,
     input_ids: torch.Tensor,
@@ -83,16 +93,18 @@ def run_batches(
     positions: list[int] | None,
     ready: Callable[[EdgeRanks, list[PlannedPass]], None],
     hold: Callable[[], AbstractContextManager],
+    beside_search: bool = False,
 ) -> torch.Tensor:
-    """The logits ``[len(plan), V]`` of every planned subgraph of ``input_ids [1, T]``, ``batch_size`` per
-    masked pass (:func:`explorer.intervene.masked_logits`; ``positions``: each one's, or ``None`` for the
-    last). Before each batch, ``ready(ranks, batch)`` places the edges it reads in ``ranks`` (waiting for the
-    search where it must); each batch runs inside ``hold()`` (the model's lock, where the caller does not
-    hold it throughout)."""
+    """The logits ``[len(plan), V]`` of every planned subgraph of ``input_ids [1, T]``, at most
+    ``batch_size`` per masked pass (:func:`batch_bounds`; :func:`explorer.intervene.masked_logits`;
+    ``positions``: each one's, or ``None`` for the last). Before each batch, ``ready(ranks, batch)``
+    places the edges it reads in ``ranks`` (waiting for the search where it must); each batch runs inside
+    ``hold()`` (the model's lock, where the caller does not hold it throughout). ``beside_search``: a
+    greedy search still runs (:func:`batch_bounds`)."""
     out = []
-    for start in range(0, len(plan), batch_size):
-        batch = plan[start : start + batch_size]
-        at = None if positions is None else positions[start : start + batch_size]
+    for start, end in batch_bounds(len(plan), batch_size, beside_search):
+        batch = plan[start:end]
+        at = None if positions is None else positions[start:end]
         ready(ranks, batch)
         with hold():
             out.append(masked_logits(inst, input_ids, ranks, [p.spec for p in batch], batch_size, at))

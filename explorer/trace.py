@@ -189,7 +189,9 @@ def evaluate(
     positions = [items[p.item].position for p in plan]
     last = all(t == input_ids.shape[1] - 1 for t in positions)
     inst = lm.instrumentation
-    q_logits = run_batches(inst, input_ids, ranks, plan, settings.batch_size, None if last else positions, ready, hold)
+    searching = any(item.greedy is not None for item in items)
+    at = None if last else positions
+    q_logits = run_batches(inst, input_ids, ranks, plan, settings.batch_size, at, ready, hold, searching)
     del ranks
     for item in items:
         item.finish()  # the rest of the search (the largest stratum may not need it all), outside the lock

@@ -12,7 +12,7 @@ import explorer.orders as orders
 import explorer.passes as passes
 from explorer.graph import build_graph
 from explorer.orders import GreedyOrder, greedy_search
-from explorer.passes import plan_passes
+from explorer.passes import batch_bounds, plan_passes
 from explorer.results import Settings
 from explorer.search import HeapSearch, prepare_search, run_search
 from explorer.trace import trace_modes, trace_prompt
@@ -101,13 +101,14 @@ def test_each_batch_reads_only_edges_already_placed_and_the_trace_is_the_same(mo
 
     run_batches = passes.run_batches
 
-    def checked(inst, input_ids, ranks, plan, batch_size, positions, ready, hold):
+    def checked(inst, input_ids, ranks, plan, batch_size, positions, ready, hold, beside_search):
         def checked_ready(r, batch):
             ready(r, batch)
             placed = int((r.table[0] < len(ref[0].order)).sum())
             seen.append((max(p.needs for p in batch), placed, searches[0].done))
 
-        return run_batches(inst, input_ids, ranks, plan, batch_size, positions, checked_ready, hold)
+        assert beside_search
+        return run_batches(inst, input_ids, ranks, plan, batch_size, positions, checked_ready, hold, beside_search)
 
     searches = []
     init = HeapSearch.__init__
@@ -128,6 +129,13 @@ def test_each_batch_reads_only_edges_already_placed_and_the_trace_is_the_same(mo
         assert [s.outputs for s in a.strata] == [s.outputs for s in b.strata]
         assert [(s.kinds, s.components) for s in a.strata] == [(s.kinds, s.components) for s in b.strata]
     assert list(got[0].strata[0].outputs) == ["trace", "inverse", "random"]
+
+
+def test_batches_hold_at_most_the_batch_size_and_one_pass_is_cut_in_two_beside_a_search():
+    assert batch_bounds(81, 32, True) == batch_bounds(81, 32, False) == [(0, 32), (32, 64), (64, 81)]
+    assert batch_bounds(81, 81, False) == [(0, 81)]
+    assert batch_bounds(81, 81, True) == [(0, 41), (41, 81)]  # the first half runs while the search ends
+    assert batch_bounds(1, 8, True) == [(0, 1)]
 
 
 def test_a_trace_without_controls_runs_its_passes_as_the_search_goes():
