@@ -30,7 +30,11 @@ def probe(lm, length: int) -> list[tuple[float, str]]:
     events: list[tuple[float, str]] = []
     device_ends: list[tuple[torch.cuda.Event, float, str]] = []
     lock = threading.Lock()
-    note = lambda what: (lock.acquire(), events.append((time.perf_counter(), what)), lock.release())
+
+    def note(what: str) -> None:
+        with lock:
+            events.append((time.perf_counter(), what))
+
     originals = (HeapSearch.advance, orders.GreedyOrder._popped, passes.masked_logits, pipeline.evaluate)
 
     def advance(self, stop):

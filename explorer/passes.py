@@ -52,14 +52,20 @@ def variants(settings: Settings, mode: Mode, n: int) -> list[tuple[Variant, Mask
     return out
 
 
+def orders_per_item(settings: Settings) -> int:
+    """How many orders each item (position) has in the ranks: item ``k``'s greedy order is at index
+    ``orders_per_item(settings) * k``, its random control's (with controls) right after it."""
+    return 1 + settings.controls
+
+
 def plan_passes(strata: Sequence[Sequence[int]], settings: Settings, modes: Sequence[Mode]) -> list[PlannedPass]:
     """Every subgraph of every item (``strata[k]``: item ``k``'s strata edge counts, ascending) in every
     mode of ``modes``, in batching order: item by item, the random controls first, then stratum by
-    stratum (each mode's variants in :data:`~explorer.options.VARIANTS` order). Item ``k``'s orders are
-    ``first[k]`` (its greedy order) and, with controls, ``first[k] + 1``."""
+    stratum (each mode's variants in :data:`~explorer.options.VARIANTS` order). The specs' order indices
+    are the items' own (:func:`orders_per_item`)."""
     plan: list[PlannedPass] = []
-    first = 0
     for k, counts in enumerate(strata):
+        first = orders_per_item(settings) * k
         every = [
             PlannedPass(
                 k, mode, i, variant, replace(spec, order_index=first + spec.order_index), n * (spec.order_index == 0)
@@ -70,7 +76,6 @@ def plan_passes(strata: Sequence[Sequence[int]], settings: Settings, modes: Sequ
         ]
         plan += [p for p in every if p.variant == "random"]
         plan += [p for p in every if p.variant != "random"]
-        first += 1 + settings.controls
     return plan
 
 

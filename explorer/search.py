@@ -110,25 +110,17 @@ def prepare_search(node_ptr, src, weight, label, root: int) -> PreparedSearch:
 
 
 @numba.njit(cache=True, nogil=True)
-def _advance(node_ptr, edges, root, counts, cursor, base, reached, hk, hv, order, stop):
+def _advance(node_ptr, edges, counts, cursor, base, reached, hk, hv, order, stop):
     """The search over in-edges sorted within each node, from the state of an earlier call (``counts``:
     heap size, edges popped, push counter; ``cursor``, ``base``, ``reached`` per node; the heap ``hk``
     / ``hv``; the labels popped so far in ``order``) until ``stop`` edges have been popped or the heap is
-    empty. ``counts[1] == -1``: not started (the root is pushed first).
+    empty.
 
     The heap holds one entry per reached node with edges left: a 4-ary min-heap of one int64 key (the
     node's best remaining edge: larger weight first, then first pushed), moved with a hole rather than
     swaps.
     """
     size, k, counter = counts[0], counts[1], counts[2]
-    if k < 0:
-        k = 0
-        reached[root] = True
-        if node_ptr[root + 1] > node_ptr[root]:
-            hk[0] = edges[cursor[root], 0]
-            hv[0] = root
-            size = 1
-        counter = node_ptr[root + 1] - node_ptr[root]
     while size > 0 and k < stop:
         v = hv[0]
         c = cursor[v]
@@ -193,28 +185,31 @@ class HeapSearch:
 
     def __init__(self, job: PreparedSearch):
         self.job = job
-        n_nodes = len(job.node_ptr) - 1
+        ptr, root = job.node_ptr, job.root
+        n_nodes = len(ptr) - 1
         self.order = np.empty(len(job.edges), np.int64)
-        self._counts = np.array([0, -1, 0], np.int64)
-        self._state = (
-            job.node_ptr[:n_nodes].copy(),  # each node's next edge
-            np.zeros(n_nodes, np.int64),  # the push counter when the node was reached
-            np.zeros(n_nodes, np.bool_),
-            np.empty(n_nodes, np.int64),  # heap keys
-            np.empty(n_nodes, np.int64),  # heap nodes
-        )
-        self.done = False
+        cursor, reached = ptr[:n_nodes].copy(), np.zeros(n_nodes, np.bool_)  # each node's next edge
+        heap_keys, heap_nodes = np.empty(n_nodes, np.int64), np.empty(n_nodes, np.int64)
+        # the root reached, its best in-edge on the heap; pushes so far: its in-edges
+        reached[root] = True
+        degree = int(ptr[root + 1] - ptr[root])
+        if degree:
+            heap_keys[0], heap_nodes[0] = job.edges[cursor[root], 0], root
+        self._counts = np.array([int(degree > 0), 0, degree], np.int64)  # heap size, popped, push counter
+        base = np.zeros(n_nodes, np.int64)  # the push counter when the node was reached
+        self._state = (cursor, base, reached, heap_keys, heap_nodes)
+        self.done = degree == 0
 
     @property
     def popped(self) -> int:
-        return max(0, int(self._counts[1]))
+        return int(self._counts[1])
 
     def advance(self, stop: int) -> int:
         """Pop edges until ``stop`` have been popped or none is left (compiled; releases the GIL);
         returns how many have been popped."""
         if not self.done:
             job = self.job
-            self.done = bool(_advance(job.node_ptr, job.edges, job.root, self._counts, *self._state, self.order, stop))
+            self.done = bool(_advance(job.node_ptr, job.edges, self._counts, *self._state, self.order, stop))
         return self.popped
 
     def run(self) -> np.ndarray:

@@ -46,7 +46,7 @@ from explorer.options import MODES, Mode, check_modes
 from explorer.orders import GreedyOrder, greedy_search, host_copy, start_random_control
 from explorer.outputs import Probes, summaries
 from explorer.pass_graphs import synchronize
-from explorer.passes import PlannedPass, plan_passes, run_batches, strata_of
+from explorer.passes import PlannedPass, orders_per_item, plan_passes, run_batches, strata_of
 from explorer.results import Output, Settings, Stratum, Trace
 from explorer.search import strata_edges
 
@@ -155,7 +155,7 @@ def evaluate(
     layout = layout_for(lm.adapter, input_ids.shape[1])
     strata = [strata_edges(settings.sizes, item.layout.n_edges) for item in items]
     plan = plan_passes([[n for _, n in s] for s in strata], settings, modes)
-    per_item = 1 + settings.controls  # orders: item k's greedy order at per_item * k, its random one next
+    per_item = orders_per_item(settings)  # item k's greedy order at per_item * k, its random one next
     here = lambda k, ids: ids if items[k].layout == layout else items[k].layout.translate(ids, layout)
     counts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
