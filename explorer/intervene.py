@@ -9,12 +9,17 @@ keeps edge ``e`` when ``rank[e] < n_keep``. A batch holds any mix of:
 - random controls (order 1, a random connected order; every residual edge kept);
 
 each in ablation mode ``all`` or ``attention-kept`` (every attention probability kept).
+
+A removed MLP edge's term is multiplied by 0, so it need not be computed: a batch's MLPs run on the rows
+(batch element, token) whose MLP edge it keeps only (:attr:`BatchColumns.mlp_rows`), the other rows' terms
+are 0. Most subgraphs keep few MLP edges (a small stratum) or drop few (its inverse control): about a
+third of a trace's MLP rows are computed (bench/RESULTS.md), and the MLPs are most of a layer's FLOPs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -106,6 +111,8 @@ class BatchColumns:
     :attr:`structure` (a captured pass reads it from the same address). ``groups``: ``(order, batch
     positions using it)``, positions ``None`` when the whole batch uses one order. ``all_attention`` /
     ``all_residual``: every spec keeps every attention / residual edge (those masks are skipped).
+    ``mlp_rows``: how many rows of ``B * T`` each layer's MLP is computed on (:func:`row_capacity`; at
+    least the most that a layer keeps), ``None`` for all of them; part of the structure.
     """
 
     values: torch.Tensor
@@ -113,6 +120,7 @@ class BatchColumns:
     all_attention: bool
     all_residual: bool
     structure: tuple
+    mlp_rows: int | None = None
 
     @staticmethod
     def structure_of(specs: Sequence[MaskSpec]) -> tuple:
@@ -133,18 +141,71 @@ class BatchColumns:
         return [[int(getattr(s, name)) for s in specs] for name in names]
 
     @classmethod
-    def of(cls, specs: Sequence[MaskSpec], dtype: torch.dtype, device) -> BatchColumns:
+    def of(cls, specs: Sequence[MaskSpec], ranks: EdgeRanks) -> BatchColumns:
+        """The columns of ``specs`` on ``ranks``' device; their MLP rows are counted there (this waits
+        for the device once)."""
         structure = cls.structure_of(specs)
         _, all_attention, all_residual, where = structure
+        device = ranks.mlp.device
         groups = tuple((o, None if at is None else torch.tensor(at, device=device)) for o, at in where)
-        values = torch.tensor(cls._rows(specs), dtype=dtype, device=device)
-        return cls(values, groups, all_attention, all_residual, structure)
+        values = torch.tensor(cls._rows(specs), dtype=ranks.mlp.dtype, device=device)
+        columns = cls(values, groups, all_attention, all_residual, structure)
+        keep = keep_below(ranks.mlp, columns, True)  # [L, B, T]
+        L, B, T = keep.shape
+        rows = row_capacity(int(keep.view(L, -1).sum(1).max()), B * T)
+        return replace(columns, mlp_rows=rows, structure=structure + (rows,))
 
-    def load(self, specs: Sequence[MaskSpec]) -> None:
-        """Refill :attr:`values` in place with ``specs``, which must have this batch's structure."""
-        if self.structure_of(specs) != self.structure:
+    def load(self, other: BatchColumns) -> None:
+        """Refill :attr:`values` in place with ``other``'s, which must have this batch's structure."""
+        if other.structure != self.structure:
             raise ValueError("the specs' structure differs from this batch's")
-        self.values.copy_(torch.tensor(self._rows(specs), dtype=self.values.dtype))
+        self.values.copy_(other.values)
+
+
+ROW_STEPS = 16
+"""A batch's MLP rows are computed in multiples of ``1 / ROW_STEPS`` of its ``B * T`` rows, so that
+batches of one shape mostly share a :attr:`BatchColumns.structure` (and a recorded pass)."""
+
+
+def row_capacity(most: int, n_rows: int) -> int | None:
+    """How many of ``n_rows`` rows to compute a layer's MLP on when a layer keeps at most ``most``: that,
+    rounded up to a step of :data:`ROW_STEPS`, or ``None`` (every row) where that is all of them."""
+    step = -(-n_rows // ROW_STEPS)
+    rows = max(1, -(-most // step)) * step
+    return None if rows >= n_rows else rows
+
+
+def keep_below(
+    table: torch.Tensor, columns: BatchColumns, invertible: bool, layers: slice = slice(None)
+) -> torch.Tensor:
+    """``table [O, L, ...]`` (ranks) -> whether each of ``columns``' ``B`` subgraphs keeps each edge,
+    ``[k, B, ...]`` bool for the ``k`` layers of ``layers``: ``rank < n_keep``, xor ``invert`` where the
+    kind is ``invertible``."""
+    n_keep = columns.values[0]
+    parts = table[:, layers]
+    rest = parts.shape[2:]
+    batch = (1, -1) + (1,) * len(rest)
+    if columns.groups[0][1] is None:
+        keep = parts[columns.groups[0][0]].unsqueeze(1) < n_keep.view(batch)
+    else:
+        keep = torch.empty((parts.shape[1], len(n_keep)) + rest, dtype=torch.bool, device=parts.device)
+        for order, batch_ids in columns.groups:
+            keep[:, batch_ids] = parts[order].unsqueeze(1) < n_keep[batch_ids].view(batch)
+    if invertible:
+        keep ^= columns.values[1].bool().view(batch)
+    return keep
+
+
+def kept_rows(keep: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``keep [L, N]`` (at most ``capacity`` true per layer) -> ``(read, write)``, each ``[L, capacity]``
+    int64: the kept rows of each layer in ascending order, then padding (``read``: row 0; ``write``:
+    ``N``, a row past the end). Fixed shapes, no host sync: a captured pass can build them."""
+    L, N = keep.shape
+    slot = torch.where(keep, keep.cumsum(1) - 1, capacity)
+    row = torch.arange(N, device=keep.device).expand(L, N)
+    read = torch.zeros((L, capacity + 1), dtype=torch.long, device=keep.device).scatter_(1, slot, row)
+    write = torch.full((L, capacity + 1), N, dtype=torch.long, device=keep.device).scatter_(1, slot, row)
+    return read[:, :capacity], write[:, :capacity]
 
 
 class RankMasks:
@@ -154,7 +215,9 @@ class RankMasks:
     The residual and MLP keeps of every layer are computed at once (``[L, B, T, 1]``), the attention keeps
     for as many layers at a time as fit in ``block_bytes`` (``[k, B, H, T, T]``; at least one layer), so
     a layer's masks cost a few kernel launches for the whole model rather than a few per layer. Every
-    mask is exactly 0 or 1, so the block size changes no result. ``batch``: the specs, or their
+    mask is exactly 0 or 1, so the block size changes no result. Where the batch's
+    :attr:`BatchColumns.mlp_rows` is set, the MLP keeps come as the kept rows (:meth:`mlp_rows`) instead
+    of multipliers (``dense_mlp``: always as multipliers). ``batch``: the specs, or their
     :class:`BatchColumns` already on the device. Nothing here waits for the device or copies from the
     host once the columns are there: a pass that builds its masks can be captured as a CUDA graph.
     """
@@ -165,24 +228,27 @@ class RankMasks:
         batch: Sequence[MaskSpec] | BatchColumns,
         dtype: torch.dtype,
         block_bytes: int = 1 << 29,
+        dense_mlp: bool = False,
     ):
-        dev = ranks.attention.device
-        columns = batch if isinstance(batch, BatchColumns) else BatchColumns.of(batch, ranks.attention.dtype, dev)
+        columns = batch if isinstance(batch, BatchColumns) else BatchColumns.of(batch, ranks)
         self.ranks = ranks
         self.dtype = dtype
+        self.columns = columns
         self.n_keep = columns.values[0]
-        self.invert = columns.values[1].bool()
         self.keep_attention = columns.values[2].bool()
-        self.groups = columns.groups
         self.all_attention = columns.all_attention
-        every_layer = slice(None)
         if columns.all_residual:
             self._residual_attn = self._residual_mlp = None
         else:
             keep_residual = columns.values[3].bool()
-            self._residual_attn = self._keep(ranks.residual_attn, every_layer, False, keep_residual)[..., None]
-            self._residual_mlp = self._keep(ranks.residual_mlp, every_layer, False, keep_residual)[..., None]
-        self._mlp = self._keep(ranks.mlp, every_layer, True, None)[..., None]
+            self._residual_attn = self._keep(ranks.residual_attn, slice(None), False, keep_residual)[..., None]
+            self._residual_mlp = self._keep(ranks.residual_mlp, slice(None), False, keep_residual)[..., None]
+        keep_mlp = keep_below(ranks.mlp, columns, True)  # [L, B, T]
+        self._mlp = self._rows = None
+        if columns.mlp_rows is None or dense_mlp:
+            self._mlp = keep_mlp.to(dtype)[..., None]
+        else:
+            self._rows = kept_rows(keep_mlp.flatten(1), columns.mlp_rows)
         L, H, T = ranks.attention.shape[1:4]
         per_layer = len(self.n_keep) * H * T * T * (torch.finfo(dtype).bits // 8 + 1)
         self.block_layers = max(1, min(L, block_bytes // per_layer))
@@ -190,19 +256,9 @@ class RankMasks:
 
     def _keep(self, table: torch.Tensor, layers: slice, invertible: bool, always: torch.Tensor | None) -> torch.Tensor:
         """``table [O, L, ...]`` -> keep-multipliers ``[k, B, ...]`` for the ``k`` layers of ``layers``."""
-        parts = table[:, layers]
-        rest = parts.shape[2:]
-        batch = (1, -1) + (1,) * len(rest)
-        if self.groups[0][1] is None:
-            keep = parts[self.groups[0][0]].unsqueeze(1) < self.n_keep.view(batch)
-        else:
-            keep = torch.empty((parts.shape[1], len(self.n_keep)) + rest, dtype=torch.bool, device=parts.device)
-            for order, batch_ids in self.groups:
-                keep[:, batch_ids] = parts[order].unsqueeze(1) < self.n_keep[batch_ids].view(batch)
-        if invertible:
-            keep ^= self.invert.view(batch)
+        keep = keep_below(table, self.columns, invertible, layers)
         if always is not None:
-            keep |= always.view(batch)
+            keep |= always.view((1, -1) + (1,) * (keep.dim() - 2))
         return keep.to(self.dtype)
 
     def attention(self, layer: int) -> torch.Tensor | None:
@@ -221,7 +277,10 @@ class RankMasks:
         return None if self._residual_mlp is None else self._residual_mlp[layer]
 
     def mlp(self, layer: int) -> torch.Tensor | None:
-        return self._mlp[layer]
+        return None if self._mlp is None else self._mlp[layer]
+
+    def mlp_rows(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None if self._rows is None else (self._rows[0][layer], self._rows[1][layer])
 
 
 @torch.no_grad()

@@ -5,7 +5,8 @@ SmolLM2 shape and as many for the recorded pass and the graph's weights, about 1
 (bench/RESULTS.md). :class:`PassGraphs` records them once as CUDA graphs and then replays them, one launch
 each: the recorded pass with :func:`explorer.graph.build_graph` per length and weighting
 (:meth:`PassGraphs.forward_graph`), and the masked passes for every later batch of the same
-:meth:`~explorer.intervene.BatchColumns.structure_of` at the same prompt length and number of orders:
+:attr:`~explorer.intervene.BatchColumns.structure` (with its MLP rows) at the same prompt length and number of
+orders:
 
 - the first batch of a (length, structure) runs eagerly, which also warms that shape up; the second is
   captured, and it and every later one are replayed;
@@ -255,18 +256,19 @@ class PassGraphs:
         out = []
         for start in range(0, len(specs), batch_size):
             chunk = specs[start : start + batch_size]
-            structure = BatchColumns.structure_of(chunk)
+            columns = BatchColumns.of(chunk, length.ranks)
+            structure = columns.structure
             graph = length.graphs.get(structure)
             if graph is None and structure in length.seen and self.enabled:
-                graph = self._record(length, chunk, structure, dtype)
+                graph = self._record(length, columns, structure, dtype)
             if graph is None:
                 length.seen.add(structure)
-                logits = masked_pass(self.inst, length.ids, RankMasks(length.ranks, chunk, dtype))
+                logits = masked_pass(self.inst, length.ids, RankMasks(length.ranks, columns, dtype))
                 if len(chunk) not in self._outs:
                     self._outs[len(chunk)] = torch.empty_like(logits)
                 out.append(logits)
                 continue
-            graph.columns.load(chunk)
+            graph.columns.load(columns)
             graph.recorded.replay()
             self.replays += 1
             out.append(graph.out.clone())
@@ -293,9 +295,8 @@ class PassGraphs:
         ):
             self._lengths.popitem(last=False)
 
-    def _record(self, length: _Length, chunk: list[MaskSpec], structure: tuple, dtype: torch.dtype) -> _Graph | None:
-        columns = BatchColumns.of(chunk, length.ranks.attention.dtype, self.device)
-        out = self._outs[len(chunk)]
+    def _record(self, length: _Length, columns: BatchColumns, structure: tuple, dtype: torch.dtype) -> _Graph | None:
+        out = self._outs[columns.values.shape[1]]
 
         def run() -> None:
             masks = RankMasks(length.ranks, columns, dtype, block_bytes=0)

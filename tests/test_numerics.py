@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from explorer.edges import EdgeLayout
-from explorer.intervene import EdgeRanks, MaskSpec, RankMasks, masked_logits
+from explorer.intervene import EdgeRanks, MaskSpec, RankMasks, masked_logits, masked_pass
 from explorer.models.adapters import adapter_for
 from tests.helpers import IDS, TINY_CONFIGS, record, tiny_loaded
 from tests.reference import attention_terms, llama_masked_forward
@@ -100,9 +100,30 @@ def test_batch_of_masks_equals_masks_one_by_one(family):
     assert (batched[0] - batched[1]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mlps_on_the_kept_rows_only_equal_masked_mlps(family):
+    """A batch's MLPs computed on the rows whose MLP edge it keeps give the logits of MLPs computed on every
+    row and multiplied by their 0/1 keeps (pre-norm, post-norm and parallel-residual layers)."""
+    lm, _ = tiny_loaded(family)
+    layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1], lm.adapter.parallel_residual)
+    ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 7), _random_order(layout, 8)], "cpu")
+    E = layout.n_edges
+    specs = [
+        MaskSpec(E // 9),
+        MaskSpec(E // 4, order_index=1, keep_residual=True),
+        MaskSpec(E // 20, keep_attention=True),
+    ]
+    specs.append(MaskSpec(E // 20, invert=True, keep_residual=True))
+    rows = RankMasks(ranks, specs, torch.float32)
+    assert rows.columns.mlp_rows is not None  # the test is not vacuous: the rows are a part of B * T
+    dense = RankMasks(ranks, specs, torch.float32, dense_mlp=True)
+    inst = lm.instrumentation
+    torch.testing.assert_close(masked_pass(inst, IDS, rows), masked_pass(inst, IDS, dense), atol=1e-6, rtol=1e-6)
+
+
 def _dense_keeps(ranks, spec, layout):
     """The masks of one spec as dense 0/1 tensors, through the same RankMasks the model uses."""
-    masks = RankMasks(ranks, [spec], torch.float32)
+    masks = RankMasks(ranks, [spec], torch.float32, dense_mlp=True)
     L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
     ones_a, ones_t = torch.ones(H, T, T), torch.ones(T)
     pick = lambda m, ones: ones if m is None else m[0].reshape(ones.shape)
@@ -128,7 +149,7 @@ def test_rank_masks_follow_their_definition_in_any_layer_blocks():
         MaskSpec(E // 6, order_index=1, invert=True, keep_residual=True),
     ]
     for block_bytes in (1, 1 << 30):
-        masks = RankMasks(ranks, specs, torch.float32, block_bytes=block_bytes)
+        masks = RankMasks(ranks, specs, torch.float32, block_bytes=block_bytes, dense_mlp=True)
         assert masks.block_layers == (1 if block_bytes == 1 else layout.n_layers)
         for l in range(layout.n_layers):
             for b, spec in enumerate(specs):
@@ -142,6 +163,18 @@ def test_rank_masks_follow_their_definition_in_any_layer_blocks():
                 for kind, keep in expect.items():
                     got = getattr(masks, kind)(l)[b]
                     assert torch.equal(got.reshape(keep.shape), keep.float()), (block_bytes, l, b, kind)
+    # the same MLP keeps as rows: each layer's kept (subgraph, token) rows, in order, then padding
+    rows = RankMasks(ranks, specs, torch.float32)
+    T, N = layout.n_tokens, len(specs) * layout.n_tokens
+    assert rows.columns.mlp_rows is not None and rows.columns.mlp_rows < N
+    for l in range(layout.n_layers):
+        assert rows.mlp(l) is None
+        read, write = rows.mlp_rows(l)
+        kept = [b * T + t for b in range(len(specs)) for t in range(T) if masks.mlp(l)[b, t, 0] == 1]
+        pad = rows.columns.mlp_rows - len(kept)
+        assert pad >= 0
+        assert write.tolist() == kept + [N] * pad, l
+        assert read.tolist() == kept + [0] * pad, l
 
 
 def test_masked_forward_matches_independent_reference():

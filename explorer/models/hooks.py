@@ -77,7 +77,12 @@ class EdgeMasks(Protocol):
         """``[B, T, 1]``: keep the residual edge into the MLP node ``(2l+2, t)``."""
 
     def mlp(self, layer: int) -> torch.Tensor | None:
-        """``[B, T, 1]``: keep the MLP edge into ``(2l+2, t)``."""
+        """``[B, T, 1]``: keep the MLP edge into ``(2l+2, t)``; ``None`` also where :meth:`mlp_rows` says."""
+
+    def mlp_rows(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(read, write)``, ``[C]`` each: the MLP is computed on rows ``read`` of the ``[B * T, d]`` input
+        only and written to rows ``write`` (padding: ``B * T``, dropped); every other row's MLP term is 0.
+        ``None``: on every row (then :meth:`mlp` masks it)."""
 
 
 @dataclass
@@ -196,7 +201,13 @@ def _layer_forward(inst: Instrumentation, layer: nn.Module, index: int):
     post_mlp = adapter.norm(layer, "post_mlp")
     parallel = adapter.parallel_residual
 
-    def run_mlp(h: torch.Tensor) -> torch.Tensor:
+    def run_mlp(h: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The MLP term of ``h [B, T, d]``, on every row or on ``rows`` only (:meth:`EdgeMasks.mlp_rows`)."""
+        if rows is not None:
+            flat = h.reshape(-1, h.shape[-1])
+            part = run_mlp(flat.index_select(0, rows[0])[None])[0]
+            out = part.new_zeros((flat.shape[0] + 1, part.shape[-1])).index_copy_(0, rows[1], part)
+            return out[:-1].view(h.shape[:-1] + part.shape[-1:])
         h = mlp(pre_mlp(h) if pre_mlp is not None else h)
         return post_mlp(h) if post_mlp is not None else h
 
@@ -209,14 +220,15 @@ def _layer_forward(inst: Instrumentation, layer: nn.Module, index: int):
         r1 = masks.residual_attn(index) if masks is not None else None
         r2 = masks.residual_mlp(index) if masks is not None else None
         km = masks.mlp(index) if masks is not None else None
+        rows = masks.mlp_rows(index) if masks is not None else None
         if parallel:
             # GPT-NeoX order of summation: mlp + attn + x.
-            m = run_mlp(x)
+            m = run_mlp(x, rows)
             r12 = r1 if r2 is None else (r2 if r1 is None else r1 * r2)
             out = (_scale(m, km) + _scale(a, r2)) + _scale(x, r12)
         else:
             mid = _scale(x, r1) + a
-            m = run_mlp(mid)
+            m = run_mlp(mid, rows)
             out = _scale(mid, r2) + _scale(m, km)
         rec = inst.record(index)
         if rec is not None:
