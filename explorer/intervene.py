@@ -92,6 +92,22 @@ class EdgeRanks:
         ids = ids.to(table.device) if torch.is_tensor(ids) else torch.tensor(ids, device=table.device)
         table[index, ids] = torch.arange(start, start + len(ids), device=table.device, dtype=table.dtype)
 
+    def kinds_below(self, bounds: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """For each ``(order, n)`` of ``bounds``: the attention, MLP and residual edges among order
+        ``order``'s first ``n`` (which must be placed). Counted on the device; this waits for it."""
+        out: list[tuple[int, int, int]] = [(0, 0, 0)] * len(bounds)
+        for order in {o for o, _ in bounds}:
+            at = [i for i, (o, _) in enumerate(bounds) if o == order]
+            mlp = self.mlp[order].flatten().sort().values
+            residual = (
+                torch.cat([self.residual_attn[order].flatten(), self.residual_mlp[order].flatten()]).sort().values
+            )
+            n = torch.tensor([bounds[i][1] for i in at], dtype=mlp.dtype, device=mlp.device)
+            m, r = torch.searchsorted(mlp, n), torch.searchsorted(residual, n)
+            for i, (a, b, c) in zip(at, torch.stack([n - m - r, m, r], 1).tolist()):
+                out[i] = (a, b, c)
+        return out
+
     @classmethod
     def from_orders(cls, layout: EdgeLayout, orders: Sequence[np.ndarray | torch.Tensor], device) -> EdgeRanks:
         """``orders``: edge ids (arrays, or tensors already on ``device``), each a permutation of the

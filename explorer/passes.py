@@ -10,6 +10,7 @@ batches already run on the device (:func:`run_batches`), and only the last waits
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -89,6 +90,35 @@ def batch_bounds(n: int, batch_size: int, beside_search: bool) -> list[tuple[int
     return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
 
+KindCounts = tuple[int, int, int]
+"""Edges by kind: attention, MLP, residual."""
+
+
+def kept_edges(spec: MaskSpec, item: int, below: KindCounts, edges: KindCounts) -> tuple:
+    """What a subgraph keeps, in a form that two subgraphs with the same masks share: per kind
+    (attention, MLP, residual) ``"all"``, ``"none"`` or ``(order, inverted, count)``, and the item (its
+    position). ``below``: the order's edges of each kind among its first ``spec.n_keep``; ``edges``: the
+    item's graph's. Nested strata keep the same edges of a kind wherever the order has none of that kind
+    between them: a stratum's inverse control and the one before it (only residual edges between them),
+    the ``attention-kept`` strata and random controls past the last MLP edge (all equal to the full
+    model). Ids that are not edges (the last layer's other tokens, the tokens after a position) do not
+    reach the output, so keeping them or not changes nothing there."""
+
+    def kind(kept_all: bool, inverted: bool, k: int):
+        if kept_all:
+            return "all"
+        if below[k] in (0, edges[k]):
+            return "all" if (below[k] == edges[k]) != inverted else "none"
+        return (spec.order_index, inverted, below[k])
+
+    return (
+        item,
+        kind(spec.keep_attention, spec.invert, 0),
+        kind(False, spec.invert, 1),
+        kind(spec.keep_residual, False, 2),
+    )
+
+
 def run_batches(
     inst: Instrumentation,
     input_ids: torch.Tensor,
@@ -98,22 +128,42 @@ def run_batches(
     positions: list[int] | None,
     ready: Callable[[EdgeRanks, list[PlannedPass]], None],
     hold: Callable[[], AbstractContextManager],
+    edges: Sequence[KindCounts],
     beside_search: bool = False,
 ) -> torch.Tensor:
     """The logits ``[len(plan), V]`` of every planned subgraph of ``input_ids [1, T]``, at most
     ``batch_size`` per masked pass (:func:`batch_bounds`; :func:`explorer.intervene.masked_logits`;
-    ``positions``: each one's, or ``None`` for the last). Before each batch, ``ready(ranks, batch)``
-    places the edges it reads in ``ranks`` (waiting for the search where it must); each batch runs inside
-    ``hold()`` (the model's lock, where the caller does not hold it throughout). ``beside_search``: a
-    greedy search still runs (:func:`batch_bounds`)."""
-    out = []
-    for start, end in batch_bounds(len(plan), batch_size, beside_search):
-        batch = plan[start:end]
-        at = None if positions is None else positions[start:end]
-        ready(ranks, batch)
-        with hold():
-            out.append(masked_logits(inst, input_ids, ranks, [p.spec for p in batch], batch_size, at))
-    return torch.cat(out)
+    ``positions``: each one's, or ``None`` for the last). Before a batch is made up, ``ready(ranks,
+    passes)`` places the edges its passes read in ``ranks`` (waiting for the search where it must); a
+    pass that keeps the edges of one before it (:func:`kept_edges`; ``edges[k]``: item ``k``'s graph's
+    edges by kind) is not run again but takes its logits, and the batch is filled up with the next
+    passes. Each batch runs inside ``hold()`` (the model's lock, where the caller does not hold it
+    throughout). ``beside_search``: a greedy search still runs (:func:`batch_bounds`)."""
+    sizes = [end - start for start, end in batch_bounds(len(plan), batch_size, beside_search)]
+    first: dict[tuple, int] = {}  # what a subgraph keeps -> the pass that computes it
+    source = list(range(len(plan)))  # the pass whose logits each one takes
+    rows: dict[int, torch.Tensor] = {}
+    at = 0
+    for size in itertools.chain(sizes, itertools.repeat(batch_size)):
+        if at == len(plan):
+            break
+        batch: list[int] = []
+        while at < len(plan) and len(batch) < size:
+            look = list(range(at, min(at + size - len(batch), len(plan))))
+            at = look[-1] + 1
+            ready(ranks, [plan[j] for j in look])
+            below = ranks.kinds_below([(plan[j].spec.order_index, plan[j].spec.n_keep) for j in look])
+            for j, counts in zip(look, below):
+                p = plan[j]
+                source[j] = first.setdefault(kept_edges(p.spec, p.item, counts, edges[p.item]), j)
+                if source[j] == j:
+                    batch.append(j)
+        if batch:
+            at_positions = None if positions is None else [positions[j] for j in batch]
+            with hold():
+                logits = masked_logits(inst, input_ids, ranks, [plan[j].spec for j in batch], batch_size, at_positions)
+            rows.update(zip(batch, logits))
+    return torch.stack([rows[source[j]] for j in range(len(plan))])
 
 
 def by_variant(passes: list[tuple[PlannedPass, object]]) -> dict:

@@ -191,7 +191,8 @@ def evaluate(
     inst = lm.instrumentation
     searching = any(item.greedy is not None for item in items)
     at = None if last else positions
-    q_logits = run_batches(inst, input_ids, ranks, plan, settings.batch_size, at, ready, hold, searching)
+    edges = [tuple(item.layout.counts_by_kind()[k] for k in ("attention", "mlp", "residual")) for item in items]
+    q_logits = run_batches(inst, input_ids, ranks, plan, settings.batch_size, at, ready, hold, edges, searching)
     del ranks
     for item in items:
         item.finish()  # the rest of the search (the largest stratum may not need it all), outside the lock

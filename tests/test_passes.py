@@ -4,19 +4,24 @@ explorer.orders.GreedyOrder, explorer.search.HeapSearch)."""
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
+import torch
 
 import explorer.orders as orders
 import explorer.passes as passes
-from explorer.graph import build_graph
-from explorer.orders import GreedyOrder, greedy_search
+from explorer.edges import ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
+from explorer.graph import TokenGraph, build_graph
+from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
+from explorer.options import MODES
+from explorer.orders import GreedyOrder, greedy_search, search_graph
 from explorer.passes import batch_bounds, plan_passes
 from explorer.results import Settings
-from explorer.search import HeapSearch, prepare_search, run_search
+from explorer.search import HeapSearch, prepare_search, run_search, strata_edges
 from explorer.trace import trace_modes, trace_prompt
-from tests.helpers import record, tiny_loaded
+from tests.helpers import IDS, record, tiny_loaded
 from tests.reference import heap_greedy_order
 from tests.test_search import random_dag
 
@@ -101,14 +106,16 @@ def test_each_batch_reads_only_edges_already_placed_and_the_trace_is_the_same(mo
 
     run_batches = passes.run_batches
 
-    def checked(inst, input_ids, ranks, plan, batch_size, positions, ready, hold, beside_search):
+    def checked(inst, input_ids, ranks, plan, batch_size, positions, ready, hold, edges, beside_search):
         def checked_ready(r, batch):
             ready(r, batch)
             placed = int((r.table[0] < len(ref[0].order)).sum())
             seen.append((max(p.needs for p in batch), placed, searches[0].done))
 
         assert beside_search
-        return run_batches(inst, input_ids, ranks, plan, batch_size, positions, checked_ready, hold, beside_search)
+        return run_batches(
+            inst, input_ids, ranks, plan, batch_size, positions, checked_ready, hold, edges, beside_search
+        )
 
     searches = []
     init = HeapSearch.__init__
@@ -143,3 +150,97 @@ def test_a_trace_without_controls_runs_its_passes_as_the_search_goes():
     lm, _ = tiny_loaded("gpt2")
     tr = trace_prompt(lm, "a tiny prompt", Settings(sizes=(0.01, 0.1, 1.0), batch_size=1))
     assert list(tr.strata[0].outputs) == ["trace"] and tr.strata[-1].trace.tv < 1e-5
+
+
+def _orders_with_runs(layout, seed):
+    """Two orders of every edge of ``layout``'s graph that hold the runs the masks repeat over: the greedy
+    one with residual edges first, then the rest shuffled; the random one with every residual and MLP
+    edge before the attention edges (as the random control's)."""
+    rng = np.random.default_rng(seed)
+    L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
+    g = TokenGraph(layout, "l1", torch.rand(L, H, T, T), torch.rand(L, T), torch.rand(L, T), torch.rand(L, T))
+    _, ids = search_graph(g)
+    kind = layout.kind(ids)
+    residual = np.isin(kind, [RESIDUAL_ATTN, RESIDUAL_MLP])
+    greedy = np.concatenate([rng.permutation(ids[residual])[: residual.sum() // 2], rng.permutation(ids[~residual])])
+    greedy = np.concatenate([greedy, rng.permutation(np.setdiff1d(ids, greedy))])
+    random = np.concatenate([rng.permutation(ids[kind != ATTENTION]), rng.permutation(ids[kind == ATTENTION])])
+    return greedy, random
+
+
+def _planned(family):
+    lm, _ = tiny_loaded(family)
+    layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1], lm.adapter.parallel_residual)
+    settings = Settings(controls=True, sizes=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0))
+    ranks = EdgeRanks.from_orders(layout, _orders_with_runs(layout, 3), "cpu")
+    plan = plan_passes([[n for _, n in strata_edges(settings.sizes, layout.n_edges)]], settings, MODES)
+    edges = tuple(layout.counts_by_kind()[k] for k in ("attention", "mlp", "residual"))
+    return lm, ranks, plan, edges
+
+
+def test_the_edges_below_a_rank_are_counted_by_kind():
+    _, ranks, plan, _ = _planned("llama")
+    bounds = [(p.spec.order_index, p.spec.n_keep) for p in plan]
+    for (order, n), counts in zip(bounds, ranks.kinds_below(bounds)):
+        kinds = lambda table: int((table[order] < n).sum())
+        assert counts == (
+            kinds(ranks.attention),
+            kinds(ranks.mlp),
+            kinds(ranks.residual_attn) + kinds(ranks.residual_mlp),
+        )
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2", "pythia"])
+def test_passes_that_keep_the_same_edges_give_the_same_logits(family):
+    """What :func:`explorer.passes.kept_edges` calls equal is equal: every pass of a plan run on its own,
+    passes with one key agree to float rounding (and some keys are shared, so the test is not vacuous)."""
+    lm, ranks, plan, edges = _planned(family)
+    below = ranks.kinds_below([(p.spec.order_index, p.spec.n_keep) for p in plan])
+    keys = [passes.kept_edges(p.spec, p.item, counts, edges) for p, counts in zip(plan, below)]
+    logits = masked_logits(lm.instrumentation, IDS, ranks, [p.spec for p in plan], batch_size=1)
+    groups: dict[tuple, list[int]] = {}
+    for j, key in enumerate(keys):
+        groups.setdefault(key, []).append(j)
+    shared = [g for g in groups.values() if len(g) > 1]
+    assert len(shared) >= 3, groups.keys()
+    assert {plan[j].variant for g in shared for j in g} >= {"trace", "inverse", "random"}
+    for g in shared:
+        for j in g[1:]:
+            torch.testing.assert_close(logits[j], logits[g[0]], atol=1e-6, rtol=1e-6)
+    # and keys that differ are different subgraphs: the full model and the model without any edge differ
+    full = groups[(0, "all", "all", "all")][0]
+    empty = [g[0] for k, g in groups.items() if k[1:] == ("none", "none", "none")]
+    assert not empty or (logits[full] - logits[empty[0]]).abs().max() > 1e-3
+
+
+def test_a_plan_runs_each_kept_set_of_edges_once(monkeypatch):
+    lm, ranks, plan, edges = _planned("llama")
+    alone = masked_logits(lm.instrumentation, IDS, ranks, [p.spec for p in plan], batch_size=1)
+    run, batches = passes.masked_logits, []
+
+    def counted(inst, input_ids, ranks, specs, batch_size, positions=None):
+        batches.append(len(specs))
+        return run(inst, input_ids, ranks, specs, batch_size, positions)
+
+    monkeypatch.setattr(passes, "masked_logits", counted)
+    got = passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, lambda r, b: None, nullcontext, [edges])
+    torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
+    below = ranks.kinds_below([(p.spec.order_index, p.spec.n_keep) for p in plan])
+    distinct = {passes.kept_edges(p.spec, p.item, c, edges) for p, c in zip(plan, below)}
+    assert sum(batches) == len(distinct) < len(plan)
+    assert all(b == 8 for b in batches[:-1])  # the batches are filled up with the next passes
+
+
+def test_kept_edges_tell_orders_items_and_inverses_apart():
+    edges = (100, 10, 20)
+    key = lambda spec, below, item=0: passes.kept_edges(spec, item, below, edges)
+    some = (5, 3, 7)
+    assert key(MaskSpec(15), some) != key(MaskSpec(15, order_index=1), some)  # other orders: other edges
+    assert key(MaskSpec(15), some) != key(MaskSpec(15), some, item=1)  # other positions
+    assert key(MaskSpec(15), some) != key(MaskSpec(15, invert=True), some)
+    # every edge of a kind or none: the same whatever the order, and an inverse's complement
+    full, none = (100, 10, 20), (0, 0, 0)
+    assert key(MaskSpec(130), full) == key(MaskSpec(130, order_index=1), full) == (0, "all", "all", "all")
+    assert key(MaskSpec(130, invert=True, keep_residual=True), full) == (0, "none", "none", "all")
+    assert key(MaskSpec(0, invert=True, keep_residual=True), none) == key(MaskSpec(130), full)
+    assert key(MaskSpec(15, keep_attention=True), (5, 10, 20)) == key(MaskSpec(130), full)
