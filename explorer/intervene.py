@@ -92,22 +92,6 @@ class EdgeRanks:
         ids = ids.to(table.device) if torch.is_tensor(ids) else torch.tensor(ids, device=table.device)
         table[index, ids] = torch.arange(start, start + len(ids), device=table.device, dtype=table.dtype)
 
-    def kinds_below(self, bounds: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
-        """For each ``(order, n)`` of ``bounds``: the attention, MLP and residual edges among order
-        ``order``'s first ``n`` (which must be placed). Counted on the device; this waits for it."""
-        out: list[tuple[int, int, int]] = [(0, 0, 0)] * len(bounds)
-        for order in {o for o, _ in bounds}:
-            at = [i for i, (o, _) in enumerate(bounds) if o == order]
-            mlp = self.mlp[order].flatten().sort().values
-            residual = (
-                torch.cat([self.residual_attn[order].flatten(), self.residual_mlp[order].flatten()]).sort().values
-            )
-            n = torch.tensor([bounds[i][1] for i in at], dtype=mlp.dtype, device=mlp.device)
-            m, r = torch.searchsorted(mlp, n), torch.searchsorted(residual, n)
-            for i, (a, b, c) in zip(at, torch.stack([n - m - r, m, r], 1).tolist()):
-                out[i] = (a, b, c)
-        return out
-
     @classmethod
     def from_orders(cls, layout: EdgeLayout, orders: Sequence[np.ndarray | torch.Tensor], device) -> EdgeRanks:
         """``orders``: edge ids (arrays, or tensors already on ``device``), each a permutation of the
@@ -157,18 +141,20 @@ class BatchColumns:
         return [[int(getattr(s, name)) for s in specs] for name in names]
 
     @classmethod
-    def of(cls, specs: Sequence[MaskSpec], ranks: EdgeRanks) -> BatchColumns:
-        """The columns of ``specs`` on ``ranks``' device; their MLP rows are counted there (this waits
-        for the device once)."""
+    def of(cls, specs: Sequence[MaskSpec], ranks: EdgeRanks, mlp_rows: np.ndarray | None = None) -> BatchColumns:
+        """The columns of ``specs`` on ``ranks``' device. ``mlp_rows [B, L]``: the rows of each layer whose
+        MLP edge each spec keeps, where the caller has counted them; else they are counted on the device
+        (which waits for it)."""
         structure = cls.structure_of(specs)
         _, all_attention, all_residual, where = structure
         device = ranks.mlp.device
         groups = tuple((o, None if at is None else torch.tensor(at, device=device)) for o, at in where)
         values = torch.tensor(cls._rows(specs), dtype=ranks.mlp.dtype, device=device)
         columns = cls(values, groups, all_attention, all_residual, structure)
-        keep = keep_below(ranks.mlp, columns, True)  # [L, B, T]
-        L, B, T = keep.shape
-        rows = row_capacity(int(keep.view(L, -1).sum(1).max()), B * T)
+        L, T = ranks.mlp.shape[1:]
+        if mlp_rows is None:
+            mlp_rows = keep_below(ranks.mlp, columns, True).sum(2).T.cpu().numpy()  # [B, L]
+        rows = row_capacity(int(mlp_rows.sum(0).max()), len(specs) * T)
         return replace(columns, mlp_rows=rows, structure=structure + (rows,))
 
     def load(self, other: BatchColumns) -> None:
@@ -307,24 +293,27 @@ def masked_logits(
     specs: list[MaskSpec],
     batch_size: int,
     positions: list[int] | None = None,
+    mlp_rows: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Logits of each subgraph in ``specs`` at its position: ``input_ids [1, T]`` -> ``[len(specs), V]``
     float32, evaluated ``batch_size`` subgraphs per forward pass. ``positions`` (one per spec, default the
     last, ``T - 1``): where each subgraph's output node is; the model is causal, so the tokens after a
-    position change nothing there.
+    position change nothing there. ``mlp_rows [len(specs), L]``: the rows of each layer whose MLP edge
+    each spec keeps, where the caller knows them (:meth:`BatchColumns.of`).
 
     Passes at the last position go through ``inst.replay`` when it is set (CUDA graphs of repeated
     shapes, :mod:`explorer.pass_graphs`), which gives these same logits bit for bit."""
     if positions is None and inst.replay is not None:
-        replayed = inst.replay.logits(input_ids, ranks, specs, batch_size)
+        replayed = inst.replay.logits(input_ids, ranks, specs, batch_size, mlp_rows)
         if replayed is not None:
             return replayed
     dtype = next(inst.adapter.model.parameters()).dtype
     out = []
     for start in range(0, len(specs), batch_size):
-        chunk = specs[start : start + batch_size]
-        at = None if positions is None else positions[start : start + batch_size]
-        out.append(masked_pass(inst, input_ids, RankMasks(ranks, chunk, dtype), at))
+        part = slice(start, start + batch_size)
+        at = None if positions is None else positions[part]
+        columns = BatchColumns.of(specs[part], ranks, None if mlp_rows is None else mlp_rows[part])
+        out.append(masked_pass(inst, input_ids, RankMasks(ranks, columns, dtype), at))
     return torch.cat(out)
 
 

@@ -189,6 +189,11 @@ class GreedyOrder:
             self._ids_of = None  # every edge is given
         return self._ids[start:end]
 
+    def host_positions(self, start: int, end: int) -> np.ndarray | None:
+        """The :meth:`~explorer.edges.EdgeLayout.csr` positions of the order's edges ``start .. end - 1``
+        (already given) on the host, where a host search popped them; ``None`` for a device search."""
+        return None if self._search is None else self._search.order[start:end]
+
     def result(self) -> tuple[torch.Tensor, np.ndarray]:
         """The whole order (waiting for the search): the edge ids ``[E]`` in order (int64, on the graph's
         device) and their weights (on the host)."""

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from explorer.graph import TokenGraph, build_graph, layout_for
@@ -247,7 +248,12 @@ class PassGraphs:
             self.clear()
 
     def logits(
-        self, input_ids: torch.Tensor, ranks: EdgeRanks, specs: list[MaskSpec], batch_size: int
+        self,
+        input_ids: torch.Tensor,
+        ranks: EdgeRanks,
+        specs: list[MaskSpec],
+        batch_size: int,
+        mlp_rows: np.ndarray | None = None,
     ) -> torch.Tensor | None:
         if not self.enabled or ranks.attention.device != self.device or _ranks_nbytes(ranks) > MAX_RANK_BYTES:
             return None
@@ -256,7 +262,8 @@ class PassGraphs:
         out = []
         for start in range(0, len(specs), batch_size):
             chunk = specs[start : start + batch_size]
-            columns = BatchColumns.of(chunk, length.ranks)
+            counted = None if mlp_rows is None else mlp_rows[start : start + batch_size]
+            columns = BatchColumns.of(chunk, length.ranks, counted)
             structure = columns.structure
             graph = length.graphs.get(structure)
             if graph is None and structure in length.seen and self.enabled:

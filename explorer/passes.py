@@ -23,6 +23,7 @@ from explorer.models.hooks import Instrumentation
 from explorer.options import VARIANTS, Mode, Variant
 from explorer.outputs import summaries
 from explorer.results import Settings, Stratum
+from explorer.tally import OrderTally
 
 
 @dataclass(frozen=True)
@@ -128,21 +129,24 @@ def run_batches(
     positions: list[int] | None,
     ready: Callable[[EdgeRanks, list[PlannedPass]], None],
     hold: Callable[[], AbstractContextManager],
+    tallies: Sequence[OrderTally],
     edges: Sequence[KindCounts],
     beside_search: bool = False,
 ) -> torch.Tensor:
     """The logits ``[len(plan), V]`` of every planned subgraph of ``input_ids [1, T]``, at most
     ``batch_size`` per masked pass (:func:`batch_bounds`; :func:`explorer.intervene.masked_logits`;
     ``positions``: each one's, or ``None`` for the last). Before a batch is made up, ``ready(ranks,
-    passes)`` places the edges its passes read in ``ranks`` (waiting for the search where it must); a
-    pass that keeps the edges of one before it (:func:`kept_edges`; ``edges[k]``: item ``k``'s graph's
-    edges by kind) is not run again but takes its logits, and the batch is filled up with the next
-    passes. Each batch runs inside ``hold()`` (the model's lock, where the caller does not hold it
-    throughout). ``beside_search``: a greedy search still runs (:func:`batch_bounds`)."""
+    passes)`` places the edges its passes read in ``ranks`` and counts them in ``tallies`` (one per
+    order; waiting for the search where it must). A pass that keeps the edges of one before it
+    (:func:`kept_edges`; ``edges[k]``: item ``k``'s graph's edges by kind) is not run again but takes
+    its logits, and the batch is filled up with the next passes. Each batch runs inside ``hold()`` (the
+    model's lock, where the caller does not hold it throughout). ``beside_search``: a greedy search still
+    runs (:func:`batch_bounds`)."""
     sizes = [end - start for start, end in batch_bounds(len(plan), batch_size, beside_search)]
     first: dict[tuple, int] = {}  # what a subgraph keeps -> the pass that computes it
     source = list(range(len(plan)))  # the pass whose logits each one takes
     rows: dict[int, torch.Tensor] = {}
+    mlp_rows: dict[int, np.ndarray] = {}  # [L]: the rows of each layer whose MLP a pass keeps
     at = 0
     for size in itertools.chain(sizes, itertools.repeat(batch_size)):
         if at == len(plan):
@@ -152,16 +156,19 @@ def run_batches(
             look = list(range(at, min(at + size - len(batch), len(plan))))
             at = look[-1] + 1
             ready(ranks, [plan[j] for j in look])
-            below = ranks.kinds_below([(plan[j].spec.order_index, plan[j].spec.n_keep) for j in look])
-            for j, counts in zip(look, below):
-                p = plan[j]
-                source[j] = first.setdefault(kept_edges(p.spec, p.item, counts, edges[p.item]), j)
+            for j in look:
+                spec = plan[j].spec
+                attention, mlp, residual = tallies[spec.order_index].below(spec.n_keep)
+                counts = (attention, int(mlp.sum()), residual)
+                source[j] = first.setdefault(kept_edges(spec, plan[j].item, counts, edges[plan[j].item]), j)
                 if source[j] == j:
                     batch.append(j)
+                    mlp_rows[j] = input_ids.shape[1] - mlp if spec.invert else mlp
         if batch:
             at_positions = None if positions is None else [positions[j] for j in batch]
+            specs, counted = [plan[j].spec for j in batch], np.stack([mlp_rows[j] for j in batch])
             with hold():
-                logits = masked_logits(inst, input_ids, ranks, [plan[j].spec for j in batch], batch_size, at_positions)
+                logits = masked_logits(inst, input_ids, ranks, specs, batch_size, at_positions, counted)
             rows.update(zip(batch, logits))
     return torch.stack([rows[source[j]] for j in range(len(plan))])
 

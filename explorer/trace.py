@@ -49,6 +49,7 @@ from explorer.pass_graphs import synchronize
 from explorer.passes import PlannedPass, orders_per_item, plan_passes, run_batches, strata_of
 from explorer.results import Output, Settings, Stratum, Trace
 from explorer.search import strata_edges
+from explorer.tally import OrderTally, csr_codes, kind_codes
 
 
 def trace_prompt(
@@ -168,15 +169,28 @@ def evaluate(
     for item in items:
         if item.greedy is None or item.greedy.done:
             item.finish()  # its host copies, outside the lock
+    bounds = lambda o: [p.spec.n_keep for p in plan if p.spec.order_index == o]
+    tallies = [OrderTally(layout.n_layers, bounds(o)) for o in range(per_item * len(items))]  # counts by kind
+
+    def place(ranks: EdgeRanks, order: int, ids: torch.Tensor, start: int = 0, positions: np.ndarray | None = None):
+        """Place and count order ``order``'s edges ``ids`` from rank ``start`` on (``positions``: their CSR
+        positions on the host, where a host search popped them)."""
+        ranks.fill(order, ids, start)
+        host = positions is not None
+        codes = (
+            csr_codes(items[order // per_item].layout)[torch.from_numpy(positions)] if host else kind_codes(layout, ids)
+        )
+        tallies[order].add(codes)
+
     with hold():
         ranks = EdgeRanks.empty(layout, per_item * len(items), lm.device)
         for k, item in enumerate(items):
             if item.random is not None:
-                ranks.fill(per_item * k + 1, here(k, item.random))
+                place(ranks, per_item * k + 1, here(k, item.random))
                 item.random = None
             if item.greedy is None:
                 settle(k)
-                ranks.fill(per_item * k, here(k, item.ids))
+                place(ranks, per_item * k, here(k, item.ids))
                 item.ids = None
 
     def ready(ranks: EdgeRanks, batch: list[PlannedPass]) -> None:
@@ -184,15 +198,19 @@ def evaluate(
             greedy, n = items[k].greedy, max(p.needs for p in batch if p.item == k)
             if greedy is not None and greedy.given < n:
                 start = greedy.given
-                ranks.fill(per_item * k, here(k, greedy.take(n)), start)
+                ids = here(k, greedy.take(n))
+                place(ranks, per_item * k, ids, start, greedy.host_positions(start, greedy.given))
 
     positions = [items[p.item].position for p in plan]
     last = all(t == input_ids.shape[1] - 1 for t in positions)
     inst = lm.instrumentation
     searching = any(item.greedy is not None for item in items)
     at = None if last else positions
-    edges = [tuple(item.layout.counts_by_kind()[k] for k in ("attention", "mlp", "residual")) for item in items]
-    q_logits = run_batches(inst, input_ids, ranks, plan, settings.batch_size, at, ready, hold, edges, searching)
+    by_kind = [item.layout.counts_by_kind() for item in items]
+    edges = [(c["attention"], c["mlp"], c["residual"]) for c in by_kind]
+    q_logits = run_batches(
+        inst, input_ids, ranks, plan, settings.batch_size, at, ready, hold, tallies, edges, searching
+    )
     del ranks
     for item in items:
         item.finish()  # the rest of the search (the largest stratum may not need it all), outside the lock

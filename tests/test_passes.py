@@ -12,14 +12,15 @@ import torch
 
 import explorer.orders as orders
 import explorer.passes as passes
-from explorer.edges import ATTENTION, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
+from explorer.edges import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
 from explorer.graph import TokenGraph, build_graph
-from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
+from explorer.intervene import BatchColumns, EdgeRanks, MaskSpec, masked_logits
 from explorer.options import MODES
 from explorer.orders import GreedyOrder, greedy_search, search_graph
 from explorer.passes import batch_bounds, plan_passes
 from explorer.results import Settings
 from explorer.search import HeapSearch, prepare_search, run_search, strata_edges
+from explorer.tally import OrderTally, csr_codes, kind_codes
 from explorer.trace import trace_modes, trace_prompt
 from tests.helpers import IDS, record, tiny_loaded
 from tests.reference import heap_greedy_order
@@ -106,7 +107,7 @@ def test_each_batch_reads_only_edges_already_placed_and_the_trace_is_the_same(mo
 
     run_batches = passes.run_batches
 
-    def checked(inst, input_ids, ranks, plan, batch_size, positions, ready, hold, edges, beside_search):
+    def checked(inst, input_ids, ranks, plan, batch_size, positions, ready, hold, tallies, edges, beside_search):
         def checked_ready(r, batch):
             ready(r, batch)
             placed = int((r.table[0] < len(ref[0].order)).sum())
@@ -114,7 +115,7 @@ def test_each_batch_reads_only_edges_already_placed_and_the_trace_is_the_same(mo
 
         assert beside_search
         return run_batches(
-            inst, input_ids, ranks, plan, batch_size, positions, checked_ready, hold, edges, beside_search
+            inst, input_ids, ranks, plan, batch_size, positions, checked_ready, hold, tallies, edges, beside_search
         )
 
     searches = []
@@ -169,34 +170,53 @@ def _orders_with_runs(layout, seed):
 
 
 def _planned(family):
+    """A tiny model, the ranks of two orders with runs (:func:`_orders_with_runs`), a plan over both modes
+    with controls, the graph's edges by kind and the orders' tallies."""
     lm, _ = tiny_loaded(family)
     layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1], lm.adapter.parallel_residual)
     settings = Settings(controls=True, sizes=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0))
-    ranks = EdgeRanks.from_orders(layout, _orders_with_runs(layout, 3), "cpu")
+    orders = _orders_with_runs(layout, 3)
+    ranks = EdgeRanks.from_orders(layout, orders, "cpu")
     plan = plan_passes([[n for _, n in strata_edges(settings.sizes, layout.n_edges)]], settings, MODES)
     edges = tuple(layout.counts_by_kind()[k] for k in ("attention", "mlp", "residual"))
-    return lm, ranks, plan, edges
+    tallies = [OrderTally(layout.n_layers, [p.spec.n_keep for p in plan if p.spec.order_index == o]) for o in (0, 1)]
+    for tally, order in zip(tallies, orders):
+        for part in np.array_split(order, 7):  # given a part at a time, as a search pops it
+            tally.add(kind_codes(layout, torch.from_numpy(part)))
+    return lm, ranks, plan, edges, tallies
 
 
-def test_the_edges_below_a_rank_are_counted_by_kind():
-    _, ranks, plan, _ = _planned("llama")
-    bounds = [(p.spec.order_index, p.spec.n_keep) for p in plan]
-    for (order, n), counts in zip(bounds, ranks.kinds_below(bounds)):
-        kinds = lambda table: int((table[order] < n).sum())
-        assert counts == (
-            kinds(ranks.attention),
-            kinds(ranks.mlp),
-            kinds(ranks.residual_attn) + kinds(ranks.residual_mlp),
-        )
+def _below(tallies, plan):
+    """Each pass's edges by kind among its order's first ``n_keep``: attention, MLP, residual."""
+    counted = [tallies[p.spec.order_index].below(p.spec.n_keep) for p in plan]
+    return [(a, int(m.sum()), r) for a, m, r in counted]
+
+
+def test_the_edges_below_each_stratum_are_counted_by_kind_and_layer():
+    _, ranks, plan, _, tallies = _planned("llama")
+    for p in plan:
+        order, n = p.spec.order_index, p.spec.n_keep
+        attention, mlp, residual = tallies[order].below(n)
+        kinds = lambda table: (table[order] < n).sum(-1)
+        assert attention == int(kinds(ranks.attention).sum())
+        assert mlp.tolist() == kinds(ranks.mlp).tolist()  # [L]
+        assert residual == int((kinds(ranks.residual_attn) + kinds(ranks.residual_mlp)).sum())
+
+
+def test_kind_codes_follow_the_edges_kinds_and_layers():
+    layout = EdgeLayout(3, 2, 5)
+    ids = layout.csr_ids("cpu")
+    kinds = layout.decode(ids.numpy())
+    expect = np.where(kinds["kind"] == ATTENTION, 0, np.where(kinds["kind"] == MLP, 1 + kinds["layer"], 4))
+    np.testing.assert_array_equal(csr_codes(layout).numpy(), expect)
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma2", "pythia"])
 def test_passes_that_keep_the_same_edges_give_the_same_logits(family):
     """What :func:`explorer.passes.kept_edges` calls equal is equal: every pass of a plan run on its own,
     passes with one key agree to float rounding (and some keys are shared, so the test is not vacuous)."""
-    lm, ranks, plan, edges = _planned(family)
-    below = ranks.kinds_below([(p.spec.order_index, p.spec.n_keep) for p in plan])
-    keys = [passes.kept_edges(p.spec, p.item, counts, edges) for p, counts in zip(plan, below)]
+    lm, ranks, plan, edges, tallies = _planned(family)
+    keys = [passes.kept_edges(p.spec, p.item, counts, edges) for p, counts in zip(plan, _below(tallies, plan))]
     logits = masked_logits(lm.instrumentation, IDS, ranks, [p.spec for p in plan], batch_size=1)
     groups: dict[tuple, list[int]] = {}
     for j, key in enumerate(keys):
@@ -214,19 +234,23 @@ def test_passes_that_keep_the_same_edges_give_the_same_logits(family):
 
 
 def test_a_plan_runs_each_kept_set_of_edges_once(monkeypatch):
-    lm, ranks, plan, edges = _planned("llama")
+    lm, ranks, plan, edges, tallies = _planned("llama")
     alone = masked_logits(lm.instrumentation, IDS, ranks, [p.spec for p in plan], batch_size=1)
     run, batches = passes.masked_logits, []
 
-    def counted(inst, input_ids, ranks, specs, batch_size, positions=None):
+    def counted(inst, input_ids, ranks, specs, batch_size, positions=None, mlp_rows=None):
         batches.append(len(specs))
-        return run(inst, input_ids, ranks, specs, batch_size, positions)
+        # the rows counted on the host are those the device counts
+        assert mlp_rows is not None
+        device = BatchColumns.of(specs, ranks)
+        assert BatchColumns.of(specs, ranks, mlp_rows).structure == device.structure
+        return run(inst, input_ids, ranks, specs, batch_size, positions, mlp_rows)
 
     monkeypatch.setattr(passes, "masked_logits", counted)
-    got = passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, lambda r, b: None, nullcontext, [edges])
+    ready = lambda r, b: None
+    got = passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, ready, nullcontext, tallies, [edges])
     torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
-    below = ranks.kinds_below([(p.spec.order_index, p.spec.n_keep) for p in plan])
-    distinct = {passes.kept_edges(p.spec, p.item, c, edges) for p, c in zip(plan, below)}
+    distinct = {passes.kept_edges(p.spec, p.item, c, edges) for p, c in zip(plan, _below(tallies, plan))}
     assert sum(batches) == len(distinct) < len(plan)
     assert all(b == 8 for b in batches[:-1])  # the batches are filled up with the next passes
 

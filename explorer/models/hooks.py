@@ -47,7 +47,9 @@ class LayerRecord:
 class PassReplay(Protocol):
     """Runs masked passes at the last position from recorded ones (:class:`explorer.pass_graphs.PassGraphs`)."""
 
-    def logits(self, input_ids: torch.Tensor, ranks, specs: list, batch_size: int) -> torch.Tensor | None:
+    def logits(
+        self, input_ids: torch.Tensor, ranks, specs: list, batch_size: int, mlp_rows=None
+    ) -> torch.Tensor | None:
         """As :func:`explorer.intervene.masked_logits` with no positions, or ``None`` where it does not
         apply (the caller then runs the passes itself)."""
 

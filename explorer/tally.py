@@ -1,0 +1,70 @@
+"""The edges of each kind among an edge order's first ``n``, for the ``n`` of a trace's strata, counted as
+the order's edges become known and kept on the host.
+
+The masked passes are made up from these counts (:mod:`explorer.passes`): which passes keep the same
+edges as an earlier one (:func:`explorer.passes.kept_edges`), and on how many rows each layer's MLP runs
+(:attr:`explorer.intervene.BatchColumns.mlp_rows`). Counted on the host, they cost the device no wait:
+the next batch is made up while the last one runs.
+
+Each edge has a code: 0 for an attention edge, ``1 + l`` for the MLP edge of layer ``l``, ``L + 1`` for a
+residual edge (:func:`kind_codes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from explorer.edges import MLP, EdgeLayout
+
+
+def kind_codes(layout: EdgeLayout, ids: torch.Tensor) -> torch.Tensor:
+    """The code of each edge id of ``layout`` (``ids``: a tensor on any device; int64, on that device)."""
+    L, T = layout.n_layers, layout.n_tokens
+    rest = ids - layout.n_attention_ids
+    block, layer = rest // (L * T), (rest % (L * T)) // T
+    return torch.where(ids < layout.n_attention_ids, 0, torch.where(block == MLP - 1, 1 + layer, L + 1))
+
+
+@lru_cache(maxsize=4)
+def csr_codes(layout: EdgeLayout) -> torch.Tensor:
+    """``[E]`` (on the host): the code of the edge at each position of :meth:`EdgeLayout.csr` (a host search
+    pops those positions)."""
+    return kind_codes(layout, layout.csr_ids("cpu"))
+
+
+class OrderTally:
+    """Edges by kind among one order's first ``n`` for each ``n`` of ``bounds``, counted as the order is
+    given a part at a time (:meth:`add`, in order) in a graph of ``n_layers`` layers."""
+
+    def __init__(self, n_layers: int, bounds: Sequence[int]):
+        self.n_layers = n_layers
+        self.bounds = sorted(set(bounds))
+        self.counted = 0  # the order's edges added so far
+        self._next = 0  # the first bound not yet reached
+        self._running = np.zeros(n_layers + 2, dtype=np.int64)  # codes' counts up to `counted`
+        self._at: dict[int, np.ndarray] = {}  # bound -> counts of each code
+
+    def add(self, codes: torch.Tensor) -> None:
+        """Count the codes of the order's next edges (:func:`kind_codes`; on any device: one copy back)."""
+        start, end = self.counted, self.counted + len(codes)
+        cuts = [n for n in self.bounds[self._next :] if n <= end]
+        parts = [max(n - start, 0) for n in cuts] + [len(codes)]
+        segments = zip([0] + parts[:-1], parts)
+        counts = torch.stack([torch.bincount(codes[a:b], minlength=self.n_layers + 2) for a, b in segments])
+        counted = counts.cpu().numpy()
+        for n, part in zip(cuts, counted):
+            self._running += part
+            self._at[n] = self._running.copy()
+        self._running += counted[-1]
+        self._next += len(cuts)
+        self.counted = end
+
+    def below(self, n: int) -> tuple[int, np.ndarray, int]:
+        """``(attention, MLP by layer [L], residual)`` edges among the order's first ``n`` (a bound that
+        has been reached)."""
+        at = self._at[n] if n else np.zeros(self.n_layers + 2, dtype=np.int64)
+        return int(at[0]), at[1:-1], int(at[-1])
