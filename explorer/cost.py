@@ -223,6 +223,19 @@ def estimate_cost(
     )
 
 
+def sparse_passes(config, n_tokens: int, batch_size: int, device: object) -> bool:
+    """Whether the masked passes of a trace of ``n_tokens`` tokens at ``batch_size`` of the model
+    ``config`` (as :func:`estimate_cost`) on ``device`` are bound by their MLPs' FLOPs rather than by
+    kernel launches (short prompts of small models on a GPU are not). Only then do the passes skip the
+    MLP rows a batch removes and the subgraphs that repeat one before them (:mod:`explorer.passes`): where
+    launches bind, that saves nothing and only varies the batches' shapes, each of which is recorded as
+    a CUDA graph of its own (:mod:`explorer.pass_graphs`)."""
+    shape = config if isinstance(config, ModelShape) else ModelShape.from_config(config)
+    rate = RATES["cuda" if str(device).startswith("cuda") else "cpu"]
+    mlp_s = 6 * shape.hidden * shape.intermediate * shape.n_layers * batch_size * n_tokens / rate["flops"]
+    return mlp_s > shape.n_layers * rate["launch_s_per_layer"]
+
+
 ESTIMATE_ERROR = 0.25
 """How far a peak estimate may be from the measured peak (bench/RESULTS.md): a trace is refused only when
 even an estimate this much too high would not fit."""

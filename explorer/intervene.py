@@ -143,18 +143,17 @@ class BatchColumns:
     @classmethod
     def of(cls, specs: Sequence[MaskSpec], ranks: EdgeRanks, mlp_rows: np.ndarray | None = None) -> BatchColumns:
         """The columns of ``specs`` on ``ranks``' device. ``mlp_rows [B, L]``: the rows of each layer whose
-        MLP edge each spec keeps, where the caller has counted them; else they are counted on the device
-        (which waits for it)."""
+        MLP edge each spec keeps (:func:`kept_mlp_rows`), for MLPs computed on those rows only; without
+        them, on every row."""
         structure = cls.structure_of(specs)
         _, all_attention, all_residual, where = structure
         device = ranks.mlp.device
         groups = tuple((o, None if at is None else torch.tensor(at, device=device)) for o, at in where)
         values = torch.tensor(cls._rows(specs), dtype=ranks.mlp.dtype, device=device)
         columns = cls(values, groups, all_attention, all_residual, structure)
-        L, T = ranks.mlp.shape[1:]
         if mlp_rows is None:
-            mlp_rows = keep_below(ranks.mlp, columns, True).sum(2).T.cpu().numpy()  # [B, L]
-        rows = row_capacity(int(mlp_rows.sum(0).max()), len(specs) * T)
+            return replace(columns, structure=structure + (None,))
+        rows = row_capacity(int(mlp_rows.sum(0).max()), len(specs) * ranks.mlp.shape[2])
         return replace(columns, mlp_rows=rows, structure=structure + (rows,))
 
     def load(self, other: BatchColumns) -> None:
@@ -162,6 +161,13 @@ class BatchColumns:
         if other.structure != self.structure:
             raise ValueError("the specs' structure differs from this batch's")
         self.values.copy_(other.values)
+
+
+def kept_mlp_rows(ranks: EdgeRanks, specs: Sequence[MaskSpec]) -> np.ndarray:
+    """``[len(specs), L]``: the rows of each layer whose MLP edge each spec keeps, counted on the device
+    (this waits for it; :mod:`explorer.tally` counts them on the host as an order is placed)."""
+    columns = BatchColumns.of(specs, ranks)
+    return keep_below(ranks.mlp, columns, True).sum(2).T.cpu().numpy()
 
 
 ROW_STEPS = 16
@@ -219,7 +225,7 @@ class RankMasks:
     a layer's masks cost a few kernel launches for the whole model rather than a few per layer. Every
     mask is exactly 0 or 1, so the block size changes no result. Where the batch's
     :attr:`BatchColumns.mlp_rows` is set, the MLP keeps come as the kept rows (:meth:`mlp_rows`) instead
-    of multipliers (``dense_mlp``: always as multipliers). ``batch``: the specs, or their
+    of multipliers. ``batch``: the specs, or their
     :class:`BatchColumns` already on the device. Nothing here waits for the device or copies from the
     host once the columns are there: a pass that builds its masks can be captured as a CUDA graph.
     """
@@ -230,7 +236,6 @@ class RankMasks:
         batch: Sequence[MaskSpec] | BatchColumns,
         dtype: torch.dtype,
         block_bytes: int = 1 << 29,
-        dense_mlp: bool = False,
     ):
         columns = batch if isinstance(batch, BatchColumns) else BatchColumns.of(batch, ranks)
         self.ranks = ranks
@@ -247,7 +252,7 @@ class RankMasks:
             self._residual_mlp = self._keep(ranks.residual_mlp, slice(None), False, keep_residual)[..., None]
         keep_mlp = keep_below(ranks.mlp, columns, True)  # [L, B, T]
         self._mlp = self._rows = None
-        if columns.mlp_rows is None or dense_mlp:
+        if columns.mlp_rows is None:
             self._mlp = keep_mlp.to(dtype)[..., None]
         else:
             self._rows = kept_rows(keep_mlp.flatten(1), columns.mlp_rows)

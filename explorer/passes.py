@@ -131,6 +131,7 @@ def run_batches(
     hold: Callable[[], AbstractContextManager],
     tallies: Sequence[OrderTally],
     edges: Sequence[KindCounts],
+    sparse: bool,
     beside_search: bool = False,
 ) -> torch.Tensor:
     """The logits ``[len(plan), V]`` of every planned subgraph of ``input_ids [1, T]``, at most
@@ -139,9 +140,11 @@ def run_batches(
     passes)`` places the edges its passes read in ``ranks`` and counts them in ``tallies`` (one per
     order; waiting for the search where it must). A pass that keeps the edges of one before it
     (:func:`kept_edges`; ``edges[k]``: item ``k``'s graph's edges by kind) is not run again but takes
-    its logits, and the batch is filled up with the next passes. Each batch runs inside ``hold()`` (the
-    model's lock, where the caller does not hold it throughout). ``beside_search``: a greedy search still
-    runs (:func:`batch_bounds`)."""
+    its logits, and the batch is filled up with the next passes; its MLPs run on the rows it keeps
+    (``mlp_rows`` of :func:`explorer.intervene.masked_logits`). Both only where the passes are ``sparse``
+    (:func:`explorer.cost.sparse_passes`); else every pass runs as planned, on every row. Each batch runs
+    inside ``hold()`` (the model's lock, where the caller does not hold it throughout).
+    ``beside_search``: a greedy search still runs (:func:`batch_bounds`)."""
     sizes = [end - start for start, end in batch_bounds(len(plan), batch_size, beside_search)]
     first: dict[tuple, int] = {}  # what a subgraph keeps -> the pass that computes it
     source = list(range(len(plan)))  # the pass whose logits each one takes
@@ -160,13 +163,15 @@ def run_batches(
                 spec = plan[j].spec
                 attention, mlp, residual = tallies[spec.order_index].below(spec.n_keep)
                 counts = (attention, int(mlp.sum()), residual)
-                source[j] = first.setdefault(kept_edges(spec, plan[j].item, counts, edges[plan[j].item]), j)
+                if sparse:
+                    source[j] = first.setdefault(kept_edges(spec, plan[j].item, counts, edges[plan[j].item]), j)
                 if source[j] == j:
                     batch.append(j)
                     mlp_rows[j] = input_ids.shape[1] - mlp if spec.invert else mlp
         if batch:
             at_positions = None if positions is None else [positions[j] for j in batch]
-            specs, counted = [plan[j].spec for j in batch], np.stack([mlp_rows[j] for j in batch])
+            specs = [plan[j].spec for j in batch]
+            counted = np.stack([mlp_rows[j] for j in batch]) if sparse else None
             with hold():
                 logits = masked_logits(inst, input_ids, ranks, specs, batch_size, at_positions, counted)
             rows.update(zip(batch, logits))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from explorer.cost import sparse_passes
 from explorer.density import density, recovery_sizes
 from explorer.edges import EdgeLayout, stratum_counts
 from explorer.graph import TokenGraph, build_graph, layout_for
@@ -208,8 +209,9 @@ def evaluate(
     at = None if last else positions
     by_kind = [item.layout.counts_by_kind() for item in items]
     edges = [(c["attention"], c["mlp"], c["residual"]) for c in by_kind]
+    sparse = sparse_passes(lm.adapter.model.config, input_ids.shape[1], settings.batch_size, lm.device)
     q_logits = run_batches(
-        inst, input_ids, ranks, plan, settings.batch_size, at, ready, hold, tallies, edges, searching
+        inst, input_ids, ranks, plan, settings.batch_size, at, ready, hold, tallies, edges, sparse, searching
     )
     del ranks
     for item in items:

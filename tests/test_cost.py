@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import explorer.models.limits as limits
-from explorer.cost import BYTES, ESTIMATE_ERROR, ModelShape, estimate_cost
+from explorer.cost import BYTES, ESTIMATE_ERROR, ModelShape, estimate_cost, sparse_passes
 from explorer.errors import OutOfMemory
 from explorer.graph import layout_for
 from explorer.results import Settings
@@ -134,3 +134,19 @@ def test_out_of_memory_frees_the_failed_steps_tensors():
         assert "out of memory" in str(caught.value)
     finally:
         gc.enable()
+
+
+def test_passes_skip_removed_mlp_rows_where_their_flops_bind_not_their_launches():
+    import json
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    def config(name):
+        cfg = json.loads((Path(__file__).parent.parent / "bench" / "configs" / f"{name}.json").read_text())
+        return AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+
+    small, large = config("smollm2-135m"), config("llama-3.1-8b")
+    assert not sparse_passes(small, 48, 32, "cuda")  # launch-bound on a GPU: passes as planned
+    assert sparse_passes(small, 1024, 32, "cuda") and sparse_passes(small, 48, 32, "cpu")
+    assert sparse_passes(large, 48, 32, "cuda:0")

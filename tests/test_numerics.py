@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from explorer.edges import EdgeLayout
-from explorer.intervene import EdgeRanks, MaskSpec, RankMasks, masked_logits, masked_pass
+from explorer.intervene import BatchColumns, EdgeRanks, MaskSpec, RankMasks, kept_mlp_rows, masked_logits, masked_pass
 from explorer.models.adapters import adapter_for
 from tests.helpers import IDS, TINY_CONFIGS, record, tiny_loaded
 from tests.reference import attention_terms, llama_masked_forward
@@ -114,16 +114,16 @@ def test_mlps_on_the_kept_rows_only_equal_masked_mlps(family):
         MaskSpec(E // 20, keep_attention=True),
     ]
     specs.append(MaskSpec(E // 20, invert=True, keep_residual=True))
-    rows = RankMasks(ranks, specs, torch.float32)
+    rows = RankMasks(ranks, BatchColumns.of(specs, ranks, kept_mlp_rows(ranks, specs)), torch.float32)
     assert rows.columns.mlp_rows is not None  # the test is not vacuous: the rows are a part of B * T
-    dense = RankMasks(ranks, specs, torch.float32, dense_mlp=True)
+    dense = RankMasks(ranks, specs, torch.float32)
     inst = lm.instrumentation
     torch.testing.assert_close(masked_pass(inst, IDS, rows), masked_pass(inst, IDS, dense), atol=1e-6, rtol=1e-6)
 
 
 def _dense_keeps(ranks, spec, layout):
     """The masks of one spec as dense 0/1 tensors, through the same RankMasks the model uses."""
-    masks = RankMasks(ranks, [spec], torch.float32, dense_mlp=True)
+    masks = RankMasks(ranks, [spec], torch.float32)
     L, H, T = layout.n_layers, layout.n_heads, layout.n_tokens
     ones_a, ones_t = torch.ones(H, T, T), torch.ones(T)
     pick = lambda m, ones: ones if m is None else m[0].reshape(ones.shape)
@@ -149,7 +149,7 @@ def test_rank_masks_follow_their_definition_in_any_layer_blocks():
         MaskSpec(E // 6, order_index=1, invert=True, keep_residual=True),
     ]
     for block_bytes in (1, 1 << 30):
-        masks = RankMasks(ranks, specs, torch.float32, block_bytes=block_bytes, dense_mlp=True)
+        masks = RankMasks(ranks, specs, torch.float32, block_bytes=block_bytes)
         assert masks.block_layers == (1 if block_bytes == 1 else layout.n_layers)
         for l in range(layout.n_layers):
             for b, spec in enumerate(specs):
@@ -164,7 +164,7 @@ def test_rank_masks_follow_their_definition_in_any_layer_blocks():
                     got = getattr(masks, kind)(l)[b]
                     assert torch.equal(got.reshape(keep.shape), keep.float()), (block_bytes, l, b, kind)
     # the same MLP keeps as rows: each layer's kept (subgraph, token) rows, in order, then padding
-    rows = RankMasks(ranks, specs, torch.float32)
+    rows = RankMasks(ranks, BatchColumns.of(specs, ranks, kept_mlp_rows(ranks, specs)), torch.float32)
     T, N = layout.n_tokens, len(specs) * layout.n_tokens
     assert rows.columns.mlp_rows is not None and rows.columns.mlp_rows < N
     for l in range(layout.n_layers):

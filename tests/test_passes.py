@@ -14,7 +14,7 @@ import explorer.orders as orders
 import explorer.passes as passes
 from explorer.edges import ATTENTION, MLP, RESIDUAL_ATTN, RESIDUAL_MLP, EdgeLayout
 from explorer.graph import TokenGraph, build_graph
-from explorer.intervene import BatchColumns, EdgeRanks, MaskSpec, masked_logits
+from explorer.intervene import EdgeRanks, MaskSpec, kept_mlp_rows, masked_logits
 from explorer.options import MODES
 from explorer.orders import GreedyOrder, greedy_search, search_graph
 from explorer.passes import batch_bounds, plan_passes
@@ -107,7 +107,9 @@ def test_each_batch_reads_only_edges_already_placed_and_the_trace_is_the_same(mo
 
     run_batches = passes.run_batches
 
-    def checked(inst, input_ids, ranks, plan, batch_size, positions, ready, hold, tallies, edges, beside_search):
+    def checked(
+        inst, input_ids, ranks, plan, batch_size, positions, ready, hold, tallies, edges, sparse, beside_search
+    ):
         def checked_ready(r, batch):
             ready(r, batch)
             placed = int((r.table[0] < len(ref[0].order)).sum())
@@ -115,7 +117,18 @@ def test_each_batch_reads_only_edges_already_placed_and_the_trace_is_the_same(mo
 
         assert beside_search
         return run_batches(
-            inst, input_ids, ranks, plan, batch_size, positions, checked_ready, hold, tallies, edges, beside_search
+            inst,
+            input_ids,
+            ranks,
+            plan,
+            batch_size,
+            positions,
+            checked_ready,
+            hold,
+            tallies,
+            edges,
+            sparse,
+            beside_search,
         )
 
     searches = []
@@ -241,14 +254,12 @@ def test_a_plan_runs_each_kept_set_of_edges_once(monkeypatch):
     def counted(inst, input_ids, ranks, specs, batch_size, positions=None, mlp_rows=None):
         batches.append(len(specs))
         # the rows counted on the host are those the device counts
-        assert mlp_rows is not None
-        device = BatchColumns.of(specs, ranks)
-        assert BatchColumns.of(specs, ranks, mlp_rows).structure == device.structure
+        np.testing.assert_array_equal(mlp_rows, kept_mlp_rows(ranks, specs))
         return run(inst, input_ids, ranks, specs, batch_size, positions, mlp_rows)
 
     monkeypatch.setattr(passes, "masked_logits", counted)
     ready = lambda r, b: None
-    got = passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, ready, nullcontext, tallies, [edges])
+    got = passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, ready, nullcontext, tallies, [edges], True)
     torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
     distinct = {passes.kept_edges(p.spec, p.item, c, edges) for p, c in zip(plan, _below(tallies, plan))}
     assert sum(batches) == len(distinct) < len(plan)
@@ -268,3 +279,18 @@ def test_kept_edges_tell_orders_items_and_inverses_apart():
     assert key(MaskSpec(130, invert=True, keep_residual=True), full) == (0, "none", "none", "all")
     assert key(MaskSpec(0, invert=True, keep_residual=True), none) == key(MaskSpec(130), full)
     assert key(MaskSpec(15, keep_attention=True), (5, 10, 20)) == key(MaskSpec(130), full)
+
+
+def test_passes_that_are_not_sparse_run_as_planned_on_every_row(monkeypatch):
+    lm, ranks, plan, edges, tallies = _planned("llama")
+    run, seen = passes.masked_logits, []
+
+    def counted(inst, input_ids, ranks, specs, batch_size, positions=None, mlp_rows=None):
+        seen.append((specs, mlp_rows))
+        return run(inst, input_ids, ranks, specs, batch_size, positions, mlp_rows)
+
+    monkeypatch.setattr(passes, "masked_logits", counted)
+    ready = lambda r, b: None
+    passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, ready, nullcontext, tallies, [edges], False)
+    assert [s for specs, _ in seen for s in specs] == [p.spec for p in plan]
+    assert all(rows is None for _, rows in seen)
