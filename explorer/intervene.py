@@ -19,7 +19,7 @@ third of a trace's MLP rows are computed (bench/RESULTS.md), and the MLPs are mo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -141,26 +141,29 @@ class BatchColumns:
         return [[int(getattr(s, name)) for s in specs] for name in names]
 
     @classmethod
+    def structure_for(cls, specs: Sequence[MaskSpec], n_tokens: int, mlp_rows: np.ndarray | None) -> tuple:
+        """:meth:`structure_of` and the MLP rows (:attr:`mlp_rows`) of ``specs`` on ``n_tokens`` tokens;
+        ``mlp_rows [B, L]``: the rows of each layer whose MLP edge each spec keeps (:func:`kept_mlp_rows`),
+        for MLPs computed on those rows only; ``None``: on every row."""
+        rows = None if mlp_rows is None else row_capacity(int(mlp_rows.sum(0).max()), len(specs) * n_tokens)
+        return cls.structure_of(specs) + (rows,)
+
+    @classmethod
     def of(cls, specs: Sequence[MaskSpec], ranks: EdgeRanks, mlp_rows: np.ndarray | None = None) -> BatchColumns:
-        """The columns of ``specs`` on ``ranks``' device. ``mlp_rows [B, L]``: the rows of each layer whose
-        MLP edge each spec keeps (:func:`kept_mlp_rows`), for MLPs computed on those rows only; without
-        them, on every row."""
-        structure = cls.structure_of(specs)
-        _, all_attention, all_residual, where = structure
+        """The columns of ``specs`` on ``ranks``' device (``mlp_rows`` as :meth:`structure_for`)."""
+        structure = cls.structure_for(specs, ranks.mlp.shape[2], mlp_rows)
+        _, all_attention, all_residual, where, rows = structure
         device = ranks.mlp.device
         groups = tuple((o, None if at is None else torch.tensor(at, device=device)) for o, at in where)
         values = torch.tensor(cls._rows(specs), dtype=ranks.mlp.dtype, device=device)
-        columns = cls(values, groups, all_attention, all_residual, structure)
-        if mlp_rows is None:
-            return replace(columns, structure=structure + (None,))
-        rows = row_capacity(int(mlp_rows.sum(0).max()), len(specs) * ranks.mlp.shape[2])
-        return replace(columns, mlp_rows=rows, structure=structure + (rows,))
+        return cls(values, groups, all_attention, all_residual, structure, rows)
 
-    def load(self, other: BatchColumns) -> None:
-        """Refill :attr:`values` in place with ``other``'s, which must have this batch's structure."""
-        if other.structure != self.structure:
+    def load(self, specs: Sequence[MaskSpec], structure: tuple) -> None:
+        """Refill :attr:`values` in place with ``specs``, whose :meth:`structure_for` is ``structure``: this
+        batch's."""
+        if structure != self.structure:
             raise ValueError("the specs' structure differs from this batch's")
-        self.values.copy_(other.values)
+        self.values.copy_(torch.tensor(self._rows(specs), dtype=self.values.dtype))
 
 
 def kept_mlp_rows(ranks: EdgeRanks, specs: Sequence[MaskSpec]) -> np.ndarray:

@@ -263,19 +263,19 @@ class PassGraphs:
         for start in range(0, len(specs), batch_size):
             chunk = specs[start : start + batch_size]
             counted = None if mlp_rows is None else mlp_rows[start : start + batch_size]
-            columns = BatchColumns.of(chunk, length.ranks, counted)
-            structure = columns.structure
+            structure = BatchColumns.structure_for(chunk, input_ids.shape[1], counted)
             graph = length.graphs.get(structure)
             if graph is None and structure in length.seen and self.enabled:
-                graph = self._record(length, columns, structure, dtype)
+                graph = self._record(length, BatchColumns.of(chunk, length.ranks, counted), structure, dtype)
             if graph is None:
                 length.seen.add(structure)
-                logits = masked_pass(self.inst, length.ids, RankMasks(length.ranks, columns, dtype))
+                masks = RankMasks(length.ranks, BatchColumns.of(chunk, length.ranks, counted), dtype)
+                logits = masked_pass(self.inst, length.ids, masks)
                 if len(chunk) not in self._outs:
                     self._outs[len(chunk)] = torch.empty_like(logits)
                 out.append(logits)
                 continue
-            graph.columns.load(columns)
+            graph.columns.load(chunk, structure)
             graph.recorded.replay()
             self.replays += 1
             out.append(graph.out.clone())

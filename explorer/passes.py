@@ -129,20 +129,20 @@ def run_batches(
     positions: list[int] | None,
     ready: Callable[[EdgeRanks, list[PlannedPass]], None],
     hold: Callable[[], AbstractContextManager],
-    tallies: Sequence[OrderTally],
+    tallies: Sequence[OrderTally] | None,
     edges: Sequence[KindCounts],
-    sparse: bool,
     beside_search: bool = False,
 ) -> torch.Tensor:
     """The logits ``[len(plan), V]`` of every planned subgraph of ``input_ids [1, T]``, at most
     ``batch_size`` per masked pass (:func:`batch_bounds`; :func:`explorer.intervene.masked_logits`;
     ``positions``: each one's, or ``None`` for the last). Before a batch is made up, ``ready(ranks,
-    passes)`` places the edges its passes read in ``ranks`` and counts them in ``tallies`` (one per
-    order; waiting for the search where it must). A pass that keeps the edges of one before it
+    passes)`` places the edges its passes read in ``ranks`` (waiting for the search where it must), and
+    counts them in ``tallies`` (one per order) if there are any. A pass that keeps the edges of one before it
     (:func:`kept_edges`; ``edges[k]``: item ``k``'s graph's edges by kind) is not run again but takes
     its logits, and the batch is filled up with the next passes; its MLPs run on the rows it keeps
-    (``mlp_rows`` of :func:`explorer.intervene.masked_logits`). Both only where the passes are ``sparse``
-    (:func:`explorer.cost.sparse_passes`); else every pass runs as planned, on every row. Each batch runs
+    (``mlp_rows`` of :func:`explorer.intervene.masked_logits`). Both only with ``tallies`` (where the
+    passes are sparse, :func:`explorer.cost.sparse_passes`); else every pass runs as planned, on every
+    row. Each batch runs
     inside ``hold()`` (the model's lock, where the caller does not hold it throughout).
     ``beside_search``: a greedy search still runs (:func:`batch_bounds`)."""
     sizes = [end - start for start, end in batch_bounds(len(plan), batch_size, beside_search)]
@@ -161,17 +161,17 @@ def run_batches(
             ready(ranks, [plan[j] for j in look])
             for j in look:
                 spec = plan[j].spec
-                attention, mlp, residual = tallies[spec.order_index].below(spec.n_keep)
-                counts = (attention, int(mlp.sum()), residual)
-                if sparse:
+                if tallies is not None:
+                    attention, mlp, residual = tallies[spec.order_index].below(spec.n_keep)
+                    counts = (attention, int(mlp.sum()), residual)
                     source[j] = first.setdefault(kept_edges(spec, plan[j].item, counts, edges[plan[j].item]), j)
+                    mlp_rows[j] = input_ids.shape[1] - mlp if spec.invert else mlp
                 if source[j] == j:
                     batch.append(j)
-                    mlp_rows[j] = input_ids.shape[1] - mlp if spec.invert else mlp
         if batch:
             at_positions = None if positions is None else [positions[j] for j in batch]
             specs = [plan[j].spec for j in batch]
-            counted = np.stack([mlp_rows[j] for j in batch]) if sparse else None
+            counted = None if tallies is None else np.stack([mlp_rows[j] for j in batch])
             with hold():
                 logits = masked_logits(inst, input_ids, ranks, specs, batch_size, at_positions, counted)
             rows.update(zip(batch, logits))

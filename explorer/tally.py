@@ -52,10 +52,12 @@ class OrderTally:
         """Count the codes of the order's next edges (:func:`kind_codes`; on any device: one copy back)."""
         start, end = self.counted, self.counted + len(codes)
         cuts = [n for n in self.bounds[self._next :] if n <= end]
-        parts = [max(n - start, 0) for n in cuts] + [len(codes)]
-        segments = zip([0] + parts[:-1], parts)
-        counts = torch.stack([torch.bincount(codes[a:b], minlength=self.n_layers + 2) for a, b in segments])
-        counted = counts.cpu().numpy()
+        width, dev = self.n_layers + 2, codes.device
+        ends = torch.tensor([n - start for n in cuts], device=dev)
+        segment = torch.searchsorted(ends, torch.arange(len(codes), device=dev), right=True)  # cuts passed
+        counts = torch.zeros((len(cuts) + 1) * width, dtype=torch.long, device=dev)
+        counts.scatter_add_(0, segment * width + codes, torch.ones_like(codes))
+        counted = counts.view(-1, width).cpu().numpy()  # the only wait for the device
         for n, part in zip(cuts, counted):
             self._running += part
             self._at[n] = self._running.copy()

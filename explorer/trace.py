@@ -170,18 +170,19 @@ def evaluate(
     for item in items:
         if item.greedy is None or item.greedy.done:
             item.finish()  # its host copies, outside the lock
+    # where the passes' MLP FLOPs bind, they are made up from the orders' edges by kind (explorer/tally.py)
+    sparse = sparse_passes(lm.adapter.model.config, input_ids.shape[1], settings.batch_size, lm.device)
     bounds = lambda o: [p.spec.n_keep for p in plan if p.spec.order_index == o]
-    tallies = [OrderTally(layout.n_layers, bounds(o)) for o in range(per_item * len(items))]  # counts by kind
+    tallies = [OrderTally(layout.n_layers, bounds(o)) for o in range(per_item * len(items))] if sparse else None
 
     def place(ranks: EdgeRanks, order: int, ids: torch.Tensor, start: int = 0, positions: np.ndarray | None = None):
-        """Place and count order ``order``'s edges ``ids`` from rank ``start`` on (``positions``: their CSR
-        positions on the host, where a host search popped them)."""
+        """Place order ``order``'s edges ``ids`` from rank ``start`` on, and count them where the passes are
+        sparse (``positions``: their CSR positions on the host, where a host search popped them)."""
         ranks.fill(order, ids, start)
-        host = positions is not None
-        codes = (
-            csr_codes(items[order // per_item].layout)[torch.from_numpy(positions)] if host else kind_codes(layout, ids)
-        )
-        tallies[order].add(codes)
+        if tallies is not None:
+            host = positions is not None
+            codes = csr_codes(items[order // per_item].layout)[torch.from_numpy(positions)] if host else None
+            tallies[order].add(kind_codes(layout, ids) if codes is None else codes)
 
     with hold():
         ranks = EdgeRanks.empty(layout, per_item * len(items), lm.device)
@@ -209,9 +210,8 @@ def evaluate(
     at = None if last else positions
     by_kind = [item.layout.counts_by_kind() for item in items]
     edges = [(c["attention"], c["mlp"], c["residual"]) for c in by_kind]
-    sparse = sparse_passes(lm.adapter.model.config, input_ids.shape[1], settings.batch_size, lm.device)
     q_logits = run_batches(
-        inst, input_ids, ranks, plan, settings.batch_size, at, ready, hold, tallies, edges, sparse, searching
+        inst, input_ids, ranks, plan, settings.batch_size, at, ready, hold, tallies, edges, searching
     )
     del ranks
     for item in items:

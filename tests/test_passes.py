@@ -107,29 +107,15 @@ def test_each_batch_reads_only_edges_already_placed_and_the_trace_is_the_same(mo
 
     run_batches = passes.run_batches
 
-    def checked(
-        inst, input_ids, ranks, plan, batch_size, positions, ready, hold, tallies, edges, sparse, beside_search
-    ):
+    def checked(inst, input_ids, ranks, plan, batch_size, positions, ready, hold, tallies, edges, beside_search):
         def checked_ready(r, batch):
             ready(r, batch)
             placed = int((r.table[0] < len(ref[0].order)).sum())
             seen.append((max(p.needs for p in batch), placed, searches[0].done))
 
         assert beside_search
-        return run_batches(
-            inst,
-            input_ids,
-            ranks,
-            plan,
-            batch_size,
-            positions,
-            checked_ready,
-            hold,
-            tallies,
-            edges,
-            sparse,
-            beside_search,
-        )
+        args = (inst, input_ids, ranks, plan, batch_size, positions, checked_ready, hold, tallies, edges)
+        return run_batches(*args, beside_search)
 
     searches = []
     init = HeapSearch.__init__
@@ -259,7 +245,7 @@ def test_a_plan_runs_each_kept_set_of_edges_once(monkeypatch):
 
     monkeypatch.setattr(passes, "masked_logits", counted)
     ready = lambda r, b: None
-    got = passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, ready, nullcontext, tallies, [edges], True)
+    got = passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, ready, nullcontext, tallies, [edges])
     torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
     distinct = {passes.kept_edges(p.spec, p.item, c, edges) for p, c in zip(plan, _below(tallies, plan))}
     assert sum(batches) == len(distinct) < len(plan)
@@ -291,6 +277,6 @@ def test_passes_that_are_not_sparse_run_as_planned_on_every_row(monkeypatch):
 
     monkeypatch.setattr(passes, "masked_logits", counted)
     ready = lambda r, b: None
-    passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, ready, nullcontext, tallies, [edges], False)
+    passes.run_batches(lm.instrumentation, IDS, ranks, plan, 8, None, ready, nullcontext, None, [edges])
     assert [s for specs, _ in seen for s in specs] == [p.spec for p in plan]
     assert all(rows is None for _, rows in seen)
