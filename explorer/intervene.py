@@ -111,8 +111,8 @@ class BatchColumns:
     :attr:`structure` (a captured pass reads it from the same address). ``groups``: ``(order, batch
     positions using it)``, positions ``None`` when the whole batch uses one order. ``all_attention`` /
     ``all_residual``: every spec keeps every attention / residual edge (those masks are skipped).
-    ``mlp_rows``: how many rows of ``B * T`` each layer's MLP is computed on (:func:`row_capacity`; at
-    least the most that a layer keeps), ``None`` for all of them; part of the structure.
+    ``mlp_rows``: how many rows of ``B * T`` each layer's MLP is computed on (at least as many as it
+    keeps), ``None`` for all of them; part of the structure.
     """
 
     values: torch.Tensor
@@ -120,7 +120,7 @@ class BatchColumns:
     all_attention: bool
     all_residual: bool
     structure: tuple
-    mlp_rows: int | None = None
+    mlp_rows: tuple[int, ...] | None = None
 
     @staticmethod
     def structure_of(specs: Sequence[MaskSpec]) -> tuple:
@@ -141,17 +141,22 @@ class BatchColumns:
         return [[int(getattr(s, name)) for s in specs] for name in names]
 
     @classmethod
-    def structure_for(cls, specs: Sequence[MaskSpec], n_tokens: int, mlp_rows: np.ndarray | None) -> tuple:
+    def structure_for(
+        cls, specs: Sequence[MaskSpec], n_tokens: int, mlp_rows: np.ndarray | None, exact: bool = False
+    ) -> tuple:
         """:meth:`structure_of` and the MLP rows (:attr:`mlp_rows`) of ``specs`` on ``n_tokens`` tokens;
         ``mlp_rows [B, L]``: the rows of each layer whose MLP edge each spec keeps (:func:`kept_mlp_rows`),
-        for MLPs computed on those rows only; ``None``: on every row."""
-        rows = None if mlp_rows is None else row_capacity(int(mlp_rows.sum(0).max()), len(specs) * n_tokens)
-        return cls.structure_of(specs) + (rows,)
+        for MLPs computed on those rows only; ``None``: on every row. ``exact``: each layer on as many
+        rows as it keeps; else every layer on the most that one keeps, rounded up (:func:`row_capacity`),
+        so that batches of one shape mostly share a structure (a recorded pass's)."""
+        return cls.structure_of(specs) + (mlp_capacities(mlp_rows, len(specs) * n_tokens, exact),)
 
     @classmethod
-    def of(cls, specs: Sequence[MaskSpec], ranks: EdgeRanks, mlp_rows: np.ndarray | None = None) -> BatchColumns:
-        """The columns of ``specs`` on ``ranks``' device (``mlp_rows`` as :meth:`structure_for`)."""
-        structure = cls.structure_for(specs, ranks.mlp.shape[2], mlp_rows)
+    def of(
+        cls, specs: Sequence[MaskSpec], ranks: EdgeRanks, mlp_rows: np.ndarray | None = None, exact: bool = False
+    ) -> BatchColumns:
+        """The columns of ``specs`` on ``ranks``' device (``mlp_rows``, ``exact`` as :meth:`structure_for`)."""
+        structure = cls.structure_for(specs, ranks.mlp.shape[2], mlp_rows, exact)
         _, all_attention, all_residual, where, rows = structure
         device = ranks.mlp.device
         groups = tuple((o, None if at is None else torch.tensor(at, device=device)) for o, at in where)
@@ -174,8 +179,8 @@ def kept_mlp_rows(ranks: EdgeRanks, specs: Sequence[MaskSpec]) -> np.ndarray:
 
 
 ROW_STEPS = 16
-"""A batch's MLP rows are computed in multiples of ``1 / ROW_STEPS`` of its ``B * T`` rows, so that
-batches of one shape mostly share a :attr:`BatchColumns.structure` (and a recorded pass)."""
+"""A recorded batch's MLP rows are computed in multiples of ``1 / ROW_STEPS`` of its ``B * T`` rows, so
+that batches of one shape mostly share a :attr:`BatchColumns.structure` (and a recorded pass)."""
 
 
 def row_capacity(most: int, n_rows: int) -> int | None:
@@ -184,6 +189,20 @@ def row_capacity(most: int, n_rows: int) -> int | None:
     step = -(-n_rows // ROW_STEPS)
     rows = max(1, -(-most // step)) * step
     return None if rows >= n_rows else rows
+
+
+def mlp_capacities(mlp_rows: np.ndarray | None, n_rows: int, exact: bool) -> tuple[int, ...] | None:
+    """How many of a batch's ``n_rows`` rows each layer's MLP is computed on (:attr:`BatchColumns.mlp_rows`),
+    from ``mlp_rows [B, L]``, the rows each spec keeps per layer: each layer's total where ``exact``, else
+    the largest, rounded up (:func:`row_capacity`) for every layer; ``None`` (every row, the keeps as
+    multipliers) where ``mlp_rows`` is ``None`` or that is every row."""
+    if mlp_rows is None:
+        return None
+    per_layer = mlp_rows.sum(0)
+    if exact:
+        return None if per_layer.min() >= n_rows else tuple(int(n) for n in per_layer)
+    rows = row_capacity(int(per_layer.max()), n_rows)
+    return None if rows is None else (rows,) * len(per_layer)
 
 
 def keep_below(
@@ -207,16 +226,20 @@ def keep_below(
     return keep
 
 
-def kept_rows(keep: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``keep [L, N]`` (at most ``capacity`` true per layer) -> ``(read, write)``, each ``[L, capacity]``
-    int64: the kept rows of each layer in ascending order, then padding (``read``: row 0; ``write``:
-    ``N``, a row past the end). Fixed shapes, no host sync: a captured pass can build them."""
-    L, N = keep.shape
-    slot = torch.where(keep, keep.cumsum(1) - 1, capacity)
-    row = torch.arange(N, device=keep.device).expand(L, N)
-    read = torch.zeros((L, capacity + 1), dtype=torch.long, device=keep.device).scatter_(1, slot, row)
-    write = torch.full((L, capacity + 1), N, dtype=torch.long, device=keep.device).scatter_(1, slot, row)
-    return read[:, :capacity], write[:, :capacity]
+def kept_rows(keep: torch.Tensor, capacities: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``keep [L, N]`` (layer ``l`` keeping at most ``capacities[l]`` rows) -> per layer ``(read, write)``,
+    each ``[capacities[l]]`` int64: its kept rows in ascending order, then padding (``read``: row 0;
+    ``write``: ``N``, a row past the end). Fixed shapes, no host sync: a captured pass can build them."""
+    N = keep.shape[1]
+    index = keep.cumsum(1) - 1
+    row = torch.arange(N, device=keep.device)
+    out = []
+    for layer, capacity in enumerate(capacities):
+        slot = torch.where(keep[layer], index[layer], capacity)
+        read = torch.zeros(capacity + 1, dtype=torch.long, device=keep.device).scatter_(0, slot, row)
+        write = torch.full((capacity + 1,), N, dtype=torch.long, device=keep.device).scatter_(0, slot, row)
+        out.append((read[:capacity], write[:capacity]))
+    return out
 
 
 class RankMasks:
@@ -290,7 +313,7 @@ class RankMasks:
         return None if self._mlp is None else self._mlp[layer]
 
     def mlp_rows(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        return None if self._rows is None else (self._rows[0][layer], self._rows[1][layer])
+        return None if self._rows is None else self._rows[layer]
 
 
 @torch.no_grad()
@@ -320,7 +343,10 @@ def masked_logits(
     for start in range(0, len(specs), batch_size):
         part = slice(start, start + batch_size)
         at = None if positions is None else positions[part]
-        columns = BatchColumns.of(specs[part], ranks, None if mlp_rows is None else mlp_rows[part])
+        counted = None if mlp_rows is None else mlp_rows[part]
+        # Only CUDA passes are recorded (explorer/pass_graphs.py); there an eager pass keeps a recorded
+        # one's shapes, so that recording changes no result. Elsewhere each layer runs on its own rows.
+        columns = BatchColumns.of(specs[part], ranks, counted, exact=ranks.mlp.device.type != "cuda")
         out.append(masked_pass(inst, input_ids, RankMasks(ranks, columns, dtype), at))
     return torch.cat(out)
 

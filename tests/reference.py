@@ -129,3 +129,26 @@ def plain_csr(lay: EdgeLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     node_ptr = torch.zeros(lay.n_nodes + 1, dtype=torch.long)
     node_ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=lay.n_nodes), 0)
     return node_ptr.numpy(), src.numpy(), ids.numpy()
+
+
+def plain_shared_nucleus(p: torch.Tensor, q: torch.Tensor, tie_rtol: float = 1e-5) -> torch.Tensor:
+    """METHOD.md section 4's shared nucleus with every ranking sorted whole: ``p [V]``, ``q [B, V]`` ->
+    ``[B]`` (the largest level whose nucleus lists agree, tokens tied in ``p`` within ``tie_rtol`` in
+    either order)."""
+    from explorer.options import NUCLEUS_LEVELS
+
+    def nucleus(probs):
+        sorted_p, idx = torch.sort(probs, dim=-1, descending=True, stable=True)
+        cum = sorted_p.double().cumsum(-1)
+        levels = torch.tensor([k / 100 for k in NUCLEUS_LEVELS], dtype=torch.float64)
+        lengths = torch.searchsorted(cum, levels[None, :].expand(cum.shape[0], -1).contiguous()) + 1
+        return idx, lengths.clamp_max(probs.shape[-1])
+
+    idx_p, len_p = nucleus(p[None, :])
+    idx_q, len_q = nucleus(q)
+    ranked_p, at_q = p[idx_p], p[idx_q]
+    mismatch = (idx_q != idx_p) & ~((at_q - ranked_p).abs() <= tie_rtol * ranked_p)
+    prefix = torch.where(mismatch.any(-1), mismatch.int().argmax(-1), torch.full_like(len_q[:, 0], q.shape[-1]))
+    same = (len_q == len_p) & (len_p <= prefix[:, None])
+    levels = torch.tensor(NUCLEUS_LEVELS)
+    return torch.where(same, levels[None, :], torch.zeros_like(levels)[None, :]).amax(-1)

@@ -85,3 +85,44 @@ def test_tie_tolerance_is_the_evaluations_rounding():
     swapped = torch.tensor([[0.4, 0.3 - 3e-4, 0.3003]])
     assert shared_nucleus(p, swapped).tolist()[0] < 99  # float32 default: a real swap
     assert shared_nucleus(p, swapped, tie_rtol=tie_rtol(torch.bfloat16)).tolist() == [99]
+
+
+def _distributions(seed: int, V: int, B: int, sharpness: float, step: float | None):
+    """``p [V]`` and ``q [B, V]`` near it: softmax of random logits times ``sharpness``, rounded to
+    multiples of ``step`` (exact ties, as a quantised or bfloat16 model gives), some rows equal to ``p``."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(V, generator=g) * sharpness
+    noisy = logits + torch.randn(B, V, generator=g) * torch.rand(B, 1, generator=g) * 2
+    if step is not None:
+        logits, noisy = (logits / step).round() * step, (noisy / step).round() * step
+    p = torch.softmax(logits, -1)
+    q = torch.softmax(noisy, -1)
+    q[0] = p
+    q[1] = torch.softmax(logits * 40, -1)  # one token near 1, the tail underflowing to exact zeros
+    return p, q
+
+
+@pytest.mark.parametrize("sharpness", [1.0, 4.0, 12.0, 60.0])
+@pytest.mark.parametrize("step", [None, 0.5, 0.0625])
+def test_shared_nucleus_equals_the_whole_sort(sharpness, step):
+    """Ranking only q's first tokens (as many as p's longest nucleus, a partial top-k by exact keys)
+    gives the plain reference's shared nucleus, which sorts every distribution whole, ties included."""
+    from tests.reference import plain_shared_nucleus
+
+    for seed in range(3):
+        p, q = _distributions(seed, 4096, 24, sharpness, step)
+        for rtol in (1e-5, 1e-2, 0.0):
+            assert shared_nucleus(p, q, rtol).tolist() == plain_shared_nucleus(p, q, rtol).tolist()
+
+
+def test_top_sorted_is_the_stable_sorts_prefix():
+    from explorer.metrics import top_sorted
+
+    p, q = _distributions(5, 4096, 16, 4.0, 0.25)  # many exact ties
+    q[2, 7] = float("nan")
+    q[3, :100] = -0.0
+    sorted_q, order = torch.sort(q, dim=-1, descending=True, stable=True)
+    for m in (1, 50, 700, 4096):  # the last sorts whole
+        idx, values = top_sorted(q, m)
+        assert torch.equal(idx, order[:, :m])
+        torch.testing.assert_close(values, sorted_q[:, :m], equal_nan=True, rtol=0, atol=0)

@@ -114,11 +114,43 @@ def test_mlps_on_the_kept_rows_only_equal_masked_mlps(family):
         MaskSpec(E // 20, keep_attention=True),
     ]
     specs.append(MaskSpec(E // 20, invert=True, keep_residual=True))
-    rows = RankMasks(ranks, BatchColumns.of(specs, ranks, kept_mlp_rows(ranks, specs)), torch.float32)
-    assert rows.columns.mlp_rows is not None  # the test is not vacuous: the rows are a part of B * T
     dense = RankMasks(ranks, specs, torch.float32)
     inst = lm.instrumentation
-    torch.testing.assert_close(masked_pass(inst, IDS, rows), masked_pass(inst, IDS, dense), atol=1e-6, rtol=1e-6)
+    for exact in (False, True):  # one padded capacity for every layer, or each layer's own count
+        rows = RankMasks(ranks, BatchColumns.of(specs, ranks, kept_mlp_rows(ranks, specs), exact), torch.float32)
+        assert rows.columns.mlp_rows is not None  # the test is not vacuous: the rows are a part of B * T
+        # float32 rounding only: the MLPs' matrix products run on other shapes
+        torch.testing.assert_close(masked_pass(inst, IDS, rows), masked_pass(inst, IDS, dense), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_scaled_sums_in_one_kernel_are_bit_identical(dtype):
+    """``base + t * keep`` (one addcmul) equals ``t * keep`` then ``+ base``, signs of zero included."""
+    from explorer.models.hooks import _add_scaled
+
+    g = torch.Generator().manual_seed(0)
+    t, base = (torch.randn(64, 512, generator=g) * 100).to(dtype), torch.randn(64, 512, generator=g).to(dtype)
+    base[:4], t[4:8] = -0.0, -0.0  # zeros of either sign meet zeros of either sign
+    keep = (torch.rand(64, 1, generator=g) < 0.5).to(dtype)
+    expected = t * keep + base
+    got = _add_scaled(base, t, keep)
+    assert torch.equal(got, expected) and torch.equal(got.signbit(), expected.signbit())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_masked_pass_is_bit_identical_to_separate_scales_and_sums(family, monkeypatch):
+    """The layers' residual sums in one kernel give the logits of the plain ``t * keep + base``, bit for bit."""
+    from explorer.models import hooks
+
+    lm, _ = tiny_loaded(family)
+    layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1], lm.adapter.parallel_residual)
+    ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 3)], "cpu")
+    E = layout.n_edges
+    specs = [MaskSpec(E // 7), MaskSpec(E // 3, invert=True, keep_residual=True), MaskSpec(E // 2)]
+    fused = masked_pass(lm.instrumentation, IDS, RankMasks(ranks, specs, torch.float32))
+    monkeypatch.setattr(hooks, "_add_scaled", lambda base, t, keep: hooks._scale(t, keep) + base)
+    plain = masked_pass(lm.instrumentation, IDS, RankMasks(ranks, specs, torch.float32))
+    assert torch.equal(fused, plain)
 
 
 def _dense_keeps(ranks, spec, layout):
@@ -163,18 +195,22 @@ def test_rank_masks_follow_their_definition_in_any_layer_blocks():
                 for kind, keep in expect.items():
                     got = getattr(masks, kind)(l)[b]
                     assert torch.equal(got.reshape(keep.shape), keep.float()), (block_bytes, l, b, kind)
-    # the same MLP keeps as rows: each layer's kept (subgraph, token) rows, in order, then padding
-    rows = RankMasks(ranks, BatchColumns.of(specs, ranks, kept_mlp_rows(ranks, specs)), torch.float32)
+    # the same MLP keeps as rows: each layer's kept (subgraph, token) rows, in order, then padding (one
+    # capacity for every layer, or none: each layer's own count)
     T, N = layout.n_tokens, len(specs) * layout.n_tokens
-    assert rows.columns.mlp_rows is not None and rows.columns.mlp_rows < N
-    for l in range(layout.n_layers):
-        assert rows.mlp(l) is None
-        read, write = rows.mlp_rows(l)
-        kept = [b * T + t for b in range(len(specs)) for t in range(T) if masks.mlp(l)[b, t, 0] == 1]
-        pad = rows.columns.mlp_rows - len(kept)
-        assert pad >= 0
-        assert write.tolist() == kept + [N] * pad, l
-        assert read.tolist() == kept + [0] * pad, l
+    for exact in (False, True):
+        rows = RankMasks(ranks, BatchColumns.of(specs, ranks, kept_mlp_rows(ranks, specs), exact), torch.float32)
+        capacities = rows.columns.mlp_rows
+        assert capacities is not None and len(capacities) == layout.n_layers and max(capacities) < N
+        assert (len(set(capacities)) == 1) != exact
+        for l in range(layout.n_layers):
+            assert rows.mlp(l) is None
+            read, write = rows.mlp_rows(l)
+            kept = [b * T + t for b in range(len(specs)) for t in range(T) if masks.mlp(l)[b, t, 0] == 1]
+            pad = capacities[l] - len(kept)
+            assert pad >= 0 and (pad == 0 or not exact)
+            assert write.tolist() == kept + [N] * pad, l
+            assert read.tolist() == kept + [0] * pad, l
 
 
 def test_masked_forward_matches_independent_reference():

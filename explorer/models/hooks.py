@@ -193,6 +193,12 @@ def _scale(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
     return t if keep is None else t * keep
 
 
+def _add_scaled(base: torch.Tensor, t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """``base + t * keep`` in one kernel: ``t * keep`` is exact (``keep`` is 0 or 1), so the one rounding
+    of the sum is the two operations' (and addition commutes in IEEE arithmetic)."""
+    return base + t if keep is None else torch.addcmul(base, t, keep)
+
+
 def _layer_forward(inst: Instrumentation, layer: nn.Module, index: int):
     adapter = inst.adapter
     attn = adapter.attention(layer)
@@ -227,11 +233,11 @@ def _layer_forward(inst: Instrumentation, layer: nn.Module, index: int):
             # GPT-NeoX order of summation: mlp + attn + x.
             m = run_mlp(x, rows)
             r12 = r1 if r2 is None else (r2 if r1 is None else r1 * r2)
-            out = (_scale(m, km) + _scale(a, r2)) + _scale(x, r12)
+            out = _add_scaled(_add_scaled(_scale(m, km), a, r2), x, r12)
         else:
-            mid = _scale(x, r1) + a
+            mid = _add_scaled(a, x, r1)
             m = run_mlp(mid, rows)
-            out = _scale(mid, r2) + _scale(m, km)
+            out = _add_scaled(_scale(m, km), mid, r2)
         rec = inst.record(index)
         if rec is not None:
             rec.x, rec.attn, rec.attn_raw, rec.mlp = x[0], a[0], a_raw[0], m[0]
