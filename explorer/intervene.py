@@ -112,7 +112,9 @@ class BatchColumns:
     positions using it)``, positions ``None`` when the whole batch uses one order. ``all_attention`` /
     ``all_residual``: every spec keeps every attention / residual edge (those masks are skipped).
     ``mlp_rows``: how many rows of ``B * T`` each layer's MLP is computed on (at least as many as it
-    keeps), ``None`` for all of them; part of the structure.
+    keeps), ``None`` for all of them; part of the structure. ``exact``: a pass that is not recorded, so
+    its shapes need not repeat: each layer's MLP on its own rows, the attention's query and output
+    projections on the rows with a kept attention edge (:meth:`RankMasks.attention_rows`).
     """
 
     values: torch.Tensor
@@ -121,6 +123,7 @@ class BatchColumns:
     all_residual: bool
     structure: tuple
     mlp_rows: tuple[int, ...] | None = None
+    exact: bool = False
 
     @staticmethod
     def structure_of(specs: Sequence[MaskSpec]) -> tuple:
@@ -161,7 +164,7 @@ class BatchColumns:
         device = ranks.mlp.device
         groups = tuple((o, None if at is None else torch.tensor(at, device=device)) for o, at in where)
         values = torch.tensor(cls._rows(specs), dtype=ranks.mlp.dtype, device=device)
-        return cls(values, groups, all_attention, all_residual, structure, rows)
+        return cls(values, groups, all_attention, all_residual, structure, rows, exact)
 
     def load(self, specs: Sequence[MaskSpec], structure: tuple) -> None:
         """Refill :attr:`values` in place with ``specs``, whose :meth:`structure_for` is ``structure``: this
@@ -286,6 +289,7 @@ class RankMasks:
         per_layer = len(self.n_keep) * H * T * T * (torch.finfo(dtype).bits // 8 + 1)
         self.block_layers = max(1, min(L, block_bytes // per_layer))
         self._block: tuple[int, torch.Tensor] | None = None  # (first layer, [k, B, H, T, T])
+        self._attention_rows: tuple[int, tuple[torch.Tensor, torch.Tensor] | None] | None = None
 
     def _keep(self, table: torch.Tensor, layers: slice, invertible: bool, always: torch.Tensor | None) -> torch.Tensor:
         """``table [O, L, ...]`` -> keep-multipliers ``[k, B, ...]`` for the ``k`` layers of ``layers``."""
@@ -314,6 +318,26 @@ class RankMasks:
 
     def mlp_rows(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None if self._rows is None else self._rows[layer]
+
+    def attention_rows(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """In an :attr:`BatchColumns.exact` batch, the rows of ``B * T`` with an attention edge kept in
+        ``layer`` (by any head, from any token), ``(rows, rows)``; ``None`` where that is every row, or the
+        batch is not exact (finding them waits for the device)."""
+        if not self.columns.exact or self.all_attention:
+            return None
+        if self._attention_rows is None or self._attention_rows[0] != layer:
+            keep = self.attention(layer)  # [B, H, T, T]
+            assert keep is not None
+            rows = keep.amax((1, 3)).flatten().nonzero().squeeze(1)
+            self._attention_rows = (layer, None if len(rows) == keep.shape[0] * keep.shape[2] else (rows, rows))
+        return self._attention_rows[1]
+
+
+def shapes_repeat(device: torch.device) -> bool:
+    """Whether the masked passes on ``device`` keep shapes that repeat: on CUDA, where passes are recorded
+    (:mod:`explorer.pass_graphs`), an eager pass keeps a recorded one's shapes, so that recording changes
+    no result; elsewhere each layer runs on its own rows (:attr:`BatchColumns.exact`)."""
+    return device.type == "cuda"
 
 
 @torch.no_grad()
@@ -344,9 +368,7 @@ def masked_logits(
         part = slice(start, start + batch_size)
         at = None if positions is None else positions[part]
         counted = None if mlp_rows is None else mlp_rows[part]
-        # Only CUDA passes are recorded (explorer/pass_graphs.py); there an eager pass keeps a recorded
-        # one's shapes, so that recording changes no result. Elsewhere each layer runs on its own rows.
-        columns = BatchColumns.of(specs[part], ranks, counted, exact=ranks.mlp.device.type != "cuda")
+        columns = BatchColumns.of(specs[part], ranks, counted, exact=not shapes_repeat(ranks.mlp.device))
         out.append(masked_pass(inst, input_ids, RankMasks(ranks, columns, dtype), at))
     return torch.cat(out)
 

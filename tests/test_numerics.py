@@ -71,12 +71,14 @@ def test_full_graph_reproduces_logits_in_both_modes(family):
         tv = 0.5 * (torch.softmax(q_logits, -1) - p).abs().sum()
         assert tv < 1e-5
     if not lm.adapter.parallel_residual:
-        # at batch size 1 the arithmetic is the unmasked pass's, bit for bit
+        # at batch size 1, every row computed (as in a recorded pass; not the CPU's own rows, whose matrix
+        # products have other shapes), the arithmetic is the unmasked pass's, bit for bit
         with torch.no_grad():
             unmasked = lm.model(input_ids=IDS, logits_to_keep=1).logits[0, -1]
         for spec in _full_specs(layout.n_edges):
-            single = masked_logits(lm.instrumentation, IDS, ranks, [spec], batch_size=1)[0]
-            assert torch.equal(single, unmasked)
+            dense = RankMasks(ranks, BatchColumns.of([spec], ranks), torch.float32)
+            assert not dense.columns.exact
+            assert torch.equal(masked_pass(lm.instrumentation, IDS, dense)[0], unmasked)
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2", "pythia"])
@@ -103,7 +105,8 @@ def test_batch_of_masks_equals_masks_one_by_one(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_mlps_on_the_kept_rows_only_equal_masked_mlps(family):
     """A batch's MLPs computed on the rows whose MLP edge it keeps give the logits of MLPs computed on every
-    row and multiplied by their 0/1 keeps (pre-norm, post-norm and parallel-residual layers)."""
+    row and multiplied by their 0/1 keeps (pre-norm, post-norm and parallel-residual layers); so do the
+    attention's projections computed on the rows with a kept attention edge (fused projections too)."""
     lm, _ = tiny_loaded(family)
     layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1], lm.adapter.parallel_residual)
     ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 7), _random_order(layout, 8)], "cpu")
@@ -119,6 +122,9 @@ def test_mlps_on_the_kept_rows_only_equal_masked_mlps(family):
     for exact in (False, True):  # one padded capacity for every layer, or each layer's own count
         rows = RankMasks(ranks, BatchColumns.of(specs, ranks, kept_mlp_rows(ranks, specs), exact), torch.float32)
         assert rows.columns.mlp_rows is not None  # the test is not vacuous: the rows are a part of B * T
+        # and, exact, the attention's query and output projections on the rows with a kept attention edge
+        skipped = [rows.attention_rows(l) is not None for l in range(layout.n_layers)]
+        assert any(skipped) == exact
         # float32 rounding only: the MLPs' matrix products run on other shapes
         torch.testing.assert_close(masked_pass(inst, IDS, rows), masked_pass(inst, IDS, dense), atol=1e-5, rtol=1e-5)
 
@@ -198,6 +204,7 @@ def test_rank_masks_follow_their_definition_in_any_layer_blocks():
     # the same MLP keeps as rows: each layer's kept (subgraph, token) rows, in order, then padding (one
     # capacity for every layer, or none: each layer's own count)
     T, N = layout.n_tokens, len(specs) * layout.n_tokens
+    some_rows_skipped = False
     for exact in (False, True):
         rows = RankMasks(ranks, BatchColumns.of(specs, ranks, kept_mlp_rows(ranks, specs), exact), torch.float32)
         capacities = rows.columns.mlp_rows
@@ -211,6 +218,15 @@ def test_rank_masks_follow_their_definition_in_any_layer_blocks():
             assert pad >= 0 and (pad == 0 or not exact)
             assert write.tolist() == kept + [N] * pad, l
             assert read.tolist() == kept + [0] * pad, l
+            # the rows with an attention edge kept into them, by any head from any token (exact batches)
+            attended = [b * T + t for b in range(len(specs)) for t in range(T) if masks.attention(l)[b, :, t].any()]
+            got = rows.attention_rows(l)
+            if not exact or len(attended) == N:
+                assert got is None
+            else:
+                assert got is not None and got[0].tolist() == got[1].tolist() == attended
+                some_rows_skipped = True
+    assert some_rows_skipped
 
 
 def test_masked_forward_matches_independent_reference():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import explorer.intervene as intervene
 import explorer.pass_graphs as pass_graphs
 from explorer.edges import EdgeLayout
 from explorer.intervene import EdgeRanks, MaskSpec, masked_logits
@@ -61,7 +62,10 @@ def _layout(lm, n_tokens: int) -> EdgeLayout:
 
 
 @pytest.fixture
-def lm():
+def lm(monkeypatch):
+    """The tiny Llama, its eager passes on the shapes a recorded pass keeps (as on CUDA, where passes are
+    recorded; the stand-in records them on the CPU)."""
+    monkeypatch.setattr(intervene, "shapes_repeat", lambda device: True)
     lm, _ = tiny_loaded("llama")
     yield lm
     pass_graphs.disable(lm.instrumentation)

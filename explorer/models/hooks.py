@@ -86,6 +86,11 @@ class EdgeMasks(Protocol):
         only and written to rows ``write`` (padding: ``B * T``, dropped); every other row's MLP term is 0.
         ``None``: on every row (then :meth:`mlp` masks it)."""
 
+    def attention_rows(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """As :meth:`mlp_rows`, for the attention's query and output projections: the rows with no kept
+        attention edge, whose attention output is exactly 0 before the output projection's bias, are
+        not projected (their queries are 0, their outputs the bias). ``None``: every row."""
+
 
 @dataclass
 class Instrumentation:
@@ -199,6 +204,31 @@ def _add_scaled(base: torch.Tensor, t: torch.Tensor, keep: torch.Tensor | None) 
     return base + t if keep is None else torch.addcmul(base, t, keep)
 
 
+def _on_rows(fn, h: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor], fill: torch.Tensor | None = None):
+    """``fn`` of ``h [..., d]`` on rows ``rows[0]`` of its ``[N, d]`` flattening only, written to rows
+    ``rows[1]`` of an ``[N + 1, D]`` output (row ``N``: padding, dropped) whose other rows are ``fill``
+    ``[D]`` (default 0); returns ``[..., D]``."""
+    flat = h.reshape(-1, h.shape[-1])
+    part = fn(flat.index_select(0, rows[0])[None])[0]
+    shape = (flat.shape[0] + 1, part.shape[-1])
+    out = part.new_zeros(shape) if fill is None else fill.to(part.dtype).expand(shape).clone()
+    return out.index_copy_(0, rows[1], part)[:-1].view(h.shape[:-1] + part.shape[-1:])
+
+
+def _projection_forward(inst: Instrumentation, index: int, projection: nn.Module, output: bool):
+    """``projection.forward`` (the attention's query projection, or its output projection where
+    ``output``) on the rows of :meth:`EdgeMasks.attention_rows` only; the other rows' queries are 0 and
+    their outputs the projection's bias (what a row of zeros gives)."""
+    plain = projection.forward
+    bias = getattr(projection, "bias", None) if output else None
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        rows = inst.masks.attention_rows(index) if inst.masks is not None else None
+        return plain(x) if rows is None else _on_rows(plain, x, rows, bias)
+
+    return forward
+
+
 def _layer_forward(inst: Instrumentation, layer: nn.Module, index: int):
     adapter = inst.adapter
     attn = adapter.attention(layer)
@@ -212,10 +242,7 @@ def _layer_forward(inst: Instrumentation, layer: nn.Module, index: int):
     def run_mlp(h: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The MLP term of ``h [B, T, d]``, on every row or on ``rows`` only (:meth:`EdgeMasks.mlp_rows`)."""
         if rows is not None:
-            flat = h.reshape(-1, h.shape[-1])
-            part = run_mlp(flat.index_select(0, rows[0])[None])[0]
-            out = part.new_zeros((flat.shape[0] + 1, part.shape[-1])).index_copy_(0, rows[1], part)
-            return out[:-1].view(h.shape[:-1] + part.shape[-1:])
+            return _on_rows(run_mlp, h, rows)
         h = mlp(pre_mlp(h) if pre_mlp is not None else h)
         return post_mlp(h) if post_mlp is not None else h
 
@@ -260,6 +287,11 @@ def instrument(adapter: Adapter) -> Instrumentation:
         # torch annotates Module.__setattr__'s value as Tensor | Module; other values become plain attributes.
         module._strace = inst  # pyright: ignore[reportArgumentType]
         module._strace_layer = index  # pyright: ignore[reportArgumentType]
+        query = getattr(module, "q_proj", None)  # None where the projections are fused (GPT-2, NeoX, Phi-3)
+        if query is not None:
+            query.forward = _projection_forward(inst, index, query, output=False)
+        out_proj = getattr(module, adapter.family.out_proj)
+        out_proj.forward = _projection_forward(inst, index, out_proj, output=True)
         layer.forward = _layer_forward(inst, layer, index)
     model._strace_instrumentation = inst  # pyright: ignore[reportArgumentType]
     return inst
