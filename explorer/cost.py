@@ -68,23 +68,26 @@ RATES = {
         "fixed_s": 0.04,
     },
     "cpu": {
-        "flops": 4.0e10,
-        "attention_s_per_entry": 0.0,
+        "flops": 3.3e11,
+        "attention_s_per_entry": 1.7e-8,
         "launch_s_per_layer": 2.0e-4,
         "search_s_per_edge": 1.0e-7,
         "device_search_s_per_edge": 1.0e-7,
         "device_search_s_per_level": 0.0,
-        "fixed_s": 0.5,
+        "fixed_s": 0.05,
     },
 }
-"""Throughputs by device type: FLOP/s of the masked passes; seconds per attention entry (batch x head x
-T x T, per layer) of their elementwise work (the softmax, the keeps: memory-bound, it holds the passes of a
-small model on a long prompt; on the CPU it is in the FLOP rate); seconds per layer and pass of overhead;
+"""Throughputs by device type: FLOP/s of the masked passes (counted as if every row were computed: the
+rows a subgraph removes, which the passes skip, are in the rate); seconds per attention entry (subgraph x
+head x T x T, per layer) of their elementwise work (the softmax, the keeps: memory-bound, it holds the
+passes of a small model on a long prompt); seconds per layer and pass of overhead;
 seconds per edge of each search (greedy, random control) by the heap search and by the device search
 (with the orders' copy to the host), and per level of the device search (its small operations, two
 rounds); and a fixed cost (forward pass, metrics). The GPU's fitted to the 0.6B shape at 2,048 tokens and
 the 8B shape at 1,024 and 2,048 (the long prompts), and to the eager traces of 48 tokens (the fixed and
-per-layer costs) (bench/RESULTS.md, "Long prompts: the 8B shape at 2,048 tokens")."""
+per-layer costs) (bench/RESULTS.md, "Long prompts: the 8B shape at 2,048 tokens"); the CPU's to the
+embedded model's traces of 43-215 tokens on two cores, with and without controls (within 20%; "The CPU's
+passes on the rows they keep")."""
 
 
 @dataclass(frozen=True)
@@ -195,11 +198,11 @@ def estimate_cost(
     }
     peak_stage = max(stages, key=lambda k: stages[k])
     rate = RATES[kind]
-    flops_per_pass = 2 * shape.n_params * batch * T + 4 * batch * shape.n_layers * shape.hidden * T * T
-    passes_s = n_passes * (
-        flops_per_pass / rate["flops"]
-        + shape.n_layers * rate["launch_s_per_layer"]
-        + rate["attention_s_per_entry"] * batch * shape.n_heads * shape.n_layers * T * T
+    flops_per_subgraph = 2 * shape.n_params * T + 4 * shape.n_layers * shape.hidden * T * T
+    passes_s = (
+        n_specs
+        * (flops_per_subgraph / rate["flops"] + rate["attention_s_per_entry"] * shape.n_heads * shape.n_layers * T * T)
+        + n_passes * shape.n_layers * rate["launch_s_per_layer"]
     )
     search_s = E * rate["device_search_s_per_edge" if on_device else "search_s_per_edge"] * orders
     if on_device:

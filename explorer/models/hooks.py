@@ -6,7 +6,9 @@ transformers' attention interface. With no masks set, logits are bit-identical t
 attention. Two hooks into that computation, both held by :class:`Instrumentation`:
 
 - ``recorder``: a list that receives one :class:`LayerRecord` per layer (batch element 0);
-- ``masks``: an :class:`EdgeMasks` giving, per layer, 0/1 keep-multipliers for a batch of subgraphs.
+- ``masks``: an :class:`EdgeMasks` giving, per layer, 0/1 keep-multipliers for a batch of subgraphs, and
+  the rows that a batch's MLPs and attention projections are computed on where it skips the others
+  (the attention's query and output projections are wrapped for that).
 
 Masking follows METHOD.md section 4: post-softmax attention probabilities are multiplied by 0 (no
 renormalisation); MLP and residual terms are multiplied by 0. Multiplying by 1 is exact, so the full
