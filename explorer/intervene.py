@@ -250,7 +250,7 @@ class RankMasks:
     :class:`EdgeRanks` as ``rank < n_keep`` (no mask is stored for the whole graph).
 
     The residual and MLP keeps of every layer are computed at once (``[L, B, T, 1]``), the attention keeps
-    for as many layers at a time as fit in ``block_bytes`` (``[k, B, H, T, T]``; at least one layer), so
+    for as many layers at a time as fit in ``block_bytes`` (``[k, B, H, T, T]`` bool; at least one layer), so
     a layer's masks cost a few kernel launches for the whole model rather than a few per layer. Every
     mask is exactly 0 or 1, so the block size changes no result. Where the batch's
     :attr:`BatchColumns.mlp_rows` is set, the MLP keeps come as the kept rows (:meth:`mlp_rows`) instead
@@ -286,17 +286,20 @@ class RankMasks:
         else:
             self._rows = kept_rows(keep_mlp.flatten(1), columns.mlp_rows)
         L, H, T = ranks.attention.shape[1:4]
-        per_layer = len(self.n_keep) * H * T * T * (torch.finfo(dtype).bits // 8 + 1)
+        per_layer = len(self.n_keep) * H * T * T  # bool
         self.block_layers = max(1, min(L, block_bytes // per_layer))
         self._block: tuple[int, torch.Tensor] | None = None  # (first layer, [k, B, H, T, T])
         self._attention_rows: tuple[int, tuple[torch.Tensor, torch.Tensor] | None] | None = None
 
-    def _keep(self, table: torch.Tensor, layers: slice, invertible: bool, always: torch.Tensor | None) -> torch.Tensor:
-        """``table [O, L, ...]`` -> keep-multipliers ``[k, B, ...]`` for the ``k`` layers of ``layers``."""
+    def _keep(
+        self, table: torch.Tensor, layers: slice, invertible: bool, always: torch.Tensor | None, as_bool: bool = False
+    ) -> torch.Tensor:
+        """``table [O, L, ...]`` -> keep-multipliers ``[k, B, ...]`` for the ``k`` layers of ``layers``, in
+        the activations' dtype or, ``as_bool``, as bool (a product promotes it to exactly 0 or 1)."""
         keep = keep_below(table, self.columns, invertible, layers)
         if always is not None:
             keep |= always.view((1, -1) + (1,) * (keep.dim() - 2))
-        return keep.to(self.dtype)
+        return keep if as_bool else keep.to(self.dtype)
 
     def attention(self, layer: int) -> torch.Tensor | None:
         if self.all_attention:
@@ -304,7 +307,7 @@ class RankMasks:
         if self._block is None or not 0 <= layer - self._block[0] < len(self._block[1]):
             self._block = None  # free the previous block first
             layers = slice(layer, layer + self.block_layers)
-            self._block = (layer, self._keep(self.ranks.attention, layers, True, self.keep_attention))
+            self._block = (layer, self._keep(self.ranks.attention, layers, True, self.keep_attention, as_bool=True))
         return self._block[1][layer - self._block[0]]
 
     def residual_attn(self, layer: int) -> torch.Tensor | None:

@@ -131,7 +131,8 @@ def test_mlps_on_the_kept_rows_only_equal_masked_mlps(family):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_scaled_sums_in_one_kernel_are_bit_identical(dtype):
-    """``base + t * keep`` (one addcmul) equals ``t * keep`` then ``+ base``, signs of zero included."""
+    """``base + t * keep`` (one addcmul) equals ``t * keep`` then ``+ base``, signs of zero included; and
+    ``t`` times a bool keep equals ``t`` times its 0/1 values."""
     from explorer.models.hooks import _add_scaled
 
     g = torch.Generator().manual_seed(0)
@@ -141,6 +142,10 @@ def test_scaled_sums_in_one_kernel_are_bit_identical(dtype):
     expected = t * keep + base
     got = _add_scaled(base, t, keep)
     assert torch.equal(got, expected) and torch.equal(got.signbit(), expected.signbit())
+    # the attention's keeps come as bool: a product promotes them to exactly 0 or 1
+    by_bool, by_value = t * keep.bool(), t * keep
+    assert by_bool.dtype == dtype and torch.equal(by_bool, by_value)
+    assert torch.equal(by_bool.signbit(), by_value.signbit())
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -66,7 +66,8 @@ class PassReplay(Protocol):
 
 
 class EdgeMasks(Protocol):
-    """Keep-multipliers (0 or 1, activations' dtype) for a batch of ``B`` subgraphs, layer by layer.
+    """Keep-multipliers (0 or 1, activations' dtype; the attention's may be bool, which a product promotes
+    to exactly 0 or 1) for a batch of ``B`` subgraphs, layer by layer.
 
     Each method returns ``None`` when every edge of that kind is kept in every batch element.
     """
