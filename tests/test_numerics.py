@@ -287,3 +287,30 @@ def test_mask_semantics_against_plain_module_hooks():
             for h in handles:
                 h.remove()
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_passes_skip_rows_exactly_only_where_shapes_need_not_repeat(monkeypatch):
+    """On the CPU (nothing recorded) a batch's layers run on their own rows; where passes may be recorded
+    (CUDA), eager passes keep a recorded one's shapes: one padded capacity, the attention on every row."""
+    from explorer import intervene
+
+    lm, _ = tiny_loaded("llama")
+    layout = EdgeLayout(lm.adapter.n_layers, lm.adapter.n_heads, IDS.shape[1])
+    ranks = EdgeRanks.from_orders(layout, [_random_order(layout, 9)], "cpu")
+    specs = [MaskSpec(layout.n_edges // 8), MaskSpec(layout.n_edges // 3)]
+    seen = []
+    plain = intervene.masked_pass
+
+    def recording(inst, input_ids, masks, positions=None):
+        seen.append(masks)
+        return plain(inst, input_ids, masks, positions)
+
+    monkeypatch.setattr(intervene, "masked_pass", recording)
+    for repeat in (False, True):
+        monkeypatch.setattr(intervene, "shapes_repeat", lambda device: repeat)
+        masked_logits(lm.instrumentation, IDS, ranks, specs, batch_size=2, mlp_rows=kept_mlp_rows(ranks, specs))
+        columns = seen[-1].columns
+        assert columns.exact != repeat
+        assert columns.mlp_rows is not None and (len(set(columns.mlp_rows)) == 1) == repeat
+        skipped = [seen[-1].attention_rows(l) is not None for l in range(layout.n_layers)]
+        assert any(skipped) != repeat
