@@ -207,14 +207,18 @@ class Adapter:
     def final_norm(self) -> nn.Module:
         return _get(self.model, self.family.final_norm)
 
+    def out_proj(self, layer: nn.Module) -> nn.Module:
+        """The attention's output projection module (a ``Linear``, or GPT-2's ``Conv1D``)."""
+        return _get(self.attention(layer), self.family.out_proj)
+
     def out_proj_weight(self, layer: nn.Module) -> torch.Tensor:
         """The attention output projection as ``[d, H * Dh]`` (``y = W @ concat_h(v_h)``)."""
-        weight = _weight(_get(self.attention(layer), self.family.out_proj))
+        weight = _weight(self.out_proj(layer))
         return weight.t() if self.family.conv1d_out_proj else weight
 
     def out_proj_bias(self, layer: nn.Module) -> torch.Tensor | None:
         """The attention output projection's bias ``[d]`` (not an edge of the graph), or ``None``."""
-        return getattr(_get(self.attention(layer), self.family.out_proj), "bias", None)
+        return getattr(self.out_proj(layer), "bias", None)
 
     def norm_gain(self, norm: nn.Module) -> torch.Tensor:
         """The norm's elementwise gain ``gamma`` as float32 ``[d]``."""

@@ -293,7 +293,7 @@ def instrument(adapter: Adapter) -> Instrumentation:
         query = getattr(module, "q_proj", None)  # None where the projections are fused (GPT-2, NeoX, Phi-3)
         if query is not None:
             query.forward = _projection_forward(inst, index, query, output=False)
-        out_proj = getattr(module, adapter.family.out_proj)
+        out_proj = adapter.out_proj(layer)
         out_proj.forward = _projection_forward(inst, index, out_proj, output=True)
         layer.forward = _layer_forward(inst, layer, index)
     model._strace_instrumentation = inst  # pyright: ignore[reportArgumentType]
