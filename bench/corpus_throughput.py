@@ -120,8 +120,7 @@ def main() -> None:
             eager = run.endswith("e")
             workers, batch = (int(x) for x in run.removesuffix("e").split("x"))
             pass_graphs.disable(lm.instrumentation)
-            if not eager:
-                pass_graphs.enable(lm.instrumentation, lm.device)
+            graphs = None if eager else pass_graphs.enable(lm.instrumentation, lm.device)
             settings = Settings(controls=True, max_tokens=256, batch_size=batch)
             folder = Path(tmp) / run
             with Utilisation() as gpu:
@@ -136,6 +135,7 @@ def main() -> None:
                 f"{workers} worker(s), batch {batch}{', eager' if eager else ''}: {summary.traced} prompts in "
                 f"{summary.trace_seconds:.1f} s = "
                 f"{summary.traced / summary.trace_seconds:.2f} prompts/s; GPU utilisation {gpu.mean:.0f}%; "
+                f"{'' if graphs is None else f'{graphs.captures} captures, {graphs.replays} replays; '}"
                 f"rows: {agreement}",
                 flush=True,
             )
