@@ -232,17 +232,16 @@ def keep_below(
 def kept_rows(keep: torch.Tensor, capacities: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``keep [L, N]`` (layer ``l`` keeping at most ``capacities[l]`` rows) -> per layer ``(read, write)``,
     each ``[capacities[l]]`` int64: its kept rows in ascending order, then padding (``read``: row 0;
-    ``write``: ``N``, a row past the end). Fixed shapes, no host sync: a captured pass can build them."""
-    N = keep.shape[1]
-    index = keep.cumsum(1) - 1
-    row = torch.arange(N, device=keep.device)
-    out = []
-    for layer, capacity in enumerate(capacities):
-        slot = torch.where(keep[layer], index[layer], capacity)
-        read = torch.zeros(capacity + 1, dtype=torch.long, device=keep.device).scatter_(0, slot, row)
-        write = torch.full((capacity + 1,), N, dtype=torch.long, device=keep.device).scatter_(0, slot, row)
-        out.append((read[:capacity], write[:capacity]))
-    return out
+    ``write``: ``N``, a row past the end). Fixed shapes, no host sync: a captured pass can build them. Every
+    layer's at once (a few kernels for the model, not a few per layer): the rows of ``[L, max + 1]`` tables,
+    whose last column takes the rows a layer does not keep."""
+    L, N = keep.shape
+    width = max(capacities)
+    slot = torch.where(keep, keep.cumsum(1) - 1, width)
+    row = torch.arange(N, device=keep.device).expand(L, N)
+    read = torch.zeros((L, width + 1), dtype=torch.long, device=keep.device).scatter_(1, slot, row)
+    write = torch.full((L, width + 1), N, dtype=torch.long, device=keep.device).scatter_(1, slot, row)
+    return [(read[layer, :capacity], write[layer, :capacity]) for layer, capacity in enumerate(capacities)]
 
 
 class RankMasks:

@@ -14,8 +14,10 @@ orders:
   (copied in by each call) and the batch's :class:`~explorer.intervene.BatchColumns` (refilled per
   batch); it writes its logits into one ``[B, V]`` buffer per batch size, which every graph shares;
 - every graph allocates from one memory pool, and nothing a graph allocates outlives its replay, so the
-  pool holds about one pass's activations; inside a graph the attention masks are built a layer at a
-  time (a block of layers is only a way to save launches).
+  pool holds about one pass's activations and one block of its attention masks: inside a graph they are
+  built for as many layers at a time as fit in :data:`RECORDED_BLOCK_BYTES` (every layer of a short
+  prompt), a few launches for the model rather than a few (up to a dozen, in a batch of several orders)
+  per layer.
 
 A replay runs the eager pass's kernels on the same shapes and the masks are exactly 0 or 1 however they
 are built, so its logits are the eager pass's bit for bit (``python -m bench.gpu_bench --graphs`` checks
@@ -46,6 +48,7 @@ MAX_RANK_BYTES = 1 << 26  # a length's ranks (all orders); longer prompts are no
 MAX_STATIC_BYTES = 1 << 29  # the ranks and ids of every length kept; apart from them, the recorded graphs' outputs
 MAX_GRAPHS = 256  # a corpus of 40-word windows: ~18 lengths x up to 6 batch structures
 MAX_FORWARDS = 32  # recorded passes and graphs (one per length and weighting)
+RECORDED_BLOCK_BYTES = 1 << 27  # a recorded pass's attention masks at a time (8B shape, 48 tokens, batch 32: 75 MB)
 
 
 _DEVICE_WIDE = threading.Lock()
@@ -306,7 +309,7 @@ class PassGraphs:
         out = self._outs[columns.values.shape[1]]
 
         def run() -> None:
-            masks = RankMasks(length.ranks, columns, dtype, block_bytes=0)
+            masks = RankMasks(length.ranks, columns, dtype, block_bytes=RECORDED_BLOCK_BYTES)
             out.copy_(masked_pass(self.inst, length.ids, masks))
 
         recorded = self._capture_or_stop(run)

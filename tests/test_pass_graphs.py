@@ -105,6 +105,35 @@ def test_a_structure_is_run_eagerly_once_then_recorded(lm):
     assert torch.equal(second, masked_logits(inst, ids, _ranks(layout, 1), specs, batch_size=2))
 
 
+@pytest.mark.parametrize("block_bytes", [1, pass_graphs.RECORDED_BLOCK_BYTES])
+def test_recorded_passes_build_their_attention_masks_a_block_of_layers_at_a_time(lm, monkeypatch, block_bytes):
+    """A recorded pass builds the attention masks of as many layers at once as fit (every layer of a short
+    prompt: a few launches for the model); a block of any size replays the eager logits exactly."""
+    monkeypatch.setattr(pass_graphs, "RECORDED_BLOCK_BYTES", block_bytes)
+    blocks = []
+
+    class Counted(intervene.RankMasks):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if "block_bytes" in kwargs:  # a recorded pass's (an eager one takes the default)
+                blocks.append(self.block_layers)
+
+    monkeypatch.setattr(pass_graphs, "RankMasks", Counted)
+    inst = lm.instrumentation
+    layout = _layout(lm, 7)
+    ids = torch.arange(7)[None]
+    specs = _specs(layout, 3)  # several orders per batch, inverses, kept kinds
+    calls = [(ids, _ranks(layout, seed), specs) for seed in range(3)]
+    eager = [masked_logits(inst, *call, batch_size=5) for call in calls]
+    graphs = pass_graphs.enable(inst, torch.device("cpu"), rerun_capture)
+    assert graphs is not None
+    for call, expected in zip(calls, eager):
+        assert torch.equal(masked_logits(inst, *call, batch_size=5), expected)
+    assert graphs.replays > 0 and blocks
+    assert set(blocks) == {1 if block_bytes == 1 else layout.n_layers}
+    assert layout.n_layers > 1  # so that a block of every layer is more than one layer
+
+
 def test_caps_drop_the_least_recent_lengths_and_results_stay_equal(lm, monkeypatch):
     monkeypatch.setattr(pass_graphs, "MAX_GRAPHS", 2)
     inst = lm.instrumentation
