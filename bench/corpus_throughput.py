@@ -3,6 +3,7 @@ several worker counts and batch sizes, the GPU's utilisation while it runs, and 
 
     python -m bench.corpus_throughput --model llama-3.1-8b --prompts 200 --runs 1x32,2x32,2x162
     python -m bench.corpus_throughput --prompts 100 --runs 1x32e,1x32,2x32
+    python -m bench.corpus_throughput --prompts 400 --runs 2x162,3x162
 
 
 The prompts have the token counts of the shipped forty-word Bible windows (``smollm2-135m-kjv40``: the
@@ -39,10 +40,12 @@ WINDOWS = Path(__file__).resolve().parent.parent / "explorer" / "data" / "result
 
 
 def window_lengths(n: int) -> list[int]:
-    """The token counts of the first ``n`` shipped forty-word windows (one row per prompt and mode)."""
+    """The token counts of the first ``n`` shipped forty-word windows (one row per prompt and mode); past
+    the 200 shipped, their counts again in the same order (a longer corpus of the same lengths)."""
     table = pq.read_table(WINDOWS / "part-00000.parquet", columns=["prompt_index", "n_tokens"])
     by_prompt = dict(zip(table.column("prompt_index").to_pylist(), table.column("n_tokens").to_pylist()))
-    return [by_prompt[i] for i in sorted(by_prompt)][:n]
+    lengths = [by_prompt[i] for i in sorted(by_prompt)]
+    return [lengths[i % len(lengths)] for i in range(n)]
 
 
 def id_corpus(lengths: list[int], vocab: int) -> Corpus:
