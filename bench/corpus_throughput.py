@@ -86,7 +86,9 @@ def compare(a, b) -> str:
     if a.equals(b):
         return "identical"
     floats = [c for c in a.columns if a[c].dtype.kind == "f"]
-    same_rest = a.drop(columns=floats).astype(str).equals(b.drop(columns=floats).astype(str))
+    rest_a, rest_b = a.drop(columns=floats).astype(str), b.drop(columns=floats).astype(str)
+    counts = {c: int((rest_a[c] != rest_b[c]).sum()) for c in rest_a.columns}
+    differing = [f"{c} ({n} rows)" for c, n in counts.items() if n]
     worst, where = 0.0, ""
     nan_moved = []
     for c in floats:
@@ -97,7 +99,7 @@ def compare(a, b) -> str:
         gap = float(np.abs(x[both] - y[both]).max(initial=0.0))
         worst, where = (gap, c) if gap > worst else (worst, where)
     moved = f"; NaN in other places: {', '.join(nan_moved)}" if nan_moved else ""
-    rest = "other columns equal" if same_rest else "OTHER COLUMNS DIFFER"
+    rest = f"OTHER COLUMNS DIFFER: {', '.join(differing)}" if differing else "other columns equal"
     return f"{rest}; largest float difference {worst:.2e} ({where}){moved}"
 
 
