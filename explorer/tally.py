@@ -49,15 +49,11 @@ class OrderTally:
         self._at: dict[int, np.ndarray] = {}  # bound -> counts of each code
 
     def add(self, codes: torch.Tensor) -> None:
-        """Count the codes of the order's next edges (:func:`kind_codes`; on any device: one copy back)."""
+        """Count the codes of the order's next edges (:func:`kind_codes`; on the host, or on a device: one
+        copy back)."""
         start, end = self.counted, self.counted + len(codes)
         cuts = [n for n in self.bounds[self._next :] if n <= end]
-        width, dev = self.n_layers + 2, codes.device
-        ends = torch.tensor([n - start for n in cuts], device=dev)
-        segment = torch.searchsorted(ends, torch.arange(len(codes), device=dev), right=True)  # cuts passed
-        counts = torch.zeros((len(cuts) + 1) * width, dtype=torch.long, device=dev)
-        counts.scatter_add_(0, segment * width + codes, torch.ones_like(codes))
-        counted = counts.view(-1, width).cpu().numpy()  # the only wait for the device
+        counted = segment_counts(codes, [n - start for n in cuts], self.n_layers + 2)
         for n, part in zip(cuts, counted):
             self._running += part
             self._at[n] = self._running.copy()
@@ -70,3 +66,26 @@ class OrderTally:
         has been reached)."""
         at = self._at[n] if n else np.zeros(self.n_layers + 2, dtype=np.int64)
         return int(at[0]), at[1:-1], int(at[-1])
+
+
+def segment_counts(codes: torch.Tensor, ends: list[int], width: int) -> np.ndarray:
+    """``[len(ends) + 1, width]``: the counts of each code in ``codes [N]`` before ``ends[0]``, then from
+    each end to the next, then after the last (``ends``: ascending, at most ``N``; a negative one as 0).
+    On the host a bincount per segment (a third of the scatter-add's time there); on a device one
+    scatter-add (its bincount waits for the device twice per call)."""
+    return (host_segment_counts if codes.device.type == "cpu" else device_segment_counts)(codes, ends, width)
+
+
+def host_segment_counts(codes: torch.Tensor, ends: list[int], width: int) -> np.ndarray:
+    """:func:`segment_counts` of host ``codes``, a bincount per segment."""
+    bounds = [0] + [max(n, 0) for n in ends] + [len(codes)]
+    return np.stack([np.bincount(codes[a:b].numpy(), minlength=width) for a, b in zip(bounds, bounds[1:])])
+
+
+def device_segment_counts(codes: torch.Tensor, ends: list[int], width: int) -> np.ndarray:
+    """:func:`segment_counts` in one scatter-add on ``codes``' device, and one copy back."""
+    dev = codes.device
+    segment = torch.searchsorted(torch.tensor(ends, device=dev), torch.arange(len(codes), device=dev), right=True)
+    counts = torch.zeros((len(ends) + 1) * width, dtype=torch.long, device=dev)
+    counts.scatter_add_(0, segment * width + codes, torch.ones_like(codes))
+    return counts.view(-1, width).cpu().numpy()  # the only wait for the device

@@ -20,7 +20,7 @@ from explorer.orders import GreedyOrder, greedy_search, search_graph
 from explorer.passes import batch_bounds, plan_passes
 from explorer.results import Settings
 from explorer.search import HeapSearch, prepare_search, run_search, strata_edges
-from explorer.tally import OrderTally, csr_codes, kind_codes
+from explorer.tally import OrderTally, csr_codes, device_segment_counts, host_segment_counts, kind_codes
 from explorer.trace import trace_modes, trace_prompt
 from tests.helpers import IDS, record, tiny_loaded
 from tests.reference import heap_greedy_order
@@ -200,6 +200,18 @@ def test_the_edges_below_each_stratum_are_counted_by_kind_and_layer():
         assert attention == int(kinds(ranks.attention).sum())
         assert mlp.tolist() == kinds(ranks.mlp).tolist()  # [L]
         assert residual == int((kinds(ranks.residual_attn) + kinds(ranks.residual_mlp)).sum())
+
+
+@pytest.mark.parametrize("count", [host_segment_counts, device_segment_counts])
+def test_segment_counts_count_each_code_between_the_ends(count):
+    """The host's bincounts and the device's scatter-add (run here on the host) against a plain count:
+    ends at 0, repeated, negative and at the end."""
+    codes = torch.from_numpy(np.random.default_rng(3).integers(0, 6, 50))
+    for ends in ([], [0], [7, 7, 20], [-4, 3, 50], [50]):
+        expect = np.zeros((len(ends) + 1, 6), dtype=np.int64)
+        for i, code in enumerate(codes.tolist()):
+            expect[sum(n <= i for n in ends), code] += 1  # the segment: the ends passed
+        np.testing.assert_array_equal(count(codes, ends, 6), expect)
 
 
 def test_kind_codes_follow_the_edges_kinds_and_layers():
