@@ -34,11 +34,13 @@ def main() -> None:
     codes = torch.from_numpy(np.random.default_rng(0).integers(0, args.layers + 2, args.edges))
     bounds = sorted(set(np.geomspace(1, args.edges, 27).astype(int).tolist()))
     host = tally.host_segment_counts
-    for name, counter in (("bincount per segment", host), ("scatter-add", tally.device_segment_counts)):
-        tally.host_segment_counts = counter  # what OrderTally.add uses for host codes
-        times = [count_once(codes, bounds, args.layers, 200_000) for _ in range(args.repeats)]
-        print(f"{name}: median {np.median(times) * 1e3:.1f} ms (of {args.repeats})")
-    tally.host_segment_counts = host
+    try:
+        for name, counter in (("bincount per segment", host), ("scatter-add", tally.device_segment_counts)):
+            tally.host_segment_counts = counter  # what OrderTally.add uses for host codes
+            times = [count_once(codes, bounds, args.layers, 200_000) for _ in range(args.repeats)]
+            print(f"{name}: median {np.median(times) * 1e3:.1f} ms (of {args.repeats})")
+    finally:
+        tally.host_segment_counts = host
 
 
 if __name__ == "__main__":

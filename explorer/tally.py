@@ -71,15 +71,15 @@ class OrderTally:
 def segment_counts(codes: torch.Tensor, ends: list[int], width: int) -> np.ndarray:
     """``[len(ends) + 1, width]``: the counts of each code in ``codes [N]`` before ``ends[0]``, then from
     each end to the next, then after the last (``ends``: ascending, at most ``N``; a negative one as 0).
-    On the host a bincount per segment (a third of the scatter-add's time there); on a device one
-    scatter-add (its bincount waits for the device twice per call)."""
+    On the host a bincount per segment (several times faster there than the scatter-add,
+    bench/RESULTS.md); on a device one scatter-add (its bincount waits for the device twice per call)."""
     return (host_segment_counts if codes.device.type == "cpu" else device_segment_counts)(codes, ends, width)
 
 
 def host_segment_counts(codes: torch.Tensor, ends: list[int], width: int) -> np.ndarray:
     """:func:`segment_counts` of host ``codes``, a bincount per segment."""
-    bounds = [0] + [max(n, 0) for n in ends] + [len(codes)]
-    return np.stack([np.bincount(codes[a:b].numpy(), minlength=width) for a, b in zip(bounds, bounds[1:])])
+    values, bounds = codes.numpy(), [0] + [max(n, 0) for n in ends] + [len(codes)]
+    return np.stack([np.bincount(values[a:b], minlength=width) for a, b in zip(bounds, bounds[1:])])
 
 
 def device_segment_counts(codes: torch.Tensor, ends: list[int], width: int) -> np.ndarray:
